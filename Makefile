@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: MIT
+# pagemove: plain Make, as liburing. Outputs go under $(B) (build/ by default;
+# SAN=1 builds an ASan+UBSan tree in build-san/).
+
+NAME      := pagemove
+VERSION   := 0.1.0
+SOVERSION := 0
+PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+INCDIR    ?= $(PREFIX)/include
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+
+CC        ?= gcc
+CFLAGS    ?= -O2 -g
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iinclude
+LDLIBS    := -lnuma -pthread
+
+ifeq ($(SAN),1)
+B         ?= build-san
+override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override LDFLAGS += -fsanitize=address,undefined
+else
+B         ?= build
+endif
+
+LIB_SRCS  := $(wildcard src/*.c)
+LIB_OBJS  := $(LIB_SRCS:src/%.c=$(B)/src/%.o)
+LIB_SOBJS := $(LIB_SRCS:src/%.c=$(B)/src/%.os)
+HDRS      := include/pagemove.h $(wildcard src/*.h)
+
+TOOL_SRCS := $(wildcard tools/*.c)
+TOOL_HDRS := $(wildcard tools/*.h)
+TEST_SRCS := $(wildcard tests/t_*.c)
+TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
+TEST_HELPERS := $(B)/tests/cli_child
+
+STATIC_LIB := $(B)/libpagemove.a
+SHARED_LIB := $(B)/libpagemove.so.$(VERSION)
+CLI        := $(B)/pagemove
+
+.PHONY: all lib test test-unit test-san test-numa stress bench demo install clean deps
+
+all: lib $(CLI) $(TESTS) $(TEST_HELPERS) $(B)/pagemove.pc
+
+lib: $(STATIC_LIB) $(SHARED_LIB)
+
+deps:
+	@sh scripts/deps.sh build
+
+$(B)/src/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fvisibility=hidden -c -o $@ $<
+
+$(B)/src/%.os: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+$(STATIC_LIB): $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_SOBJS) src/libpagemove.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libpagemove.so.$(SOVERSION) \
+		-Wl,--version-script=src/libpagemove.map -o $@ $(LIB_SOBJS) $(LDLIBS)
+	ln -sf libpagemove.so.$(VERSION) $(B)/libpagemove.so.$(SOVERSION)
+	ln -sf libpagemove.so.$(VERSION) $(B)/libpagemove.so
+
+$(CLI): $(TOOL_SRCS) $(TOOL_HDRS) $(STATIC_LIB)
+	$(CC) $(CFLAGS) -Itools $(LDFLAGS) -o $@ $(TOOL_SRCS) $(STATIC_LIB) $(LDLIBS) -lm
+
+$(B)/tests/%: tests/%.c tests/harness.h $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
+
+$(B)/tests/cli_child: tests/cli_child.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+$(B)/pagemove.pc: pagemove.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# `make test`: the suite, then the same suite under ASan+UBSan, then the
+# multi-node NUMA guest. Each step installs what it is missing (as root).
+test: deps
+	$(MAKE) all
+	sh tests/run.sh $(B)
+	$(MAKE) SAN=1 all
+	sh tests/run.sh build-san
+	$(MAKE) test-numa
+
+test-unit: deps all
+	sh tests/run.sh $(B)
+
+test-san: deps
+	$(MAKE) SAN=1 all
+	sh tests/run.sh build-san
+
+test-numa: deps
+	@if [ -x tests/numa/run-suite.sh ]; then sh tests/numa/run-suite.sh; \
+	else echo "test-numa: tests/numa/run-suite.sh missing"; exit 1; fi
+
+stress: deps all
+	PMV_STRESS=1 sh tests/run.sh $(B)
+
+bench: deps all
+	$(CLI) bench
+
+demo: deps all
+	$(CLI) demo
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) \
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 include/pagemove.h $(DESTDIR)$(INCDIR)/
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	ln -sf libpagemove.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpagemove.so.$(SOVERSION)
+	ln -sf libpagemove.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpagemove.so
+	install -m 644 $(B)/pagemove.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
+	for m in man/*.1; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done; true
+	for m in man/*.3; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man3/; done; true
+
+clean:
+	rm -rf build build-san

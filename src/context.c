@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Context: creation and teardown, the fork quiesce, error text, version,
+ * and the /proc/self/pagemap and move_pages(2) probes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <numaif.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+static __thread char errmsg[256];
+
+int _pmv_set_errmsg(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+PMV_API const char *pmv_errmsg(void)
+{
+	return errmsg;
+}
+
+PMV_API const char *pmv_strerror(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case 0: return "success";
+	case EFAULT: return "not in a managed region";
+	case ENOENT: return "page never touched";
+	case EBUSY: return "page in use, could not be moved";
+	case ENOMEM: return "target tier full or out of pool pages";
+	case EACCES: return "page shared with another process";
+	case EINVAL: return "invalid argument or no such tier";
+	case EIO: return "page not on its tier's node, or not all pages moved";
+	case ECHILD: return "context belongs to the parent process";
+	case ENODEV: return "NUMA node missing or without memory";
+	case EOPNOTSUPP: return "kernel lacks a required userfaultfd feature";
+	case EPERM: return "userfaultfd not permitted";
+	case E2BIG: return "too many pages";
+	default: return strerror(err < 0 ? -err : err);
+	}
+}
+
+PMV_API int pmv_version_major(void) { return PMV_VERSION_MAJOR; }
+PMV_API int pmv_version_minor(void) { return PMV_VERSION_MINOR; }
+PMV_API const char *pmv_version(void)
+{
+	return STR(PMV_VERSION_MAJOR) "." STR(PMV_VERSION_MINOR);
+}
+
+static uint64_t pagemap_entry(pmv_ctx *ctx, uintptr_t addr)
+{
+	uint64_t e = 0;
+
+	if (pread(ctx->pagemap_fd, &e, sizeof(e), (addr / PMV_SIZE_4K) * sizeof(e)) != sizeof(e))
+		return 0;
+	return e;
+}
+
+bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr)
+{
+	uint64_t e = pagemap_entry(ctx, addr);
+
+	/* Mapped more than once: another process (a fork child) maps it too. */
+	return (e & PM_PRESENT) && !(e & PM_MMAP_EXCLUSIVE);
+}
+
+bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr)
+{
+	/* Present or swapped: anything but an empty PTE. */
+	return pagemap_entry(ctx, addr) & (PM_PRESENT | (1ULL << 62));
+}
+
+int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node)
+{
+	void *p = (void *)addr;
+	int st = -1;
+
+	if (move_pages(0, 1, &p, NULL, &st, 0))
+		return 0;	/* cannot tell: not an error of placement */
+	if (st == node)
+		return 0;
+	return _pmv_set_errmsg(-EIO, "page %p is on node %d, its tier is on node %d",
+			       p, st, node);
+	(void)ctx;
+}
+
+/* ---- fork ------------------------------------------------------------ */
+
+static pthread_mutex_t ctx_list_lock = PTHREAD_MUTEX_INITIALIZER;
+static pmv_ctx *ctx_list;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/*
+ * Quiesce: fork waits until no migration is between write-protect and
+ * remap, so the child's snapshot has no hole and no half-copied page.
+ * Migrations hold fork_lock for reading across that window.
+ */
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&ctx_list_lock);
+	for (pmv_ctx *c = ctx_list; c; c = c->next_ctx)
+		pthread_rwlock_wrlock(&c->fork_lock);
+}
+
+static void atfork_release(void)
+{
+	for (pmv_ctx *c = ctx_list; c; c = c->next_ctx)
+		pthread_rwlock_unlock(&c->fork_lock);
+	pthread_mutex_unlock(&ctx_list_lock);
+}
+
+static void atfork_register(void)
+{
+	pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+}
+
+static void ctx_list_del(pmv_ctx *ctx)
+{
+	pthread_mutex_lock(&ctx_list_lock);
+	for (pmv_ctx **pp = &ctx_list; *pp; pp = &(*pp)->next_ctx) {
+		if (*pp == ctx) {
+			*pp = ctx->next_ctx;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&ctx_list_lock);
+}
+
+/* ---- create / destroy ------------------------------------------------ */
+
+static int env_flag(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && *v && strcmp(v, "0") != 0;
+}
+
+PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
+{
+	pthread_rwlockattr_t ra;
+	pmv_ctx *ctx;
+	int ret;
+
+	errmsg[0] = 0;
+	if (!cfg || !cfg->tiers || !cfg->ntiers || cfg->ntiers > PMV_MAX_TIERS ||
+	    (cfg->flags & ~(PMV_CTX_USER_MODE_ONLY | PMV_CTX_VERIFY))) {
+		_pmv_set_errmsg(-EINVAL, "pmv_create: need 1..%d tiers and known flags",
+				PMV_MAX_TIERS);
+		errno = EINVAL;
+		return NULL;
+	}
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ctx->pid = getpid();
+	ctx->uffd = ctx->pagemap_fd = ctx->stop_fd = -1;
+	ctx->flags = cfg->flags;
+	if (env_flag("PAGEMOVE_VERIFY"))
+		ctx->flags |= PMV_CTX_VERIFY;
+	ctx->copy_threads = cfg->copy_threads;
+	ctx->thp_ok = _pmv_thp_available();
+	pthread_rwlockattr_init(&ra);
+	/* Writers (munmap, fork) must not starve behind a stream of batches. */
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&ctx->regions_lock, &ra);
+	pthread_rwlock_init(&ctx->fork_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+
+	ret = _pmv_tiers_init(ctx, cfg);
+	if (ret)
+		goto fail;
+	ret = _pmv_uffd_open(ctx, cfg->flags & PMV_CTX_USER_MODE_ONLY);
+	if (ret)
+		goto fail;
+	ctx->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (ctx->pagemap_fd < 0) {
+		ret = _pmv_set_errmsg(-errno, "cannot open /proc/self/pagemap: %s",
+				      strerror(errno));
+		goto fail;
+	}
+	ret = _pmv_fault_start(ctx);
+	if (ret)
+		goto fail;
+
+	pthread_once(&atfork_once, atfork_register);
+	pthread_mutex_lock(&ctx_list_lock);
+	ctx->next_ctx = ctx_list;
+	ctx_list = ctx;
+	pthread_mutex_unlock(&ctx_list_lock);
+	return ctx;
+fail:
+	pmv_destroy(ctx);
+	errno = -ret;
+	return NULL;
+}
+
+PMV_API void pmv_destroy(pmv_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	if (ctx->pid != getpid()) {
+		/*
+		 * A fork child: the fault thread and the regions belong to the
+		 * parent. Free only the bookkeeping; the child's copy of the
+		 * managed memory stays as ordinary memory.
+		 */
+		close(ctx->uffd);
+		close(ctx->pagemap_fd);
+		close(ctx->stop_fd);
+		_pmv_regions_forget(ctx);
+		for (unsigned i = 0; i < ctx->ntiers; i++)
+			for (int ps = 0; ps < PMV_PS_NR; ps++) {
+				free(ctx->tiers[i].pool[ps].chunks);
+				free(ctx->tiers[i].pool[ps].clean);
+				free(ctx->tiers[i].pool[ps].dirty);
+				free(ctx->tiers[i].pool[ps].holes);
+			}
+		free(ctx);
+		return;
+	}
+	ctx_list_del(ctx);
+	/* Unmap first: a waiting faulter is woken and sees the unmap. */
+	_pmv_regions_destroy(ctx);
+	_pmv_fault_stop(ctx);
+	_pmv_tiers_destroy(ctx);
+	if (ctx->uffd >= 0)
+		close(ctx->uffd);
+	if (ctx->pagemap_fd >= 0)
+		close(ctx->pagemap_fd);
+	pthread_rwlock_destroy(&ctx->regions_lock);
+	pthread_rwlock_destroy(&ctx->fork_lock);
+	free(ctx);
+}

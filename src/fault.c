@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fault-handler thread. It reads userfaultfd messages and answers every
+ * one, so no faulting thread can hang:
+ *  - MISSING on a page never touched: first touch, a zeroed pool page on a
+ *    tier chosen by policy and capacity;
+ *  - MISSING or WP on a page a migration holds locked: set PG_waiters and
+ *    return; the migration wakes the range when it unlocks;
+ *  - anything stale (the page is back, the region is gone): wake.
+ * It never blocks on a page lock, and it runs with all signals blocked.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Tier order for a first touch: the policy tier, then the rest by index. */
+static int first_touch_tiers(pmv_ctx *ctx, const struct _pmv_page *pg, int *order)
+{
+	int pol = __atomic_load_n(&pg->pol_tier, __ATOMIC_RELAXED);
+	int n = 0;
+
+	order[n++] = pol;
+	if (_pmv_page_flags(pg) & PG_bind)
+		return n;
+	for (unsigned t = 0; t < ctx->ntiers; t++)
+		if ((int)t != pol)
+			order[n++] = t;
+	return n;
+}
+
+/*
+ * Place a zeroed page at a locked descriptor. Also used when PG_present is
+ * set but the page may have been discarded (MADV_DONTNEED): -EEXIST then
+ * means it was still there.
+ */
+int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	struct _pmv_region *r = pg->region;
+	uintptr_t addr = _pmv_page_addr(pg);
+	size_t size = (size_t)1 << r->shift;
+	int order[PMV_MAX_TIERS], n, ret;
+	bool clean = false, was_present = _pmv_page_flags(pg) & PG_present;
+	void *slot = NULL;
+	int t = -1;
+
+	n = first_touch_tiers(ctx, pg, order);
+	for (int i = 0; i < n && !slot; i++) {
+		t = order[i];
+		slot = _pmv_pool_take_page(ctx, &ctx->tiers[t], r->ps, true, &clean);
+	}
+	if (!slot)
+		return -ENOMEM;
+	/* No region ever sees another's old data. */
+	if (!clean)
+		memset(slot, 0, size);
+	ret = _pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, true);
+	if (ret) {
+		_pmv_pool_put_page(&ctx->tiers[t], r->ps, slot, true);
+		return ret;
+	}
+	if (was_present) {
+		/* The old page was discarded under us: it is gone, uncharge it. */
+		_pmv_lru_del(ctx, pg);
+		_pmv_tier_uncharge(&ctx->tiers[pg->tier], r->ps, 1);
+	}
+	__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
+	_pmv_page_clear(pg, PG_active | PG_referenced | PG_shared);
+	_pmv_page_set(pg, PG_present | (r->ps == PMV_PS_2M ? PG_huge : 0));
+	_pmv_lru_add(ctx, pg);
+	_pmv_stat_add(&ctx->tiers[t].first_touch, 1);
+	if (t != __atomic_load_n(&pg->pol_tier, __ATOMIC_RELAXED))
+		_pmv_stat_add(&ctx->tiers[t].fallback_in, 1);
+	_pmv_stat_add(&ctx->faults_first_touch, 1);
+	return 0;
+}
+
+/*
+ * A copier faulted on a page it holds locked: the program discarded the
+ * page while it was being copied. Give the address a zeroed page of the
+ * same tier (what a discarded page reads as) so the copy can finish; the
+ * migration then moves that page out as its source.
+ */
+static void rescue_copier(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t addr,
+			  size_t size)
+{
+	int ps = pg->region->ps;
+	int t = __atomic_load_n(&pg->tier, __ATOMIC_RELAXED);
+	bool clean;
+	void *slot = NULL;
+
+	for (unsigned i = 0; i < ctx->ntiers && !slot; i++, t = (t + 1) % ctx->ntiers)
+		slot = _pmv_pool_take_page(ctx, &ctx->tiers[t], ps, true, &clean);
+	if (slot) {
+		if (!clean)
+			memset(slot, 0, size);
+		if (_pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, true)) {
+			_pmv_pool_put_page(&ctx->tiers[t], ps, slot, true);
+		} else {
+			/* The discarded page is gone; the rescue page replaces it. */
+			_pmv_tier_uncharge(&ctx->tiers[pg->tier], ps, 1);
+			if (t != pg->tier) {
+				_pmv_tier_uncharge(&ctx->tiers[t], ps, 1);
+				pthread_mutex_lock(&ctx->tiers[pg->tier].lock);
+				ctx->tiers[pg->tier].resident[ps]++;
+				pthread_mutex_unlock(&ctx->tiers[pg->tier].lock);
+			}
+		}
+	}
+	_pmv_uffd_wake(ctx, addr, size);
+}
+
+static void sigbus_thread(pmv_ctx *ctx, pid_t tid)
+{
+	/* No room on any allowed tier: fail the access as the kernel would. */
+	_pmv_stat_add(&ctx->faults_sigbus, 1);
+	if (tid > 0)
+		syscall(SYS_tgkill, ctx->pid, tid, SIGBUS);
+}
+
+static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
+{
+	uintptr_t fa = msg->arg.pagefault.address;
+	bool wp = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
+	pid_t tid = msg->arg.pagefault.feat.ptid;
+	struct _pmv_region *r;
+	struct _pmv_page *pg;
+	uintptr_t addr;
+	size_t size;
+	int ret;
+
+	_pmv_stat_add(wp ? &ctx->faults_wp : &ctx->faults_missing, 1);
+	pthread_rwlock_rdlock(&ctx->regions_lock);
+	pg = _pmv_addr_to_page(ctx, fa, &r);
+	if (!pg) {
+		/* Not ours any more (unmapped, or a pool): let it retry. */
+		pthread_rwlock_unlock(&ctx->regions_lock);
+		_pmv_uffd_wake(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
+		return;
+	}
+	addr = _pmv_page_addr(pg);
+	size = (size_t)1 << r->shift;
+	while (!_pmv_page_trylock(pg)) {
+		if (!wp && _pmv_is_copier(ctx, tid)) {
+			rescue_copier(ctx, pg, addr, size);
+			goto out;
+		}
+		if (!_pmv_page_wait_or_retry(pg)) {
+			/* The unlocker will see PG_waiters and wake us. */
+			_pmv_stat_add(&ctx->faults_waited, 1);
+			goto out;
+		}
+	}
+	if (wp) {
+		/*
+		 * Nobody migrates this page, so a write-protect left on it is
+		 * stale: clear it, which also wakes the writer.
+		 */
+		_pmv_uffd_wp(ctx, addr, size, false);
+	} else if ((_pmv_page_flags(pg) & PG_present) && _pmv_page_mapped(ctx, addr)) {
+		/* Stale: the migration that made us wait is over. */
+		_pmv_uffd_wake(ctx, addr, size);
+	} else {
+		ret = _pmv_first_touch(ctx, pg);
+		if (ret == -ENOMEM)
+			sigbus_thread(ctx, tid);
+		if (ret)
+			_pmv_uffd_wake(ctx, addr, size);
+	}
+	_pmv_page_unlock(ctx, pg);
+out:
+	pthread_rwlock_unlock(&ctx->regions_lock);
+}
+
+static void *fault_thread(void *arg)
+{
+	pmv_ctx *ctx = arg;
+	struct uffd_msg msgs[64];
+
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = ctx->uffd, .events = POLLIN },
+			{ .fd = ctx->stop_fd, .events = POLLIN },
+		};
+		ssize_t n;
+
+		if (poll(pfd, 2, -1) < 0)
+			continue;
+		if (pfd[1].revents)
+			break;
+		n = read(ctx->uffd, msgs, sizeof(msgs));
+		if (n <= 0)
+			continue;
+		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
+			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+				handle_fault(ctx, &msgs[i]);
+	}
+	return NULL;
+}
+
+int _pmv_fault_start(pmv_ctx *ctx)
+{
+	sigset_t all, old;
+	int ret;
+
+	ctx->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (ctx->stop_fd < 0)
+		return -errno;
+	/* Signals belong to the program's threads, never to ours. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = pthread_create(&ctx->fault_thread, NULL, fault_thread, ctx);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret) {
+		close(ctx->stop_fd);
+		ctx->stop_fd = -1;
+		return -ret;
+	}
+	pthread_setname_np(ctx->fault_thread, "pmv-fault");
+	ctx->fault_running = true;
+	return 0;
+}
+
+void _pmv_fault_stop(pmv_ctx *ctx)
+{
+	uint64_t one = 1;
+
+	if (!ctx->fault_running)
+		return;
+	if (write(ctx->stop_fd, &one, sizeof(one)) != sizeof(one))
+		return;
+	pthread_join(ctx->fault_thread, NULL);
+	ctx->fault_running = false;
+	close(ctx->stop_fd);
+	ctx->stop_fd = -1;
+}

@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal contracts of libpagemove. Everything here is hidden.
+ *
+ * Objects (see docs/DESIGN.md for the full picture):
+ *  - _pmv_page: one per 4 KB or 2 MB page of a region (the kernel's struct
+ *    page). `flags` is atomic; `tier` and `pol_tier` change only under the
+ *    page lock (PG_locked) and may be read racily for stats and queries.
+ *  - _pmv_region: a pmv_mmap() range and its descriptor array. The region
+ *    table is protected by ctx->regions_lock; a region lives while any
+ *    holder of that lock (read) can see it.
+ *  - _pmv_tier: per-tier pools of free pages already on the tier's node,
+ *    capacity accounting (tier->lock) and the LRU lists (tier->lru_lock).
+ *
+ * Lock order (outer first); nothing is ever taken in the other direction:
+ *   ctx->fork_lock (read: migrations; write: fork)
+ *   -> ctx->regions_lock (read: faults, migrations; write: mmap, munmap)
+ *   -> page lock (PG_locked; trylock only, see _pmv_page_trylock)
+ *   -> tier->lru_lock, tier->lock (leaves; never both at once)
+ *
+ * The fault thread never blocks on a page lock: a fault on a locked page
+ * sets PG_waiters and returns; whoever unlocks the page wakes the range.
+ */
+#ifndef PMV_INTERNAL_H
+#define PMV_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "pagemove.h"
+#include "compat.h"
+
+#define PMV_HIDDEN	__attribute__((visibility("hidden")))
+#define PMV_API		__attribute__((visibility("default")))
+
+#define PMV_SHIFT_4K	12
+#define PMV_SHIFT_2M	21
+#define PMV_SIZE_4K	(1UL << PMV_SHIFT_4K)
+#define PMV_SIZE_2M	(1UL << PMV_SHIFT_2M)
+
+/* Index of a page size in per-size arrays. */
+enum { PMV_PS_4K = 0, PMV_PS_2M = 1, PMV_PS_NR = 2 };
+
+static inline size_t _pmv_ps_size(int ps)
+{
+	return ps == PMV_PS_2M ? PMV_SIZE_2M : PMV_SIZE_4K;
+}
+
+/* ---- page descriptor (page.c) ---------------------------------------- */
+
+enum {
+	PG_present	= 1u << 0,	/* a page is mapped at the address */
+	PG_locked	= 1u << 1,	/* owner may change tier/mapping */
+	PG_waiters	= 1u << 2,	/* a fault met PG_locked: wake on unlock */
+	PG_isolated	= 1u << 3,	/* off the LRU for migration */
+	PG_lru		= 1u << 4,	/* on its tier's active/inactive list */
+	PG_active	= 1u << 5,
+	PG_referenced	= 1u << 6,
+	PG_huge		= 1u << 7,	/* 2 MB page (THP) */
+	PG_shared	= 1u << 8,	/* seen shared with another process */
+	PG_bind		= 1u << 9,	/* policy binds to pol_tier */
+};
+
+struct _pmv_region;
+
+struct _pmv_page {
+	_Atomic uint32_t flags;
+	int8_t tier;		/* current tier; valid with PG_present */
+	int8_t pol_tier;	/* preferred or bound tier */
+	uint16_t __pad;
+	struct _pmv_page *lru_prev, *lru_next;	/* under tier->lru_lock */
+	struct _pmv_region *region;
+};
+
+struct _pmv_lru_list {
+	struct _pmv_page head;	/* sentinel; only its links are used */
+	size_t nr;
+};
+
+PMV_HIDDEN bool _pmv_page_trylock(struct _pmv_page *pg);
+PMV_HIDDEN int _pmv_page_lock_timeout(struct _pmv_page *pg, unsigned usec);
+PMV_HIDDEN bool _pmv_page_wait_or_retry(struct _pmv_page *pg);
+PMV_HIDDEN void _pmv_page_unlock(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN uintptr_t _pmv_page_addr(const struct _pmv_page *pg);
+PMV_HIDDEN size_t _pmv_page_size(const struct _pmv_page *pg);
+
+static inline uint32_t _pmv_page_flags(const struct _pmv_page *pg)
+{
+	/* Relaxed: callers either hold the page lock or only want a hint. */
+	return atomic_load_explicit(&pg->flags, memory_order_relaxed);
+}
+
+static inline void _pmv_page_set(struct _pmv_page *pg, uint32_t f)
+{
+	atomic_fetch_or_explicit(&pg->flags, f, memory_order_relaxed);
+}
+
+static inline void _pmv_page_clear(struct _pmv_page *pg, uint32_t f)
+{
+	atomic_fetch_and_explicit(&pg->flags, ~f, memory_order_relaxed);
+}
+
+PMV_HIDDEN void _pmv_lru_init(struct _pmv_lru_list *l);
+PMV_HIDDEN void _pmv_lru_add(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN void _pmv_lru_del(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN bool _pmv_isolate_lru_page(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN void _pmv_putback_lru_page(pmv_ctx *ctx, struct _pmv_page *pg);
+
+/* ---- region (region.c) ----------------------------------------------- */
+
+struct _pmv_region {
+	uintptr_t start;
+	size_t len;
+	unsigned shift;		/* PMV_SHIFT_4K or PMV_SHIFT_2M */
+	int ps;			/* PMV_PS_* */
+	size_t npages;
+	int flags;		/* pmv_mmap() flags */
+	struct _pmv_page *pages;
+};
+
+PMV_HIDDEN struct _pmv_region *_pmv_region_find(pmv_ctx *ctx, uintptr_t addr);
+PMV_HIDDEN struct _pmv_page *_pmv_addr_to_page(pmv_ctx *ctx, uintptr_t addr,
+					       struct _pmv_region **rp);
+PMV_HIDDEN void _pmv_regions_destroy(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_regions_forget(pmv_ctx *ctx);
+PMV_HIDDEN bool _pmv_thp_available(void);
+
+/* ---- tiers and pools (tier.c) ---------------------------------------- */
+
+/*
+ * A pool is a set of page-sized slots in private VMAs registered with the
+ * context's userfaultfd for WP only, so UFFDIO_MOVE accepts them as a
+ * destination and their vm_page_prot matches the regions'. A slot either
+ * holds a page (clean = known zero, or dirty) or is a hole, ready to take a
+ * page moved out of a region.
+ */
+struct _pmv_pool {
+	int ps;
+	void **clean, **dirty, **holes;
+	size_t nclean, ndirty, nholes;
+	size_t cap_clean, cap_dirty, cap_holes;
+	struct { void *base; size_t len; } *chunks;
+	size_t nchunks;
+	size_t high;		/* trim the pool above this many pages */
+};
+
+struct _pmv_tier {
+	int idx;
+	char name[32];
+	int node;
+	size_t capacity;	/* bytes; 0 = unlimited */
+
+	pthread_mutex_t lock;	/* pools and the counters below */
+	struct _pmv_pool pool[PMV_PS_NR];
+	uint64_t resident[PMV_PS_NR];
+
+	pthread_mutex_t lru_lock;
+	struct _pmv_lru_list active, inactive;
+
+	/* statistics: updated with relaxed atomics, read racily */
+	_Atomic uint64_t first_touch, fallback_in, migrate_in, migrate_out;
+	_Atomic uint64_t migrate_bytes_in, verify_errors;
+	_Atomic uint64_t fail[PMV_FAIL_NR];
+};
+
+PMV_HIDDEN int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg);
+PMV_HIDDEN void _pmv_tiers_destroy(pmv_ctx *ctx);
+/* Take a free page and count it resident: NULL if the tier has no room. */
+PMV_HIDDEN void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
+				     bool want_clean, bool *clean);
+/* Give a resident page's slot back to the pool (it now holds the page). */
+PMV_HIDDEN void _pmv_pool_put_page(struct _pmv_tier *t, int ps, void *slot,
+				   bool clean);
+/* A hole to move a page out into; NULL only when VA is exhausted. */
+PMV_HIDDEN void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
+PMV_HIDDEN void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot);
+/* A resident page left the tier without coming to the pool (zap, munmap). */
+PMV_HIDDEN void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n);
+PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
+PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
+
+/* ---- userfaultfd wrappers (uffd.c) ----------------------------------- */
+
+PMV_HIDDEN int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only);
+PMV_HIDDEN int _pmv_uffd_register(pmv_ctx *ctx, void *addr, size_t len,
+				  bool missing);
+PMV_HIDDEN int _pmv_uffd_unregister(pmv_ctx *ctx, void *addr, size_t len);
+PMV_HIDDEN int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, bool wp);
+PMV_HIDDEN int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
+			      size_t len, bool wake);
+PMV_HIDDEN int _pmv_uffd_wake(pmv_ctx *ctx, uintptr_t addr, size_t len);
+
+/* ---- fault handler (fault.c) ----------------------------------------- */
+
+PMV_HIDDEN int _pmv_fault_start(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_fault_stop(pmv_ctx *ctx);
+/* Place a zeroed page at pg (locked, not present): 0, -EEXIST, -ENOMEM. */
+PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg);
+
+/* ---- migration (migrate.c) ------------------------------------------- */
+
+PMV_HIDDEN void _pmv_copier_enter(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_copier_exit(pmv_ctx *ctx);
+PMV_HIDDEN bool _pmv_is_copier(pmv_ctx *ctx, pid_t tid);
+PMV_HIDDEN int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
+			      const int *tiers, int *status, int flags);
+
+/* ---- copy engines (copy.c) ------------------------------------------- */
+
+PMV_HIDDEN void _pmv_copy(pmv_ctx *ctx, void *dst, const void *src, size_t len);
+
+/* ---- context (context.c) --------------------------------------------- */
+
+struct pmv_ctx {
+	pid_t pid;			/* the creator; a fork child differs */
+	unsigned flags;			/* PMV_CTX_* */
+	unsigned mode;			/* PMV_MODE_* */
+	int uffd;
+	int pagemap_fd;			/* /proc/self/pagemap, for sharing */
+	int stop_fd;			/* eventfd that stops the fault thread */
+	pthread_t fault_thread;
+	bool fault_running;
+
+	unsigned ntiers;
+	struct _pmv_tier tiers[PMV_MAX_TIERS];
+	unsigned copy_threads;
+	bool thp_ok;			/* THP usable for PMV_HUGE regions */
+
+	pthread_rwlock_t fork_lock;
+	pthread_rwlock_t regions_lock;
+	struct _pmv_region **regions;	/* sorted by start */
+	size_t nregions, cap_regions;
+
+	/* tids of threads copying from pages they hold locked (migrate.c) */
+#define PMV_MAX_COPIERS	64
+	_Atomic pid_t copiers[PMV_MAX_COPIERS];
+
+	pmv_ctx *next_ctx;		/* global list for pthread_atfork */
+
+	/* statistics */
+	_Atomic uint64_t faults_missing, faults_wp, faults_first_touch;
+	_Atomic uint64_t faults_waited, faults_sigbus;
+	_Atomic uint64_t migrations, migrate_bytes;
+};
+
+PMV_HIDDEN int _pmv_set_errmsg(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+PMV_HIDDEN bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr);
+PMV_HIDDEN bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr);
+PMV_HIDDEN int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node);
+
+static inline void _pmv_stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	/* Counters are advisory: no ordering with anything else. */
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+
+/* Calls made in a fork child on the parent's context fail with -ECHILD. */
+#define PMV_CHECK_CTX(ctx)						\
+	do {								\
+		if (!(ctx))						\
+			return -EINVAL;					\
+		if ((ctx)->pid != getpid())				\
+			return -ECHILD;					\
+	} while (0)
+
+#endif /* PMV_INTERNAL_H */

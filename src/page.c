@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page descriptors: the page lock, its waiters protocol, and the per-tier
+ * two-list LRU with isolate/putback (as mm/vmscan.c names them).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <time.h>
+
+#include "internal.h"
+
+bool _pmv_page_trylock(struct _pmv_page *pg)
+{
+	/*
+	 * Acquire pairs with the release in _pmv_page_unlock(): the new owner
+	 * sees tier/mapping changes made by the previous one.
+	 */
+	return !(atomic_fetch_or_explicit(&pg->flags, PG_locked,
+					  memory_order_acquire) & PG_locked);
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int _pmv_page_lock_timeout(struct _pmv_page *pg, unsigned usec)
+{
+	uint64_t deadline = 0;
+
+	/*
+	 * Only trylock-and-yield: lock holders never wait for us, but two
+	 * batches may hold pages the other wants, so waiting forever could
+	 * deadlock. Giving up with -EBUSY is what move_pages(2) does too.
+	 */
+	for (unsigned spins = 0; !_pmv_page_trylock(pg); spins++) {
+		if (spins < 64)
+			continue;
+		if (!deadline)
+			deadline = now_us() + usec;
+		else if (now_us() > deadline)
+			return -EBUSY;
+		sched_yield();
+	}
+	return 0;
+}
+
+bool _pmv_page_wait_or_retry(struct _pmv_page *pg)
+{
+	/*
+	 * A fault met a locked page. Both this fetch_or and the unlocker's
+	 * fetch_and are RMWs on one word, so they are totally ordered: either
+	 * the unlocker sees PG_waiters and wakes the range, or we see the lock
+	 * already released and must retry ourselves (return true).
+	 */
+	uint32_t old = atomic_fetch_or_explicit(&pg->flags, PG_waiters,
+						memory_order_acq_rel);
+	return !(old & PG_locked);
+}
+
+uintptr_t _pmv_page_addr(const struct _pmv_page *pg)
+{
+	const struct _pmv_region *r = pg->region;
+
+	return r->start + ((uintptr_t)(pg - r->pages) << r->shift);
+}
+
+size_t _pmv_page_size(const struct _pmv_page *pg)
+{
+	return (size_t)1 << pg->region->shift;
+}
+
+void _pmv_page_unlock(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	/* Release: publish tier/mapping changes before the lock is seen free. */
+	uint32_t old = atomic_fetch_and_explicit(&pg->flags,
+						 ~(PG_locked | PG_waiters),
+						 memory_order_acq_rel);
+	if (old & PG_waiters)
+		_pmv_uffd_wake(ctx, _pmv_page_addr(pg), _pmv_page_size(pg));
+}
+
+/* ---- LRU ------------------------------------------------------------- */
+
+void _pmv_lru_init(struct _pmv_lru_list *l)
+{
+	l->head.lru_next = l->head.lru_prev = &l->head;
+	l->nr = 0;
+}
+
+static void list_add_head(struct _pmv_lru_list *l, struct _pmv_page *pg)
+{
+	pg->lru_next = l->head.lru_next;
+	pg->lru_prev = &l->head;
+	l->head.lru_next->lru_prev = pg;
+	l->head.lru_next = pg;
+	l->nr++;
+}
+
+static void list_del(struct _pmv_lru_list *l, struct _pmv_page *pg)
+{
+	pg->lru_prev->lru_next = pg->lru_next;
+	pg->lru_next->lru_prev = pg->lru_prev;
+	pg->lru_next = pg->lru_prev = NULL;
+	l->nr--;
+}
+
+/* Add a locked, present page to its tier's LRU (new pages are inactive). */
+void _pmv_lru_add(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	struct _pmv_tier *t = &ctx->tiers[pg->tier];
+	uint32_t f = _pmv_page_flags(pg);
+
+	pthread_mutex_lock(&t->lru_lock);
+	list_add_head(f & PG_active ? &t->active : &t->inactive, pg);
+	_pmv_page_set(pg, PG_lru);
+	pthread_mutex_unlock(&t->lru_lock);
+}
+
+/* Remove a locked page from whatever list it is on (munmap). */
+void _pmv_lru_del(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	struct _pmv_tier *t;
+
+	if (!(_pmv_page_flags(pg) & PG_lru))
+		return;
+	t = &ctx->tiers[pg->tier];
+	pthread_mutex_lock(&t->lru_lock);
+	list_del(_pmv_page_flags(pg) & PG_active ? &t->active : &t->inactive, pg);
+	_pmv_page_clear(pg, PG_lru);
+	pthread_mutex_unlock(&t->lru_lock);
+}
+
+/*
+ * Take a locked page off the LRU so that no scanner (pmv_migrate, the
+ * policy) picks it while it migrates. False if it was not on the LRU.
+ */
+bool _pmv_isolate_lru_page(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	if (!(_pmv_page_flags(pg) & PG_lru))
+		return false;
+	_pmv_lru_del(ctx, pg);
+	_pmv_page_set(pg, PG_isolated);
+	return true;
+}
+
+/* Put an isolated page back on the LRU of the tier it is now on. */
+void _pmv_putback_lru_page(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	_pmv_page_clear(pg, PG_isolated);
+	_pmv_lru_add(ctx, pg);
+}

@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Regions: managed anonymous memory. The region table is a sorted array
+ * under ctx->regions_lock; lookups (faults, migrations) take it for reading,
+ * mmap and munmap for writing, so a region is never freed under a reader.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Callers hold ctx->regions_lock. */
+struct _pmv_region *_pmv_region_find(pmv_ctx *ctx, uintptr_t addr)
+{
+	size_t lo = 0, hi = ctx->nregions;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct _pmv_region *r = ctx->regions[mid];
+
+		if (addr < r->start)
+			hi = mid;
+		else if (addr >= r->start + r->len)
+			lo = mid + 1;
+		else
+			return r;
+	}
+	return NULL;
+}
+
+struct _pmv_page *_pmv_addr_to_page(pmv_ctx *ctx, uintptr_t addr,
+				    struct _pmv_region **rp)
+{
+	struct _pmv_region *r = _pmv_region_find(ctx, addr);
+
+	if (rp)
+		*rp = r;
+	return r ? &r->pages[(addr - r->start) >> r->shift] : NULL;
+}
+
+static int region_insert(pmv_ctx *ctx, struct _pmv_region *r)
+{
+	size_t i;
+
+	if (ctx->nregions == ctx->cap_regions) {
+		size_t ncap = ctx->cap_regions ? ctx->cap_regions * 2 : 16;
+		void *nv = realloc(ctx->regions, ncap * sizeof(*ctx->regions));
+
+		if (!nv)
+			return -ENOMEM;
+		ctx->regions = nv;
+		ctx->cap_regions = ncap;
+	}
+	for (i = ctx->nregions; i > 0 && ctx->regions[i - 1]->start > r->start; i--)
+		ctx->regions[i] = ctx->regions[i - 1];
+	ctx->regions[i] = r;
+	ctx->nregions++;
+	return 0;
+}
+
+static void region_remove(pmv_ctx *ctx, struct _pmv_region *r)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->nregions && ctx->regions[i] != r; i++)
+		;
+	memmove(&ctx->regions[i], &ctx->regions[i + 1],
+		(ctx->nregions - i - 1) * sizeof(*ctx->regions));
+	ctx->nregions--;
+}
+
+static bool thp_enabled(void)
+{
+	char buf[128] = "";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	return !strstr(buf, "[never]") && buf[0];
+}
+
+/* Place every page of a new region now (PMV_POPULATE, user-mode-only mode). */
+static int region_populate(pmv_ctx *ctx, struct _pmv_region *r)
+{
+	for (size_t i = 0; i < r->npages; i++) {
+		struct _pmv_page *pg = &r->pages[i];
+		int ret;
+
+		if (_pmv_page_lock_timeout(pg, 1000000))
+			return -EBUSY;
+		ret = 0;
+		if (!(_pmv_page_flags(pg) & PG_present))
+			ret = _pmv_first_touch(ctx, pg);
+		_pmv_page_unlock(ctx, pg);
+		if (ret && ret != -EEXIST)
+			return ret;
+	}
+	return 0;
+}
+
+PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
+{
+	struct _pmv_region *r = NULL;
+	size_t psz, maplen;
+	void *p = MAP_FAILED, *base;
+	int ret;
+
+	if (!ctx) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (ctx->pid != getpid()) {
+		errno = ECHILD;
+		return NULL;
+	}
+	if (tier == PMV_TIER_DEFAULT)
+		tier = 0;
+	if (!len || tier < 0 || (unsigned)tier >= ctx->ntiers ||
+	    (flags & ~(PMV_HUGE | PMV_BIND | PMV_POPULATE))) {
+		_pmv_set_errmsg(-EINVAL, "pmv_mmap: bad length, tier or flags");
+		errno = EINVAL;
+		return NULL;
+	}
+	if ((flags & PMV_HUGE) && !ctx->thp_ok) {
+		_pmv_set_errmsg(-EOPNOTSUPP, "pmv_mmap: transparent huge pages are disabled");
+		errno = EOPNOTSUPP;
+		return NULL;
+	}
+	psz = flags & PMV_HUGE ? PMV_SIZE_2M : PMV_SIZE_4K;
+	if (len > SIZE_MAX - 2 * psz) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	len = (len + psz - 1) & ~(psz - 1);
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		goto nomem;
+	r->shift = flags & PMV_HUGE ? PMV_SHIFT_2M : PMV_SHIFT_4K;
+	r->ps = flags & PMV_HUGE ? PMV_PS_2M : PMV_PS_4K;
+	r->len = len;
+	r->npages = len >> r->shift;
+	r->flags = flags;
+	r->pages = calloc(r->npages, sizeof(*r->pages));
+	if (!r->pages)
+		goto nomem;
+
+	maplen = len + (flags & PMV_HUGE ? PMV_SIZE_2M : 0);
+	p = mmap(NULL, maplen, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		goto nomem;
+	base = p;
+	if (flags & PMV_HUGE) {
+		uintptr_t a = ((uintptr_t)p + PMV_SIZE_2M - 1) & ~(PMV_SIZE_2M - 1);
+
+		if (a > (uintptr_t)p)
+			munmap(p, a - (uintptr_t)p);
+		if ((uintptr_t)p + maplen > a + len)
+			munmap((void *)(a + len), (uintptr_t)p + maplen - (a + len));
+		base = (void *)a;
+	}
+	p = base;
+	/*
+	 * Say the page size to the kernel: a 4 KB region must never be
+	 * collapsed into a THP behind our back (khugepaged), and a 2 MB one
+	 * must take PMD-sized moves.
+	 */
+	if (madvise(p, len, flags & PMV_HUGE ? MADV_HUGEPAGE : MADV_NOHUGEPAGE))
+		goto errno_out;
+	ret = _pmv_uffd_register(ctx, p, len, true);
+	if (ret) {
+		errno = -ret;
+		goto out;
+	}
+	r->start = (uintptr_t)p;
+	for (size_t i = 0; i < r->npages; i++) {
+		r->pages[i].region = r;
+		r->pages[i].tier = -1;
+		r->pages[i].pol_tier = tier;
+		if (flags & PMV_BIND)
+			r->pages[i].flags = PG_bind;
+	}
+
+	pthread_rwlock_wrlock(&ctx->regions_lock);
+	ret = region_insert(ctx, r);
+	pthread_rwlock_unlock(&ctx->regions_lock);
+	if (ret) {
+		errno = -ret;
+		goto out;
+	}
+
+	if ((flags & PMV_POPULATE) || ctx->mode == PMV_MODE_USER_ONLY) {
+		ret = region_populate(ctx, r);
+		if (ret) {
+			pmv_munmap(ctx, p, len);
+			_pmv_set_errmsg(ret, "pmv_mmap: cannot populate %zu bytes: tiers full", len);
+			errno = -ret;
+			return NULL;
+		}
+	}
+	return p;
+
+errno_out:
+	ret = errno;
+	errno = ret;
+	goto out;
+nomem:
+	errno = ENOMEM;
+out:
+	ret = errno;
+	if (p != MAP_FAILED)
+		munmap(p, len);
+	if (r)
+		free(r->pages);
+	free(r);
+	errno = ret;
+	return NULL;
+}
+
+PMV_API int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len)
+{
+	struct _pmv_region *r;
+	size_t n[PMV_MAX_TIERS][PMV_PS_NR] = { { 0 } };
+
+	PMV_CHECK_CTX(ctx);
+	if (!addr)
+		return _pmv_set_errmsg(-EINVAL, "pmv_munmap: NULL address");
+	/*
+	 * Writing the lock waits for migrations and faults in flight, which
+	 * hold it for reading; after that nobody can reach the region.
+	 */
+	pthread_rwlock_wrlock(&ctx->regions_lock);
+	r = _pmv_region_find(ctx, (uintptr_t)addr);
+	if (!r || r->start != (uintptr_t)addr ||
+	    ((len + (1UL << r->shift) - 1) & ~((1UL << r->shift) - 1)) != r->len) {
+		pthread_rwlock_unlock(&ctx->regions_lock);
+		return _pmv_set_errmsg(-EINVAL,
+				       "pmv_munmap: %p+%zu is not exactly one managed region", addr, len);
+	}
+	region_remove(ctx, r);
+	for (size_t i = 0; i < r->npages; i++) {
+		struct _pmv_page *pg = &r->pages[i];
+
+		if (!(_pmv_page_flags(pg) & PG_present))
+			continue;
+		_pmv_lru_del(ctx, pg);
+		n[pg->tier][r->ps]++;
+	}
+	pthread_rwlock_unlock(&ctx->regions_lock);
+
+	_pmv_uffd_unregister(ctx, addr, r->len);
+	munmap(addr, r->len);
+	/* Threads still waiting in a fault here retry and see the unmap. */
+	_pmv_uffd_wake(ctx, r->start, r->len);
+	for (unsigned t = 0; t < ctx->ntiers; t++)
+		for (int ps = 0; ps < PMV_PS_NR; ps++)
+			if (n[t][ps])
+				_pmv_tier_uncharge(&ctx->tiers[t], ps, n[t][ps]);
+	free(r->pages);
+	free(r);
+	return 0;
+}
+
+void _pmv_regions_destroy(pmv_ctx *ctx)
+{
+	while (ctx->nregions) {
+		struct _pmv_region *r = ctx->regions[ctx->nregions - 1];
+
+		pmv_munmap(ctx, (void *)r->start, r->len);
+	}
+	free(ctx->regions);
+	ctx->regions = NULL;
+}
+
+bool _pmv_thp_available(void)
+{
+	return thp_enabled();
+}
+
+/* In a fork child: drop the bookkeeping, keep the memory (it is the child's). */
+void _pmv_regions_forget(pmv_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->nregions; i++) {
+		free(ctx->regions[i]->pages);
+		free(ctx->regions[i]);
+	}
+	free(ctx->regions);
+	ctx->regions = NULL;
+	ctx->nregions = 0;
+}
+
+PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
+{
+	struct _pmv_region *r;
+	struct _pmv_page **pgs = NULL;
+	int *tiers = NULL, *status = NULL;
+	size_t first, npages, nmove = 0;
+	int ret = 0;
+
+	PMV_CHECK_CTX(ctx);
+	if (flags & ~(PMV_MOVE | PMV_MOVE_ALL | PMV_MPOL_BIND | PMV_MF_STRICT))
+		return _pmv_set_errmsg(-EINVAL, "pmv_mbind: unknown flags");
+	if (tier == PMV_TIER_DEFAULT)
+		tier = 0;
+	if (tier < 0 || (unsigned)tier >= ctx->ntiers)
+		return _pmv_set_errmsg(-EINVAL, "pmv_mbind: no tier %d", tier);
+	if (!addr || !len)
+		return _pmv_set_errmsg(-EINVAL, "pmv_mbind: empty range");
+
+	pthread_rwlock_rdlock(&ctx->regions_lock);
+	r = _pmv_region_find(ctx, (uintptr_t)addr);
+	if (!r) {
+		ret = _pmv_set_errmsg(-EFAULT, "pmv_mbind: %p is not managed memory", addr);
+		goto out;
+	}
+	if (((uintptr_t)addr | len) & ((1UL << r->shift) - 1)) {
+		ret = _pmv_set_errmsg(-EINVAL, "pmv_mbind: range not aligned to the region's page size");
+		goto out;
+	}
+	if (len > r->start + r->len - (uintptr_t)addr) {
+		ret = _pmv_set_errmsg(-EFAULT, "pmv_mbind: range leaves its region");
+		goto out;
+	}
+	first = ((uintptr_t)addr - r->start) >> r->shift;
+	npages = len >> r->shift;
+	for (size_t i = 0; i < npages; i++) {
+		struct _pmv_page *pg = &r->pages[first + i];
+
+		/*
+		 * pol_tier is read by the fault thread under the page lock; a
+		 * racing first touch may still use the old policy, which the
+		 * move below (with PMV_MOVE) then corrects.
+		 */
+		__atomic_store_n(&pg->pol_tier, (int8_t)tier, __ATOMIC_RELAXED);
+		if (flags & PMV_MPOL_BIND)
+			_pmv_page_set(pg, PG_bind);
+		else
+			_pmv_page_clear(pg, PG_bind);
+	}
+	if (!(flags & (PMV_MOVE | PMV_MOVE_ALL)))
+		goto out;
+
+	pgs = malloc(npages * sizeof(*pgs));
+	tiers = malloc(npages * sizeof(*tiers));
+	status = malloc(npages * sizeof(*status));
+	if (!pgs || !tiers || !status) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < npages; i++) {
+		struct _pmv_page *pg = &r->pages[first + i];
+		uint32_t f = _pmv_page_flags(pg);
+
+		if ((f & PG_present) && __atomic_load_n(&pg->tier, __ATOMIC_RELAXED) != tier) {
+			pgs[nmove] = pg;
+			tiers[nmove++] = tier;
+		}
+	}
+	if (nmove) {
+		int left = _pmv_move_list(ctx, nmove, pgs, tiers, status,
+					  flags & PMV_MOVE_ALL);
+		if (left < 0)
+			ret = left;
+		else if (left > 0 && (flags & PMV_MF_STRICT))
+			ret = _pmv_set_errmsg(-EIO, "pmv_mbind: %d pages could not be moved", left);
+	}
+out:
+	pthread_rwlock_unlock(&ctx->regions_lock);
+	free(pgs);
+	free(tiers);
+	free(status);
+	return ret;
+}

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/* Statistics: racy snapshots of relaxed counters, never a stop-the-world. */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static uint64_t rd(_Atomic uint64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+PMV_API int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
+{
+	struct _pmv_tier *t;
+
+	PMV_CHECK_CTX(ctx);
+	if (!st || tier < 0 || (unsigned)tier >= ctx->ntiers)
+		return _pmv_set_errmsg(-EINVAL, "pmv_tier_stats: no tier %d", tier);
+	t = &ctx->tiers[tier];
+	memset(st, 0, sizeof(*st));
+	memcpy(st->name, t->name, sizeof(st->name));
+	st->node = t->node;
+	st->capacity = t->capacity;
+	pthread_mutex_lock(&t->lock);
+	st->resident_4k = t->resident[PMV_PS_4K];
+	st->resident_2m = t->resident[PMV_PS_2M];
+	st->pool_4k = t->pool[PMV_PS_4K].nclean + t->pool[PMV_PS_4K].ndirty;
+	st->pool_2m = t->pool[PMV_PS_2M].nclean + t->pool[PMV_PS_2M].ndirty;
+	pthread_mutex_unlock(&t->lock);
+	st->resident_bytes = st->resident_4k * PMV_SIZE_4K + st->resident_2m * PMV_SIZE_2M;
+	st->pool_bytes = st->pool_4k * PMV_SIZE_4K + st->pool_2m * PMV_SIZE_2M;
+	st->first_touch = rd(&t->first_touch);
+	st->fallback_in = rd(&t->fallback_in);
+	st->migrate_in = rd(&t->migrate_in);
+	st->migrate_out = rd(&t->migrate_out);
+	st->migrate_bytes_in = rd(&t->migrate_bytes_in);
+	st->verify_errors = rd(&t->verify_errors);
+	for (int i = 0; i < PMV_FAIL_NR; i++)
+		st->fail[i] = rd(&t->fail[i]);
+	return 0;
+}
+
+PMV_API int pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
+{
+	PMV_CHECK_CTX(ctx);
+	if (!st)
+		return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	st->mode = ctx->mode;
+	st->ntiers = ctx->ntiers;
+	pthread_rwlock_rdlock(&ctx->regions_lock);
+	st->regions = ctx->nregions;
+	pthread_rwlock_unlock(&ctx->regions_lock);
+	st->faults_missing = rd(&ctx->faults_missing);
+	st->faults_wp = rd(&ctx->faults_wp);
+	st->faults_first_touch = rd(&ctx->faults_first_touch);
+	st->faults_waited = rd(&ctx->faults_waited);
+	st->faults_sigbus = rd(&ctx->faults_sigbus);
+	st->migrations = rd(&ctx->migrations);
+	st->migrate_bytes = rd(&ctx->migrate_bytes);
+	return 0;
+}
+
+PMV_API int pmv_tier_count(pmv_ctx *ctx)
+{
+	PMV_CHECK_CTX(ctx);
+	return (int)ctx->ntiers;
+}

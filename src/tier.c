@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tiers and their pools of free pages.
+ *
+ * Accounting model (like a NUMA node's memory): a tier's used bytes are its
+ * resident pages plus its pool pages, and never exceed its capacity. Taking
+ * a pool page for a migration or a first touch turns a pool page into a
+ * resident one; a migration's source page comes back into its own tier's
+ * pool; so a migration never changes the sum on either side, and a full tier
+ * can still be migrated out of.
+ */
+#include <errno.h>
+#include <numa.h>
+#include <numaif.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+#define POOL_CHUNK_4K	(8192UL * PMV_SIZE_4K)	/* 32 MB of VA per chunk */
+#define POOL_CHUNK_2M	(256UL * PMV_SIZE_2M)	/* 512 MB of VA per chunk */
+#define POOL_HIGH_BYTES	(64UL << 20)		/* keep at most this many free */
+#define POOL_GROW_4K	64			/* pages populated per refill */
+
+static bool stack_push(void ***v, size_t *n, size_t *cap, void *x)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 256;
+		void **nv = realloc(*v, ncap * sizeof(**v));
+
+		if (!nv)
+			return false;
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = x;
+	return true;
+}
+
+static size_t pool_pages(const struct _pmv_pool *p)
+{
+	return p->nclean + p->ndirty;
+}
+
+static size_t tier_used(const struct _pmv_tier *t)
+{
+	size_t used = 0;
+
+	for (int ps = 0; ps < PMV_PS_NR; ps++)
+		used += (t->resident[ps] + pool_pages(&t->pool[ps])) * _pmv_ps_size(ps);
+	return used;
+}
+
+static bool room_for(const struct _pmv_tier *t, size_t bytes)
+{
+	return !t->capacity || tier_used(t) + bytes <= t->capacity;
+}
+
+bool _pmv_tier_has_room(struct _pmv_tier *t, int ps)
+{
+	bool ok;
+
+	pthread_mutex_lock(&t->lock);
+	ok = pool_pages(&t->pool[ps]) || room_for(t, _pmv_ps_size(ps));
+	pthread_mutex_unlock(&t->lock);
+	return ok;
+}
+
+static void *map_aligned(size_t len, size_t align)
+{
+	size_t over = len + align;
+	char *p = mmap(NULL, over, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uintptr_t a;
+
+	if (p == MAP_FAILED)
+		return NULL;
+	a = ((uintptr_t)p + align - 1) & ~(align - 1);
+	if (a > (uintptr_t)p)
+		munmap(p, a - (uintptr_t)p);
+	if ((uintptr_t)p + over > a + len)
+		munmap((void *)(a + len), (uintptr_t)p + over - (a + len));
+	return (void *)a;
+}
+
+/* Bind [addr, addr+len) to the tier's node: pages faulted there land on it. */
+static int bind_to_node(struct _pmv_tier *t, void *addr, size_t len)
+{
+	unsigned long mask[16] = { 0 };	/* 1024 nodes */
+
+	if (t->node < 0)
+		return 0;
+	mask[t->node / (8 * sizeof(long))] |= 1UL << (t->node % (8 * sizeof(long)));
+	if (mbind(addr, len, MPOL_BIND, mask, sizeof(mask) * 8, 0))
+		return -errno;
+	return 0;
+}
+
+/* Add a chunk of holes. Called with t->lock held. */
+static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p)
+{
+	size_t psz = _pmv_ps_size(p->ps);
+	size_t len = p->ps == PMV_PS_2M ? POOL_CHUNK_2M : POOL_CHUNK_4K;
+	void *base, *nc;
+	int ret;
+
+	nc = realloc(p->chunks, (p->nchunks + 1) * sizeof(*p->chunks));
+	if (!nc)
+		return -ENOMEM;
+	p->chunks = nc;
+	base = map_aligned(len, psz);
+	if (!base)
+		return -ENOMEM;
+	/*
+	 * 4 KB pools must never get a THP (moving a piece of one splits it);
+	 * 2 MB pools want one per slot. Pools are not inherited by fork: a
+	 * child's copy would COW-share our free pages and make them unmovable.
+	 */
+	if (madvise(base, len, p->ps == PMV_PS_2M ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ||
+	    madvise(base, len, MADV_DONTFORK)) {
+		ret = -errno;
+		goto fail;
+	}
+	ret = bind_to_node(t, base, len);
+	if (ret)
+		goto fail;
+	ret = _pmv_uffd_register(ctx, base, len, false);
+	if (ret)
+		goto fail;
+	/* Push high to low so that pops hand out ascending addresses. */
+	for (size_t off = len; off; off -= psz) {
+		if (!stack_push(&p->holes, &p->nholes, &p->cap_holes,
+				(char *)base + off - psz)) {
+			/* holes already pushed stay valid; the rest is just VA */
+			break;
+		}
+	}
+	p->chunks[p->nchunks].base = base;
+	p->chunks[p->nchunks].len = len;
+	p->nchunks++;
+	return 0;
+fail:
+	munmap(base, len);
+	return ret;
+}
+
+static void *pop_hole(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p)
+{
+	if (!p->nholes && pool_add_chunk(ctx, t, p))
+		return NULL;
+	return p->holes[--p->nholes];
+}
+
+/*
+ * Populate up to `want` holes with fresh zeroed pages on the node. Called
+ * with t->lock held; the pool VMAs have no MISSING registration, so these
+ * faults are served by the kernel, not by our fault thread.
+ */
+static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
+		     size_t want)
+{
+	size_t psz = _pmv_ps_size(p->ps);
+	size_t got = 0;
+
+	while (got < want && room_for(t, psz)) {
+		void *slot = pop_hole(ctx, t, p);
+
+		if (!slot)
+			break;
+		if (madvise(slot, psz, MADV_POPULATE_WRITE)) {
+			p->holes[p->nholes++] = slot;	/* cannot fail: just popped */
+			break;
+		}
+		/*
+		 * A 2 MB slot must hold a THP, or moving it into a region would
+		 * map 512 small pages. MADV_COLLAPSE is a no-op on a PMD-mapped
+		 * THP and repairs a slot the fault filled with small pages.
+		 */
+		if (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE)) {
+			madvise(slot, psz, MADV_DONTNEED);
+			/* the slot keeps a page table now: retire it, VA is cheap */
+			break;
+		}
+		if (!stack_push(&p->clean, &p->nclean, &p->cap_clean, slot)) {
+			madvise(slot, psz, MADV_DONTNEED);
+			p->holes[p->nholes++] = slot;
+			break;
+		}
+		got++;
+	}
+	return got ? 0 : -ENOMEM;
+}
+
+void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
+			  bool want_clean, bool *clean)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+	void *slot = NULL;
+
+	pthread_mutex_lock(&t->lock);
+	if (!pool_pages(p))
+		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
+	if (want_clean ? p->nclean : !p->ndirty && p->nclean) {
+		slot = p->clean[--p->nclean];
+		*clean = true;
+	} else if (p->ndirty) {
+		slot = p->dirty[--p->ndirty];
+		*clean = false;
+	} else if (p->nclean) {
+		slot = p->clean[--p->nclean];
+		*clean = true;
+	}
+	if (slot)
+		t->resident[ps]++;
+	pthread_mutex_unlock(&t->lock);
+	return slot;
+}
+
+void _pmv_pool_put_page(struct _pmv_tier *t, int ps, void *slot, bool clean)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+	bool ok;
+
+	pthread_mutex_lock(&t->lock);
+	t->resident[ps]--;
+	if (clean)
+		ok = stack_push(&p->clean, &p->nclean, &p->cap_clean, slot);
+	else
+		ok = stack_push(&p->dirty, &p->ndirty, &p->cap_dirty, slot);
+	if (!ok) {
+		/* No memory for bookkeeping: give the page back to the kernel. */
+		madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
+{
+	void *slot;
+
+	pthread_mutex_lock(&t->lock);
+	slot = pop_hole(ctx, t, &t->pool[ps]);
+	pthread_mutex_unlock(&t->lock);
+	return slot;
+}
+
+void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+
+	pthread_mutex_lock(&t->lock);
+	/* The hole came from this stack, so its array has room for it. */
+	p->holes[p->nholes++] = slot;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n)
+{
+	pthread_mutex_lock(&t->lock);
+	t->resident[ps] -= n;
+	pthread_mutex_unlock(&t->lock);
+}
+
+void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
+{
+	(void)ctx;
+	pthread_mutex_lock(&t->lock);
+	for (int ps = 0; ps < PMV_PS_NR; ps++) {
+		struct _pmv_pool *p = &t->pool[ps];
+
+		while (pool_pages(p) > p->high) {
+			void *slot = p->ndirty ? p->dirty[--p->ndirty]
+					       : p->clean[--p->nclean];
+
+			madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
+			if (!stack_push(&p->holes, &p->nholes, &p->cap_holes, slot))
+				break;	/* the slot is lost VA; the page is freed */
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+static int check_node(int idx, int node)
+{
+	long long size;
+
+	if (node == PMV_NODE_ANY)
+		return 0;
+	if (node < 0)
+		return _pmv_set_errmsg(-EINVAL, "tier %d: bad node %d", idx, node);
+	if (numa_available() < 0) {
+		if (node == 0)
+			return 0;
+		return _pmv_set_errmsg(-ENODEV,
+				       "tier %d: node %d does not exist (no NUMA support)", idx, node);
+	}
+	if (node > numa_max_node() || !numa_bitmask_isbitset(numa_all_nodes_ptr, node))
+		return _pmv_set_errmsg(-ENODEV, "tier %d: node %d does not exist", idx, node);
+	size = numa_node_size64(node, NULL);
+	if (size <= 0)
+		return _pmv_set_errmsg(-ENODEV, "tier %d: node %d has no memory", idx, node);
+	return 0;
+}
+
+int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->ntiers; i++) {
+		int ret = check_node(i, cfg->tiers[i].node);
+
+		if (ret)
+			return ret;
+	}
+	for (unsigned i = 0; i < cfg->ntiers; i++) {
+		const struct pmv_tier_config *tc = &cfg->tiers[i];
+		struct _pmv_tier *t = &ctx->tiers[i];
+		size_t high = POOL_HIGH_BYTES;
+
+		t->idx = i;
+		if (tc->name)
+			snprintf(t->name, sizeof(t->name), "%s", tc->name);
+		else
+			snprintf(t->name, sizeof(t->name), "tier%u", i);
+		t->node = tc->node;
+		t->capacity = tc->capacity;
+		if (t->capacity && t->capacity / 4 < high)
+			high = t->capacity / 4;
+		pthread_mutex_init(&t->lock, NULL);
+		pthread_mutex_init(&t->lru_lock, NULL);
+		_pmv_lru_init(&t->active);
+		_pmv_lru_init(&t->inactive);
+		for (int ps = 0; ps < PMV_PS_NR; ps++) {
+			t->pool[ps].ps = ps;
+			t->pool[ps].high = high / _pmv_ps_size(ps);
+		}
+		ctx->ntiers = i + 1;
+	}
+	return 0;
+}
+
+void _pmv_tiers_destroy(pmv_ctx *ctx)
+{
+	for (unsigned i = 0; i < ctx->ntiers; i++) {
+		struct _pmv_tier *t = &ctx->tiers[i];
+
+		for (int ps = 0; ps < PMV_PS_NR; ps++) {
+			struct _pmv_pool *p = &t->pool[ps];
+
+			for (size_t c = 0; c < p->nchunks; c++)
+				munmap(p->chunks[c].base, p->chunks[c].len);
+			free(p->chunks);
+			free(p->clean);
+			free(p->dirty);
+			free(p->holes);
+		}
+		pthread_mutex_destroy(&t->lock);
+		pthread_mutex_destroy(&t->lru_lock);
+	}
+	ctx->ntiers = 0;
+}

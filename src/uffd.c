@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * userfaultfd wrappers. Every ioctl the library issues goes through here, so
+ * errno handling and partial-progress retries live in one place.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define PMV_UFFD_FEATURES	(UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP | \
+				 UFFD_FEATURE_THREAD_ID)
+
+static int uffd_new(bool user_mode_only)
+{
+	int flags = O_CLOEXEC | O_NONBLOCK;
+	int fd;
+
+	if (!user_mode_only) {
+		/* /dev/userfaultfd grants kernel-mode faults without CAP_SYS_PTRACE. */
+		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+		if (dev >= 0) {
+			fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+			close(dev);
+			if (fd >= 0)
+				return fd;
+		}
+		fd = syscall(SYS_userfaultfd, flags);
+		if (fd >= 0)
+			return fd;
+		if (errno != EPERM)
+			return -errno;
+	}
+	fd = syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
+	return fd >= 0 ? fd : -errno;
+}
+
+static int uffd_api(int fd, __u64 features, __u64 *got)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = features };
+
+	if (ioctl(fd, UFFDIO_API, &api))
+		return -errno;
+	if (got)
+		*got = api.features;
+	return 0;
+}
+
+int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only)
+{
+	__u64 have = 0;
+	int fd, ret;
+
+	fd = uffd_new(user_mode_only);
+	if (fd < 0 && !user_mode_only && fd == -EPERM)
+		fd = uffd_new(true);
+	if (fd < 0)
+		return _pmv_set_errmsg(fd, "userfaultfd unavailable: %s (see vm.unprivileged_userfaultfd)",
+				       strerror(-fd));
+	/* Which mode did we get? A second probe fd tells, and lists features. */
+	ctx->mode = PMV_MODE_FULL;
+	if (user_mode_only) {
+		ctx->mode = PMV_MODE_USER_ONLY;
+	} else {
+		int probe = syscall(SYS_userfaultfd, O_CLOEXEC);
+
+		if (probe < 0) {
+			int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+
+			if (dev < 0)
+				ctx->mode = PMV_MODE_USER_ONLY;
+			else
+				close(dev);
+		} else {
+			close(probe);
+		}
+	}
+
+	ret = uffd_api(fd, PMV_UFFD_FEATURES, &have);
+	if (ret == -EINVAL) {
+		/* Some feature is missing: ask a fresh fd which (API may run once). */
+		int probe = uffd_new(true);
+
+		if (probe >= 0 && uffd_api(probe, 0, &have) == 0) {
+			close(probe);
+			close(fd);
+			if (!(have & UFFD_FEATURE_MOVE))
+				return _pmv_set_errmsg(-EOPNOTSUPP,
+					"kernel lacks UFFDIO_MOVE (UFFD_FEATURE_MOVE, Linux >= 6.8)");
+			if (!(have & UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+				return _pmv_set_errmsg(-EOPNOTSUPP,
+					"kernel lacks userfaultfd write-protect for anonymous memory");
+			return _pmv_set_errmsg(-EOPNOTSUPP, "kernel lacks UFFD_FEATURE_THREAD_ID");
+		}
+		if (probe >= 0)
+			close(probe);
+	}
+	if (ret) {
+		close(fd);
+		return _pmv_set_errmsg(ret, "UFFDIO_API failed: %s", strerror(-ret));
+	}
+	ctx->uffd = fd;
+	return 0;
+}
+
+int _pmv_uffd_register(pmv_ctx *ctx, void *addr, size_t len, bool missing)
+{
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_WP |
+			(missing ? UFFDIO_REGISTER_MODE_MISSING : 0),
+	};
+	const __u64 need = (1ULL << _UFFDIO_WRITEPROTECT) | (1ULL << _UFFDIO_MOVE) |
+			   (1ULL << _UFFDIO_WAKE);
+
+	if (ioctl(ctx->uffd, UFFDIO_REGISTER, &reg))
+		return -errno;
+	if ((reg.ioctls & need) != need) {
+		_pmv_uffd_unregister(ctx, addr, len);
+		return _pmv_set_errmsg(-EOPNOTSUPP,
+				       "kernel does not offer UFFDIO_MOVE/WRITEPROTECT on anonymous memory");
+	}
+	return 0;
+}
+
+int _pmv_uffd_unregister(pmv_ctx *ctx, void *addr, size_t len)
+{
+	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+
+	return ioctl(ctx->uffd, UFFDIO_UNREGISTER, &r) ? -errno : 0;
+}
+
+int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, bool wp)
+{
+	/* Clearing WP also wakes writers blocked on the range: that is wanted. */
+	struct uffdio_writeprotect w = {
+		.range = { .start = addr, .len = len },
+		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	while (ioctl(ctx->uffd, UFFDIO_WRITEPROTECT, &w)) {
+		if (errno != EAGAIN)
+			return -errno;
+	}
+	return 0;
+}
+
+int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
+		   bool wake)
+{
+	/*
+	 * EAGAIN means the kernel raced with a page-table change; a partial
+	 * move reports the bytes done. Either way, go on with what is left, so
+	 * a hard error is reported against the first page that did not move.
+	 */
+	while (len) {
+		struct uffdio_move m = {
+			.dst = dst, .src = src, .len = len,
+			.mode = wake ? 0 : UFFDIO_MOVE_MODE_DONTWAKE,
+		};
+
+		if (!ioctl(ctx->uffd, UFFDIO_MOVE, &m))
+			return 0;
+		if (m.move > 0) {
+			dst += m.move;
+			src += m.move;
+			len -= m.move;
+		} else if (errno != EAGAIN) {
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+int _pmv_uffd_wake(pmv_ctx *ctx, uintptr_t addr, size_t len)
+{
+	struct uffdio_range r = { .start = addr, .len = len };
+
+	return ioctl(ctx->uffd, UFFDIO_WAKE, &r) ? -errno : 0;
+}
