@@ -59,7 +59,12 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 	/* No region ever sees another's old data. */
 	if (!clean)
 		memset(slot, 0, size);
-	ret = _pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, true);
+	/*
+	 * DONTWAKE: the faulting thread must not run on before the descriptor
+	 * says present, or its own pmv_move_pages() would see -ENOENT. The
+	 * caller wakes it after publishing.
+	 */
+	ret = _pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, false);
 	if (ret) {
 		_pmv_pool_put_page(&ctx->tiers[t], r->ps, slot, true);
 		return ret;
@@ -169,8 +174,9 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		ret = _pmv_first_touch(ctx, pg);
 		if (ret == -ENOMEM)
 			sigbus_thread(ctx, tid);
-		if (ret)
-			_pmv_uffd_wake(ctx, addr, size);
+		_pmv_page_unlock(ctx, pg);
+		_pmv_uffd_wake(ctx, addr, size);
+		goto out;
 	}
 	_pmv_page_unlock(ctx, pg);
 out:

@@ -275,8 +275,14 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 			rollback(ctx, m, ret == -ENOENT ? -EFAULT : ret, true);
 			goto undo;
 		}
+		/*
+		 * Publish the new tier before the move-in wakes waiters, so a
+		 * thread that waited here never queries the old one.
+		 */
+		__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
 		ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->dst_slot, m->size, true);
 		if (ret) {
+			__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
 			/*
 			 * The address was empty and we hold the lock, so only an
 			 * outside munmap/mremap of managed memory gets here. Put
