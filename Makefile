@@ -16,6 +16,10 @@ CFLAGS    ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iinclude
 LDLIBS    := -lnuma -pthread
 
+ifeq ($(STATIC),1)
+B         ?= build-static
+override LDFLAGS += -static
+endif
 ifeq ($(SAN),1)
 B         ?= build-san
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -43,7 +47,11 @@ CLI        := $(B)/pagemove
 
 all: lib $(CLI) $(TESTS) $(TEST_HELPERS) $(B)/pagemove.pc
 
+ifeq ($(STATIC),1)
+lib: $(STATIC_LIB)
+else
 lib: $(STATIC_LIB) $(SHARED_LIB)
+endif
 
 deps:
 	@sh scripts/deps.sh build
@@ -124,4 +132,4 @@ install: all
 	for m in man/*.3; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man3/; done; true
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-static

@@ -83,6 +83,14 @@ static inline double t_duration(double quick)
 	return s && *s && strcmp(s, "0") ? quick * 20 : quick;
 }
 
+/* Nodes to bind tiers to (PMV_TEST_NODES), or 0 for PMV_NODE_ANY. */
+static inline int t_test_nodes(void)
+{
+	const char *s = getenv("PMV_TEST_NODES");
+
+	return s ? atoi(s) : 0;
+}
+
 /* Create a context of n tiers on any node, or skip if the kernel can't. */
 static inline pmv_ctx *t_ctx(unsigned n, const size_t *caps, unsigned flags)
 {
@@ -91,11 +99,16 @@ static inline pmv_ctx *t_ctx(unsigned n, const size_t *caps, unsigned flags)
 	static const char *names[] = { "fast", "slow", "slower", "slowest" };
 	pmv_ctx *ctx;
 
+	int nnodes = t_test_nodes();
+
 	for (unsigned i = 0; i < n; i++) {
 		tc[i].name = i < 4 ? names[i] : NULL;
-		tc[i].node = PMV_NODE_ANY;
+		/* PMV_TEST_NODES=N (the NUMA guest): tier i on node i mod N */
+		tc[i].node = nnodes > 0 ? (int)(i % nnodes) : PMV_NODE_ANY;
 		tc[i].capacity = caps ? caps[i] : 0;
 	}
+	if (nnodes > 0)
+		flags |= PMV_CTX_VERIFY;
 	ctx = pmv_create(&cfg);
 	if (!ctx && (errno == EOPNOTSUPP || errno == EPERM || errno == ENOSYS))
 		t_skip("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Every public call: its success paths and every documented error, with
+ * page contents checked byte for byte wherever a page moves.
+ */
+#include "harness.h"
+
+#define SEED 0xa11
+
+/* Query n pages and expect every one on tier `want` (or that errno). */
+static void expect_tiers(pmv_ctx *ctx, void **pages, int n, int want)
+{
+	int status[n], bad = 0, ret;
+
+	ret = pmv_move_pages(ctx, n, pages, NULL, status, 0);
+	for (int i = 0; i < n; i++)
+		if (status[i] != want && bad++ < 4)
+			fprintf(stderr, "page %d (%p): status %d, want %d\n", i, pages[i],
+				status[i], want);
+	T_ASSERT(!bad, "%d pages not on tier %d", bad, want);
+	T_EQ(ret, want < 0 ? n : 0);
+}
+
+static void test_create(void)
+{
+	struct pmv_tier_config tc[PMV_MAX_TIERS + 1] = {
+		{ .name = "a", .node = PMV_NODE_ANY },
+	};
+	struct pmv_config cfg = { .ntiers = 1, .tiers = tc };
+	pmv_ctx *ctx;
+
+	errno = 0;
+	T_ASSERT(!pmv_create(NULL) && errno == EINVAL, "NULL config");
+	cfg.ntiers = 0;
+	T_ASSERT(!pmv_create(&cfg) && errno == EINVAL, "0 tiers");
+	cfg.ntiers = PMV_MAX_TIERS + 1;
+	T_ASSERT(!pmv_create(&cfg) && errno == EINVAL, "too many tiers");
+	cfg.ntiers = 1;
+	cfg.tiers = NULL;
+	T_ASSERT(!pmv_create(&cfg) && errno == EINVAL, "NULL tiers");
+	cfg.tiers = tc;
+	cfg.flags = 1U << 30;
+	T_ASSERT(!pmv_create(&cfg) && errno == EINVAL, "unknown flags");
+	cfg.flags = 0;
+	tc[0].node = 4095;
+	T_ASSERT(!pmv_create(&cfg) && errno == ENODEV, "missing node: %s", strerror(errno));
+	T_ASSERT(strstr(pmv_errmsg(), "node 4095"), "errmsg names the node: '%s'", pmv_errmsg());
+	tc[0].node = -7;
+	T_ASSERT(!pmv_create(&cfg) && errno == EINVAL, "negative node");
+	tc[0].node = 0;		/* node 0 always exists */
+	ctx = pmv_create(&cfg);
+	if (!ctx && (errno == EOPNOTSUPP || errno == EPERM))
+		t_skip("userfaultfd: %s", pmv_errmsg());
+	T_ASSERT(ctx, "create on node 0: %s", pmv_errmsg());
+	T_EQ(pmv_tier_count(ctx), 1);
+	pmv_destroy(ctx);
+	pmv_destroy(NULL);	/* like free(NULL) */
+}
+
+static void test_version(void)
+{
+	T_EQ(pmv_version_major(), PMV_VERSION_MAJOR);
+	T_EQ(pmv_version_minor(), PMV_VERSION_MINOR);
+	T_ASSERT(pmv_version()[0] == '0' + PMV_VERSION_MAJOR, "%s", pmv_version());
+	T_ASSERT(strlen(pmv_strerror(-EBUSY)) > 3, "strerror");
+	T_ASSERT(strcmp(pmv_strerror(-EACCES), pmv_strerror(-ENOMEM)), "distinct texts");
+	T_ASSERT(strlen(pmv_strerror(-12345)) > 0, "unknown errno still has text");
+}
+
+static void test_mmap_munmap(pmv_ctx *ctx)
+{
+	char stackvar[64];
+	char *p, *h;
+
+	errno = 0;
+	T_ASSERT(!pmv_mmap(NULL, 4096, 0, 0) && errno == EINVAL, "NULL ctx");
+	T_ASSERT(!pmv_mmap(ctx, 0, 0, 0) && errno == EINVAL, "len 0");
+	T_ASSERT(!pmv_mmap(ctx, 4096, 2, 0) && errno == EINVAL, "no tier 2");
+	T_ASSERT(!pmv_mmap(ctx, 4096, -5, 0) && errno == EINVAL, "tier -5");
+	T_ASSERT(!pmv_mmap(ctx, 4096, 0, 1 << 20) && errno == EINVAL, "bad flags");
+	T_ASSERT(!pmv_mmap(ctx, SIZE_MAX, 0, 0) && errno == ENOMEM, "overflow: %d", errno);
+	T_ASSERT(!pmv_mmap(ctx, SIZE_MAX - 4096, 0, 0) && errno == ENOMEM, "huge len");
+
+	p = pmv_mmap(ctx, 10000, PMV_TIER_DEFAULT, 0);	/* rounds up to 3 pages */
+	T_ASSERT(p, "mmap: %s", strerror(errno));
+	T_ASSERT(((uintptr_t)p & 4095) == 0, "page aligned");
+	for (int i = 0; i < 3 * 4096; i++)
+		T_ASSERT(p[i] == 0, "first touch reads zero at %d", i);
+	memset(p, 0x5a, 3 * 4096);
+
+	T_EQ(pmv_munmap(NULL, p, 10000), -EINVAL);
+	T_EQ(pmv_munmap(ctx, NULL, 10000), -EINVAL);
+	T_EQ(pmv_munmap(ctx, p, 4096), -EINVAL);		/* not the whole region */
+	T_EQ(pmv_munmap(ctx, p + 4096, 8192), -EINVAL);	/* not its start */
+	T_EQ(pmv_munmap(ctx, p + 1, 10000), -EINVAL);	/* unaligned */
+	T_EQ(pmv_munmap(ctx, stackvar, 64), -EINVAL);	/* unmanaged */
+	T_EQ(pmv_munmap(ctx, p, 10000), 0);
+	T_EQ(pmv_munmap(ctx, p, 10000), -EINVAL);		/* double munmap */
+
+	if (t_thp_enabled()) {
+		h = pmv_mmap(ctx, 3 << 20, 1, PMV_HUGE);	/* rounds up to 4 MB */
+		T_ASSERT(h, "huge mmap: %s", strerror(errno));
+		T_ASSERT(((uintptr_t)h & (T_SZ_2M - 1)) == 0, "2 MB aligned");
+		h[0] = 1;
+		h[(4 << 20) - 1] = 2;
+		T_EQ(pmv_munmap(ctx, h, 3 << 20), 0);		/* same rounding */
+	}
+}
+
+static void test_move_pages(pmv_ctx *ctx)
+{
+	enum { N = 8 };
+	char *p = pmv_mmap(ctx, N * 4096, 0, 0);
+	char other[4096];
+	void *pages[N + 2];
+	int tiers[N + 2], status[N + 2];
+	int ret;
+
+	T_ASSERT(p, "mmap");
+	for (int i = 0; i < N; i++)
+		pages[i] = p + i * 4096 + i;	/* any address inside the page */
+	/* query before any touch: every page -ENOENT, the count of misses back */
+	ret = pmv_move_pages(ctx, N, pages, NULL, status, 0);
+	T_EQ(ret, N);
+	for (int i = 0; i < N; i++)
+		T_EQ(status[i], -ENOENT);
+	/* moving pages never touched: -ENOENT too, nothing placed */
+	for (int i = 0; i < N; i++)
+		tiers[i] = 1;
+	T_EQ(pmv_move_pages(ctx, N, pages, tiers, status, 0), N);
+	for (int i = 0; i < N; i++)
+		T_EQ(status[i], -ENOENT);
+
+	for (int i = 0; i < N; i++)
+		t_fill(p + i * 4096, 4096, i, SEED);
+	expect_tiers(ctx, pages, N, 0);
+
+	/* the move itself, and the data after it */
+	T_EQ(pmv_move_pages(ctx, N, pages, tiers, status, 0), 0);
+	for (int i = 0; i < N; i++) {
+		T_EQ(status[i], 1);
+		T_EQ(t_check(p + i * 4096, 4096, i, SEED), -1);
+	}
+	T_EQ(pmv_move_pages(ctx, N, pages, NULL, status, 0), 0);
+	for (int i = 0; i < N; i++)
+		T_EQ(status[i], 1);
+	/* already there: success, status is the tier */
+	T_EQ(pmv_move_pages(ctx, N, pages, tiers, status, 0), 0);
+	T_EQ(status[0], 1);
+
+	/* per-page errors, and the return value counts them */
+	pages[N] = other;		/* unmanaged */
+	tiers[N] = 0;
+	pages[N + 1] = p;		/* no such tier */
+	tiers[N + 1] = 9;
+	tiers[0] = 0;
+	ret = pmv_move_pages(ctx, N + 2, pages, tiers, status, 0);
+	T_EQ(ret, 2);
+	T_EQ(status[0], 0);
+	T_EQ(status[N], -EFAULT);
+	T_EQ(status[N + 1], -EINVAL);
+	T_EQ(t_check(p, 4096, 0, SEED), -1);
+	/* the same page twice in one call: one move, both report it */
+	pages[1] = p + 5;
+	tiers[1] = 0;
+	T_EQ(pmv_move_pages(ctx, 2, pages, tiers, status, 0), 0);
+	T_EQ(status[0], 0);
+	T_EQ(status[1], 0);
+
+	/* invalid calls */
+	T_EQ(pmv_move_pages(NULL, 1, pages, tiers, status, 0), -EINVAL);
+	T_EQ(pmv_move_pages(ctx, 1, NULL, tiers, status, 0), -EINVAL);
+	T_EQ(pmv_move_pages(ctx, 1, pages, tiers, NULL, 0), -EINVAL);
+	T_EQ(pmv_move_pages(ctx, 1, pages, tiers, status, 1 << 12), -EINVAL);
+	T_EQ(pmv_move_pages(ctx, 0, NULL, NULL, NULL, 0), 0);
+	for (int i = 0; i < N; i++)
+		T_EQ(t_check(p + i * 4096, 4096, i, SEED), -1);
+	T_EQ(pmv_munmap(ctx, p, N * 4096), 0);
+	/* after munmap the addresses are unmanaged */
+	T_EQ(pmv_move_pages(ctx, 1, pages, NULL, status, 0), 1);
+	T_EQ(status[0], -EFAULT);
+}
+
+static void test_migrate(void)
+{
+	enum { N = 64 };
+	pmv_ctx *ctx = t_ctx(3, NULL, 0);
+	char *p = pmv_mmap(ctx, N * 4096, 0, 0);
+	void *pages[N];
+	int status[N];
+	struct pmv_tier_stats st;
+
+	T_ASSERT(p, "mmap");
+	for (int i = 0; i < N; i++) {
+		t_fill(p + i * 4096, 4096, i, SEED);
+		pages[i] = p + i * 4096;
+	}
+	T_EQ(pmv_migrate(ctx, 0, 1, 0), -EINVAL);
+	T_EQ(pmv_migrate(ctx, 1, 0, 0), -EINVAL);
+	T_EQ(pmv_migrate(ctx, 1 << 3, 1, 0), -EINVAL);	/* no tier 3 */
+	T_EQ(pmv_migrate(ctx, 1, 1 << 5, 0), -EINVAL);
+	T_EQ(pmv_migrate(ctx, 1, 2, 1 << 9), -EINVAL);
+	T_EQ(pmv_migrate(NULL, 1, 2, 0), -EINVAL);
+
+	T_EQ(pmv_migrate(ctx, 1 << 0, 1 << 2, 0), 0);	/* 0 -> 2 */
+	expect_tiers(ctx, pages, N, 2);
+	/* half to tier 1, then {1,2} -> {0}: the extra source goes to the last */
+	{
+		int tiers[N / 2];
+
+		for (int i = 0; i < N / 2; i++)
+			tiers[i] = 1;
+		T_EQ(pmv_move_pages(ctx, N / 2, pages, tiers, status, 0), 0);
+	}
+	T_EQ(pmv_migrate(ctx, (1 << 1) | (1 << 2), 1 << 0, 0), 0);
+	expect_tiers(ctx, pages, N, 0);
+	/* {0,1} -> {1,2}: the k-th to the k-th; tier 0's pages end on tier 1 */
+	T_EQ(pmv_migrate(ctx, 3, 6, 0), 0);
+	expect_tiers(ctx, pages, N, 1);
+	pmv_tier_stats(ctx, 1, &st);
+	T_EQ(st.resident_4k, N);
+	for (int i = 0; i < N; i++)
+		T_EQ(t_check(p + i * 4096, 4096, i, SEED), -1);
+	pmv_destroy(ctx);
+}
+
+static void test_mbind(pmv_ctx *ctx)
+{
+	enum { N = 16 };
+	char *p = pmv_mmap(ctx, N * 4096, 0, 0);
+	char *q = pmv_mmap(ctx, 4096, 0, 0);
+	char other[8192];
+	void *pages[N];
+	int status[N];
+
+	T_ASSERT(p && q, "mmap");
+	T_EQ(pmv_mbind(NULL, p, 4096, 1, 0), -EINVAL);
+	T_EQ(pmv_mbind(ctx, p, 4096, 5, 0), -EINVAL);
+	T_EQ(pmv_mbind(ctx, p + 1, 4096, 1, 0), -EINVAL);
+	T_EQ(pmv_mbind(ctx, p, 100, 1, 0), -EINVAL);
+	T_EQ(pmv_mbind(ctx, p, 0, 1, 0), -EINVAL);
+	T_EQ(pmv_mbind(ctx, NULL, 4096, 1, 0), -EINVAL);
+	T_EQ(pmv_mbind(ctx, p, 4096, 1, 1 << 11), -EINVAL);
+	T_EQ(pmv_mbind(ctx, (char *)(((uintptr_t)other + 4095) & ~4095UL), 4096, 1, 0), -EFAULT);
+	T_EQ(pmv_mbind(ctx, p, (N + 1) * 4096, 1, 0), -EFAULT);	/* leaves the region */
+
+	for (int i = 0; i < N; i++) {
+		pages[i] = p + i * 4096;
+		if (i < N / 2)
+			t_fill(p + i * 4096, 4096, i, SEED);	/* first half touched */
+	}
+	/* policy only: touched pages stay, new touches follow the policy */
+	T_EQ(pmv_mbind(ctx, p, N * 4096, 1, 0), 0);
+	T_EQ(pmv_move_pages(ctx, N / 2, pages, NULL, status, 0), 0);
+	T_EQ(status[0], 0);
+	p[(N / 2) * 4096] = 1;
+	T_EQ(pmv_move_pages(ctx, 1, &pages[N / 2], NULL, status, 0), 0);
+	T_EQ(status[0], 1);
+	/* PMV_MOVE: existing pages comply */
+	T_EQ(pmv_mbind(ctx, p, N * 4096, 1, PMV_MOVE | PMV_MF_STRICT), 0);
+	T_EQ(pmv_move_pages(ctx, N / 2 + 1, pages, NULL, status, 0), 0);
+	for (int i = 0; i < N / 2 + 1; i++)
+		T_EQ(status[i], 1);
+	for (int i = 0; i < N / 2; i++)
+		T_EQ(t_check(p + i * 4096, 4096, i, SEED), -1);
+	/* a sub-range, bound, back to tier 0 */
+	T_EQ(pmv_mbind(ctx, p + 4096, 2 * 4096, 0, PMV_MOVE | PMV_MPOL_BIND), 0);
+	T_EQ(pmv_move_pages(ctx, 4, pages, NULL, status, 0), 0);
+	T_EQ(status[0], 1);
+	T_EQ(status[1], 0);
+	T_EQ(status[2], 0);
+	T_EQ(status[3], 1);
+	for (int i = 0; i < N / 2; i++)
+		T_EQ(t_check(p + i * 4096, 4096, i, SEED), -1);
+	pmv_munmap(ctx, p, N * 4096);
+	pmv_munmap(ctx, q, 4096);
+}
+
+static void test_stats(pmv_ctx *ctx)
+{
+	struct pmv_tier_stats st0, st1;
+	struct pmv_ctx_stats cs;
+	char *p = pmv_mmap(ctx, 4 * 4096, 0, 0);
+	void *pg = p;
+	int to = 1, status;
+
+	T_EQ(pmv_tier_stats(ctx, 2, &st0), -EINVAL);
+	T_EQ(pmv_tier_stats(ctx, -1, &st0), -EINVAL);
+	T_EQ(pmv_tier_stats(ctx, 0, NULL), -EINVAL);
+	T_EQ(pmv_tier_stats(NULL, 0, &st0), -EINVAL);
+	T_EQ(pmv_ctx_stats(ctx, NULL), -EINVAL);
+	T_EQ(pmv_ctx_stats(NULL, &cs), -EINVAL);
+	T_EQ(pmv_tier_count(NULL), -EINVAL);
+
+	T_EQ(pmv_tier_stats(ctx, 0, &st0), 0);
+	memset(p, 1, 4 * 4096);
+	T_EQ(pmv_tier_stats(ctx, 0, &st1), 0);
+	T_EQ(st1.resident_4k - st0.resident_4k, 4);
+	T_EQ(st1.first_touch - st0.first_touch, 4);
+	T_ASSERT(!strcmp(st1.name, "fast"), "name %s", st1.name);
+	T_EQ(pmv_tier_stats(ctx, 1, &st0), 0);
+	T_EQ(pmv_move_pages(ctx, 1, &pg, &to, &status, 0), 0);
+	T_EQ(pmv_tier_stats(ctx, 1, &st1), 0);
+	T_EQ(st1.migrate_in - st0.migrate_in, 1);
+	T_EQ(st1.migrate_bytes_in - st0.migrate_bytes_in, 4096);
+	T_EQ(st1.resident_bytes, st1.resident_4k * 4096 + st1.resident_2m * T_SZ_2M);
+	T_EQ(pmv_ctx_stats(ctx, &cs), 0);
+	T_EQ(cs.ntiers, 2);
+	T_ASSERT(cs.regions >= 1, "regions");
+	T_ASSERT(cs.migrations >= 1 && cs.faults_first_touch >= 4, "counters");
+	T_ASSERT(cs.mode == PMV_MODE_FULL || cs.mode == PMV_MODE_USER_ONLY, "mode");
+	pmv_munmap(ctx, p, 4 * 4096);
+}
+
+int main(void)
+{
+	pmv_ctx *ctx;
+
+	test_create();
+	test_version();
+	ctx = t_ctx(2, NULL, 0);
+	test_mmap_munmap(ctx);
+	test_move_pages(ctx);
+	test_mbind(ctx);
+	test_stats(ctx);
+	pmv_destroy(ctx);
+	test_migrate();
+	printf("api: all calls and documented errors checked\n");
+	return T_EXIT_PASS;
+}
