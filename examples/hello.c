@@ -1,0 +1,28 @@
+/* Two tiers, a buffer on the fast one, half of it moved to the slow one
+ * while the program keeps using it. cc hello.c -lpagemove -lnuma */
+#include <pagemove.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(void)
+{
+	struct pmv_tier_config tiers[] = {
+		{ "dram", PMV_NODE_ANY, 0 }, { "cxl", PMV_NODE_ANY, 0 },
+	};
+	struct pmv_config cfg = { .ntiers = 2, .tiers = tiers };
+	pmv_ctx *ctx = pmv_create(&cfg);
+	char *buf = ctx ? pmv_mmap(ctx, 64 << 12, 0, 0) : NULL;
+	void *pages[32];
+	int to[32], status[32];
+
+	if (!buf)
+		return fprintf(stderr, "pagemove: %s\n", pmv_errmsg()), 1;
+	memset(buf, 'x', 64 << 12);		/* first touch: tier 0 */
+	for (int i = 0; i < 32; i++)
+		pages[i] = buf + i * 4096, to[i] = 1;
+	int left = pmv_move_pages(ctx, 32, pages, to, status, 0);
+	printf("%d pages not moved; page 0 now on tier %d; data %s\n", left,
+	       status[0], buf[0] == 'x' ? "intact" : "LOST");
+	pmv_destroy(ctx);
+	return left != 0;
+}
