@@ -64,7 +64,7 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 	 * says present, or its own pmv_move_pages() would see -ENOENT. The
 	 * caller wakes it after publishing.
 	 */
-	ret = _pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, false);
+	ret = _pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, false, NULL);
 	if (ret) {
 		_pmv_pool_put_page(&ctx->tiers[t], r->ps, slot, true);
 		return ret;
@@ -104,7 +104,7 @@ static void rescue_copier(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t addr,
 	if (slot) {
 		if (!clean)
 			memset(slot, 0, size);
-		if (_pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, true)) {
+		if (_pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, true, NULL)) {
 			_pmv_pool_put_page(&ctx->tiers[t], ps, slot, true);
 		} else {
 			/* The discarded page is gone; the rescue page replaces it. */
@@ -167,11 +167,18 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		 * stale: clear it, which also wakes the writer.
 		 */
 		_pmv_uffd_wp(ctx, addr, size, false);
-	} else if ((_pmv_page_flags(pg) & PG_present) && _pmv_page_mapped(ctx, addr)) {
+	} else if ((_pmv_page_flags(pg) & PG_present) && _pmv_page_mapped(ctx, fa)) {
 		/* Stale: the migration that made us wait is over. */
 		_pmv_uffd_wake(ctx, addr, size);
 	} else {
 		ret = _pmv_first_touch(ctx, pg);
+		if (ret == -EEXIST) {
+			/*
+			 * Part of a huge page was discarded (MADV_DONTNEED on a
+			 * sub-range splits the THP): that part reads as zero.
+			 */
+			ret = _pmv_uffd_zeropage(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
+		}
 		if (ret == -ENOMEM)
 			sigbus_thread(ctx, tid);
 		_pmv_page_unlock(ctx, pg);

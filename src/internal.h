@@ -191,7 +191,8 @@ PMV_HIDDEN int _pmv_uffd_register(pmv_ctx *ctx, void *addr, size_t len,
 PMV_HIDDEN int _pmv_uffd_unregister(pmv_ctx *ctx, void *addr, size_t len);
 PMV_HIDDEN int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, bool wp);
 PMV_HIDDEN int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
-			      size_t len, bool wake);
+			      size_t len, bool wake, size_t *moved);
+PMV_HIDDEN int _pmv_uffd_zeropage(pmv_ctx *ctx, uintptr_t addr, size_t len);
 PMV_HIDDEN int _pmv_uffd_wake(pmv_ctx *ctx, uintptr_t addr, size_t len);
 
 /* ---- fault handler (fault.c) ----------------------------------------- */

@@ -164,6 +164,22 @@ unlock:
 	_pmv_page_unlock(ctx, pg);
 }
 
+/*
+ * A partial move-out could not be moved back. The copy is complete and the
+ * source write-protected, so finish by dropping both halves: the address
+ * ends empty and takes the copy, and the hole is a hole again.
+ */
+static int lost_partial(pmv_ctx *ctx, struct mig *m)
+{
+	if (madvise((void *)m->addr, m->size, MADV_DONTNEED))
+		return -EBUSY;
+	madvise(m->hole, m->size, MADV_DONTNEED);
+	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
+	m->zapped = true;
+	return 0;
+}
+
 /* Step 5 failed with EBUSY: shared with a child, pinned, or not exclusive. */
 static bool move_out_busy(pmv_ctx *ctx, struct mig *m, int flags)
 {
@@ -263,12 +279,23 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 	/* 5-7: remap, one page at a time so each rollback is exact. */
 	for (i = 0; i < n; i++) {
 		struct mig *m = &ms[i];
+		size_t done;
 		int ret;
 
 		if (m->alias >= 0 || m->state != ENT_ACTIVE)
 			continue;
-		ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, false);
-		if (ret == -EBUSY) {
+		ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, false, &done);
+		if (ret && done) {
+			/*
+			 * Stopped part way: a huge page split into PTEs, some of
+			 * them shared. Put the moved part back before deciding.
+			 */
+			if (_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, done, false, NULL))
+				ret = lost_partial(ctx, m);
+		}
+		if (!ret) {
+			/* moved out, or finished by lost_partial() */
+		} else if (ret == -EBUSY) {
 			if (!move_out_busy(ctx, m, flags))
 				goto undo;
 		} else if (ret) {
@@ -280,7 +307,7 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 		 * thread that waited here never queries the old one.
 		 */
 		__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
-		ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->dst_slot, m->size, true);
+		ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->dst_slot, m->size, true, NULL);
 		if (ret) {
 			__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
 			/*
@@ -289,7 +316,7 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 			 * the source back if we still can.
 			 */
 			if (!m->zapped &&
-			    !_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true)) {
+			    !_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
 				rollback(ctx, m, -EFAULT, false);
 				goto undo;
 			}

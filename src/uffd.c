@@ -151,30 +151,45 @@ int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, bool wp)
 }
 
 int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
-		   bool wake)
+		   bool wake, size_t *moved)
 {
+	size_t done = 0;
+	int ret = 0;
+
 	/*
 	 * EAGAIN means the kernel raced with a page-table change; a partial
-	 * move reports the bytes done. Either way, go on with what is left, so
-	 * a hard error is reported against the first page that did not move.
+	 * move reports the bytes done. Go on with what is left, so a hard
+	 * error is reported against the first page that did not move, and
+	 * tell the caller how far we got: a range can stop half way (a THP
+	 * split after fork is partly shared), and the caller must undo it.
 	 */
-	while (len) {
+	while (done < len) {
 		struct uffdio_move m = {
-			.dst = dst, .src = src, .len = len,
+			.dst = dst + done, .src = src + done, .len = len - done,
 			.mode = wake ? 0 : UFFDIO_MOVE_MODE_DONTWAKE,
 		};
 
-		if (!ioctl(ctx->uffd, UFFDIO_MOVE, &m))
-			return 0;
-		if (m.move > 0) {
-			dst += m.move;
-			src += m.move;
-			len -= m.move;
-		} else if (errno != EAGAIN) {
-			return -errno;
+		if (!ioctl(ctx->uffd, UFFDIO_MOVE, &m)) {
+			done = len;
+			break;
+		}
+		if (m.move > 0)
+			done += m.move;
+		else if (errno != EAGAIN) {
+			ret = -errno;
+			break;
 		}
 	}
-	return 0;
+	if (moved)
+		*moved = done;
+	return ret;
+}
+
+int _pmv_uffd_zeropage(pmv_ctx *ctx, uintptr_t addr, size_t len)
+{
+	struct uffdio_zeropage z = { .range = { .start = addr, .len = len } };
+
+	return ioctl(ctx->uffd, UFFDIO_ZEROPAGE, &z) ? -errno : 0;
 }
 
 int _pmv_uffd_wake(pmv_ctx *ctx, uintptr_t addr, size_t len)
