@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: MIT */
+/* Subcommands that run on libpagemove's managed memory in this process. */
+#ifndef PMV_TOOLS_LIB_CMDS_H
+#define PMV_TOOLS_LIB_CMDS_H
+
+int pmv_cmd_demo(int argc, char **argv);
+
+#endif
