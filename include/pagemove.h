@@ -55,11 +55,25 @@ struct pmv_tier_config {
 #define PMV_CTX_USER_MODE_ONLY	(1U << 0) /* force the unprivileged fallback mode */
 #define PMV_CTX_VERIFY		(1U << 1) /* check each moved page's real node */
 
+/*
+ * Copy engines (pmv_config.copy_engine; the environment variable
+ * PAGEMOVE_COPY=auto|memcpy|nt|parallel|offload overrides it).
+ */
+enum pmv_copy_engine {
+	PMV_COPY_AUTO = 0,	/* by page and batch size */
+	PMV_COPY_MEMCPY,
+	PMV_COPY_NT,		/* AVX2 non-temporal stores (memcpy without AVX2) */
+	PMV_COPY_PARALLEL,	/* copy threads and the caller split the work */
+	PMV_COPY_OFFLOAD,	/* submitted to copy threads; the caller waits */
+	PMV_COPY_NR
+};
+
 struct pmv_config {
 	unsigned ntiers;			/* 1..PMV_MAX_TIERS */
 	const struct pmv_tier_config *tiers;	/* tier 0 is the fastest */
-	unsigned copy_threads;			/* 0: automatic */
+	unsigned copy_threads;			/* 0: one per CPU, less one */
 	unsigned flags;				/* PMV_CTX_* */
+	int copy_engine;			/* enum pmv_copy_engine */
 };
 
 /*
@@ -124,6 +138,29 @@ int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len);
  */
 int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 		   const int tiers[], int status[], int flags);
+
+/*
+ * Exchange pages pairwise (seed 004): a[i] takes b[i]'s tier and b[i] takes
+ * a[i]'s, with no free page needed on either tier, so it works when both
+ * are exactly full. Both pages are unmapped while their contents swap, so
+ * no thread ever sees a half-swapped page. A pair is two 4 KB or two 2 MB
+ * pages. status[i] is 0 or a negative errno as in pmv_move_pages(), plus
+ * -EINVAL for a mixed pair or a page paired with itself. Pages shared with
+ * another process get -EACCES (exchange does not un-share). Returns 0 if
+ * every pair was exchanged, else the number that were not, or a negative
+ * errno for an invalid call.
+ * Threads: any.
+ */
+int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
+		       void *const b[], int status[], int flags);
+
+/*
+ * Switch the copy engine at run time (enum pmv_copy_engine). Batches in
+ * flight finish with the engine they started with. -EINVAL for an unknown
+ * engine; an engine needing copy threads when there are none: -ENODEV.
+ * Threads: any.
+ */
+int pmv_set_copy_engine(pmv_ctx *ctx, int engine);
 
 /*
  * The analog of migrate_pages(2) on tier masks (bit i = tier i): every page

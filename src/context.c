@@ -182,6 +182,18 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 	pthread_rwlock_init(&ctx->fork_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 
+	ctx->copy_engine = cfg->copy_engine;
+	if (getenv("PAGEMOVE_COPY"))
+		ctx->copy_engine = _pmv_copy_engine_parse(getenv("PAGEMOVE_COPY"));
+	if (ctx->copy_engine < 0 || ctx->copy_engine >= PMV_COPY_NR) {
+		ret = _pmv_set_errmsg(-EINVAL, "unknown copy engine (PAGEMOVE_COPY=%s)",
+				      getenv("PAGEMOVE_COPY") ? getenv("PAGEMOVE_COPY") : "");
+		goto fail;
+	}
+	if (ctx->copy_engine == PMV_COPY_NT && !_pmv_copy_engines[PMV_COPY_NT].probe())
+		ctx->copy_engine = PMV_COPY_MEMCPY;	/* no AVX2: the clean fallback */
+	if (getenv("PAGEMOVE_INJECT_COPY_FAIL"))
+		ctx->inject_copy_fail = atoi(getenv("PAGEMOVE_INJECT_COPY_FAIL"));
 	ret = _pmv_tiers_init(ctx, cfg);
 	if (ret)
 		goto fail;
@@ -197,6 +209,12 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 	ret = _pmv_fault_start(ctx);
 	if (ret)
 		goto fail;
+	if (ctx->copy_engine == PMV_COPY_AUTO || ctx->copy_engine == PMV_COPY_PARALLEL ||
+	    ctx->copy_engine == PMV_COPY_OFFLOAD) {
+		ret = _pmv_copy_pool_start(ctx);
+		if (ret && ctx->copy_engine != PMV_COPY_AUTO)
+			goto fail;
+	}
 
 	pthread_once(&atfork_once, atfork_register);
 	pthread_mutex_lock(&ctx_list_lock);
@@ -238,6 +256,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 	/* Unmap first: a waiting faulter is woken and sees the unmap. */
 	_pmv_regions_destroy(ctx);
 	_pmv_fault_stop(ctx);
+	_pmv_copy_pool_stop(ctx);
 	_pmv_tiers_destroy(ctx);
 	if (ctx->uffd >= 0)
 		close(ctx->uffd);

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "pagemove.h"
 #include "compat.h"
@@ -175,6 +176,11 @@ PMV_HIDDEN void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 /* Give a resident page's slot back to the pool (it now holds the page). */
 PMV_HIDDEN void _pmv_pool_put_page(struct _pmv_tier *t, int ps, void *slot,
 				   bool clean);
+/* Bulk forms, sorted by address; they return how many they took. */
+PMV_HIDDEN size_t _pmv_pool_take_pages(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
+				       size_t n, void **out);
+PMV_HIDDEN size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
+				       size_t n, void **out);
 /* A hole to move a page out into; NULL only when VA is exhausted. */
 PMV_HIDDEN void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot);
@@ -207,12 +213,43 @@ PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN void _pmv_copier_enter(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_copier_exit(pmv_ctx *ctx);
 PMV_HIDDEN bool _pmv_is_copier(pmv_ctx *ctx, pid_t tid);
+PMV_HIDDEN void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
+				size_t n, size_t psz, bool wake, int *res, size_t *part);
+PMV_HIDDEN void _pmv_count_fail(pmv_ctx *ctx, int tier, int err);
 PMV_HIDDEN int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			      const int *tiers, int *status, int flags);
 
 /* ---- copy engines (copy.c) ------------------------------------------- */
 
-PMV_HIDDEN void _pmv_copy(pmv_ctx *ctx, void *dst, const void *src, size_t len);
+struct _pmv_copy_req {
+	void *dst, *src;
+	size_t len;
+	bool swap;		/* exchange dst and src instead of copying */
+	int status;		/* 0 or -EIO, set by _pmv_copy_batch() */
+	size_t done;		/* on failure: leading bytes processed (a swap
+				 * undoes them by swapping them again) */
+};
+
+struct _pmv_copy_job;
+
+struct _pmv_copy_ops {
+	const char *name;
+	bool (*probe)(void);
+	int (*copy)(pmv_ctx *ctx, void *dst, const void *src, size_t len);
+	int (*copy_batch)(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n);
+	/* asynchronous pair: NULL for engines that only copy inline */
+	int (*submit)(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n,
+		      struct _pmv_copy_job **ticket);
+	int (*wait)(pmv_ctx *ctx, struct _pmv_copy_job *ticket);
+};
+
+PMV_HIDDEN extern const struct _pmv_copy_ops _pmv_copy_engines[PMV_COPY_NR];
+PMV_HIDDEN int _pmv_copy_batch(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n);
+PMV_HIDDEN int _pmv_copy_pool_start(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_copy_pool_stop(pmv_ctx *ctx);
+PMV_HIDDEN int _pmv_copy_engine_parse(const char *name);
+PMV_HIDDEN void _pmv_swap_range(void *a, void *b, size_t len);
+PMV_HIDDEN const char *_pmv_copy_engine_name(int engine);
 
 /* ---- context (context.c) --------------------------------------------- */
 
@@ -229,6 +266,10 @@ struct pmv_ctx {
 	unsigned ntiers;
 	struct _pmv_tier tiers[PMV_MAX_TIERS];
 	unsigned copy_threads;
+	int copy_engine;		/* enum pmv_copy_engine */
+	struct _pmv_copy_pool *copy_pool;
+	unsigned inject_copy_fail;	/* tests: fail every N-th copy */
+	_Atomic unsigned inject_count;
 	bool thp_ok;			/* THP usable for PMV_HUGE regions */
 
 	pthread_rwlock_t fork_lock;

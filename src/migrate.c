@@ -26,8 +26,9 @@
 
 #include "internal.h"
 
-#define MIGRATE_BATCH		64
-#define LOCK_TIMEOUT_US		20000
+#define BATCH_PAGES	512		/* the kernel caps its batch at 512 too */
+#define BATCH_BYTES	(32UL << 20)	/* bounded, so the first page does not wait long */
+#define LOCK_TIMEOUT_US	20000
 
 enum { ENT_SKIP, ENT_ACTIVE };
 
@@ -37,7 +38,7 @@ struct mig {
 	size_t size;
 	int ps, src, dst;
 	void *dst_slot, *hole;
-	bool dst_clean, zapped, retry_reuse;
+	bool zapped, retry_reuse, deferred;
 	int state;
 	int alias;		/* index of an earlier entry for the same page */
 	int status;
@@ -87,26 +88,73 @@ static int fail_cause(int err)
 	}
 }
 
-static void count_fail(pmv_ctx *ctx, int tier, int err)
+void _pmv_count_fail(pmv_ctx *ctx, int tier, int err)
 {
 	if (tier >= 0 && (unsigned)tier < ctx->ntiers)
 		_pmv_stat_add(&ctx->tiers[tier].fail[fail_cause(err)], 1);
 }
 
-/* Undo an active entry before its source left the address. */
-static void rollback(pmv_ctx *ctx, struct mig *m, int err, bool wp_set)
+/*
+ * Move n pages dst[i] <- src[i] of psz bytes, one ioctl per run where both
+ * sides are contiguous (a coalesced move costs a fifteenth of single ones
+ * here). res[i] is 0 or -errno; part[i] the bytes of a failed page that did
+ * move (a huge page split into PTEs can stop half way).
+ */
+void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
+		    size_t n, size_t psz, bool wake, int *res, size_t *part)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		size_t k = 1, done = 0, ok;
+		int ret;
+
+		while (i + k < n && dst[i + k] == dst[i] + k * psz &&
+		       src[i + k] == src[i] + k * psz)
+			k++;
+		ret = _pmv_uffd_move(ctx, dst[i], src[i], k * psz, wake, &done);
+		ok = ret ? done / psz : k;
+		for (size_t j = 0; j < ok; j++) {
+			res[i + j] = 0;
+			part[i + j] = 0;
+		}
+		if (ret) {
+			res[i + ok] = ret;
+			part[i + ok] = done % psz;
+			i += ok + 1;	/* the rest of the run goes on its own */
+		} else {
+			i += k;
+		}
+	}
+}
+
+/* Undo an active entry whose source is still at its address. */
+static void release(pmv_ctx *ctx, struct mig *m, int err, bool wp_set)
 {
 	if (wp_set)
 		_pmv_uffd_wp(ctx, m->addr, m->size, false);
-	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot,
-			   m->dst_clean && !wp_set);
+	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
 	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
 	m->state = ENT_SKIP;
 	m->status = err;
-	count_fail(ctx, m->dst, err);
+	_pmv_count_fail(ctx, m->dst, err);
+	_pmv_putback_lru_page(ctx, m->pg);
+	_pmv_page_unlock(ctx, m->pg);
 }
 
-/* Step 1-2 for one entry. Leaves it ENT_ACTIVE and locked, or resolved. */
+/* The page vanished under us (the program discarded it): it reads as zero. */
+static void release_gone(pmv_ctx *ctx, struct mig *m)
+{
+	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
+	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
+	_pmv_page_clear(m->pg, PG_present | PG_isolated);
+	m->state = ENT_SKIP;
+	m->status = -ENOENT;
+	_pmv_page_unlock(ctx, m->pg);
+}
+
+/* Step 1 for one entry: lock, check, isolate. Leaves it active or done. */
 static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 {
 	struct _pmv_page *pg = m->pg;
@@ -119,7 +167,7 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 	}
 	if (_pmv_page_lock_timeout(pg, LOCK_TIMEOUT_US)) {
 		m->status = -EBUSY;
-		count_fail(ctx, m->dst, -EBUSY);
+		_pmv_count_fail(ctx, m->dst, -EBUSY);
 		return;
 	}
 	f = _pmv_page_flags(pg);
@@ -138,30 +186,80 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 	if ((f & PG_shared) && !(flags & PMV_MOVE_ALL)) {
 		if (_pmv_page_shared(ctx, m->addr)) {
 			m->status = -EACCES;
-			count_fail(ctx, m->dst, -EACCES);
+			_pmv_count_fail(ctx, m->dst, -EACCES);
 			goto unlock;
 		}
 		_pmv_page_clear(pg, PG_shared);
-	}
-	m->dst_slot = _pmv_pool_take_page(ctx, &ctx->tiers[m->dst], m->ps,
-					  false, &m->dst_clean);
-	if (!m->dst_slot) {
-		m->status = -ENOMEM;
-		count_fail(ctx, m->dst, -ENOMEM);
-		goto unlock;
-	}
-	m->hole = _pmv_pool_take_hole(ctx, &ctx->tiers[m->src], m->ps);
-	if (!m->hole) {
-		_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, m->dst_clean);
-		m->status = -ENOMEM;
-		count_fail(ctx, m->dst, -ENOMEM);
-		goto unlock;
 	}
 	_pmv_isolate_lru_page(ctx, pg);
 	m->state = ENT_ACTIVE;
 	return;
 unlock:
 	_pmv_page_unlock(ctx, pg);
+}
+
+/*
+ * Step 2 for the whole batch: destination pages and holes in bulk, one
+ * lock round trip per (tier, page size), handed out in address order so
+ * that runs on both sides of a move stay contiguous.
+ */
+static void reserve(pmv_ctx *ctx, struct mig **act, size_t n)
+{
+	void *slots[BATCH_PAGES];
+
+	for (unsigned t = 0; t < ctx->ntiers; t++) {
+		for (int ps = 0; ps < PMV_PS_NR; ps++) {
+			struct mig *want[BATCH_PAGES];
+			size_t k = 0, got;
+
+			for (size_t i = 0; i < n; i++)
+				if (act[i]->state == ENT_ACTIVE && act[i]->dst == (int)t &&
+				    act[i]->ps == ps)
+					want[k++] = act[i];
+			if (!k)
+				continue;
+			got = _pmv_pool_take_pages(ctx, &ctx->tiers[t], ps, k, slots);
+			for (size_t i = 0; i < k; i++) {
+				if (i < got) {
+					want[i]->dst_slot = slots[i];
+					continue;
+				}
+				want[i]->state = ENT_SKIP;
+				want[i]->status = -ENOMEM;
+				_pmv_count_fail(ctx, (int)t, -ENOMEM);
+				_pmv_putback_lru_page(ctx, want[i]->pg);
+				_pmv_page_unlock(ctx, want[i]->pg);
+			}
+		}
+	}
+	for (unsigned t = 0; t < ctx->ntiers; t++) {
+		for (int ps = 0; ps < PMV_PS_NR; ps++) {
+			struct mig *want[BATCH_PAGES];
+			size_t k = 0, got;
+
+			for (size_t i = 0; i < n; i++)
+				if (act[i]->state == ENT_ACTIVE && act[i]->src == (int)t &&
+				    act[i]->ps == ps)
+					want[k++] = act[i];
+			if (!k)
+				continue;
+			got = _pmv_pool_take_holes(ctx, &ctx->tiers[t], ps, k, slots);
+			for (size_t i = 0; i < k; i++) {
+				if (i < got) {
+					want[i]->hole = slots[i];
+					continue;
+				}
+				/* no VA left for holes: give the page back */
+				_pmv_pool_put_page(&ctx->tiers[want[i]->dst], ps,
+						   want[i]->dst_slot, false);
+				want[i]->state = ENT_SKIP;
+				want[i]->status = -ENOMEM;
+				_pmv_count_fail(ctx, want[i]->dst, -ENOMEM);
+				_pmv_putback_lru_page(ctx, want[i]->pg);
+				_pmv_page_unlock(ctx, want[i]->pg);
+			}
+		}
+	}
 }
 
 /*
@@ -180,13 +278,17 @@ static int lost_partial(pmv_ctx *ctx, struct mig *m)
 	return 0;
 }
 
-/* Step 5 failed with EBUSY: shared with a child, pinned, or not exclusive. */
+/*
+ * Step 5 failed with EBUSY (write-protect path): shared with a child,
+ * pinned, or no longer exclusive. Returns true if the address is now empty
+ * and the migration may go on.
+ */
 static bool move_out_busy(pmv_ctx *ctx, struct mig *m, int flags)
 {
 	if (_pmv_page_shared(ctx, m->addr)) {
 		_pmv_page_set(m->pg, PG_shared);
 		if (!(flags & PMV_MOVE_ALL)) {
-			rollback(ctx, m, -EACCES, true);
+			release(ctx, m, -EACCES, true);
 			return false;
 		}
 		/*
@@ -195,7 +297,7 @@ static bool move_out_busy(pmv_ctx *ctx, struct mig *m, int flags)
 		 * nothing; the other process keeps its own.
 		 */
 		if (madvise((void *)m->addr, m->size, MADV_DONTNEED)) {
-			rollback(ctx, m, -EBUSY, true);
+			release(ctx, m, -EBUSY, true);
 			return false;
 		}
 		_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
@@ -209,10 +311,11 @@ static bool move_out_busy(pmv_ctx *ctx, struct mig *m, int flags)
 	 * fault makes the former exclusive again; retry once after unlock.
 	 */
 	m->retry_reuse = true;
-	rollback(ctx, m, -EBUSY, true);
+	release(ctx, m, -EBUSY, true);
 	return false;
 }
 
+/* Step 7: account, put back on the target's LRU, verify, unlock. */
 static void finish(pmv_ctx *ctx, struct mig *m)
 {
 	struct _pmv_page *pg = m->pg;
@@ -227,6 +330,7 @@ static void finish(pmv_ctx *ctx, struct mig *m)
 	_pmv_stat_add(&ctx->migrations, 1);
 	_pmv_stat_add(&ctx->migrate_bytes, m->size);
 	m->status = m->dst;
+	m->state = ENT_SKIP;
 	if ((ctx->flags & PMV_CTX_VERIFY) && ctx->tiers[m->dst].node >= 0) {
 		int ret = _pmv_verify_node(ctx, m->addr, ctx->tiers[m->dst].node);
 
@@ -235,14 +339,168 @@ static void finish(pmv_ctx *ctx, struct mig *m)
 			m->status = ret;
 		}
 	}
+	_pmv_page_unlock(ctx, pg);
+}
+
+/*
+ * Write-protect path, one page at a time so a writer waits for about one
+ * page copy (huge pages, and small pages that could not be unmapped):
+ * WP, copy from the live page, move out, move in.
+ */
+static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
+{
+	struct _pmv_copy_req req = { .dst = m->dst_slot, .src = (void *)m->addr,
+				     .len = m->size };
+	size_t done;
+	int ret;
+
+	ret = _pmv_uffd_wp(ctx, m->addr, m->size, true);
+	if (ret) {
+		release(ctx, m, ret == -ENOENT ? -EFAULT : ret, false);
+		return;
+	}
+	_pmv_copier_enter(ctx);
+	_pmv_copy_batch(ctx, &req, 1);
+	_pmv_copier_exit(ctx);
+	if (req.status) {
+		release(ctx, m, req.status, true);
+		return;
+	}
+	ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, false, &done);
+	if (ret && done) {
+		/* Stopped part way (a split THP, partly shared): put it back first. */
+		if (_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, done, false, NULL))
+			ret = lost_partial(ctx, m);
+	}
+	if (ret == -EBUSY) {
+		if (!move_out_busy(ctx, m, flags))
+			return;
+	} else if (ret == -ENOENT && !m->zapped) {
+		/* discarded before we write-protected it: nothing to move */
+		_pmv_uffd_wp(ctx, m->addr, m->size, false);
+		release_gone(ctx, m);
+		return;
+	} else if (ret && !m->zapped) {
+		release(ctx, m, -EFAULT, true);
+		return;
+	}
+	/* Publish the new tier before the move-in wakes waiters. */
+	__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
+	ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->dst_slot, m->size, true, NULL);
+	if (ret) {
+		/* Only an outside munmap/mremap of managed memory gets here. */
+		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
+		if (!m->zapped &&
+		    !_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
+			release(ctx, m, -EFAULT, false);
+			return;
+		}
+		_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
+		if (!m->zapped)
+			_pmv_pool_put_page(&ctx->tiers[m->src], m->ps, m->hole, false);
+		_pmv_page_clear(m->pg, PG_present | PG_isolated);
+		m->state = ENT_SKIP;
+		m->status = -EFAULT;
+		_pmv_count_fail(ctx, m->dst, -EFAULT);
+		_pmv_page_unlock(ctx, m->pg);
+		return;
+	}
+	finish(ctx, m);
+}
+
+/*
+ * Unmap path for small pages (as the kernel does): a write-protect costs
+ * about as much as copying 4 KB, so instead move every source out at once
+ * (accessors wait in MISSING faults), copy from the holes, move every copy
+ * in. Runs of neighbours take one ioctl per step.
+ */
+static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
+{
+	uintptr_t a[BATCH_PAGES], b[BATCH_PAGES];
+	struct _pmv_copy_req reqs[BATCH_PAGES];
+	struct mig *out[BATCH_PAGES];
+	int res[BATCH_PAGES];
+	size_t part[BATCH_PAGES], nout = 0;
+
+	if (!n)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		a[i] = (uintptr_t)u[i]->hole;
+		b[i] = u[i]->addr;
+	}
+	_pmv_move_runs(ctx, a, b, n, PMV_SIZE_4K, false, res, part);
+	for (size_t i = 0; i < n; i++) {
+		struct mig *m = u[i];
+
+		if (!res[i])
+			out[nout++] = m;
+		else if (res[i] == -EBUSY)
+			m->deferred = true;	/* shared or pinned: the WP path decides */
+		else if (res[i] == -ENOENT)
+			release_gone(ctx, m);
+		else
+			release(ctx, m, -EFAULT, false);
+	}
+	for (size_t i = 0; i < nout; i++)
+		reqs[i] = (struct _pmv_copy_req){ .dst = out[i]->dst_slot,
+						  .src = out[i]->hole,
+						  .len = PMV_SIZE_4K };
+	_pmv_copy_batch(ctx, reqs, nout);
+	/* A failed copy: the source goes back untouched. */
+	for (size_t i = 0; i < nout; i++) {
+		struct mig *m = out[i];
+
+		if (!reqs[i].status)
+			continue;
+		if (_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
+			/*
+			 * Cannot happen (the address is ours and empty), but a
+			 * torn copy must never be mapped: redo it here.
+			 */
+			memcpy(m->dst_slot, m->hole, m->size);
+			continue;
+		}
+		release(ctx, m, reqs[i].status, false);
+		out[i] = NULL;
+	}
+	n = 0;
+	for (size_t i = 0; i < nout; i++) {
+		if (!out[i])
+			continue;
+		out[n] = out[i];
+		a[n] = out[i]->addr;
+		b[n++] = (uintptr_t)out[i]->dst_slot;
+		/* published before the move-in wakes anyone */
+		__atomic_store_n(&out[i]->pg->tier, (int8_t)out[i]->dst, __ATOMIC_RELAXED);
+	}
+	_pmv_move_runs(ctx, a, b, n, PMV_SIZE_4K, true, res, part);
+	for (size_t i = 0; i < n; i++) {
+		struct mig *m = out[i];
+
+		if (!res[i]) {
+			finish(ctx, m);
+			continue;
+		}
+		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
+		if (!_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL))
+			release(ctx, m, -EFAULT, false);
+	}
+}
+
+static int cmp_mig(const void *x, const void *y)
+{
+	const struct mig *a = *(struct mig *const *)x, *b = *(struct mig *const *)y;
+
+	return a->addr < b->addr ? -1 : a->addr > b->addr;
 }
 
 static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 {
-	size_t i;
+	struct mig *act[BATCH_PAGES], *small[BATCH_PAGES];
+	size_t nact = 0, nsmall = 0;
 
-	/* 1-2: lock, isolate, reserve. A page named twice is done once. */
-	for (i = 0; i < n; i++) {
+	/* 1: lock, check, isolate. A page named twice is done once. */
+	for (size_t i = 0; i < n; i++) {
 		ms[i].alias = -1;
 		for (size_t j = 0; j < i; j++) {
 			if (ms[j].pg == ms[i].pg && ms[j].alias < 0) {
@@ -250,94 +508,25 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 				break;
 			}
 		}
-		if (ms[i].alias < 0)
-			prepare(ctx, &ms[i], flags);
-	}
-	/* 3: write-protect. */
-	for (i = 0; i < n; i++) {
-		struct mig *m = &ms[i];
-		int ret;
-
-		if (m->alias >= 0 || m->state != ENT_ACTIVE)
+		if (ms[i].alias >= 0)
 			continue;
-		ret = _pmv_uffd_wp(ctx, m->addr, m->size, true);
-		if (ret) {
-			rollback(ctx, m, ret == -ENOENT ? -EFAULT : ret, false);
-			_pmv_putback_lru_page(ctx, m->pg);
-			_pmv_page_unlock(ctx, m->pg);
-		}
+		prepare(ctx, &ms[i], flags);
+		if (ms[i].state == ENT_ACTIVE)
+			act[nact++] = &ms[i];
 	}
-	/* 4: copy. */
-	_pmv_copier_enter(ctx);
-	for (i = 0; i < n; i++) {
-		struct mig *m = &ms[i];
-
-		if (m->alias < 0 && m->state == ENT_ACTIVE)
-			_pmv_copy(ctx, m->dst_slot, (void *)m->addr, m->size);
-	}
-	_pmv_copier_exit(ctx);
-	/* 5-7: remap, one page at a time so each rollback is exact. */
-	for (i = 0; i < n; i++) {
-		struct mig *m = &ms[i];
-		size_t done;
-		int ret;
-
-		if (m->alias >= 0 || m->state != ENT_ACTIVE)
-			continue;
-		ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, false, &done);
-		if (ret && done) {
-			/*
-			 * Stopped part way: a huge page split into PTEs, some of
-			 * them shared. Put the moved part back before deciding.
-			 */
-			if (_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, done, false, NULL))
-				ret = lost_partial(ctx, m);
-		}
-		if (!ret) {
-			/* moved out, or finished by lost_partial() */
-		} else if (ret == -EBUSY) {
-			if (!move_out_busy(ctx, m, flags))
-				goto undo;
-		} else if (ret) {
-			rollback(ctx, m, ret == -ENOENT ? -EFAULT : ret, true);
-			goto undo;
-		}
-		/*
-		 * Publish the new tier before the move-in wakes waiters, so a
-		 * thread that waited here never queries the old one.
-		 */
-		__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
-		ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->dst_slot, m->size, true, NULL);
-		if (ret) {
-			__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
-			/*
-			 * The address was empty and we hold the lock, so only an
-			 * outside munmap/mremap of managed memory gets here. Put
-			 * the source back if we still can.
-			 */
-			if (!m->zapped &&
-			    !_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
-				rollback(ctx, m, -EFAULT, false);
-				goto undo;
-			}
-			_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
-			if (!m->zapped)
-				_pmv_pool_put_page(&ctx->tiers[m->src], m->ps, m->hole, false);
-			_pmv_page_clear(m->pg, PG_present);
-			m->state = ENT_SKIP;
-			m->status = -EFAULT;
-			count_fail(ctx, m->dst, -EFAULT);
-			_pmv_page_unlock(ctx, m->pg);
-			continue;
-		}
-		finish(ctx, m);
-		_pmv_page_unlock(ctx, m->pg);
-		continue;
-undo:
-		_pmv_putback_lru_page(ctx, m->pg);
-		_pmv_page_unlock(ctx, m->pg);
-	}
-	for (i = 0; i < n; i++)
+	/* 2: reserve in address order, so runs coalesce. */
+	qsort(act, nact, sizeof(*act), cmp_mig);
+	reserve(ctx, act, nact);
+	for (size_t i = 0; i < nact; i++)
+		if (act[i]->state == ENT_ACTIVE && act[i]->ps == PMV_PS_4K)
+			small[nsmall++] = act[i];
+	/* 3-7 */
+	migrate_unmapped(ctx, small, nsmall);
+	for (size_t i = 0; i < nact; i++)
+		if (act[i]->state == ENT_ACTIVE &&
+		    (act[i]->ps == PMV_PS_2M || act[i]->deferred))
+			migrate_wp(ctx, act[i], flags);
+	for (size_t i = 0; i < n; i++)
 		if (ms[i].alias >= 0)
 			ms[i].status = ms[ms[i].alias].status;
 }
@@ -350,13 +539,18 @@ undo:
 int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 		   const int *tiers, int *status, int flags)
 {
-	struct mig ms[MIGRATE_BATCH];
+	struct mig *ms = malloc(BATCH_PAGES * sizeof(*ms));
 	int left = 0;
 
-	for (size_t base = 0; base < n; base += MIGRATE_BATCH) {
-		size_t cnt = n - base < MIGRATE_BATCH ? n - base : MIGRATE_BATCH;
+	if (!ms)
+		return -ENOMEM;
+	for (size_t base = 0; base < n;) {
+		size_t cnt = 0, bytes = 0;
 		bool retry = false;
 
+		/* bounded by pages and by bytes */
+		while (base + cnt < n && cnt < BATCH_PAGES && bytes < BATCH_BYTES)
+			bytes += _pmv_page_size(pgs[base + cnt++]);
 		memset(ms, 0, cnt * sizeof(ms[0]));
 		for (size_t i = 0; i < cnt; i++) {
 			ms[i].pg = pgs[base + i];
@@ -375,33 +569,37 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			}
 		}
 		if (retry) {
-			struct mig again[MIGRATE_BATCH];
-			size_t na = 0, idx[MIGRATE_BATCH];
+			struct mig *again = calloc(cnt, sizeof(*again));
+			size_t na = 0, *idx = malloc(cnt * sizeof(*idx));
 
-			memset(again, 0, sizeof(again));
-			for (size_t i = 0; i < cnt; i++) {
+			for (size_t i = 0; again && idx && i < cnt; i++) {
 				if (!ms[i].retry_reuse)
 					continue;
 				again[na].pg = ms[i].pg;
 				again[na].dst = ms[i].dst;
 				idx[na++] = i;
 			}
-			run_batch(ctx, again, na, flags);
+			if (na)
+				run_batch(ctx, again, na, flags);
 			for (size_t k = 0; k < na; k++)
 				ms[idx[k]].status = again[k].status;
+			free(again);
+			free(idx);
 		}
 		for (size_t i = 0; i < cnt; i++) {
 			status[base + i] = ms[i].status;
 			if (ms[i].status != ms[i].dst)
 				left++;
 		}
+		base += cnt;
 	}
+	free(ms);
 	for (unsigned t = 0; t < ctx->ntiers; t++)
 		_pmv_pool_trim(ctx, &ctx->tiers[t]);
 	return left;
 }
 
-#define MOVE_CHUNK	512
+#define MOVE_CHUNK	1024
 
 PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 			   const int tiers[], int status[], int flags)
@@ -524,9 +722,9 @@ PMV_API long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 	 */
 	for (unsigned t = 0; t < ctx->ntiers; t++) {
 		while (todo[t]) {
-			struct _pmv_page *pgs[MIGRATE_BATCH * 4];
-			int tg[MIGRATE_BATCH * 4], st[MIGRATE_BATCH * 4];
-			size_t want = todo[t] < MIGRATE_BATCH * 4 ? todo[t] : MIGRATE_BATCH * 4;
+			struct _pmv_page *pgs[BATCH_PAGES];
+			int tg[BATCH_PAGES], st[BATCH_PAGES];
+			size_t want = todo[t] < BATCH_PAGES ? todo[t] : BATCH_PAGES;
 			size_t n;
 
 			pthread_rwlock_rdlock(&ctx->fork_lock);

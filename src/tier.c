@@ -154,6 +154,25 @@ static void *pop_hole(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p)
 }
 
 /*
+ * Free pool pages of the other size are free memory of the tier: give them
+ * back to the kernel when a page of this size needs their room. Called
+ * with t->lock held.
+ */
+static void make_room(struct _pmv_tier *t, int ps)
+{
+	struct _pmv_pool *o = &t->pool[!ps];
+	size_t need = _pmv_ps_size(ps);
+
+	while (t->capacity && !room_for(t, need) && pool_pages(o)) {
+		void *slot = o->ndirty ? o->dirty[--o->ndirty] : o->clean[--o->nclean];
+
+		madvise(slot, _pmv_ps_size(o->ps), MADV_DONTNEED);
+		if (!stack_push(&o->holes, &o->nholes, &o->cap_holes, slot))
+			break;	/* the slot is lost VA; the page is freed */
+	}
+}
+
+/*
  * Populate up to `want` holes with fresh zeroed pages on the node. Called
  * with t->lock held; the pool VMAs have no MISSING registration, so these
  * faults are served by the kernel, not by our fault thread.
@@ -164,6 +183,7 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 	size_t psz = _pmv_ps_size(p->ps);
 	size_t got = 0;
 
+	make_room(t, p->ps);
 	while (got < want && room_for(t, psz)) {
 		void *slot = pop_hole(ctx, t, p);
 
@@ -216,6 +236,61 @@ void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 		t->resident[ps]++;
 	pthread_mutex_unlock(&t->lock);
 	return slot;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Take up to n pages at once (one lock round trip), sorted by address so
+ * that runs of slots are contiguous and their moves coalesce. Dirty pages
+ * first: a migration overwrites them anyway. Returns how many were taken.
+ */
+size_t _pmv_pool_take_pages(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
+			    void **out)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+	size_t got = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (pool_pages(p) < n) {
+		size_t want = n - pool_pages(p);
+
+		if (ps == PMV_PS_4K && want < POOL_GROW_4K)
+			want = POOL_GROW_4K;
+		pool_grow(ctx, t, p, want);
+	}
+	while (got < n && p->ndirty)
+		out[got++] = p->dirty[--p->ndirty];
+	while (got < n && p->nclean)
+		out[got++] = p->clean[--p->nclean];
+	t->resident[ps] += got;
+	pthread_mutex_unlock(&t->lock);
+	qsort(out, got, sizeof(*out), cmp_ptr);
+	return got;
+}
+
+size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
+			    void **out)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+	size_t got = 0;
+
+	pthread_mutex_lock(&t->lock);
+	while (got < n) {
+		void *h = pop_hole(ctx, t, p);
+
+		if (!h)
+			break;
+		out[got++] = h;
+	}
+	pthread_mutex_unlock(&t->lock);
+	qsort(out, got, sizeof(*out), cmp_ptr);
+	return got;
 }
 
 void _pmv_pool_put_page(struct _pmv_tier *t, int ps, void *slot, bool clean)

@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Exchange (seeds 004 and 000): page a takes b's tier and b takes a's, with
+ * no free page on either tier, so it works when both are exactly full.
+ *
+ *   1. lock and isolate both pages of every pair;
+ *   2. UFFDIO_MOVE a into a hole of a's tier's pool, b into one of b's
+ *      (both addresses are now empty: accessors wait, and no thread can
+ *      ever see a half-swapped page);
+ *   3. swap the two physical pages' contents in place (engine "swap"
+ *      requests, batched and parallel like copies);
+ *   4. move a's old page (on a's tier, now holding b's data) to b's
+ *      address and b's old page to a's address: the data changed tiers;
+ *   5. the holes are holes again; unlock, put back on the new LRUs.
+ * Runs of neighbouring pages take one ioctl per step.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+#define XCHG_BATCH	256		/* pairs: 512 pages, the kernel's cap */
+#define LOCK_TIMEOUT_US	20000
+
+struct xpage {
+	struct _pmv_page *pg;
+	uintptr_t addr;
+	int tier;
+	void *hole;
+};
+
+struct xpair {
+	struct xpage p[2];
+	size_t size;
+	int ps;
+	bool active;
+	int status;
+};
+
+static int cmp_addr(const void *x, const void *y)
+{
+	const struct xpage *a = *(struct xpage *const *)x, *b = *(struct xpage *const *)y;
+
+	return a->addr < b->addr ? -1 : a->addr > b->addr;
+}
+
+static void unlock_pair(pmv_ctx *ctx, struct xpair *x, bool putback)
+{
+	for (int k = 0; k < 2; k++) {
+		if (putback)
+			_pmv_putback_lru_page(ctx, x->p[k].pg);
+		_pmv_page_unlock(ctx, x->p[k].pg);
+	}
+}
+
+/* Step 1 for one pair. */
+static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int flags)
+{
+	struct _pmv_page *pa, *pb;
+
+	x->active = false;
+	pa = _pmv_addr_to_page(ctx, (uintptr_t)a, NULL);
+	pb = _pmv_addr_to_page(ctx, (uintptr_t)b, NULL);
+	if (!pa || !pb) {
+		x->status = -EFAULT;
+		return;
+	}
+	if (pa == pb || pa->region->ps != pb->region->ps) {
+		x->status = -EINVAL;	/* one page, or a 4 KB with a 2 MB page */
+		return;
+	}
+	/* Lock in address order; trylock with a timeout anyway (see page.c). */
+	if (pa > pb) {
+		struct _pmv_page *t = pa;
+
+		pa = pb;
+		pb = t;
+	}
+	if (_pmv_page_lock_timeout(pa, LOCK_TIMEOUT_US)) {
+		x->status = -EBUSY;
+		return;
+	}
+	if (_pmv_page_lock_timeout(pb, LOCK_TIMEOUT_US)) {
+		_pmv_page_unlock(ctx, pa);
+		x->status = -EBUSY;
+		return;
+	}
+	x->p[0].pg = pa;
+	x->p[1].pg = pb;
+	x->ps = pa->region->ps;
+	x->size = _pmv_page_size(pa);
+	for (int k = 0; k < 2; k++) {
+		struct _pmv_page *pg = x->p[k].pg;
+		uint32_t f = _pmv_page_flags(pg);
+
+		x->p[k].addr = _pmv_page_addr(pg);
+		x->p[k].tier = pg->tier;
+		if (!(f & PG_present)) {
+			x->status = -ENOENT;
+			goto unlock;
+		}
+		/*
+		 * A page shared with a child cannot be moved out, and exchange
+		 * does not un-share: pmv_move_pages(PMV_MOVE_ALL) does.
+		 */
+		if ((f & PG_shared) && _pmv_page_shared(ctx, x->p[k].addr)) {
+			x->status = flags & PMV_MOVE_ALL ? -EBUSY : -EACCES;
+			goto unlock;
+		}
+	}
+	if (x->p[0].tier == x->p[1].tier) {
+		x->status = 0;		/* each already has the other's tier */
+		goto unlock;
+	}
+	for (int k = 0; k < 2; k++)
+		_pmv_isolate_lru_page(ctx, x->p[k].pg);
+	x->active = true;
+	return;
+unlock:
+	unlock_pair(ctx, x, false);
+}
+
+static void fail_pair(pmv_ctx *ctx, struct xpair *x, int err)
+{
+	for (int k = 0; k < 2; k++)
+		if (x->p[k].hole)
+			_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], x->ps, x->p[k].hole);
+	_pmv_count_fail(ctx, x->p[1].tier, err);
+	x->active = false;
+	x->status = err;
+	unlock_pair(ctx, x, true);
+}
+
+/* Holes in bulk per (tier, size), in address order so runs coalesce. */
+static void take_holes(pmv_ctx *ctx, struct xpage **pgs, size_t n, int ps)
+{
+	void *slots[2 * XCHG_BATCH];
+
+	for (unsigned t = 0; t < ctx->ntiers; t++) {
+		struct xpage *want[2 * XCHG_BATCH];
+		size_t k = 0, got;
+
+		for (size_t i = 0; i < n; i++)
+			if (pgs[i]->tier == (int)t)
+				want[k++] = pgs[i];
+		if (!k)
+			continue;
+		got = _pmv_pool_take_holes(ctx, &ctx->tiers[t], ps, k, slots);
+		for (size_t i = 0; i < k; i++)
+			want[i]->hole = i < got ? slots[i] : NULL;
+	}
+}
+
+/* Steps 2-5 for the active pairs of one page size. */
+static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
+{
+	size_t psz = _pmv_ps_size(ps), np = 0, nr = 0;
+	struct xpage *pgs[2 * XCHG_BATCH];
+	uintptr_t dst[2 * XCHG_BATCH], src[2 * XCHG_BATCH];
+	int res[2 * XCHG_BATCH];
+	size_t part[2 * XCHG_BATCH];
+	struct _pmv_copy_req reqs[XCHG_BATCH];
+	struct xpair *rx[XCHG_BATCH];
+
+	for (size_t i = 0; i < n; i++)
+		if (xs[i].active && xs[i].ps == ps)
+			for (int k = 0; k < 2; k++)
+				pgs[np++] = &xs[i].p[k];
+	if (!np)
+		return;
+	qsort(pgs, np, sizeof(*pgs), cmp_addr);
+	take_holes(ctx, pgs, np, ps);
+
+	/* 2: both pages of every pair out, into their own tier's holes */
+	for (size_t i = 0; i < np; i++) {
+		dst[i] = (uintptr_t)pgs[i]->hole;
+		src[i] = pgs[i]->addr;
+	}
+	for (size_t i = 0, j = 0; i < np; i = j) {
+		/* only pages that got a hole; runs must not cross a missing one */
+		for (j = i; j < np && pgs[j]->hole; j++)
+			;
+		if (j > i)
+			_pmv_move_runs(ctx, dst + i, src + i, j - i, psz, false, res + i, part + i);
+		if (j < np) {
+			res[j] = -ENOMEM;
+			part[j] = 0;
+			j++;
+		}
+	}
+	for (size_t i = 0; i < np; i++) {
+		/* a move that stopped part way goes back now */
+		if (res[i] && part[i])
+			_pmv_uffd_move(ctx, src[i], dst[i], part[i], false, NULL);
+		pgs[i]->addr = res[i] ? pgs[i]->addr | 1 : pgs[i]->addr;	/* tag: still in place */
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct xpair *x = &xs[i];
+		bool in0, in1;
+
+		if (!x->active || x->ps != ps)
+			continue;
+		in0 = x->p[0].addr & 1;
+		in1 = x->p[1].addr & 1;
+		x->p[0].addr &= ~1UL;
+		x->p[1].addr &= ~1UL;
+		if (!in0 && !in1) {
+			rx[nr] = x;
+			/* the swap happens between the holes, on the pages' own tiers */
+			reqs[nr++] = (struct _pmv_copy_req){ .dst = x->p[0].hole,
+							     .src = x->p[1].hole,
+							     .len = psz, .swap = true };
+			continue;
+		}
+		/* one side could not leave: put the other back, report */
+		for (int k = 0; k < 2; k++)
+			if (!(k ? in1 : in0))
+				_pmv_uffd_move(ctx, x->p[k].addr, (uintptr_t)x->p[k].hole,
+					       psz, true, NULL);
+		fail_pair(ctx, x, x->p[0].hole && x->p[1].hole ? -EBUSY : -ENOMEM);
+	}
+
+	/* 3: swap contents */
+	_pmv_copy_batch(ctx, reqs, nr);
+
+	/* 4: cross the pages over; publish tiers before the moves wake anyone */
+	np = 0;
+	for (size_t i = 0; i < nr; i++) {
+		struct xpair *x = rx[i];
+		bool ok = !reqs[i].status;
+
+		if (!ok) {
+			/* undo the part that was swapped, then put both back */
+			if (reqs[i].done)
+				_pmv_swap_range(x->p[0].hole, x->p[1].hole, reqs[i].done);
+		} else {
+			__atomic_store_n(&x->p[0].pg->tier, (int8_t)x->p[1].tier, __ATOMIC_RELAXED);
+			__atomic_store_n(&x->p[1].pg->tier, (int8_t)x->p[0].tier, __ATOMIC_RELAXED);
+		}
+		for (int k = 0; k < 2; k++) {
+			/* a's old page goes to b's address, and the other way */
+			dst[np] = ok ? x->p[1 - k].addr : x->p[k].addr;
+			src[np++] = (uintptr_t)x->p[k].hole;
+		}
+	}
+	/* sort by destination so runs coalesce */
+	for (size_t i = 1; i < np; i++) {
+		for (size_t j = i; j > 0 && dst[j - 1] > dst[j]; j--) {
+			uintptr_t t = dst[j];
+
+			dst[j] = dst[j - 1];
+			dst[j - 1] = t;
+			t = src[j];
+			src[j] = src[j - 1];
+			src[j - 1] = t;
+		}
+	}
+	_pmv_move_runs(ctx, dst, src, np, psz, true, res, part);
+	for (size_t i = 0; i < np; i++) {
+		/*
+		 * The destinations were emptied by us and are locked, so this
+		 * cannot fail short of an outside munmap of managed memory.
+		 */
+		if (res[i])
+			_pmv_set_errmsg(res[i], "exchange: move-in at %p failed", (void *)dst[i]);
+	}
+
+	/* 5 */
+	for (size_t i = 0; i < nr; i++) {
+		struct xpair *x = rx[i];
+
+		for (int k = 0; k < 2; k++)
+			_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], ps, x->p[k].hole);
+		x->active = false;
+		if (reqs[i].status) {
+			x->status = reqs[i].status;
+			_pmv_count_fail(ctx, x->p[1].tier, x->status);
+			unlock_pair(ctx, x, true);
+			continue;
+		}
+		x->status = 0;
+		for (int k = 0; k < 2; k++) {
+			int to = x->p[1 - k].tier;
+
+			_pmv_stat_add(&ctx->tiers[to].migrate_in, 1);
+			_pmv_stat_add(&ctx->tiers[to].migrate_bytes_in, psz);
+			_pmv_stat_add(&ctx->tiers[x->p[k].tier].migrate_out, 1);
+			if ((ctx->flags & PMV_CTX_VERIFY) && ctx->tiers[to].node >= 0 &&
+			    _pmv_verify_node(ctx, x->p[k].addr, ctx->tiers[to].node)) {
+				_pmv_stat_add(&ctx->tiers[to].verify_errors, 1);
+				x->status = -EIO;
+			}
+		}
+		_pmv_stat_add(&ctx->migrations, 2);
+		_pmv_stat_add(&ctx->migrate_bytes, 2 * psz);
+		unlock_pair(ctx, x, true);
+	}
+}
+
+PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
+			       void *const b[], int status[], int flags)
+{
+	struct xpair *xs;
+	int left = 0;
+
+	PMV_CHECK_CTX(ctx);
+	if (count && (!a || !b || !status))
+		return _pmv_set_errmsg(-EINVAL, "pmv_exchange_pages: NULL array");
+	if (flags & ~PMV_MOVE_ALL)
+		return _pmv_set_errmsg(-EINVAL, "pmv_exchange_pages: unknown flags");
+	if (count > INT32_MAX)
+		return _pmv_set_errmsg(-E2BIG, "pmv_exchange_pages: count too large");
+	xs = malloc(XCHG_BATCH * sizeof(*xs));
+	if (!xs)
+		return -ENOMEM;
+	for (size_t base = 0; base < count; base += XCHG_BATCH) {
+		size_t n = count - base < XCHG_BATCH ? count - base : XCHG_BATCH;
+
+		memset(xs, 0, n * sizeof(*xs));
+		pthread_rwlock_rdlock(&ctx->fork_lock);
+		pthread_rwlock_rdlock(&ctx->regions_lock);
+		/*
+		 * A page named by two pairs of one batch would be locked twice:
+		 * prepare_pair() times out on it and reports -EBUSY.
+		 */
+		for (size_t i = 0; i < n; i++)
+			prepare_pair(ctx, &xs[i], a[base + i], b[base + i], flags);
+		exchange_batch(ctx, xs, n, PMV_PS_4K);
+		exchange_batch(ctx, xs, n, PMV_PS_2M);
+		pthread_rwlock_unlock(&ctx->regions_lock);
+		pthread_rwlock_unlock(&ctx->fork_lock);
+		for (size_t i = 0; i < n; i++) {
+			status[base + i] = xs[i].status;
+			left += xs[i].status != 0;
+		}
+	}
+	free(xs);
+	return left;
+}
