@@ -33,7 +33,7 @@ LIB_OBJS  := $(LIB_SRCS:src/%.c=$(B)/src/%.o)
 LIB_SOBJS := $(LIB_SRCS:src/%.c=$(B)/src/%.os)
 HDRS      := include/pagemove.h $(wildcard src/*.h)
 
-TOOL_SRCS := $(wildcard tools/*.c)
+TOOL_SRCS := $(wildcard tools/*.c) $(wildcard bench/*.c)
 TOOL_HDRS := $(wildcard tools/*.h)
 TEST_SRCS := $(wildcard tests/t_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)

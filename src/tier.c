@@ -21,7 +21,13 @@
 
 #define POOL_CHUNK_4K	(8192UL * PMV_SIZE_4K)	/* 32 MB of VA per chunk */
 #define POOL_CHUNK_2M	(256UL * PMV_SIZE_2M)	/* 512 MB of VA per chunk */
-#define POOL_HIGH_BYTES	(64UL << 20)		/* keep at most this many free */
+/*
+ * Free pages kept per tier and page size. Trimming below what a round trip
+ * of migrations needs makes every round re-populate, i.e. zero, its
+ * destinations: the kernel's own migration never pays that. Tunable with
+ * PAGEMOVE_POOL_MB; capped at a quarter of a bounded tier's capacity.
+ */
+#define POOL_HIGH_BYTES	(256UL << 20)
 #define POOL_GROW_4K	64			/* pages populated per refill */
 
 static bool stack_push(void ***v, size_t *n, size_t *cap, void *x)
@@ -391,6 +397,10 @@ int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 		const struct pmv_tier_config *tc = &cfg->tiers[i];
 		struct _pmv_tier *t = &ctx->tiers[i];
 		size_t high = POOL_HIGH_BYTES;
+		const char *env = getenv("PAGEMOVE_POOL_MB");
+
+		if (env && *env)
+			high = strtoull(env, NULL, 0) << 20;
 
 		t->idx = i;
 		if (tc->name)

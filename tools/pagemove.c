@@ -12,6 +12,7 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } cmds[] = {
+	{ "bench", pmv_cmd_bench, "measure migration and exchange against memcpy, in one run" },
 	{ "demo", pmv_cmd_demo, "move a running workload's pages between two tiers and verify them" },
 	{ "migrate", pmv_cmd_migrate, "move another process's pages between NUMA nodes" },
 	{ "stat", pmv_cmd_stat, "show a process's memory per mapping and NUMA node" },
