@@ -119,6 +119,7 @@ struct _pmv_copy_job {
 	size_t nitems;
 	bool nt;
 	_Atomic size_t next, done;
+	unsigned users;		/* workers inside work(); under pool->lock */
 };
 
 struct _pmv_copy_pool {
@@ -181,9 +182,20 @@ static void *copy_thread(void *arg)
 		}
 		seen = p->gen;
 		job = p->job;
-		pthread_mutex_unlock(&p->lock);
+		/*
+		 * Count ourselves in under the lock: the waiter frees the job
+		 * once all items are done *and* no worker can still touch it.
+		 */
 		if (job)
-			work(p, job);
+			job->users++;
+		pthread_mutex_unlock(&p->lock);
+		if (!job)
+			continue;
+		work(p, job);
+		pthread_mutex_lock(&p->lock);
+		if (!--job->users)
+			pthread_cond_broadcast(&p->done_cv);
+		pthread_mutex_unlock(&p->lock);
 	}
 }
 
@@ -231,14 +243,11 @@ static void pool_start(struct _pmv_copy_pool *p, struct _pmv_copy_job *job)
 static void pool_wait(struct _pmv_copy_pool *p, struct _pmv_copy_job *job)
 {
 	/* Acquire pairs with the workers' release on `done`. */
-	if (atomic_load_explicit(&job->done, memory_order_acquire) < job->nitems) {
-		pthread_mutex_lock(&p->lock);
-		while (atomic_load_explicit(&job->done, memory_order_acquire) < job->nitems)
-			pthread_cond_wait(&p->done_cv, &p->lock);
-		pthread_mutex_unlock(&p->lock);
-	}
 	pthread_mutex_lock(&p->lock);
-	p->job = NULL;
+	while (atomic_load_explicit(&job->done, memory_order_acquire) < job->nitems ||
+	       job->users)
+		pthread_cond_wait(&p->done_cv, &p->lock);
+	p->job = NULL;		/* no worker can pick it up after this */
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -333,6 +342,7 @@ static int pool_submit(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n,
 	if (!job)
 		return -ENOMEM;
 	job->nt = have_avx2();
+	job->users = 0;
 	build_items(job, reqs, n);
 	pthread_mutex_lock(&p->busy);
 	pool_start(p, job);

@@ -332,8 +332,12 @@ void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
 	struct _pmv_pool *p = &t->pool[ps];
 
 	pthread_mutex_lock(&t->lock);
-	/* The hole came from this stack, so its array has room for it. */
-	p->holes[p->nholes++] = slot;
+	/*
+	 * Not a plain store: while the hole was out, a trim may have pushed
+	 * other holes and filled the array. Without memory, the slot is lost
+	 * VA, which is harmless.
+	 */
+	stack_push(&p->holes, &p->nholes, &p->cap_holes, slot);
 	pthread_mutex_unlock(&t->lock);
 }
 
