@@ -4,9 +4,10 @@
  * for byte: writer threads each own a counter word in every page, a
  * page-writer rewrites whole checksummed pages under a seqcount, readers
  * verify those checksums (a torn copy would show), and a mover thread moves
- * 4 KB and 2 MB pages back and forth between tiers with pmv_move_pages()
- * and pmv_migrate(). Afterwards every byte must be what its writer last
- * wrote. Usage: t_integrity [seconds]
+ * 4 KB and 2 MB pages back and forth between tiers: single moves, batches,
+ * whole-tier pmv_migrate() and pmv_exchange_pages(). It runs once per copy
+ * engine (auto, memcpy, nt, parallel, offload). Afterwards every byte must
+ * be what its writer last wrote. Usage: t_integrity [seconds-per-engine]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,7 +31,7 @@ static uint64_t *expect[NWRITERS];	/* per writer, per counter page */
 static uint64_t *last_gen[2];		/* per checksum page */
 static pmv_ctx *ctx;
 static atomic_int stop;
-static atomic_long moves, torn, bad_status;
+static atomic_long moves, xchgs, torn, bad_status;
 
 static char *cnt_page(size_t i, size_t *size, size_t *pageno)
 {
@@ -129,7 +130,7 @@ static void *mover(void *arg)
 {
 	unsigned seed = 42;
 	struct area *all[4] = { &cnt[0], &cnt[1], &sum[0], &sum[1] };
-	void *pages[64];
+	void *pages[64], *other[64];
 	int tiers[64], status[64];
 	long round = 0;
 
@@ -137,7 +138,7 @@ static void *mover(void *arg)
 	while (!atomic_load(&stop)) {
 		struct area *a = all[rand_r(&seed) % 4];
 		size_t psz = a->size / a->npages;
-		int n = 1 + rand_r(&seed) % 64;
+		int n = rand_r(&seed) % 3 ? 1 + rand_r(&seed) % 64 : 1;	/* single or batch */
 		int to = rand_r(&seed) & 1;
 
 		if (++round % 50 == 0) {
@@ -146,6 +147,28 @@ static void *mover(void *arg)
 
 			if (left < 0)
 				atomic_fetch_add(&bad_status, 1);
+			continue;
+		}
+		if (round % 5 == 0 && a->npages >= 2) {
+			/* exchange pairs of distinct pages of one area */
+			n = 1 + rand_r(&seed) % (a->npages / 2 < 32 ? a->npages / 2 : 32);
+			for (int i = 0; i < n; i++) {
+				size_t x = rand_r(&seed) % (a->npages / 2);
+
+				pages[i] = a->base + 2 * x * psz + (rand_r(&seed) % psz);
+				other[i] = a->base + (2 * x + 1) * psz;
+			}
+			if (pmv_exchange_pages(ctx, n, pages, other, status, 0) < 0)
+				atomic_fetch_add(&bad_status, 1);
+			for (int i = 0; i < n; i++) {
+				if (!status[i])
+					atomic_fetch_add(&xchgs, 1);
+				else if (status[i] != -EBUSY) {
+					fprintf(stderr, "exchange status[%d] = %d (%s)\n", i,
+						status[i], pmv_strerror(status[i]));
+					atomic_fetch_add(&bad_status, 1);
+				}
+			}
 			continue;
 		}
 		for (int i = 0; i < n; i++) {
@@ -179,22 +202,23 @@ static void setup_area(struct area *a, size_t size, int huge)
 	T_ASSERT(a->base, "pmv_mmap: %s", strerror(errno));
 }
 
-int main(int argc, char **argv)
+static long run(int engine, double secs, int huge)
 {
-	double secs = argc > 1 ? atof(argv[1]) : t_duration(3);
 	pthread_t wt[NWRITERS], rt[NREADERS], pw, mv;
-	int huge = t_thp_enabled();
 	long bad = 0;
 	struct pmv_tier_stats st0, st1;
 	struct pmv_ctx_stats cs;
 
 	ctx = t_ctx(2, NULL, 0);
+	if (pmv_set_copy_engine(ctx, engine) == -ENODEV)
+		t_skip("engine %d needs copy threads", engine);
+	atomic_store(&stop, 0);
+	atomic_store(&moves, 0);
+	atomic_store(&xchgs, 0);
 	setup_area(&cnt[0], 4 << 20, 0);
 	setup_area(&cnt[1], huge ? 16 << 20 : 4 << 20, huge);
 	setup_area(&sum[0], 256 << 10, 0);
 	setup_area(&sum[1], huge ? 4 << 20 : 256 << 10, huge);
-	if (!huge)
-		printf("note: THP disabled, 2 MB areas use 4 KB pages\n");
 
 	ncnt_pages = cnt[0].npages + cnt[1].npages;
 	for (size_t i = 0; i < ncnt_pages; i++) {
@@ -261,18 +285,40 @@ int main(int argc, char **argv)
 	pmv_tier_stats(ctx, 0, &st0);
 	pmv_tier_stats(ctx, 1, &st1);
 	pmv_ctx_stats(ctx, &cs);
-	printf("%.1fs: %ld pages moved (%llu MB), %llu faults waited on a migration, "
-	       "%ld torn reads, %ld bad bytes\n", secs, atomic_load(&moves),
+	printf("%-8s %.1fs: %ld pages moved, %ld pairs exchanged (%llu MB), %llu faults "
+	       "waited, %ld torn reads, %ld bad bytes\n",
+	       engine == PMV_COPY_AUTO ? "auto" : engine == PMV_COPY_MEMCPY ? "memcpy" :
+	       engine == PMV_COPY_NT ? "nt" : engine == PMV_COPY_PARALLEL ? "parallel" : "offload",
+	       secs, atomic_load(&moves), atomic_load(&xchgs),
 	       (unsigned long long)(cs.migrate_bytes >> 20),
 	       (unsigned long long)cs.faults_waited, atomic_load(&torn), bad);
 	T_EQ(bad, 0);
 	T_EQ(atomic_load(&torn), 0);
 	T_EQ(atomic_load(&bad_status), 0);
 	T_ASSERT(atomic_load(&moves) > 100, "too few moves: %ld", atomic_load(&moves));
+	T_ASSERT(atomic_load(&xchgs) > 10, "too few exchanges: %ld", atomic_load(&xchgs));
 	/* Accounting matches what is mapped: every page of every area is resident. */
 	T_EQ(st0.resident_4k + st1.resident_4k,
 	     cnt[0].npages + sum[0].npages + (huge ? 0 : cnt[1].npages + sum[1].npages));
 	T_EQ(st0.resident_2m + st1.resident_2m, huge ? cnt[1].npages + sum[1].npages : 0);
 	pmv_destroy(ctx);
+	for (int w = 0; w < NWRITERS; w++)
+		free(expect[w]);
+	for (int a = 0; a < 2; a++)
+		free(last_gen[a]);
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	double secs = argc > 1 ? atof(argv[1]) : t_duration(1.5);
+	int huge = t_thp_enabled();
+	static const int engines[] = { PMV_COPY_AUTO, PMV_COPY_MEMCPY, PMV_COPY_NT,
+				       PMV_COPY_PARALLEL, PMV_COPY_OFFLOAD };
+
+	if (!huge)
+		printf("note: THP disabled, 2 MB areas use 4 KB pages\n");
+	for (size_t e = 0; e < sizeof(engines) / sizeof(engines[0]); e++)
+		run(engines[e], secs, huge);
 	return T_EXIT_PASS;
 }
