@@ -224,12 +224,56 @@ static double pct(double *v, size_t n, double p)
 	return v[(size_t)(p * (n - 1) + 0.5)];
 }
 
+/*
+ * --kernel: the kernel's move_pages(2) on the same buffers, between the
+ * two tiers' nodes, for the record (one address per huge page, 4 KB pages
+ * in the same random order and batches of 512). Each page goes to the
+ * other node and back; the pages' tiers are unchanged afterwards.
+ */
+static void kernel_runs(void **hp, size_t nhuge, void **sp, size_t nsmall, int n0, int n1,
+			double mc1)
+{
+	int *nodes = malloc(512 * sizeof(int)), *st = malloc(512 * sizeof(int));
+	struct { void **pg; size_t n, per, psz; const char *name; } runs[2] = {
+		{ hp, nhuge, 16, SZ_2M, "kernel_move_pages_2m" },
+		{ sp, nsmall, 512, SZ_4K, "kernel_move_pages_4k_random" },
+	};
+
+	for (int r = 0; r < 2; r++) {
+		double t = 0;
+		long fails = 0;
+
+		for (int dir = 0; dir < 2; dir++) {
+			double t0 = now();
+
+			for (size_t i = 0; i < runs[r].n; i += runs[r].per) {
+				size_t k = runs[r].n - i < runs[r].per ? runs[r].n - i : runs[r].per;
+
+				for (size_t j = 0; j < k; j++)
+					nodes[j] = dir ? n0 : n1;
+				if (move_pages(0, k, runs[r].pg + i, nodes, st, MPOL_MF_MOVE) < 0)
+					fails += k;
+				for (size_t j = 0; j < k; j++)
+					fails += st[j] < 0;
+			}
+			t += now() - t0;
+		}
+		add(runs[r].name, 2.0 * runs[r].n * runs[r].psz, t, mc1);
+		if (fails)
+			fprintf(stderr, "  (%ld kernel move_pages failures)\n", fails);
+	}
+	free(nodes);
+	free(st);
+}
+
 static int usage(FILE *f)
 {
-	fprintf(f, "usage: pagemove bench [--json] [--quick] [--mb MB]\n"
+	fprintf(f, "usage: pagemove bench [--json] [--quick] [--mb MB] [--nodes A,B] [--kernel]\n"
 		"Measures memcpy, migration of 2 MB and 4 KB pages (single, batched,\n"
 		"parallel), exchange and the writer stall, in one run. --quick uses\n"
-		"smaller buffers (a smoke test, not a measurement).\n");
+		"smaller buffers (a smoke test, not a measurement). --nodes binds the\n"
+		"two tiers to NUMA nodes A and B; --kernel also times move_pages(2)\n"
+		"between them on the same buffers, for the record.\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -240,17 +284,25 @@ int pmv_cmd_bench(int argc, char **argv)
 	};
 	struct pmv_config cfg = { .ntiers = 2, .tiers = tc };
 	size_t mb = 256, nhuge, nsmall;
-	int json = 0, rounds = 4, opt, nthreads;
+	int json = 0, rounds = 4, opt, nthreads, kernel = 0, n0 = -1, n1 = -1;
 	double mc1, mcn, copy2m_us, t;
 	char *h, *s, *bufa, *bufb;
 	void **hp, **sp, **xa, **xb;
 
 	static const struct option opts[] = {
 		{ "json", no_argument, 0, 'j' }, { "quick", no_argument, 0, 'q' },
-		{ "mb", required_argument, 0, 'm' }, { "help", no_argument, 0, 'h' }, { 0 }
+		{ "mb", required_argument, 0, 'm' }, { "help", no_argument, 0, 'h' },
+		{ "kernel", no_argument, 0, 'k' }, { "nodes", required_argument, 0, 'n' }, { 0 }
 	};
-	while ((opt = getopt_long(argc, argv, "jqm:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "jqm:hkn:", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'k': kernel = 1; break;
+		case 'n':
+			if (sscanf(optarg, "%d,%d", &n0, &n1) != 2 || n0 < 0 || n1 < 0) {
+				fprintf(stderr, "pagemove bench: --nodes wants A,B\n");
+				return 2;
+			}
+			break;
 		case 'j': json = 1; break;
 		case 'q': mb = 32; rounds = 2; break;
 		case 'm': mb = strtoul(optarg, NULL, 0); break;
@@ -262,13 +314,21 @@ int pmv_cmd_bench(int argc, char **argv)
 		fprintf(stderr, "pagemove bench: --mb must be 32..8192\n");
 		return 2;
 	}
+	if (n0 >= 0) {
+		tc[0].node = n0;
+		tc[1].node = n1;
+	}
+	if (kernel && n0 < 0) {
+		n0 = 0;		/* one node: move_pages(2) to the same node */
+		n1 = 0;
+	}
 	nthreads = sysconf(_SC_NPROCESSORS_ONLN);
 	if (nthreads > 16)
 		nthreads = 16;
 	ctx = pmv_create(&cfg);
 	if (!ctx) {
 		fprintf(stderr, "pagemove bench: %s\n", pmv_errmsg());
-		return 1;
+		return errno == ENODEV || errno == EINVAL ? 2 : 1;
 	}
 	nhuge = (mb << 20) / SZ_2M;
 	nsmall = (mb << 20) / 4 / SZ_4K;	/* a quarter: 4 KB moves are slower */
@@ -358,6 +418,9 @@ int pmv_cmd_bench(int argc, char **argv)
 	xb = sp + nsmall / 2;
 	t = exchange_rounds(xa, xb, nsmall / 2, 256, rounds);
 	add("exchange_4k_batch", (double)rounds * nsmall * SZ_4K, t, mc1);
+
+	if (kernel)
+		kernel_runs(hp, nhuge, sp, nsmall, n0, n1, mc1);
 
 	/* writer stall: one writer on a 2 MB page that moves back and forth */
 	{

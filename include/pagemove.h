@@ -54,6 +54,14 @@ struct pmv_tier_config {
 /* pmv_config.flags */
 #define PMV_CTX_USER_MODE_ONLY	(1U << 0) /* force the unprivileged fallback mode */
 #define PMV_CTX_VERIFY		(1U << 1) /* check each moved page's real node */
+/*
+ * Copy 2 MB pages under write-protect, so readers keep running during the
+ * copy. A DMA through a pin taken before the write-protect (O_DIRECT read,
+ * process_vm_writev) can still write the old page, so each page is
+ * compared after it is unmapped and copied again if it changed: safe, but
+ * it reads every page twice. Default: unmap first, as the kernel does.
+ */
+#define PMV_CTX_WP_COPY		(1U << 2)
 
 /*
  * Copy engines (pmv_config.copy_engine; the environment variable

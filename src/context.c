@@ -36,8 +36,9 @@ PMV_API const char *pmv_errmsg(void)
 
 PMV_API const char *pmv_strerror(int err)
 {
-	switch (err < 0 ? -err : err) {
-	case 0: return "success";
+	if (err >= 0)
+		return "success";	/* a status >= 0 is a tier */
+	switch (-err) {
 	case EFAULT: return "not in a managed region";
 	case ENOENT: return "page never touched";
 	case EBUSY: return "page in use, could not be moved";
@@ -50,7 +51,7 @@ PMV_API const char *pmv_strerror(int err)
 	case EOPNOTSUPP: return "kernel lacks a required userfaultfd feature";
 	case EPERM: return "userfaultfd not permitted";
 	case E2BIG: return "too many pages";
-	default: return strerror(err < 0 ? -err : err);
+	default: return strerror(-err);
 	}
 }
 
@@ -157,7 +158,7 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 
 	errmsg[0] = 0;
 	if (!cfg || !cfg->tiers || !cfg->ntiers || cfg->ntiers > PMV_MAX_TIERS ||
-	    (cfg->flags & ~(PMV_CTX_USER_MODE_ONLY | PMV_CTX_VERIFY))) {
+	    (cfg->flags & ~(PMV_CTX_USER_MODE_ONLY | PMV_CTX_VERIFY | PMV_CTX_WP_COPY))) {
 		_pmv_set_errmsg(-EINVAL, "pmv_create: need 1..%d tiers and known flags",
 				PMV_MAX_TIERS);
 		errno = EINVAL;
@@ -175,10 +176,19 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 		ctx->flags |= PMV_CTX_VERIFY;
 	ctx->copy_threads = cfg->copy_threads;
 	ctx->thp_ok = _pmv_thp_available();
+	/*
+	 * regions_lock prefers readers: a copier holding it for reading may
+	 * need the fault thread (rescue_copier), which takes it for reading
+	 * too; with a munmap queued in between, a writer-preferring lock would
+	 * deadlock the three. munmap still gets in between batches, which
+	 * release it. fork_lock prefers the writer, so fork() is not starved:
+	 * the fault thread never takes it, so no holder waits on a reader
+	 * queued behind fork.
+	 */
 	pthread_rwlockattr_init(&ra);
-	/* Writers (munmap, fork) must not starve behind a stream of batches. */
-	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_READER_NP);
 	pthread_rwlock_init(&ctx->regions_lock, &ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&ctx->fork_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 
@@ -236,8 +246,10 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		/*
 		 * A fork child: the fault thread and the regions belong to the
 		 * parent. Free only the bookkeeping; the child's copy of the
-		 * managed memory stays as ordinary memory.
+		 * managed memory stays as ordinary memory. It leaves the
+		 * atfork list too, or the child's next fork would touch it.
 		 */
+		ctx_list_del(ctx);
 		close(ctx->uffd);
 		close(ctx->pagemap_fd);
 		close(ctx->stop_fd);

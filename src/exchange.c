@@ -80,11 +80,13 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 	}
 	if (_pmv_page_lock_timeout(pa, LOCK_TIMEOUT_US)) {
 		x->status = -EBUSY;
+		_pmv_count_fail(ctx, __atomic_load_n(&pb->tier, __ATOMIC_RELAXED), -EBUSY);
 		return;
 	}
 	if (_pmv_page_lock_timeout(pb, LOCK_TIMEOUT_US)) {
 		_pmv_page_unlock(ctx, pa);
 		x->status = -EBUSY;
+		_pmv_count_fail(ctx, __atomic_load_n(&pa->tier, __ATOMIC_RELAXED), -EBUSY);
 		return;
 	}
 	x->p[0].pg = pa;
@@ -119,6 +121,8 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 	x->active = true;
 	return;
 unlock:
+	if (x->status)
+		_pmv_count_fail(ctx, x->p[1].tier, x->status);
 	unlock_pair(ctx, x, false);
 }
 
@@ -163,6 +167,8 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 	size_t part[2 * XCHG_BATCH];
 	struct _pmv_copy_req reqs[XCHG_BATCH];
 	struct xpair *rx[XCHG_BATCH];
+	uint16_t own[2 * XCHG_BATCH];	/* which rx[] a move-in belongs to */
+	bool bad_in[XCHG_BATCH] = { false };
 
 	for (size_t i = 0; i < n; i++)
 		if (xs[i].active && xs[i].ps == ps)
@@ -242,6 +248,7 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 		for (int k = 0; k < 2; k++) {
 			/* a's old page goes to b's address, and the other way */
 			dst[np] = ok ? x->p[1 - k].addr : x->p[k].addr;
+			own[np] = (uint16_t)i;
 			src[np++] = (uintptr_t)x->p[k].hole;
 		}
 	}
@@ -255,6 +262,9 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 			t = src[j];
 			src[j] = src[j - 1];
 			src[j - 1] = t;
+			t = own[j];
+			own[j] = own[j - 1];
+			own[j - 1] = (uint16_t)t;
 		}
 	}
 	_pmv_move_runs(ctx, dst, src, np, psz, true, res, part);
@@ -263,17 +273,26 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 		 * The destinations were emptied by us and are locked, so this
 		 * cannot fail short of an outside munmap of managed memory.
 		 */
-		if (res[i])
+		if (res[i]) {
 			_pmv_set_errmsg(res[i], "exchange: move-in at %p failed", (void *)dst[i]);
+			bad_in[own[i]] = true;
+		}
 	}
 
 	/* 5 */
 	for (size_t i = 0; i < nr; i++) {
 		struct xpair *x = rx[i];
 
-		for (int k = 0; k < 2; k++)
+		/* a hole whose page could not go in is not a hole: keep it out */
+		for (int k = 0; k < 2 && !bad_in[i]; k++)
 			_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], ps, x->p[k].hole);
 		x->active = false;
+		if (bad_in[i]) {
+			x->status = -EFAULT;
+			_pmv_count_fail(ctx, x->p[1].tier, -EFAULT);
+			unlock_pair(ctx, x, true);
+			continue;
+		}
 		if (reqs[i].status) {
 			x->status = reqs[i].status;
 			_pmv_count_fail(ctx, x->p[1].tier, x->status);

@@ -287,6 +287,7 @@ struct pmv_ctx {
 	_Atomic uint64_t faults_missing, faults_wp, faults_first_touch;
 	_Atomic uint64_t faults_waited, faults_sigbus;
 	_Atomic uint64_t migrations, migrate_bytes;
+	_Atomic uint64_t recopies;	/* pages written through a pin during a copy */
 };
 
 PMV_HIDDEN int _pmv_set_errmsg(int err, const char *fmt, ...)

@@ -177,6 +177,7 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 	m->src = pg->tier;
 	if (!(f & PG_present)) {
 		m->status = -ENOENT;
+		_pmv_count_fail(ctx, m->dst, -ENOENT);
 		goto unlock;
 	}
 	if (m->src == m->dst) {
@@ -372,6 +373,17 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 		if (_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, done, false, NULL))
 			ret = lost_partial(ctx, m);
 	}
+	if (!ret && memcmp(m->dst_slot, m->hole, m->size)) {
+		/*
+		 * The page changed under its write-protect: a DMA through a pin
+		 * taken before step 3 (O_DIRECT read, process_vm_writev) writes
+		 * past the page tables, and the pin was gone by step 5, so
+		 * UFFDIO_MOVE could not refuse. The page is out now and no pin
+		 * can reach it: copy again from it.
+		 */
+		memcpy(m->dst_slot, m->hole, m->size);
+		_pmv_stat_add(&ctx->recopies, 1);
+	}
 	if (ret == -EBUSY) {
 		if (!move_out_busy(ctx, m, flags))
 			return;
@@ -487,6 +499,57 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 	}
 }
 
+/*
+ * Unmap path for one huge page: move out, copy from the hole, move in. A
+ * pinned page cannot be moved out (UFFDIO_MOVE refuses it), and once out
+ * no pin can reach it, so a DMA can never write behind the copy; readers
+ * wait for one page copy, as with the kernel's migration entries. EBUSY
+ * (shared, pinned) goes to the write-protect path, which can judge it
+ * with the page still mapped.
+ */
+static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
+{
+	struct _pmv_copy_req req = { .dst = m->dst_slot, .src = m->hole, .len = m->size };
+	size_t done;
+	int ret;
+
+	ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, false, &done);
+	if (ret && done &&
+	    _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, done, false, NULL)) {
+		/* cannot put the part back: the page is split; copy what is where */
+		_pmv_set_errmsg(-EBUSY, "huge page %p split while moving out", (void *)m->addr);
+	}
+	if (ret == -EBUSY) {
+		migrate_wp(ctx, m, flags);
+		return;
+	}
+	if (ret == -ENOENT) {
+		release_gone(ctx, m);
+		return;
+	}
+	if (ret) {
+		release(ctx, m, -EFAULT, false);
+		return;
+	}
+	_pmv_copy_batch(ctx, &req, 1);
+	if (req.status) {
+		if (!_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
+			release(ctx, m, req.status, false);
+			return;
+		}
+		memcpy(m->dst_slot, m->hole, m->size);	/* never map a torn copy */
+	}
+	__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
+	ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->dst_slot, m->size, true, NULL);
+	if (ret) {
+		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
+		if (!_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL))
+			release(ctx, m, -EFAULT, false);
+		return;
+	}
+	finish(ctx, m);
+}
+
 static int cmp_mig(const void *x, const void *y)
 {
 	const struct mig *a = *(struct mig *const *)x, *b = *(struct mig *const *)y;
@@ -522,10 +585,16 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 			small[nsmall++] = act[i];
 	/* 3-7 */
 	migrate_unmapped(ctx, small, nsmall);
-	for (size_t i = 0; i < nact; i++)
-		if (act[i]->state == ENT_ACTIVE &&
-		    (act[i]->ps == PMV_PS_2M || act[i]->deferred))
-			migrate_wp(ctx, act[i], flags);
+	for (size_t i = 0; i < nact; i++) {
+		struct mig *m = act[i];
+
+		if (m->state != ENT_ACTIVE)
+			continue;
+		if (m->deferred || (m->ps == PMV_PS_2M && (ctx->flags & PMV_CTX_WP_COPY)))
+			migrate_wp(ctx, m, flags);
+		else if (m->ps == PMV_PS_2M)
+			migrate_unmap_one(ctx, m, flags);
+	}
 	for (size_t i = 0; i < n; i++)
 		if (ms[i].alias >= 0)
 			ms[i].status = ms[ms[i].alias].status;
@@ -648,7 +717,10 @@ PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 				left++;
 		}
 		if (n) {
-			_pmv_move_list(ctx, n, pgs, tgt, st, flags);
+			int ret = _pmv_move_list(ctx, n, pgs, tgt, st, flags);
+
+			for (size_t k = 0; ret < 0 && k < n; k++)
+				st[k] = ret;	/* nothing was touched */
 			for (size_t k = 0; k < n; k++) {
 				status[map[k]] = st[k];
 				if (st[k] != tgt[k])
@@ -732,8 +804,11 @@ PMV_API long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 			n = scan_tier(ctx, &ctx->tiers[t], pgs, want);
 			for (size_t i = 0; i < n; i++)
 				tg[i] = map[t];
-			if (n)
-				left += _pmv_move_list(ctx, n, pgs, tg, st, flags);
+			if (n) {
+				int ret = _pmv_move_list(ctx, n, pgs, tg, st, flags);
+
+				left += ret < 0 ? (long)n : ret;
+			}
 			pthread_rwlock_unlock(&ctx->regions_lock);
 			pthread_rwlock_unlock(&ctx->fork_lock);
 			if (!n)

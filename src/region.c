@@ -315,6 +315,8 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 	if (!addr || !len)
 		return _pmv_set_errmsg(-EINVAL, "pmv_mbind: empty range");
 
+	/* fork_lock too: with PMV_MOVE this migrates (see _pmv_move_list) */
+	pthread_rwlock_rdlock(&ctx->fork_lock);
 	pthread_rwlock_rdlock(&ctx->regions_lock);
 	r = _pmv_region_find(ctx, (uintptr_t)addr);
 	if (!r) {
@@ -374,6 +376,7 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 	}
 out:
 	pthread_rwlock_unlock(&ctx->regions_lock);
+	pthread_rwlock_unlock(&ctx->fork_lock);
 	free(pgs);
 	free(tiers);
 	free(status);

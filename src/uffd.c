@@ -15,11 +15,16 @@
 #define PMV_UFFD_FEATURES	(UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP | \
 				 UFFD_FEATURE_THREAD_ID)
 
-static int uffd_new(bool user_mode_only)
+/*
+ * A userfaultfd that catches kernel-mode faults if we may have one, else a
+ * UFFD_USER_MODE_ONLY one; *user_only says which we got.
+ */
+static int uffd_new(bool user_mode_only, bool *user_only)
 {
 	int flags = O_CLOEXEC | O_NONBLOCK;
 	int fd;
 
+	*user_only = false;
 	if (!user_mode_only) {
 		/* /dev/userfaultfd grants kernel-mode faults without CAP_SYS_PTRACE. */
 		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
@@ -36,6 +41,7 @@ static int uffd_new(bool user_mode_only)
 		if (errno != EPERM)
 			return -errno;
 	}
+	*user_only = true;
 	fd = syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
 	return fd >= 0 ? fd : -errno;
 }
@@ -54,37 +60,20 @@ static int uffd_api(int fd, __u64 features, __u64 *got)
 int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only)
 {
 	__u64 have = 0;
+	bool user_only;
 	int fd, ret;
 
-	fd = uffd_new(user_mode_only);
-	if (fd < 0 && !user_mode_only && fd == -EPERM)
-		fd = uffd_new(true);
+	fd = uffd_new(user_mode_only, &user_only);
 	if (fd < 0)
 		return _pmv_set_errmsg(fd, "userfaultfd unavailable: %s (see vm.unprivileged_userfaultfd)",
 				       strerror(-fd));
-	/* Which mode did we get? A second probe fd tells, and lists features. */
-	ctx->mode = PMV_MODE_FULL;
-	if (user_mode_only) {
-		ctx->mode = PMV_MODE_USER_ONLY;
-	} else {
-		int probe = syscall(SYS_userfaultfd, O_CLOEXEC);
-
-		if (probe < 0) {
-			int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-
-			if (dev < 0)
-				ctx->mode = PMV_MODE_USER_ONLY;
-			else
-				close(dev);
-		} else {
-			close(probe);
-		}
-	}
+	ctx->mode = user_only ? PMV_MODE_USER_ONLY : PMV_MODE_FULL;
 
 	ret = uffd_api(fd, PMV_UFFD_FEATURES, &have);
 	if (ret == -EINVAL) {
 		/* Some feature is missing: ask a fresh fd which (API may run once). */
-		int probe = uffd_new(true);
+		bool dummy;
+		int probe = uffd_new(true, &dummy);
 
 		if (probe >= 0 && uffd_api(probe, 0, &have) == 0) {
 			close(probe);

@@ -6,7 +6,8 @@
  * verify those checksums (a torn copy would show), and a mover thread moves
  * 4 KB and 2 MB pages back and forth between tiers: single moves, batches,
  * whole-tier pmv_migrate() and pmv_exchange_pages(). It runs once per copy
- * engine (auto, memcpy, nt, parallel, offload). Afterwards every byte must
+ * engine (auto, memcpy, nt, parallel, offload), and once more with 2 MB
+ * pages copied under write-protect (PMV_CTX_WP_COPY). Afterwards every byte must
  * be what its writer last wrote. Usage: t_integrity [seconds-per-engine]
  */
 #include <pthread.h>
@@ -202,14 +203,14 @@ static void setup_area(struct area *a, size_t size, int huge)
 	T_ASSERT(a->base, "pmv_mmap: %s", strerror(errno));
 }
 
-static long run(int engine, double secs, int huge)
+static long run(int engine, double secs, int huge, unsigned flags)
 {
 	pthread_t wt[NWRITERS], rt[NREADERS], pw, mv;
 	long bad = 0;
 	struct pmv_tier_stats st0, st1;
 	struct pmv_ctx_stats cs;
 
-	ctx = t_ctx(2, NULL, 0);
+	ctx = t_ctx(2, NULL, flags);
 	if (pmv_set_copy_engine(ctx, engine) == -ENODEV)
 		t_skip("engine %d needs copy threads", engine);
 	atomic_store(&stop, 0);
@@ -285,11 +286,11 @@ static long run(int engine, double secs, int huge)
 	pmv_tier_stats(ctx, 0, &st0);
 	pmv_tier_stats(ctx, 1, &st1);
 	pmv_ctx_stats(ctx, &cs);
-	printf("%-8s %.1fs: %ld pages moved, %ld pairs exchanged (%llu MB), %llu faults "
+	printf("%-8s%s %.1fs: %ld pages moved, %ld pairs exchanged (%llu MB), %llu faults "
 	       "waited, %ld torn reads, %ld bad bytes\n",
 	       engine == PMV_COPY_AUTO ? "auto" : engine == PMV_COPY_MEMCPY ? "memcpy" :
 	       engine == PMV_COPY_NT ? "nt" : engine == PMV_COPY_PARALLEL ? "parallel" : "offload",
-	       secs, atomic_load(&moves), atomic_load(&xchgs),
+	       flags & PMV_CTX_WP_COPY ? " wp-copy" : "", secs, atomic_load(&moves), atomic_load(&xchgs),
 	       (unsigned long long)(cs.migrate_bytes >> 20),
 	       (unsigned long long)cs.faults_waited, atomic_load(&torn), bad);
 	T_EQ(bad, 0);
@@ -319,6 +320,8 @@ int main(int argc, char **argv)
 	if (!huge)
 		printf("note: THP disabled, 2 MB areas use 4 KB pages\n");
 	for (size_t e = 0; e < sizeof(engines) / sizeof(engines[0]); e++)
-		run(engines[e], secs, huge);
+		run(engines[e], secs, huge, 0);
+	/* the write-protect copy path for 2 MB pages (readers keep running) */
+	run(PMV_COPY_AUTO, secs, huge, PMV_CTX_WP_COPY);
 	return T_EXIT_PASS;
 }

@@ -1,0 +1,32 @@
+#!/bin/sh
+# Smoke test of `pagemove bench --quick --json`: it runs, and its JSON has
+# every field the method (docs/BENCH.md) promises. Speed is not asserted:
+# the machine is shared; figures come from full `pagemove bench` runs.
+# Usage: t_bench.sh PAGEMOVE [ignored]
+pm=$1
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+if ! "$pm" bench --quick --json >"$out" 2>/dev/null; then
+	echo "FAIL: pagemove bench exited non-zero"; exit 1
+fi
+for key in memcpy_1t_gbps memcpy_all_gbps copy_2m_1t_us writer_stall_p50_us \
+	writer_stall_p99_us writer_stall_max_us migrate_2m_single_1t migrate_2m_batch \
+	migrate_2m_parallel migrate_4k_random_batch migrate_4k_random_parallel \
+	exchange_2m_batch exchange_4k_batch; do
+	grep -q "\"$key\"" "$out" || { echo "FAIL: no $key in the JSON"; cat "$out"; exit 1; }
+done
+if command -v python3 >/dev/null 2>&1; then
+	python3 - "$out" <<'PY' || exit 1
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = {r["name"] for r in d["results"]}
+assert len(names) == 7, names
+for r in d["results"]:
+    assert r["gbps"] > 0 and r["ratio"] > 0, r
+print("bench JSON ok:", ", ".join("%s %.2f" % (r["name"], r["ratio"]) for r in d["results"]))
+PY
+fi
+"$pm" bench --mb 1 >/dev/null 2>&1 && { echo "FAIL: --mb 1 accepted"; exit 1; }
+"$pm" bench --bogus >/dev/null 2>&1 && { echo "FAIL: unknown option accepted"; exit 1; }
+echo "t_bench: JSON complete, bad options refused"
+exit 0
