@@ -86,10 +86,12 @@ struct pmv_config {
 
 /*
  * Create a context: probe the kernel, open the userfaultfd, set up the tiers'
- * pools and start the fault-handler thread. Returns NULL and sets errno:
- * EINVAL (bad config), ENODEV (a tier's node does not exist or has no
- * memory), EOPNOTSUPP (kernel lacks UFFD_FEATURE_MOVE or anonymous WP),
- * EPERM (userfaultfd not permitted at all), ENOMEM.
+ * pools and start the fault-handler thread (and copy threads for the auto,
+ * parallel and offload engines). Returns NULL and sets errno: EINVAL (bad
+ * config, unknown PAGEMOVE_COPY), ENODEV (a tier's node does not exist or
+ * has no memory), EOPNOTSUPP (kernel lacks UFFD_FEATURE_MOVE or anonymous
+ * WP), EPERM (userfaultfd not permitted at all), EAGAIN (no copy thread
+ * could start for the parallel or offload engine), ENOMEM.
  * Threads: any.
  */
 pmv_ctx *pmv_create(const struct pmv_config *cfg);
@@ -138,10 +140,13 @@ int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len);
  *   -EBUSY  in use, could not move      -ENOMEM target full / no pool page
  *   -EACCES shared with another process and no PMV_MOVE_ALL
  *   -EINVAL no such tier
+ *   -EIO    the copy failed (the page stayed, intact), or, with
+ *           PMV_CTX_VERIFY, the page moved but is not on its tier's node
  * In a PMV_HUGE region any address inside a 2 MB page names the whole page,
  * which moves whole. Returns 0 if every page moved (or, for a query, was
  * found), else the number that did not, or a negative errno for an invalid
- * call (-EINVAL: NULL arrays with count > 0, unknown flags).
+ * call: -EINVAL (NULL arrays with count > 0, unknown flags), -E2BIG (count
+ * over INT32_MAX), -ECHILD (in a fork child).
  * Threads: any.
  */
 int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
@@ -153,10 +158,12 @@ int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
  * are exactly full. Both pages are unmapped while their contents swap, so
  * no thread ever sees a half-swapped page. A pair is two 4 KB or two 2 MB
  * pages. status[i] is 0 or a negative errno as in pmv_move_pages(), plus
- * -EINVAL for a mixed pair or a page paired with itself. Pages shared with
- * another process get -EACCES (exchange does not un-share). Returns 0 if
+ * -EINVAL for a mixed pair or a page paired with itself. Exchange does not
+ * un-share: a page known to be shared with another process gets -EACCES
+ * (-EBUSY with PMV_MOVE_ALL, the only flag accepted), one not yet known to
+ * be shared -EBUSY; pmv_move_pages(PMV_MOVE_ALL) un-shares. Returns 0 if
  * every pair was exchanged, else the number that were not, or a negative
- * errno for an invalid call.
+ * errno for an invalid call (-EINVAL, -E2BIG, -ECHILD).
  * Threads: any.
  */
 int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
@@ -173,8 +180,9 @@ int pmv_set_copy_engine(pmv_ctx *ctx, int engine);
 /*
  * The analog of migrate_pages(2) on tier masks (bit i = tier i): every page
  * on the k-th tier of from_tiers moves to the k-th tier of to_tiers, or to
- * the last one if to_tiers has fewer. Returns the number of pages not moved
- * or a negative errno (-EINVAL: empty or out-of-range masks).
+ * the last one if to_tiers has fewer. flags may hold PMV_MOVE_ALL. Returns
+ * the number of pages not moved or a negative errno (-EINVAL: empty or
+ * out-of-range masks, unknown flags).
  * Threads: any.
  */
 long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
@@ -183,9 +191,12 @@ long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 /*
  * The analog of mbind(2): set the placement policy of [addr, addr+len),
  * which must lie in one region and be aligned to its page size. Default
- * mode prefers `tier`; PMV_MPOL_BIND binds to it. PMV_MOVE moves existing
- * pages to comply, PMV_MOVE_ALL shared ones too; with PMV_MF_STRICT a page
- * that could not be moved makes the call return -EIO.
+ * mode prefers `tier` (PMV_TIER_DEFAULT: tier 0); PMV_MPOL_BIND binds to it.
+ * PMV_MOVE moves existing pages to comply, PMV_MOVE_ALL (alone or with
+ * PMV_MOVE) shared ones too; with a move flag and PMV_MF_STRICT, a page
+ * that could not be moved makes the call return -EIO. Errors: -EINVAL (bad
+ * tier, flags, alignment, empty range), -EFAULT (not managed, or the range
+ * leaves its region), -ENOMEM.
  * Threads: any.
  */
 int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags);
@@ -255,12 +266,16 @@ int pmv_version_major(void);
 int pmv_version_minor(void);
 const char *pmv_version(void);
 
-/* strerror() for the negative errnos and status codes above. Thread-safe. */
+/*
+ * Text for a negative errno or status code above; a status >= 0 (a tier)
+ * is "success". Thread-safe (unknown codes fall back to strerror(3)).
+ */
 const char *pmv_strerror(int err);
 
 /*
- * A sentence about the calling thread's last failed call (which feature the
- * kernel lacks, which node is missing...), or "" if none.
+ * A sentence about the calling thread's latest failure that had one to say
+ * (which feature the kernel lacks, which node is missing...), or "". A
+ * successful call does not clear it: read it right after a failure.
  */
 const char *pmv_errmsg(void);
 
