@@ -175,6 +175,7 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 	if (env_flag("PAGEMOVE_VERIFY"))
 		ctx->flags |= PMV_CTX_VERIFY;
 	ctx->copy_threads = cfg->copy_threads;
+	pthread_mutex_init(&ctx->copy_pool_lock, NULL);
 	ctx->thp_ok = _pmv_thp_available();
 	/*
 	 * regions_lock prefers readers: a copier holding it for reading may
@@ -276,5 +277,6 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		close(ctx->pagemap_fd);
 	pthread_rwlock_destroy(&ctx->regions_lock);
 	pthread_rwlock_destroy(&ctx->fork_lock);
+	pthread_mutex_destroy(&ctx->copy_pool_lock);
 	free(ctx);
 }

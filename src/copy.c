@@ -286,9 +286,15 @@ int _pmv_copy_pool_start(pmv_ctx *ctx)
 		p->nthreads++;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	ctx->copy_pool = p;
+	if (!p->nthreads) {
+		free(p->threads);
+		free(p);
+		return -EAGAIN;
+	}
 	ctx->copy_threads = p->nthreads;
-	return p->nthreads ? 0 : -EAGAIN;
+	/* Release: a batch that sees the pointer sees an initialised pool. */
+	__atomic_store_n(&ctx->copy_pool, p, __ATOMIC_RELEASE);
+	return 0;
 }
 
 void _pmv_copy_pool_stop(pmv_ctx *ctx)
@@ -333,7 +339,7 @@ static int nt_batch(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n)
 static int pool_submit(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n,
 		       struct _pmv_copy_job **ticket)
 {
-	struct _pmv_copy_pool *p = ctx->copy_pool;
+	struct _pmv_copy_pool *p = __atomic_load_n(&ctx->copy_pool, __ATOMIC_ACQUIRE);
 	struct _pmv_copy_job *job;
 
 	if (!p)
@@ -362,7 +368,7 @@ static int pool_wait_ticket(pmv_ctx *ctx, struct _pmv_copy_job *job)
 
 static int parallel_batch(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n)
 {
-	struct _pmv_copy_pool *p = ctx->copy_pool;
+	struct _pmv_copy_pool *p = __atomic_load_n(&ctx->copy_pool, __ATOMIC_ACQUIRE);
 	struct _pmv_copy_job *job;
 
 	/* Another caller owns the pool: copy here rather than queue. */
@@ -435,7 +441,7 @@ static const struct _pmv_copy_ops *choose(pmv_ctx *ctx, size_t n, size_t bytes)
 
 	if (e != PMV_COPY_AUTO)
 		return &_pmv_copy_engines[e];
-	if (bytes >= (1UL << 20) && ctx->copy_pool && ctx->copy_threads)
+	if (bytes >= (1UL << 20) && __atomic_load_n(&ctx->copy_pool, __ATOMIC_ACQUIRE))
 		return &_pmv_copy_engines[PMV_COPY_PARALLEL];
 	if (bytes / (n ? n : 1) >= (64UL << 10) && have_avx2())
 		return &_pmv_copy_engines[PMV_COPY_NT];
@@ -501,8 +507,18 @@ PMV_API int pmv_set_copy_engine(pmv_ctx *ctx, int engine)
 	PMV_CHECK_CTX(ctx);
 	if (engine < 0 || engine >= PMV_COPY_NR)
 		return _pmv_set_errmsg(-EINVAL, "pmv_set_copy_engine: no engine %d", engine);
-	if ((engine == PMV_COPY_PARALLEL || engine == PMV_COPY_OFFLOAD) && !ctx->copy_pool)
-		return _pmv_set_errmsg(-ENODEV, "pmv_set_copy_engine: no copy threads");
+	if (engine == PMV_COPY_PARALLEL || engine == PMV_COPY_OFFLOAD || engine == PMV_COPY_AUTO) {
+		int ret = 0;
+
+		/* Start the copy threads on first need; one caller does it. */
+		pthread_mutex_lock(&ctx->copy_pool_lock);
+		if (!__atomic_load_n(&ctx->copy_pool, __ATOMIC_ACQUIRE))
+			ret = _pmv_copy_pool_start(ctx);
+		pthread_mutex_unlock(&ctx->copy_pool_lock);
+		if (ret && engine != PMV_COPY_AUTO)
+			return _pmv_set_errmsg(-ENODEV, "pmv_set_copy_engine: no copy threads: %s",
+					       strerror(-ret));
+	}
 	if (engine == PMV_COPY_NT && !have_avx2())
 		engine = PMV_COPY_MEMCPY;
 	/* Read once per batch: a batch never mixes engines. */
