@@ -71,12 +71,42 @@ static uint64_t pagemap_entry(pmv_ctx *ctx, uintptr_t addr)
 	return e;
 }
 
-bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr)
+bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len)
 {
-	uint64_t e = pagemap_entry(ctx, addr);
+	uint64_t e[512];
+	size_t n = len / PMV_SIZE_4K;
 
-	/* Mapped more than once: another process (a fork child) maps it too. */
-	return (e & PM_PRESENT) && !(e & PM_MMAP_EXCLUSIVE);
+	/*
+	 * Every 4 KB piece: after fork, a parent write splits a THP and
+	 * un-shares only the pieces it touched. Mapped more than once means
+	 * another process (a fork child) maps it too.
+	 */
+	for (size_t i = 0; i < n; i += 512) {
+		size_t k = n - i < 512 ? n - i : 512;
+		ssize_t got = pread(ctx->pagemap_fd, e, k * sizeof(e[0]),
+				    ((addr / PMV_SIZE_4K) + i) * sizeof(e[0]));
+
+		for (ssize_t j = 0; j < got / (ssize_t)sizeof(e[0]); j++)
+			if ((e[j] & PM_PRESENT) && !(e[j] & PM_MMAP_EXCLUSIVE))
+				return true;
+	}
+	return false;
+}
+
+size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len)
+{
+	uint64_t e[512];
+	size_t n = len / PMV_SIZE_4K, mapped = 0;
+
+	for (size_t i = 0; i < n; i += 512) {
+		size_t k = n - i < 512 ? n - i : 512;
+		ssize_t got = pread(ctx->pagemap_fd, e, k * sizeof(e[0]),
+				    ((addr / PMV_SIZE_4K) + i) * sizeof(e[0]));
+
+		for (ssize_t j = 0; j < got / (ssize_t)sizeof(e[0]); j++)
+			mapped += !!(e[j] & (PM_PRESENT | (1ULL << 62)));
+	}
+	return mapped;
 }
 
 bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr)

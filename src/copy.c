@@ -123,6 +123,7 @@ struct _pmv_copy_job {
 };
 
 struct _pmv_copy_pool {
+	pmv_ctx *ctx;
 	pthread_t *threads;
 	unsigned nthreads;
 	pthread_mutex_t lock;		/* job, gen, stop */
@@ -170,6 +171,14 @@ static void *copy_thread(void *arg)
 	struct _pmv_copy_pool *p = arg;
 	uint64_t seen = 0;
 
+	/*
+	 * A copy thread only ever copies for migrations that hold their pages
+	 * locked: if the program discards a page under the copy, the fault
+	 * thread must rescue us, not wait for an unlock that waits for us.
+	 * PMV_MAX_COPIERS leaves room for every copy thread and callers.
+	 */
+	_pmv_copier_enter(p->ctx);
+
 	for (;;) {
 		struct _pmv_copy_job *job;
 
@@ -178,6 +187,7 @@ static void *copy_thread(void *arg)
 			pthread_cond_wait(&p->work_cv, &p->lock);
 		if (p->stop) {
 			pthread_mutex_unlock(&p->lock);
+			_pmv_copier_exit(p->ctx);
 			return NULL;
 		}
 		seen = p->gen;
@@ -199,7 +209,12 @@ static void *copy_thread(void *arg)
 	}
 }
 
-/* Split requests into items of about CHUNK bytes. */
+/*
+ * Split requests into items of about CHUNK bytes: a big request into
+ * pieces, small ones grouped. Never more than MAX_ITEMS: a split is taken
+ * only if it leaves room for the group before it and a final tail item,
+ * and groups close only while a slot is left for that tail.
+ */
 static void build_items(struct _pmv_copy_job *job, struct _pmv_copy_req *reqs, size_t n)
 {
 	size_t group = 0, gbytes = 0;
@@ -207,7 +222,10 @@ static void build_items(struct _pmv_copy_job *job, struct _pmv_copy_req *reqs, s
 	job->reqs = reqs;
 	job->nitems = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (reqs[i].len >= 2 * CHUNK && job->nitems + reqs[i].len / CHUNK < MAX_ITEMS - 1) {
+		size_t nsplit = (reqs[i].len + CHUNK - 1) / CHUNK;
+
+		if (reqs[i].len >= 2 * CHUNK &&
+		    job->nitems + (i > group) + nsplit + 1 <= MAX_ITEMS) {
 			if (i > group)
 				job->items[job->nitems++] = (struct item){ group, i, 0, 0 };
 			for (size_t off = 0; off < reqs[i].len; off += CHUNK)
@@ -219,7 +237,7 @@ static void build_items(struct _pmv_copy_job *job, struct _pmv_copy_req *reqs, s
 			continue;
 		}
 		gbytes += reqs[i].len;
-		if (gbytes >= CHUNK || job->nitems == MAX_ITEMS - 2) {
+		if (gbytes >= CHUNK && job->nitems < MAX_ITEMS - 1) {
 			job->items[job->nitems++] = (struct item){ group, i + 1, 0, 0 };
 			group = i + 1;
 			gbytes = 0;
@@ -262,12 +280,13 @@ int _pmv_copy_pool_start(pmv_ctx *ctx)
 
 		/* the caller is one of the copiers in parallel mode */
 		n = cpus > 1 ? (unsigned)(cpus - 1) : 1;
-		if (n > 16)
-			n = 16;
 	}
+	if (n > 16)
+		n = 16;		/* and so within PMV_MAX_COPIERS */
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
+	p->ctx = ctx;
 	p->threads = calloc(n, sizeof(*p->threads));
 	if (!p->threads) {
 		free(p);

@@ -22,6 +22,7 @@
 #include "internal.h"
 
 #define XCHG_BATCH	256		/* pairs: 512 pages, the kernel's cap */
+#define XCHG_BYTES	(32UL << 20)	/* so the first pair does not wait long */
 #define LOCK_TIMEOUT_US	20000
 
 struct xpage {
@@ -107,7 +108,7 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 		 * A page shared with a child cannot be moved out, and exchange
 		 * does not un-share: pmv_move_pages(PMV_MOVE_ALL) does.
 		 */
-		if ((f & PG_shared) && _pmv_page_shared(ctx, x->p[k].addr)) {
+		if ((f & PG_shared) && _pmv_page_shared(ctx, x->p[k].addr, _pmv_page_size(pg))) {
 			x->status = flags & PMV_MOVE_ALL ? -EBUSY : -EACCES;
 			goto unlock;
 		}
@@ -126,11 +127,28 @@ unlock:
 	unlock_pair(ctx, x, false);
 }
 
+/*
+ * A page could not be put back at its address (only an outside munmap or
+ * mremap of managed memory does that): its hole keeps it and is never
+ * reused; the descriptor forgets the page.
+ */
+static void lost_out(pmv_ctx *ctx, struct xpage *p)
+{
+	_pmv_set_errmsg(-EFAULT, "exchange: page %p could not go back", (void *)(p->addr & ~1UL));
+	_pmv_page_clear(p->pg, PG_present);
+	_pmv_tier_uncharge(&ctx->tiers[p->tier], p->pg->region->ps, 1);
+	p->hole = NULL;
+}
+
 static void fail_pair(pmv_ctx *ctx, struct xpair *x, int err)
 {
 	for (int k = 0; k < 2; k++)
-		if (x->p[k].hole)
-			_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], x->ps, x->p[k].hole);
+		if (x->p[k].hole) {
+			/* a failed move may leave a page table: clean before reuse */
+			madvise(x->p[k].hole, x->size, MADV_DONTNEED);
+			if (x->ps == PMV_PS_4K)
+				_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], x->ps, x->p[k].hole);
+		}
 	_pmv_count_fail(ctx, x->p[1].tier, err);
 	x->active = false;
 	x->status = err;
@@ -198,8 +216,9 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 	}
 	for (size_t i = 0; i < np; i++) {
 		/* a move that stopped part way goes back now */
-		if (res[i] && part[i])
-			_pmv_uffd_move(ctx, src[i], dst[i], part[i], false, NULL);
+		if (res[i] && part[i] &&
+		    _pmv_uffd_move(ctx, src[i], dst[i], part[i], false, NULL))
+			lost_out(ctx, pgs[i]);
 		pgs[i]->addr = res[i] ? pgs[i]->addr | 1 : pgs[i]->addr;	/* tag: still in place */
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -222,9 +241,10 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 		}
 		/* one side could not leave: put the other back, report */
 		for (int k = 0; k < 2; k++)
-			if (!(k ? in1 : in0))
-				_pmv_uffd_move(ctx, x->p[k].addr, (uintptr_t)x->p[k].hole,
-					       psz, true, NULL);
+			if (!(k ? in1 : in0) &&
+			    _pmv_uffd_move(ctx, x->p[k].addr, (uintptr_t)x->p[k].hole,
+					   psz, true, NULL))
+				lost_out(ctx, &x->p[k]);
 		fail_pair(ctx, x, x->p[0].hole && x->p[1].hole ? -EBUSY : -ENOMEM);
 	}
 
@@ -334,12 +354,18 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 	xs = malloc(XCHG_BATCH * sizeof(*xs));
 	if (!xs)
 		return -ENOMEM;
-	for (size_t base = 0; base < count; base += XCHG_BATCH) {
-		size_t n = count - base < XCHG_BATCH ? count - base : XCHG_BATCH;
+	for (size_t base = 0, n; base < count; base += n) {
+		size_t bytes = 0;
 
-		memset(xs, 0, n * sizeof(*xs));
 		pthread_rwlock_rdlock(&ctx->fork_lock);
 		pthread_rwlock_rdlock(&ctx->regions_lock);
+		/* bounded by pairs and by bytes, as migration batches are */
+		for (n = 0; base + n < count && n < XCHG_BATCH && bytes < XCHG_BYTES; n++) {
+			struct _pmv_page *pg = _pmv_addr_to_page(ctx, (uintptr_t)a[base + n], NULL);
+
+			bytes += 2 * (pg ? _pmv_page_size(pg) : PMV_SIZE_4K);
+		}
+		memset(xs, 0, n * sizeof(*xs));
 		/*
 		 * A page named by two pairs of one batch would be locked twice:
 		 * prepare_pair() times out on it and reports -EBUSY.

@@ -36,19 +36,31 @@ static int first_touch_tiers(pmv_ctx *ctx, const struct _pmv_page *pg, int *orde
 
 /*
  * Place a zeroed page at a locked descriptor. Also used when PG_present is
- * set but the page may have been discarded (MADV_DONTNEED): -EEXIST then
- * means it was still there.
+ * set but the page was discarded (MADV_DONTNEED): wholly, it is replaced;
+ * in part (a huge page whose pieces were dropped), -EEXIST tells the
+ * caller to zero-fill just the faulting piece.
  */
 int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 {
 	struct _pmv_region *r = pg->region;
 	uintptr_t addr = _pmv_page_addr(pg);
-	size_t size = (size_t)1 << r->shift;
+	size_t size = (size_t)1 << r->shift, done = 0;
 	int order[PMV_MAX_TIERS], n, ret;
-	bool clean = false, was_present = _pmv_page_flags(pg) & PG_present;
+	bool clean = false;
 	void *slot = NULL;
 	int t = -1;
 
+	if (_pmv_page_flags(pg) & PG_present) {
+		if (_pmv_pages_mapped(ctx, addr, size))
+			return -EEXIST;
+		/*
+		 * Wholly gone: uncharge it before taking its successor, or a
+		 * full bound tier would refuse the page its own room.
+		 */
+		_pmv_lru_del(ctx, pg);
+		_pmv_tier_uncharge(&ctx->tiers[pg->tier], r->ps, 1);
+		_pmv_page_clear(pg, PG_present);
+	}
 	n = first_touch_tiers(ctx, pg, order);
 	for (int i = 0; i < n && !slot; i++) {
 		t = order[i];
@@ -64,15 +76,21 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 	 * says present, or its own pmv_move_pages() would see -ENOENT. The
 	 * caller wakes it after publishing.
 	 */
-	ret = _pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, false, NULL);
+	ret = _pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, false, &done);
 	if (ret) {
-		_pmv_pool_put_page(&ctx->tiers[t], r->ps, slot, true);
+		if (done) {
+			/*
+			 * Part of the slot's page went in (the address was
+			 * partly mapped after all): the slot is no page any
+			 * more. Clean it and keep it as a hole.
+			 */
+			madvise(slot, size, MADV_DONTNEED);
+			_pmv_pool_put_hole(&ctx->tiers[t], r->ps, slot);
+			_pmv_tier_uncharge(&ctx->tiers[t], r->ps, 1);
+		} else {
+			_pmv_pool_put_page(&ctx->tiers[t], r->ps, slot, true);
+		}
 		return ret;
-	}
-	if (was_present) {
-		/* The old page was discarded under us: it is gone, uncharge it. */
-		_pmv_lru_del(ctx, pg);
-		_pmv_tier_uncharge(&ctx->tiers[pg->tier], r->ps, 1);
 	}
 	__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
 	_pmv_page_clear(pg, PG_active | PG_referenced | PG_shared);
@@ -86,38 +104,15 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 }
 
 /*
- * A copier faulted on a page it holds locked: the program discarded the
- * page while it was being copied. Give the address a zeroed page of the
- * same tier (what a discarded page reads as) so the copy can finish; the
- * migration then moves that page out as its source.
+ * A copier faulted on a page it holds locked: the program discarded (part
+ * of) the page while it was being copied. A discarded page reads as zero,
+ * so map the zero page at the faulting 4 KB: it needs no memory, cannot
+ * fail for lack of room, and the migration moves it out with the rest.
  */
-static void rescue_copier(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t addr,
-			  size_t size)
+static void rescue_copier(pmv_ctx *ctx, uintptr_t fa)
 {
-	int ps = pg->region->ps;
-	int t = __atomic_load_n(&pg->tier, __ATOMIC_RELAXED);
-	bool clean;
-	void *slot = NULL;
-
-	for (unsigned i = 0; i < ctx->ntiers && !slot; i++, t = (t + 1) % ctx->ntiers)
-		slot = _pmv_pool_take_page(ctx, &ctx->tiers[t], ps, true, &clean);
-	if (slot) {
-		if (!clean)
-			memset(slot, 0, size);
-		if (_pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, true, NULL)) {
-			_pmv_pool_put_page(&ctx->tiers[t], ps, slot, true);
-		} else {
-			/* The discarded page is gone; the rescue page replaces it. */
-			_pmv_tier_uncharge(&ctx->tiers[pg->tier], ps, 1);
-			if (t != pg->tier) {
-				_pmv_tier_uncharge(&ctx->tiers[t], ps, 1);
-				pthread_mutex_lock(&ctx->tiers[pg->tier].lock);
-				ctx->tiers[pg->tier].resident[ps]++;
-				pthread_mutex_unlock(&ctx->tiers[pg->tier].lock);
-			}
-		}
-	}
-	_pmv_uffd_wake(ctx, addr, size);
+	_pmv_uffd_zeropage(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
+	_pmv_uffd_wake(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
 }
 
 static void sigbus_thread(pmv_ctx *ctx, pid_t tid)
@@ -143,8 +138,19 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 	pthread_rwlock_rdlock(&ctx->regions_lock);
 	pg = _pmv_addr_to_page(ctx, fa, &r);
 	if (!pg) {
-		/* Not ours any more (unmapped, or a pool): let it retry. */
+		size_t slot = wp ? _pmv_pool_slot_size(ctx, fa) : 0;
+
 		pthread_rwlock_unlock(&ctx->regions_lock);
+		if (slot) {
+			/*
+			 * A write-protected pool page: a kernel that carries the
+			 * uffd-wp bit across UFFDIO_MOVE would leave one behind.
+			 * Pool pages are never protected on purpose: clear it.
+			 */
+			_pmv_uffd_wp(ctx, fa & ~(slot - 1), slot, false);
+			return;
+		}
+		/* Not ours any more (unmapped): let it retry and see. */
 		_pmv_uffd_wake(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
 		return;
 	}
@@ -152,7 +158,7 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 	size = (size_t)1 << r->shift;
 	while (!_pmv_page_trylock(pg)) {
 		if (!wp && _pmv_is_copier(ctx, tid)) {
-			rescue_copier(ctx, pg, addr, size);
+			rescue_copier(ctx, fa);
 			goto out;
 		}
 		if (!_pmv_page_wait_or_retry(pg)) {
@@ -172,15 +178,17 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		_pmv_uffd_wake(ctx, addr, size);
 	} else {
 		ret = _pmv_first_touch(ctx, pg);
-		if (ret == -EEXIST) {
+		if (ret == -ENOMEM) {
+			sigbus_thread(ctx, tid);
+		} else if (ret) {
 			/*
 			 * Part of a huge page was discarded (MADV_DONTNEED on a
-			 * sub-range splits the THP): that part reads as zero.
+			 * sub-range splits the THP), or the whole-page move met a
+			 * partly mapped range: that part reads as zero. Never
+			 * leave the thread to fault again on the same failure.
 			 */
-			ret = _pmv_uffd_zeropage(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
+			_pmv_uffd_zeropage(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
 		}
-		if (ret == -ENOMEM)
-			sigbus_thread(ctx, tid);
 		_pmv_page_unlock(ctx, pg);
 		_pmv_uffd_wake(ctx, addr, size);
 		goto out;

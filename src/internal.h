@@ -210,7 +210,7 @@ PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg);
 
 /* ---- migration (migrate.c) ------------------------------------------- */
 
-PMV_HIDDEN void _pmv_copier_enter(pmv_ctx *ctx);
+PMV_HIDDEN bool _pmv_copier_enter(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_copier_exit(pmv_ctx *ctx);
 PMV_HIDDEN bool _pmv_is_copier(pmv_ctx *ctx, pid_t tid);
 PMV_HIDDEN void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
@@ -293,8 +293,12 @@ struct pmv_ctx {
 
 PMV_HIDDEN int _pmv_set_errmsg(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-PMV_HIDDEN bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr);
+PMV_HIDDEN bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len);
 PMV_HIDDEN bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr);
+/* How many 4 KB pieces of [addr, addr+len) are mapped (present or swapped). */
+PMV_HIDDEN size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len);
+/* The slot size if addr is in one of the pools, else 0. */
+PMV_HIDDEN size_t _pmv_pool_slot_size(pmv_ctx *ctx, uintptr_t addr);
 PMV_HIDDEN int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node);
 
 static inline void _pmv_stat_add(_Atomic uint64_t *c, uint64_t v)

@@ -39,6 +39,7 @@ struct mig {
 	int ps, src, dst;
 	void *dst_slot, *hole;
 	bool zapped, retry_reuse, deferred;
+	bool hole_suspect;	/* a move into the hole failed: clean it first */
 	int state;
 	int alias;		/* index of an earlier entry for the same page */
 	int status;
@@ -48,7 +49,7 @@ struct mig {
 
 static __thread int copier_slot = -1;
 
-void _pmv_copier_enter(pmv_ctx *ctx)
+bool _pmv_copier_enter(pmv_ctx *ctx)
 {
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 
@@ -62,9 +63,10 @@ void _pmv_copier_enter(pmv_ctx *ctx)
 
 		if (atomic_compare_exchange_strong(&ctx->copiers[i], &zero, tid)) {
 			copier_slot = i;
-			return;
+			return true;
 		}
 	}
+	return false;
 }
 
 void _pmv_copier_exit(pmv_ctx *ctx)
@@ -113,6 +115,16 @@ void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
 		       src[i + k] == src[i] + k * psz)
 			k++;
 		ret = _pmv_uffd_move(ctx, dst[i], src[i], k * psz, wake, &done);
+		if (ret && !done && k > 1) {
+			/*
+			 * Nothing moved: a run may cross from one mapping into
+			 * another (neighbouring regions with different policies
+			 * do not merge), which the kernel refuses outright. Try
+			 * the head alone; the rest forms runs again after it.
+			 */
+			ret = _pmv_uffd_move(ctx, dst[i], src[i], psz, wake, &done);
+			k = 1;
+		}
 		ok = ret ? done / psz : k;
 		for (size_t j = 0; j < ok; j++) {
 			res[i + j] = 0;
@@ -128,13 +140,29 @@ void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
 	}
 }
 
+/*
+ * Give the hole back. One that a failed move touched is cleaned first (it
+ * must be empty when reused); a 2 MB one is retired instead: it may keep a
+ * page table, and every huge page moved through it would be split. Its
+ * VA is not reused, which costs nothing else.
+ */
+static void put_hole(pmv_ctx *ctx, struct mig *m)
+{
+	if (m->hole_suspect) {
+		madvise(m->hole, m->size, MADV_DONTNEED);
+		if (m->ps == PMV_PS_2M)
+			return;
+	}
+	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+}
+
 /* Undo an active entry whose source is still at its address. */
 static void release(pmv_ctx *ctx, struct mig *m, int err, bool wp_set)
 {
 	if (wp_set)
 		_pmv_uffd_wp(ctx, m->addr, m->size, false);
 	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
-	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+	put_hole(ctx, m);
 	m->state = ENT_SKIP;
 	m->status = err;
 	_pmv_count_fail(ctx, m->dst, err);
@@ -146,11 +174,29 @@ static void release(pmv_ctx *ctx, struct mig *m, int err, bool wp_set)
 static void release_gone(pmv_ctx *ctx, struct mig *m)
 {
 	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
-	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+	put_hole(ctx, m);
 	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 	_pmv_page_clear(m->pg, PG_present | PG_isolated);
 	m->state = ENT_SKIP;
 	m->status = -ENOENT;
+	_pmv_page_unlock(ctx, m->pg);
+}
+
+/*
+ * Neither the copy could go in nor the source back: the address was
+ * unmapped or remapped outside pagemove. Keep both pages as pool pages (a
+ * slot that failed a move is cleaned first, see tier.c), drop the
+ * descriptor's page and unlock, so nothing waits on it forever.
+ */
+static void gone_outside(pmv_ctx *ctx, struct mig *m)
+{
+	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
+	if (!m->zapped)
+		_pmv_pool_put_page(&ctx->tiers[m->src], m->ps, m->hole, false);
+	_pmv_page_clear(m->pg, PG_present | PG_isolated);
+	m->state = ENT_SKIP;
+	m->status = -EFAULT;
+	_pmv_count_fail(ctx, m->dst, -EFAULT);
 	_pmv_page_unlock(ctx, m->pg);
 }
 
@@ -185,7 +231,7 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 		goto unlock;
 	}
 	if ((f & PG_shared) && !(flags & PMV_MOVE_ALL)) {
-		if (_pmv_page_shared(ctx, m->addr)) {
+		if (_pmv_page_shared(ctx, m->addr, m->size)) {
 			m->status = -EACCES;
 			_pmv_count_fail(ctx, m->dst, -EACCES);
 			goto unlock;
@@ -273,7 +319,7 @@ static int lost_partial(pmv_ctx *ctx, struct mig *m)
 	if (madvise((void *)m->addr, m->size, MADV_DONTNEED))
 		return -EBUSY;
 	madvise(m->hole, m->size, MADV_DONTNEED);
-	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+	put_hole(ctx, m);
 	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 	m->zapped = true;
 	return 0;
@@ -286,22 +332,27 @@ static int lost_partial(pmv_ctx *ctx, struct mig *m)
  */
 static bool move_out_busy(pmv_ctx *ctx, struct mig *m, int flags)
 {
-	if (_pmv_page_shared(ctx, m->addr)) {
+	if (_pmv_page_shared(ctx, m->addr, m->size)) {
 		_pmv_page_set(m->pg, PG_shared);
 		if (!(flags & PMV_MOVE_ALL)) {
 			release(ctx, m, -EACCES, true);
 			return false;
 		}
 		/*
-		 * Un-share (MPOL_MF_MOVE_ALL): the copy is complete and the
-		 * page is write-protected, so dropping our mapping loses
-		 * nothing; the other process keeps its own.
+		 * Un-share (MPOL_MF_MOVE_ALL): drop our mapping; the other
+		 * process keeps its own. Pieces moved back by move_out() were
+		 * made afresh, writable, and may have been written since the
+		 * copy: protect the whole page again and copy it again first
+		 * (present and ours, this read cannot fault), so dropping it
+		 * loses nothing.
 		 */
+		_pmv_uffd_wp(ctx, m->addr, m->size, true);
+		memcpy(m->dst_slot, (void *)m->addr, m->size);
 		if (madvise((void *)m->addr, m->size, MADV_DONTNEED)) {
 			release(ctx, m, -EBUSY, true);
 			return false;
 		}
-		_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+		put_hole(ctx, m);
 		_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 		_pmv_page_clear(m->pg, PG_shared);
 		m->zapped = true;
@@ -344,6 +395,39 @@ static void finish(pmv_ctx *ctx, struct mig *m)
 }
 
 /*
+ * Step "move out" for one page: its page goes into its hole. A move that
+ * stops part way (a THP split after fork, partly shared) is moved back
+ * first. Pieces of a huge page the program discarded read as zero: map the
+ * zero page there and try once more, or the page would look wholly gone.
+ * Returns 0 or the error with the page whole at its address again, except
+ * with *split set: the first *split bytes could not go back and are in the
+ * hole.
+ */
+static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split)
+{
+	size_t done;
+	int ret;
+
+	*split = 0;
+	for (int attempt = 0;; attempt++) {
+		ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, false, &done);
+		if (!ret)
+			return 0;
+		m->hole_suspect = true;
+		if (done && _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, done, false, NULL)) {
+			*split = done;
+			return ret;
+		}
+		if (ret != -ENOENT || attempt || m->ps != PMV_PS_2M ||
+		    !_pmv_pages_mapped(ctx, m->addr, m->size))
+			return ret;
+		for (size_t off = 0; off < m->size; off += PMV_SIZE_4K)
+			if (!_pmv_page_mapped(ctx, m->addr + off))
+				_pmv_uffd_zeropage(ctx, m->addr + off, PMV_SIZE_4K);
+	}
+}
+
+/*
  * Write-protect path, one page at a time so a writer waits for about one
  * page copy (huge pages, and small pages that could not be unmapped):
  * WP, copy from the live page, move out, move in.
@@ -352,7 +436,7 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 {
 	struct _pmv_copy_req req = { .dst = m->dst_slot, .src = (void *)m->addr,
 				     .len = m->size };
-	size_t done;
+	size_t split;
 	int ret;
 
 	ret = _pmv_uffd_wp(ctx, m->addr, m->size, true);
@@ -360,26 +444,29 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 		release(ctx, m, ret == -ENOENT ? -EFAULT : ret, false);
 		return;
 	}
-	_pmv_copier_enter(ctx);
+	if (!_pmv_copier_enter(ctx)) {
+		/* unregistered, a discard under the copy would deadlock us */
+		release(ctx, m, -EBUSY, true);
+		return;
+	}
 	_pmv_copy_batch(ctx, &req, 1);
 	_pmv_copier_exit(ctx);
 	if (req.status) {
 		release(ctx, m, req.status, true);
 		return;
 	}
-	ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, false, &done);
-	if (ret && done) {
-		/* Stopped part way (a split THP, partly shared): put it back first. */
-		if (_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, done, false, NULL))
-			ret = lost_partial(ctx, m);
-	}
-	if (!ret && memcmp(m->dst_slot, m->hole, m->size)) {
+	ret = move_out(ctx, m, &split);
+	if (split)
+		ret = lost_partial(ctx, m);	/* the copy under WP is complete */
+	if (!ret && !m->zapped && memcmp(m->dst_slot, m->hole, m->size)) {
 		/*
 		 * The page changed under its write-protect: a DMA through a pin
 		 * taken before step 3 (O_DIRECT read, process_vm_writev) writes
 		 * past the page tables, and the pin was gone by step 5, so
-		 * UFFDIO_MOVE could not refuse. The page is out now and no pin
-		 * can reach it: copy again from it.
+		 * UFFDIO_MOVE could not refuse; or a moved-back piece, made
+		 * afresh and writable, was written; or a discarded piece is
+		 * zero now. The page is out and no pin can reach it: copy
+		 * again from it.
 		 */
 		memcpy(m->dst_slot, m->hole, m->size);
 		_pmv_stat_add(&ctx->recopies, 1);
@@ -407,14 +494,7 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 			release(ctx, m, -EFAULT, false);
 			return;
 		}
-		_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
-		if (!m->zapped)
-			_pmv_pool_put_page(&ctx->tiers[m->src], m->ps, m->hole, false);
-		_pmv_page_clear(m->pg, PG_present | PG_isolated);
-		m->state = ENT_SKIP;
-		m->status = -EFAULT;
-		_pmv_count_fail(ctx, m->dst, -EFAULT);
-		_pmv_page_unlock(ctx, m->pg);
+		gone_outside(ctx, m);
 		return;
 	}
 	finish(ctx, m);
@@ -444,6 +524,8 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = u[i];
 
+		if (res[i])
+			m->hole_suspect = true;
 		if (!res[i])
 			out[nout++] = m;
 		else if (res[i] == -EBUSY)
@@ -493,9 +575,13 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 			finish(ctx, m);
 			continue;
 		}
+		/* Only an outside munmap/mremap of managed memory gets here. */
 		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
-		if (!_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL))
+		if (!_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
 			release(ctx, m, -EFAULT, false);
+			continue;
+		}
+		gone_outside(ctx, m);
 	}
 }
 
@@ -513,13 +599,36 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 	size_t done;
 	int ret;
 
-	ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, false, &done);
-	if (ret && done &&
-	    _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, done, false, NULL)) {
-		/* cannot put the part back: the page is split; copy what is where */
-		_pmv_set_errmsg(-EBUSY, "huge page %p split while moving out", (void *)m->addr);
+	ret = move_out(ctx, m, &done);
+	if (done) {
+		/*
+		 * Cannot put the moved part back: the page is split between
+		 * the hole and its address. Assemble the copy from both, the
+		 * mapped part under write-protect, and drop both halves.
+		 */
+		_pmv_uffd_wp(ctx, m->addr + done, m->size - done, true);
+		memcpy(m->dst_slot, m->hole, done);
+		_pmv_copier_enter(ctx);
+		memcpy((char *)m->dst_slot + done, (char *)m->addr + done, m->size - done);
+		_pmv_copier_exit(ctx);
+		madvise((char *)m->addr + done, m->size - done, MADV_DONTNEED);
+		madvise(m->hole, m->size, MADV_DONTNEED);
+		put_hole(ctx, m);
+		_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
+		m->zapped = true;
+		goto move_in;
 	}
 	if (ret == -EBUSY) {
+		void *fresh;
+
+		/* the failed try may have left the hole a page table: swap it */
+		if (_pmv_pool_take_holes(ctx, &ctx->tiers[m->src], m->ps, 1, &fresh) != 1) {
+			release(ctx, m, -ENOMEM, false);
+			return;
+		}
+		put_hole(ctx, m);
+		m->hole = fresh;
+		m->hole_suspect = false;
 		migrate_wp(ctx, m, flags);
 		return;
 	}
@@ -539,12 +648,18 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		}
 		memcpy(m->dst_slot, m->hole, m->size);	/* never map a torn copy */
 	}
+move_in:
 	__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
 	ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->dst_slot, m->size, true, NULL);
 	if (ret) {
+		/* Only an outside munmap/mremap of managed memory gets here. */
 		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
-		if (!_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL))
+		if (!m->zapped &&
+		    !_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
 			release(ctx, m, -EFAULT, false);
+			return;
+		}
+		gone_outside(ctx, m);
 		return;
 	}
 	finish(ctx, m);
@@ -654,6 +769,10 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 				ms[idx[k]].status = again[k].status;
 			free(again);
 			free(idx);
+			/* a page named twice reports its final status both times */
+			for (size_t i = 0; i < cnt; i++)
+				if (ms[i].alias >= 0)
+					ms[i].status = ms[ms[i].alias].status;
 		}
 		for (size_t i = 0; i < cnt; i++) {
 			status[base + i] = ms[i].status;

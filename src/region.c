@@ -5,6 +5,7 @@
  * mmap and munmap for writing, so a region is never freed under a reader.
  */
 #include <errno.h>
+#include <numaif.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,28 @@ static bool thp_enabled(void)
 		buf[0] = 0;
 	fclose(f);
 	return !strstr(buf, "[never]") && buf[0];
+}
+
+/*
+ * Give the region an explicit memory policy. Without one, the kernel's
+ * automatic NUMA balancing scans it (the default policy has MPOL_F_MOF) and
+ * migrates pages toward the CPUs that touch them, off their tiers' nodes:
+ * the guest suite caught it. An explicit policy without MPOL_F_MOF opts the
+ * VMA out. It also steers the kernel's own allocations here (a COW break
+ * after fork) to the preferred tier's node.
+ */
+static void region_set_policy(pmv_ctx *ctx, void *p, size_t len, int tier)
+{
+	unsigned long mask[16] = { 0 };
+	int node = ctx->tiers[tier].node;
+
+	if (node >= 0) {
+		mask[node / (8 * sizeof(long))] |= 1UL << (node % (8 * sizeof(long)));
+		mbind(p, len, MPOL_PREFERRED, mask, sizeof(mask) * 8, 0);
+	} else {
+		mbind(p, len, MPOL_LOCAL, NULL, 0, 0);
+	}
+	/* ENOSYS without NUMA support: nothing to opt out of then */
 }
 
 /* Place every page of a new region now (PMV_POPULATE, user-mode-only mode). */
@@ -175,6 +198,7 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	 */
 	if (madvise(p, len, flags & PMV_HUGE ? MADV_HUGEPAGE : MADV_NOHUGEPAGE))
 		goto errno_out;
+	region_set_policy(ctx, p, len, tier);
 	ret = _pmv_uffd_register(ctx, p, len, true);
 	if (ret) {
 		errno = -ret;

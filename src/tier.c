@@ -64,6 +64,29 @@ static bool room_for(const struct _pmv_tier *t, size_t bytes)
 	return !t->capacity || tier_used(t) + bytes <= t->capacity;
 }
 
+size_t _pmv_pool_slot_size(pmv_ctx *ctx, uintptr_t addr)
+{
+	for (unsigned i = 0; i < ctx->ntiers; i++) {
+		struct _pmv_tier *t = &ctx->tiers[i];
+		size_t found = 0;
+
+		pthread_mutex_lock(&t->lock);
+		for (int ps = 0; ps < PMV_PS_NR && !found; ps++)
+			for (size_t c = 0; c < t->pool[ps].nchunks; c++) {
+				uintptr_t b = (uintptr_t)t->pool[ps].chunks[c].base;
+
+				if (addr >= b && addr < b + t->pool[ps].chunks[c].len) {
+					found = _pmv_ps_size(ps);
+					break;
+				}
+			}
+		pthread_mutex_unlock(&t->lock);
+		if (found)
+			return found;
+	}
+	return 0;
+}
+
 bool _pmv_tier_has_room(struct _pmv_tier *t, int ps)
 {
 	bool ok;
@@ -196,6 +219,8 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 		if (!slot)
 			break;
 		if (madvise(slot, psz, MADV_POPULATE_WRITE)) {
+			/* it may have filled part of the slot: a hole must be empty */
+			madvise(slot, psz, MADV_DONTNEED);
 			p->holes[p->nholes++] = slot;	/* cannot fail: just popped */
 			break;
 		}
