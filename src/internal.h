@@ -269,6 +269,7 @@ struct pmv_ctx {
 	int copy_engine;		/* enum pmv_copy_engine */
 	struct _pmv_copy_pool *copy_pool;	/* set once, under copy_pool_lock */
 	pthread_mutex_t copy_pool_lock;
+	bool parallel_wins;		/* calibrated: auto may use parallel */
 	unsigned inject_copy_fail;	/* tests: fail every N-th copy */
 	_Atomic unsigned inject_count;
 	bool thp_ok;			/* THP usable for PMV_HUGE regions */
