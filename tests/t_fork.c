@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fork() and managed memory.
+ *  (a) The main thread rewrites pattern-filled 4 KB and 2 MB pages and forks
+ *      while a mover moves them back and forth between two tiers (rewrites
+ *      while a child lives split shared THPs into partly shared PTEs). Each child
+ *      checks every byte of its snapshot (a hole reads as zeros, a half copy
+ *      as another page's data) and that every call on the inherited context
+ *      fails with ECHILD.
+ *  (b) Pages shared with a live child: -EACCES without PMV_MOVE_ALL; with it
+ *      they move, and the child keeps seeing the old data after the parent
+ *      overwrites them. A 4 KB page the parent wrote is its own again; a
+ *      2 MB page it wrote 4 KB of is still shared.
+ *  (c) Once the child has exited, the same (never rewritten) pages move
+ *      without PMV_MOVE_ALL.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+#define SMALL_PAGES	256	/* 1 MB of 4 KB pages */
+#define HUGE_PAGES	4	/* 8 MB of 2 MB pages */
+#define SEED		0xf0c0
+
+struct area {
+	char *base;
+	size_t psz, npages;
+	size_t first;		/* pattern page number of page 0 */
+};
+
+static pmv_ctx *ctx;
+static struct area areas[2];
+static int nareas;
+static atomic_int stop;
+static atomic_long moves, bad_status;
+
+static char *page_addr(const struct area *a, size_t i)
+{
+	return a->base + i * a->psz;
+}
+
+/* Returns the number of bad pages; prints the first few. */
+static long check_area(const struct area *a, size_t from, size_t to, unsigned seed)
+{
+	long bad = 0;
+
+	for (size_t i = from; i < to; i++) {
+		long off = t_check(page_addr(a, i), a->psz, a->first + i, seed);
+
+		if (off >= 0) {
+			if (bad < 4)
+				fprintf(stderr, "[%d] %s page %zu offset %ld: 0x%02x, seed %#x\n",
+					(int)getpid(), a->psz == T_SZ_2M ? "2M" : "4K", i, off,
+					(uint8_t)page_addr(a, i)[off], seed);
+			bad++;
+		}
+	}
+	return bad;
+}
+
+static long check_all(unsigned seed)
+{
+	long bad = 0;
+
+	for (int k = 0; k < nareas; k++)
+		bad += check_area(&areas[k], 0, areas[k].npages, seed);
+	return bad;
+}
+
+static void fill_all(unsigned seed)
+{
+	for (int k = 0; k < nareas; k++)
+		for (size_t i = 0; i < areas[k].npages; i++)
+			t_fill(page_addr(&areas[k], i), areas[k].psz, areas[k].first + i, seed);
+}
+
+/*
+ * Every way of migrating: pmv_move_pages() with and without PMV_MOVE_ALL,
+ * pmv_mbind() with PMV_MOVE, and pmv_migrate(); fork must quiesce them all.
+ */
+static void *mover(void *arg)
+{
+	unsigned seed = 1234;
+	void *pages[32];
+	int tiers[32], status[32];
+	long round = 0;
+
+	(void)arg;
+	while (!atomic_load(&stop)) {
+		const struct area *a = &areas[rand_r(&seed) % nareas];
+		int n = 1 + rand_r(&seed) % 32;
+		int to = rand_r(&seed) & 1;
+		/* Half the batches un-share; the others must report -EACCES. */
+		int flags = ++round & 1 ? PMV_MOVE_ALL : 0;
+		int ret;
+
+		if (round % 8 == 0) {
+			size_t first = rand_r(&seed) % a->npages;
+			size_t len = (1 + rand_r(&seed) % (a->npages - first)) * a->psz;
+
+			ret = pmv_mbind(ctx, page_addr(a, first), len, to,
+					PMV_MOVE | (flags & PMV_MOVE_ALL));
+			if (ret) {
+				fprintf(stderr, "mover: pmv_mbind: %d (%s)\n", ret,
+					pmv_strerror(ret));
+				atomic_fetch_add(&bad_status, 1);
+			}
+			continue;
+		}
+		if (round % 8 == 4) {
+			long left = pmv_migrate(ctx, 1UL << (1 - to), 1UL << to, flags);
+
+			if (left < 0) {
+				fprintf(stderr, "mover: pmv_migrate: %ld\n", left);
+				atomic_fetch_add(&bad_status, 1);
+			}
+			continue;
+		}
+		for (int i = 0; i < n; i++) {
+			pages[i] = page_addr(a, rand_r(&seed) % a->npages) +
+				   rand_r(&seed) % a->psz;
+			tiers[i] = to;
+		}
+		ret = pmv_move_pages(ctx, n, pages, tiers, status, flags);
+		if (ret < 0) {
+			fprintf(stderr, "mover: pmv_move_pages: %d\n", ret);
+			atomic_fetch_add(&bad_status, 1);
+		}
+		for (int i = 0; i < n; i++) {
+			if (status[i] == to) {
+				atomic_fetch_add(&moves, 1);
+			} else if (status[i] != -EBUSY &&
+				   !(status[i] == -EACCES && !(flags & PMV_MOVE_ALL))) {
+				fprintf(stderr, "mover: %s page: status %d (%s), flags %#x\n",
+					a->psz == T_SZ_2M ? "2M" : "4K", status[i],
+					pmv_strerror(status[i]), flags);
+				atomic_fetch_add(&bad_status, 1);
+			}
+		}
+	}
+	return NULL;
+}
+
+/* In a fork child: the snapshot is intact and the context refuses work. */
+static int child_check(unsigned seed, int destroy)
+{
+	void *p = areas[0].base;
+	int to = 1, st = 0;
+	struct pmv_tier_stats ts;
+	struct pmv_ctx_stats cs;
+	void *m;
+	int bad = 0;
+
+	if (check_all(seed))
+		return 1;
+#define CHILD_EQ(x, v)							\
+	do {								\
+		long long _x = (long long)(x);				\
+		if (_x != (long long)(v)) {				\
+			fprintf(stderr, "child: %s = %lld, want %s\n",	\
+				#x, _x, #v);				\
+			bad = 1;					\
+		}							\
+	} while (0)
+	CHILD_EQ(pmv_move_pages(ctx, 1, &p, &to, &st, 0), -ECHILD);
+	CHILD_EQ(pmv_move_pages(ctx, 1, &p, &to, &st, PMV_MOVE_ALL), -ECHILD);
+	CHILD_EQ(pmv_move_pages(ctx, 1, &p, NULL, &st, 0), -ECHILD);
+	CHILD_EQ(pmv_migrate(ctx, 1, 2, 0), -ECHILD);
+	CHILD_EQ(pmv_mbind(ctx, p, T_SZ_4K, 1, PMV_MOVE), -ECHILD);
+	CHILD_EQ(pmv_munmap(ctx, areas[0].base, areas[0].npages * areas[0].psz), -ECHILD);
+	CHILD_EQ(pmv_tier_stats(ctx, 0, &ts), -ECHILD);
+	CHILD_EQ(pmv_ctx_stats(ctx, &cs), -ECHILD);
+	CHILD_EQ(pmv_tier_count(ctx), -ECHILD);
+	errno = 0;
+	m = pmv_mmap(ctx, T_SZ_4K, 0, 0);
+	CHILD_EQ(m == NULL, 1);
+	CHILD_EQ(errno, ECHILD);
+	/* The failed calls changed nothing, and destroy keeps the memory. */
+	if (destroy)
+		pmv_destroy(ctx);
+	if (check_all(seed))
+		bad = 1;
+#undef CHILD_EQ
+	return bad;
+}
+
+static void reap(pid_t pid, const char *what)
+{
+	int ws;
+
+	T_EQ(waitpid(pid, &ws, 0), pid);
+	T_ASSERT(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "%s child %d failed: status %#x",
+		 what, (int)pid, ws);
+}
+
+static void query(void *const *pages, size_t n, int *status)
+{
+	int ret = pmv_move_pages(ctx, n, pages, NULL, status, 0);
+
+	T_EQ(ret, 0);
+}
+
+/* Bytes [from, to) of a page hold the pattern of seed? */
+static int range_ok(const char *p, size_t from, size_t to, size_t pageno, unsigned seed)
+{
+	for (size_t i = from; i < to; i++)
+		if ((uint8_t)p[i] != t_pat(pageno, i, seed))
+			return 0;
+	return 1;
+}
+
+/* Move n pages to tiers[]; every status must be want[i]. Returns the call's result. */
+static int move_expect(void **pages, size_t n, const int *tiers, const int *want, int flags,
+		       const char *what)
+{
+	int st[SMALL_PAGES + HUGE_PAGES];
+	int ret = pmv_move_pages(ctx, n, pages, tiers, st, flags);
+
+	for (size_t i = 0; i < n; i++)
+		T_ASSERT(st[i] == want[i], "%s: page %zu: status %d (%s), want %d", what, i,
+			 st[i], pmv_strerror(st[i]), want[i]);
+	query(pages, n, st);
+	for (size_t i = 0; i < n; i++)
+		T_ASSERT(st[i] == (want[i] >= 0 ? tiers[i] : 1 - tiers[i]),
+			 "%s: page %zu is on tier %d", what, i, st[i]);
+	return ret;
+}
+
+struct set {
+	void *pages[SMALL_PAGES + HUGE_PAGES];
+	int to[SMALL_PAGES + HUGE_PAGES], want[SMALL_PAGES + HUGE_PAGES];
+	size_t n;
+};
+
+/*
+ * (b) and (c). Each area in quarters: Q0 moves while shared (A), Q1 is
+ * tried while shared and moves after the child exits (C1), Q2 is left
+ * alone until then (C2), Q3 is written after fork (W): a 4 KB page written
+ * is ours alone, but a 2 MB page with only its first 4 KB written is still
+ * mostly shared (the write split it into PTEs).
+ */
+static void part_bc(void)
+{
+	unsigned old = SEED + 1000, new = SEED + 2000, wseed = SEED + 3000;
+	struct set A = { .n = 0 }, C = { .n = 0 }, W = { .n = 0 }, Wh = { .n = 0 };
+	size_t q[2], nC1 = 0;
+	int pfd[2];
+	pid_t pid;
+	char go = 0;
+
+	fill_all(old);	/* every page exclusive to us again */
+	for (int k = 0; k < nareas; k++)
+		q[k] = areas[k].npages / 4;
+	for (int s = 0; s < 3; s++) {
+		for (int k = 0; k < nareas; k++) {
+			for (size_t i = s * q[k]; i < (s + 1) * q[k]; i++) {
+				struct set *x = s ? &C : &A;
+
+				x->pages[x->n++] = page_addr(&areas[k], i);
+			}
+		}
+		if (s == 1)
+			nC1 = C.n;
+	}
+	for (int k = 0; k < nareas; k++) {
+		for (size_t i = 3 * q[k]; i < areas[k].npages; i++) {
+			struct set *x = areas[k].psz == T_SZ_2M ? &Wh : &W;
+
+			x->pages[x->n++] = page_addr(&areas[k], i);
+		}
+	}
+	{
+		struct set *all[4] = { &A, &C, &W, &Wh };
+		int st[SMALL_PAGES + HUGE_PAGES];
+
+		for (int s = 0; s < 4; s++) {
+			query(all[s]->pages, all[s]->n, st);
+			for (size_t i = 0; i < all[s]->n; i++)
+				all[s]->to[i] = 1 - st[i];
+		}
+	}
+
+	T_EQ(pipe(pfd), 0);
+	pid = fork();
+	T_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* wait until the parent has moved and rewritten pages */
+		close(pfd[1]);
+		if (read(pfd[0], &go, 1) != 1)
+			_exit(2);
+		_exit(check_all(old) ? 1 : 0);
+	}
+	close(pfd[0]);
+
+	/* shared and not written since fork: -EACCES, nothing moves */
+	for (size_t i = 0; i < A.n; i++)
+		A.want[i] = -EACCES;
+	T_EQ(move_expect(A.pages, A.n, A.to, A.want, 0, "shared"), A.n);
+	for (size_t i = 0; i < nC1; i++)
+		C.want[i] = -EACCES;
+	T_EQ(move_expect(C.pages, nC1, C.to, C.want, 0, "shared C1"), nC1);
+
+	/* PMV_MOVE_ALL un-shares them; the data comes along */
+	for (size_t i = 0; i < A.n; i++)
+		A.want[i] = A.to[i];
+	T_EQ(move_expect(A.pages, A.n, A.to, A.want, PMV_MOVE_ALL, "MOVE_ALL"), 0);
+	for (int k = 0; k < nareas; k++)
+		T_EQ(check_area(&areas[k], 0, q[k], old), 0);
+	for (int k = 0; k < nareas; k++)
+		for (size_t i = 0; i < q[k]; i++)
+			t_fill(page_addr(&areas[k], i), areas[k].psz, areas[k].first + i, new);
+
+	/* written since fork: a 4 KB page is ours, a half-written 2 MB page is not */
+	for (int k = 0; k < nareas; k++)
+		for (size_t i = 3 * q[k]; i < areas[k].npages; i++)
+			t_fill(page_addr(&areas[k], i), T_SZ_4K, areas[k].first + i, wseed);
+	for (size_t i = 0; i < W.n; i++)
+		W.want[i] = W.to[i];
+	T_EQ(move_expect(W.pages, W.n, W.to, W.want, 0, "written 4K"), 0);
+	for (size_t i = 0; i < Wh.n; i++)
+		Wh.want[i] = -EACCES;
+	T_EQ(move_expect(Wh.pages, Wh.n, Wh.to, Wh.want, 0, "partly written 2M"), Wh.n);
+	for (size_t i = 0; i < Wh.n; i++)
+		Wh.want[i] = Wh.to[i];
+	T_EQ(move_expect(Wh.pages, Wh.n, Wh.to, Wh.want, PMV_MOVE_ALL, "partly written 2M"), 0);
+
+	/* the child still sees the old data everywhere */
+	T_EQ(write(pfd[1], &go, 1), 1);
+	close(pfd[1]);
+	reap(pid, "shared");
+
+	/*
+	 * (c) The child is gone: C (mapped once, but not exclusive until
+	 * written) moves without PMV_MOVE_ALL.
+	 */
+	for (size_t i = 0; i < C.n; i++)
+		C.want[i] = C.to[i];
+	T_EQ(move_expect(C.pages, C.n, C.to, C.want, 0, "no longer shared"), 0);
+
+	for (int k = 0; k < nareas; k++) {
+		T_EQ(check_area(&areas[k], 0, q[k], new), 0);
+		T_EQ(check_area(&areas[k], q[k], 3 * q[k], old), 0);
+		for (size_t i = 3 * q[k]; i < areas[k].npages; i++) {
+			const char *p = page_addr(&areas[k], i);
+			size_t no = areas[k].first + i;
+
+			T_ASSERT(range_ok(p, 0, T_SZ_4K, no, wseed) &&
+				 range_ok(p, T_SZ_4K, areas[k].psz, no, old),
+				 "written page %zu of area %d: wrong data", i, k);
+		}
+	}
+	printf("(b) %zu shared pages: -EACCES, then moved with PMV_MOVE_ALL; %zu written 4K "
+	       "pages moved, %zu partly written 2M pages -EACCES; (c) %zu moved after the "
+	       "child exited\n", A.n, W.n, Wh.n, C.n);
+}
+
+int main(void)
+{
+	int huge = t_thp_enabled();
+	int nforks = (int)(20 * t_duration(1));
+	unsigned seed = SEED;
+	pthread_t mv;
+	pid_t prev = 0;
+	double t0 = t_now();
+
+	ctx = t_ctx(2, NULL, 0);
+	areas[0].psz = T_SZ_4K;
+	areas[0].npages = SMALL_PAGES;
+	areas[0].base = pmv_mmap(ctx, SMALL_PAGES * T_SZ_4K, 0, 0);
+	T_ASSERT(areas[0].base, "pmv_mmap: %s", strerror(errno));
+	nareas = 1;
+	if (huge) {
+		areas[1].psz = T_SZ_2M;
+		areas[1].npages = HUGE_PAGES;
+		areas[1].first = SMALL_PAGES;
+		areas[1].base = pmv_mmap(ctx, HUGE_PAGES * T_SZ_2M, 0, PMV_HUGE);
+		T_ASSERT(areas[1].base, "pmv_mmap huge: %s", strerror(errno));
+		nareas = 2;
+	} else {
+		printf("note: THP disabled, 2 MB parts skipped\n");
+	}
+	fill_all(seed);
+
+	/* (a) fork while pages migrate and the parent rewrites them */
+	pthread_create(&mv, NULL, mover, NULL);
+	for (int i = 0; i < nforks; i++) {
+		pid_t pid;
+
+		seed = SEED + i;
+		fill_all(seed);
+		usleep(20000);	/* let the mover get some pages in flight */
+		pid = fork();
+		T_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+		if (pid == 0)
+			_exit(child_check(seed, i & 1));
+		/* keep one child alive while the next round rewrites (COW) */
+		if (prev)
+			reap(prev, "migrating");
+		prev = pid;
+	}
+	reap(prev, "migrating");
+	atomic_store(&stop, 1);
+	pthread_join(mv, NULL);
+	T_EQ(check_all(seed), 0);
+	T_EQ(atomic_load(&bad_status), 0);
+	T_ASSERT(atomic_load(&moves) > 100, "too few moves: %ld", atomic_load(&moves));
+	printf("(a) %d forks, %ld pages moved, %.1fs\n", nforks, atomic_load(&moves),
+	       t_now() - t0);
+
+	part_bc();
+	pmv_destroy(ctx);
+	return T_EXIT_PASS;
+}
