@@ -250,6 +250,19 @@ unlock:
  * lock round trip per (tier, page size), handed out in address order so
  * that runs on both sides of a move stay contiguous.
  */
+/* The active entries of page size ps going to (or coming from) tier t. */
+static size_t select_group(struct mig **act, size_t n, int t, int ps, bool from,
+			   struct mig **want)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (act[i]->state == ENT_ACTIVE && act[i]->ps == ps &&
+		    (from ? act[i]->src : act[i]->dst) == t)
+			want[k++] = act[i];
+	return k;
+}
+
 static void reserve(pmv_ctx *ctx, struct mig **act, size_t n)
 {
 	void *slots[BATCH_PAGES];
@@ -257,12 +270,8 @@ static void reserve(pmv_ctx *ctx, struct mig **act, size_t n)
 	for (unsigned t = 0; t < ctx->ntiers; t++) {
 		for (int ps = 0; ps < PMV_PS_NR; ps++) {
 			struct mig *want[BATCH_PAGES];
-			size_t k = 0, got;
+			size_t k = select_group(act, n, t, ps, false, want), got;
 
-			for (size_t i = 0; i < n; i++)
-				if (act[i]->state == ENT_ACTIVE && act[i]->dst == (int)t &&
-				    act[i]->ps == ps)
-					want[k++] = act[i];
 			if (!k)
 				continue;
 			got = _pmv_pool_take_pages(ctx, &ctx->tiers[t], ps, k, slots);
@@ -282,12 +291,8 @@ static void reserve(pmv_ctx *ctx, struct mig **act, size_t n)
 	for (unsigned t = 0; t < ctx->ntiers; t++) {
 		for (int ps = 0; ps < PMV_PS_NR; ps++) {
 			struct mig *want[BATCH_PAGES];
-			size_t k = 0, got;
+			size_t k = select_group(act, n, t, ps, true, want), got;
 
-			for (size_t i = 0; i < n; i++)
-				if (act[i]->state == ENT_ACTIVE && act[i]->src == (int)t &&
-				    act[i]->ps == ps)
-					want[k++] = act[i];
 			if (!k)
 				continue;
 			got = _pmv_pool_take_holes(ctx, &ctx->tiers[t], ps, k, slots);

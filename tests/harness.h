@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +217,33 @@ static inline long t_check_page(const void *p, size_t size, size_t page, unsigne
 		}
 	}
 	return bad;
+}
+
+/*
+ * A mover's step: move n pages to `to`, count the ones that got there in
+ * *moves, and anything but -EBUSY (a page held by a fault or another
+ * move, which is allowed) in *bad, printing it.
+ */
+static inline void t_move_count(pmv_ctx *ctx, int n, void **pages, int to,
+				atomic_long *moves, atomic_long *bad)
+{
+	int tiers[512], status[512];
+
+	if (n > 512)
+		T_FAIL("t_move_count: at most 512 pages");
+	for (int i = 0; i < n; i++)
+		tiers[i] = to;
+	if (pmv_move_pages(ctx, n, pages, tiers, status, 0) < 0)
+		atomic_fetch_add(bad, 1);
+	for (int i = 0; i < n; i++) {
+		if (status[i] == to) {
+			atomic_fetch_add(moves, 1);
+		} else if (status[i] != -EBUSY) {
+			fprintf(stderr, "mover: status %d (%s)\n", status[i],
+				pmv_strerror(status[i]));
+			atomic_fetch_add(bad, 1);
+		}
+	}
 }
 
 #endif

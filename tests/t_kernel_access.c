@@ -63,22 +63,10 @@ static int nmig(void)
 static void *mover(void *arg)
 {
 	void *pages[2] = { mig_page(0), huge };
-	int tiers[2], status[2];
 
 	(void)arg;
 	for (int to = 1; !atomic_load(&stop); to ^= 1) {
-		tiers[0] = tiers[1] = to;
-		if (pmv_move_pages(ctx, nmig(), pages, tiers, status, 0) < 0)
-			atomic_fetch_add(&bad_status, 1);
-		for (int i = 0; i < nmig(); i++) {
-			if (status[i] == to) {
-				atomic_fetch_add(&moves, 1);
-			} else if (status[i] != -EBUSY) {
-				fprintf(stderr, "mover: status %d (%s)\n", status[i],
-					pmv_strerror(status[i]));
-				atomic_fetch_add(&bad_status, 1);
-			}
-		}
+		t_move_count(ctx, nmig(), pages, to, &moves, &bad_status);
 	}
 	return NULL;
 }

@@ -116,7 +116,6 @@ static void *mover(void *arg)
 {
 	unsigned seed = 77;
 	void *pages[64];
-	int tiers[64], status[64];
 
 	(void)arg;
 	is_mover = 1;
@@ -125,21 +124,9 @@ static void *mover(void *arg)
 		int n = 1 + rand_r(&seed) % 64;
 		int to = rand_r(&seed) & 1;
 
-		for (int i = 0; i < n; i++) {
+		for (int i = 0; i < n; i++)
 			pages[i] = a->base + (rand_r(&seed) % a->npages) * a->psz;
-			tiers[i] = to;
-		}
-		if (pmv_move_pages(ctx, n, pages, tiers, status, 0) < 0)
-			atomic_fetch_add(&bad_status, 1);
-		for (int i = 0; i < n; i++) {
-			if (status[i] == to) {
-				atomic_fetch_add(&moves, 1);
-			} else if (status[i] != -EBUSY) {
-				fprintf(stderr, "mover: status %d (%s)\n", status[i],
-					pmv_strerror(status[i]));
-				atomic_fetch_add(&bad_status, 1);
-			}
-		}
+		t_move_count(ctx, n, pages, to, &moves, &bad_status);
 	}
 	return NULL;
 }

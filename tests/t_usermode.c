@@ -63,7 +63,6 @@ static void *mover(void *arg)
 {
 	unsigned seed = 3;
 	void *pages[64];
-	int tiers[64], status[64];
 
 	(void)arg;
 	while (!atomic_load(&stop)) {
@@ -75,19 +74,8 @@ static void *mover(void *arg)
 			char *p = page_of(rand_r(&seed) % ntotal, &psz);
 
 			pages[i] = p + rand_r(&seed) % psz;
-			tiers[i] = to;
 		}
-		if (pmv_move_pages(ctx, n, pages, tiers, status, 0) < 0)
-			atomic_fetch_add(&bad_status, 1);
-		for (int i = 0; i < n; i++) {
-			if (status[i] == to) {
-				atomic_fetch_add(&moves, 1);
-			} else if (status[i] != -EBUSY) {
-				fprintf(stderr, "mover: status %d (%s)\n", status[i],
-					pmv_strerror(status[i]));
-				atomic_fetch_add(&bad_status, 1);
-			}
-		}
+		t_move_count(ctx, n, pages, to, &moves, &bad_status);
 	}
 	return NULL;
 }
