@@ -58,7 +58,11 @@ static void run(int engine, size_t pagesz, int huge)
 	for (long w = 0; w < NW; w++)
 		pthread_create(&wt[w], NULL, writer, (void *)w);
 
-	for (int round = 0; round < 6; round++) {
+	int rounds = (int)(6 * t_duration(1));
+
+	if (rounds < 2)
+		rounds = 2;
+	for (int round = 0; round < rounds; round++) {
 		for (size_t i = 0; i < npages; i++)
 			tiers[i] = (round + 1) & 1;
 		pmv_move_pages(ctx, npages, pages, tiers, st, 0);
