@@ -92,11 +92,8 @@ $(B)/pagemove.pc: pagemove.pc.in Makefile
 # `make test`: the suite, then the same suite under ASan+UBSan, then the
 # multi-node NUMA guest. Each step installs what it is missing (as root).
 test: deps
-	$(MAKE) all
-	sh tests/run.sh $(B)
-	$(MAKE) SAN=1 all
-	sh tests/run.sh build-san
-	$(MAKE) test-numa
+	@$(MAKE) --no-print-directory all
+	@sh tests/all.sh $(B)
 
 test-unit: deps all
 	sh tests/run.sh $(B)

@@ -207,20 +207,11 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 	ctx->copy_threads = cfg->copy_threads;
 	pthread_mutex_init(&ctx->copy_pool_lock, NULL);
 	ctx->thp_ok = _pmv_thp_available();
-	/*
-	 * regions_lock prefers readers: a copier holding it for reading may
-	 * need the fault thread (rescue_copier), which takes it for reading
-	 * too; with a munmap queued in between, a writer-preferring lock would
-	 * deadlock the three. munmap still gets in between batches, which
-	 * release it. fork_lock prefers the writer, so fork() is not starved:
-	 * the fault thread never takes it, so no holder waits on a reader
-	 * queued behind fork.
-	 */
+	/* fork_lock prefers the writer, so fork() is not starved by batches. */
 	pthread_rwlockattr_init(&ra);
-	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_READER_NP);
-	pthread_rwlock_init(&ctx->regions_lock, &ra);
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&ctx->fork_lock, &ra);
+	_pmv_regions_lock_init(&ctx->regions_lock);
 	pthread_rwlockattr_destroy(&ra);
 
 	ctx->copy_engine = cfg->copy_engine;
@@ -305,7 +296,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		close(ctx->uffd);
 	if (ctx->pagemap_fd >= 0)
 		close(ctx->pagemap_fd);
-	pthread_rwlock_destroy(&ctx->regions_lock);
+	_pmv_regions_lock_destroy(&ctx->regions_lock);
 	pthread_rwlock_destroy(&ctx->fork_lock);
 	pthread_mutex_destroy(&ctx->copy_pool_lock);
 	free(ctx);

@@ -358,7 +358,7 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		size_t bytes = 0;
 
 		pthread_rwlock_rdlock(&ctx->fork_lock);
-		pthread_rwlock_rdlock(&ctx->regions_lock);
+		_pmv_regions_rdlock(&ctx->regions_lock, false);
 		/* bounded by pairs and by bytes, as migration batches are */
 		for (n = 0; base + n < count && n < XCHG_BATCH && bytes < XCHG_BYTES; n++) {
 			struct _pmv_page *pg = _pmv_addr_to_page(ctx, (uintptr_t)a[base + n], NULL);
@@ -374,7 +374,7 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 			prepare_pair(ctx, &xs[i], a[base + i], b[base + i], flags);
 		exchange_batch(ctx, xs, n, PMV_PS_4K);
 		exchange_batch(ctx, xs, n, PMV_PS_2M);
-		pthread_rwlock_unlock(&ctx->regions_lock);
+		_pmv_regions_rdunlock(&ctx->regions_lock);
 		pthread_rwlock_unlock(&ctx->fork_lock);
 		for (size_t i = 0; i < n; i++) {
 			status[base + i] = xs[i].status;

@@ -135,12 +135,12 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 	int ret;
 
 	_pmv_stat_add(wp ? &ctx->faults_wp : &ctx->faults_missing, 1);
-	pthread_rwlock_rdlock(&ctx->regions_lock);
+	_pmv_regions_rdlock(&ctx->regions_lock, true);
 	pg = _pmv_addr_to_page(ctx, fa, &r);
 	if (!pg) {
 		size_t slot = wp ? _pmv_pool_slot_size(ctx, fa) : 0;
 
-		pthread_rwlock_unlock(&ctx->regions_lock);
+		_pmv_regions_rdunlock(&ctx->regions_lock);
 		if (slot) {
 			/*
 			 * A write-protected pool page: a kernel that carries the
@@ -195,7 +195,7 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 	}
 	_pmv_page_unlock(ctx, pg);
 out:
-	pthread_rwlock_unlock(&ctx->regions_lock);
+	_pmv_regions_rdunlock(&ctx->regions_lock);
 }
 
 static void *fault_thread(void *arg)

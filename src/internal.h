@@ -113,6 +113,28 @@ PMV_HIDDEN void _pmv_putback_lru_page(pmv_ctx *ctx, struct _pmv_page *pg);
 
 /* ---- region (region.c) ----------------------------------------------- */
 
+/*
+ * The region table's lock: a reader-writer lock that prefers writers
+ * (munmap must not starve behind overlapping batches from several
+ * threads), except for the fault thread, which enters whenever no writer
+ * *holds* it: a copier holding it for reading may wait for the fault
+ * thread (rescue_copier), and a writer queued between them would deadlock
+ * all three. pthread rwlocks cannot say "this reader ignores waiters".
+ */
+struct _pmv_regions_lock {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	unsigned readers, writers_waiting;
+	bool writer;
+};
+
+PMV_HIDDEN void _pmv_regions_lock_init(struct _pmv_regions_lock *l);
+PMV_HIDDEN void _pmv_regions_lock_destroy(struct _pmv_regions_lock *l);
+PMV_HIDDEN void _pmv_regions_rdlock(struct _pmv_regions_lock *l, bool fault_thread);
+PMV_HIDDEN void _pmv_regions_rdunlock(struct _pmv_regions_lock *l);
+PMV_HIDDEN void _pmv_regions_wrlock(struct _pmv_regions_lock *l);
+PMV_HIDDEN void _pmv_regions_wrunlock(struct _pmv_regions_lock *l);
+
 struct _pmv_region {
 	uintptr_t start;
 	size_t len;
@@ -275,7 +297,7 @@ struct pmv_ctx {
 	bool thp_ok;			/* THP usable for PMV_HUGE regions */
 
 	pthread_rwlock_t fork_lock;
-	pthread_rwlock_t regions_lock;
+	struct _pmv_regions_lock regions_lock;
 	struct _pmv_region **regions;	/* sorted by start */
 	size_t nregions, cap_regions;
 

@@ -816,7 +816,7 @@ PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 
 		if (tiers)
 			pthread_rwlock_rdlock(&ctx->fork_lock);
-		pthread_rwlock_rdlock(&ctx->regions_lock);
+		_pmv_regions_rdlock(&ctx->regions_lock, false);
 		for (size_t i = 0; i < cnt; i++) {
 			uintptr_t a = (uintptr_t)pages[base + i];
 			struct _pmv_page *pg = _pmv_addr_to_page(ctx, a, NULL);
@@ -851,7 +851,7 @@ PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 					left++;
 			}
 		}
-		pthread_rwlock_unlock(&ctx->regions_lock);
+		_pmv_regions_rdunlock(&ctx->regions_lock);
 		if (tiers)
 			pthread_rwlock_unlock(&ctx->fork_lock);
 	}
@@ -924,7 +924,7 @@ PMV_API long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 			size_t n;
 
 			pthread_rwlock_rdlock(&ctx->fork_lock);
-			pthread_rwlock_rdlock(&ctx->regions_lock);
+			_pmv_regions_rdlock(&ctx->regions_lock, false);
 			n = scan_tier(ctx, &ctx->tiers[t], pgs, want);
 			for (size_t i = 0; i < n; i++)
 				tg[i] = map[t];
@@ -933,7 +933,7 @@ PMV_API long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 
 				left += ret < 0 ? (long)n : ret;
 			}
-			pthread_rwlock_unlock(&ctx->regions_lock);
+			_pmv_regions_rdunlock(&ctx->regions_lock);
 			pthread_rwlock_unlock(&ctx->fork_lock);
 			if (!n)
 				break;

@@ -14,6 +14,57 @@
 
 #include "internal.h"
 
+void _pmv_regions_lock_init(struct _pmv_regions_lock *l)
+{
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	l->readers = l->writers_waiting = 0;
+	l->writer = false;
+}
+
+void _pmv_regions_lock_destroy(struct _pmv_regions_lock *l)
+{
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->cv);
+}
+
+void _pmv_regions_rdlock(struct _pmv_regions_lock *l, bool fault_thread)
+{
+	pthread_mutex_lock(&l->mu);
+	/* The fault thread waits only for a writer inside, never a queued one. */
+	while (l->writer || (!fault_thread && l->writers_waiting))
+		pthread_cond_wait(&l->cv, &l->mu);
+	l->readers++;
+	pthread_mutex_unlock(&l->mu);
+}
+
+void _pmv_regions_rdunlock(struct _pmv_regions_lock *l)
+{
+	pthread_mutex_lock(&l->mu);
+	if (!--l->readers)
+		pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+void _pmv_regions_wrlock(struct _pmv_regions_lock *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->writers_waiting++;
+	while (l->writer || l->readers)
+		pthread_cond_wait(&l->cv, &l->mu);
+	l->writers_waiting--;
+	l->writer = true;
+	pthread_mutex_unlock(&l->mu);
+}
+
+void _pmv_regions_wrunlock(struct _pmv_regions_lock *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->writer = false;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
 /* Callers hold ctx->regions_lock. */
 struct _pmv_region *_pmv_region_find(pmv_ctx *ctx, uintptr_t addr)
 {
@@ -197,7 +248,7 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	 * must take PMD-sized moves.
 	 */
 	if (madvise(p, len, flags & PMV_HUGE ? MADV_HUGEPAGE : MADV_NOHUGEPAGE))
-		goto errno_out;
+		goto out;	/* errno from madvise */
 	region_set_policy(ctx, p, len, tier);
 	ret = _pmv_uffd_register(ctx, p, len, true);
 	if (ret) {
@@ -213,9 +264,9 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 			r->pages[i].flags = PG_bind;
 	}
 
-	pthread_rwlock_wrlock(&ctx->regions_lock);
+	_pmv_regions_wrlock(&ctx->regions_lock);
 	ret = region_insert(ctx, r);
-	pthread_rwlock_unlock(&ctx->regions_lock);
+	_pmv_regions_wrunlock(&ctx->regions_lock);
 	if (ret) {
 		errno = -ret;
 		goto out;
@@ -232,10 +283,6 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	}
 	return p;
 
-errno_out:
-	ret = errno;
-	errno = ret;
-	goto out;
 nomem:
 	errno = ENOMEM;
 out:
@@ -261,11 +308,11 @@ PMV_API int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len)
 	 * Writing the lock waits for migrations and faults in flight, which
 	 * hold it for reading; after that nobody can reach the region.
 	 */
-	pthread_rwlock_wrlock(&ctx->regions_lock);
+	_pmv_regions_wrlock(&ctx->regions_lock);
 	r = _pmv_region_find(ctx, (uintptr_t)addr);
 	if (!r || r->start != (uintptr_t)addr ||
 	    ((len + (1UL << r->shift) - 1) & ~((1UL << r->shift) - 1)) != r->len) {
-		pthread_rwlock_unlock(&ctx->regions_lock);
+		_pmv_regions_wrunlock(&ctx->regions_lock);
 		return _pmv_set_errmsg(-EINVAL,
 				       "pmv_munmap: %p+%zu is not exactly one managed region", addr, len);
 	}
@@ -278,7 +325,7 @@ PMV_API int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len)
 		_pmv_lru_del(ctx, pg);
 		n[pg->tier][r->ps]++;
 	}
-	pthread_rwlock_unlock(&ctx->regions_lock);
+	_pmv_regions_wrunlock(&ctx->regions_lock);
 
 	_pmv_uffd_unregister(ctx, addr, r->len);
 	munmap(addr, r->len);
@@ -341,7 +388,7 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 
 	/* fork_lock too: with PMV_MOVE this migrates (see _pmv_move_list) */
 	pthread_rwlock_rdlock(&ctx->fork_lock);
-	pthread_rwlock_rdlock(&ctx->regions_lock);
+	_pmv_regions_rdlock(&ctx->regions_lock, false);
 	r = _pmv_region_find(ctx, (uintptr_t)addr);
 	if (!r) {
 		ret = _pmv_set_errmsg(-EFAULT, "pmv_mbind: %p is not managed memory", addr);
@@ -399,7 +446,7 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 			ret = _pmv_set_errmsg(-EIO, "pmv_mbind: %d pages could not be moved", left);
 	}
 out:
-	pthread_rwlock_unlock(&ctx->regions_lock);
+	_pmv_regions_rdunlock(&ctx->regions_lock);
 	pthread_rwlock_unlock(&ctx->fork_lock);
 	free(pgs);
 	free(tiers);

@@ -50,9 +50,9 @@ PMV_API int pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->mode = ctx->mode;
 	st->ntiers = ctx->ntiers;
-	pthread_rwlock_rdlock(&ctx->regions_lock);
+	_pmv_regions_rdlock(&ctx->regions_lock, false);
 	st->regions = ctx->nregions;
-	pthread_rwlock_unlock(&ctx->regions_lock);
+	_pmv_regions_rdunlock(&ctx->regions_lock);
 	st->faults_missing = rd(&ctx->faults_missing);
 	st->faults_wp = rd(&ctx->faults_wp);
 	st->faults_first_touch = rd(&ctx->faults_first_touch);
