@@ -92,6 +92,8 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 		}
 		return ret;
 	}
+	/* the slot is empty now: a hole again, or every first touch leaks VA */
+	_pmv_pool_put_hole(&ctx->tiers[t], r->ps, slot);
 	__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
 	_pmv_page_clear(pg, PG_active | PG_referenced | PG_shared);
 	_pmv_page_set(pg, PG_present | (r->ps == PMV_PS_2M ? PG_huge : 0));

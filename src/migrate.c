@@ -379,6 +379,8 @@ static void finish(pmv_ctx *ctx, struct mig *m)
 
 	if (!m->zapped)
 		_pmv_pool_put_page(&ctx->tiers[m->src], m->ps, m->hole, false);
+	/* the copy's slot is empty now: a hole of its tier again, not lost VA */
+	_pmv_pool_put_hole(&ctx->tiers[m->dst], m->ps, m->dst_slot);
 	__atomic_store_n(&pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
 	_pmv_putback_lru_page(ctx, pg);
 	_pmv_stat_add(&ctx->tiers[m->dst].migrate_in, 1);
