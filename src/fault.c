@@ -46,25 +46,31 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 	uintptr_t addr = _pmv_page_addr(pg);
 	size_t size = (size_t)1 << r->shift, done = 0;
 	int order[PMV_MAX_TIERS], n, ret;
-	bool clean = false;
+	bool clean = false, was_present = false, uncharged = false;
 	void *slot = NULL;
 	int t = -1;
 
 	if (_pmv_page_flags(pg) & PG_present) {
 		if (_pmv_pages_mapped(ctx, addr, size))
 			return -EEXIST;
-		/*
-		 * Wholly gone: uncharge it before taking its successor, or a
-		 * full bound tier would refuse the page its own room.
-		 */
-		_pmv_lru_del(ctx, pg);
-		_pmv_tier_uncharge(&ctx->tiers[pg->tier], r->ps, 1);
-		_pmv_page_clear(pg, PG_present);
+		was_present = true;	/* discarded wholly: replace it */
 	}
 	n = first_touch_tiers(ctx, pg, order);
 	for (int i = 0; i < n && !slot; i++) {
 		t = order[i];
 		slot = _pmv_pool_take_page(ctx, &ctx->tiers[t], r->ps, true, &clean);
+	}
+	if (!slot && was_present) {
+		/* a full bound tier: the discarded page's own room is free */
+		_pmv_tier_uncharge(&ctx->tiers[pg->tier], r->ps, 1);
+		uncharged = true;
+		t = pg->tier;
+		slot = _pmv_pool_take_page(ctx, &ctx->tiers[t], r->ps, true, &clean);
+		if (!slot) {
+			_pmv_lru_del(ctx, pg);
+			_pmv_page_clear(pg, PG_present);
+			return -ENOMEM;
+		}
 	}
 	if (!slot)
 		return -ENOMEM;
@@ -90,7 +96,19 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 		} else {
 			_pmv_pool_put_page(&ctx->tiers[t], r->ps, slot, true);
 		}
+		if (uncharged)
+			_pmv_tier_charge(&ctx->tiers[pg->tier], r->ps, 1);
 		return ret;
+	}
+	/*
+	 * Only now is the old page known gone (the move found the address
+	 * empty): forget it. Done earlier, a stale fault that met a page
+	 * looking unmapped left it "never touched" while still mapped.
+	 */
+	if (was_present) {
+		_pmv_lru_del(ctx, pg);
+		if (!uncharged)
+			_pmv_tier_uncharge(&ctx->tiers[pg->tier], r->ps, 1);
 	}
 	/* the slot is empty now: a hole again, or every first touch leaks VA */
 	_pmv_pool_put_hole(&ctx->tiers[t], r->ps, slot);

@@ -208,6 +208,7 @@ PMV_HIDDEN void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot);
 /* A resident page left the tier without coming to the pool (zap, munmap). */
 PMV_HIDDEN void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n);
+PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
 

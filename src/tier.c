@@ -366,6 +366,13 @@ void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
 	pthread_mutex_unlock(&t->lock);
 }
 
+void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n)
+{
+	pthread_mutex_lock(&t->lock);
+	t->resident[ps] += n;
+	pthread_mutex_unlock(&t->lock);
+}
+
 void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n)
 {
 	pthread_mutex_lock(&t->lock);
