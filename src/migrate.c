@@ -18,6 +18,7 @@
  * kernel's TLB flushes and our copies are amortised (seed 004, "concurrent").
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -198,6 +199,51 @@ static void gone_outside(pmv_ctx *ctx, struct mig *m)
 	m->status = -EFAULT;
 	_pmv_count_fail(ctx, m->dst, -EFAULT);
 	_pmv_page_unlock(ctx, m->pg);
+}
+
+/*
+ * Step "move in": the copy goes to the page's address. EBUSY or EAGAIN can
+ * be transient (the slot's page is part of a large folio that the kernel
+ * must split first, and a split fails while other references exist), so
+ * retry, carrying on from any partial progress. If it will not go, copy
+ * into a fresh page of the same tier and move that in: once the source is
+ * gone (dropped on un-share, or assembled), the copy is the only data, and
+ * it must never be given up. Only an address that is not ours any more
+ * (an outside munmap or mremap) fails for good.
+ */
+static int move_in(pmv_ctx *ctx, struct mig *m)
+{
+	size_t off = 0, done;
+	int ret = 0;
+
+	for (int i = 0; i < 64; i++) {
+		ret = _pmv_uffd_move(ctx, m->addr + off, (uintptr_t)m->dst_slot + off,
+				     m->size - off, true, &done);
+		off += done;
+		if (!ret)
+			return 0;
+		if (ret != -EBUSY && ret != -EAGAIN)
+			return ret;
+		sched_yield();
+	}
+	if (!off) {
+		bool clean;
+		void *fresh = _pmv_pool_take_page(ctx, &ctx->tiers[m->dst], m->ps, false, &clean);
+
+		if (fresh) {
+			memcpy(fresh, m->dst_slot, m->size);
+			ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)fresh, m->size, true, &done);
+			if (!ret) {
+				/* the old slot keeps its page, as a pool page */
+				_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
+				m->dst_slot = fresh;
+				return 0;
+			}
+			if (!done)
+				_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, fresh, false);
+		}
+	}
+	return ret;
 }
 
 /* Step 1 for one entry: lock, check, isolate. Leaves it active or done. */
@@ -492,7 +538,7 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 	}
 	/* Publish the new tier before the move-in wakes waiters. */
 	__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
-	ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->dst_slot, m->size, true, NULL);
+	ret = move_in(ctx, m);
 	if (ret) {
 		/* Only an outside munmap/mremap of managed memory gets here. */
 		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
@@ -578,6 +624,8 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = out[i];
 
+		if (res[i] && !part[i])
+			res[i] = move_in(ctx, m);	/* transient EBUSY: retry alone */
 		if (!res[i]) {
 			finish(ctx, m);
 			continue;
@@ -657,7 +705,7 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 	}
 move_in:
 	__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
-	ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->dst_slot, m->size, true, NULL);
+	ret = move_in(ctx, m);
 	if (ret) {
 		/* Only an outside munmap/mremap of managed memory gets here. */
 		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
