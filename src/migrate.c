@@ -448,6 +448,31 @@ static void finish(pmv_ctx *ctx, struct mig *m)
 }
 
 /*
+ * The last steps of a page whose copy is ready and whose address is empty:
+ * publish the new tier before the move-in wakes waiters, move the copy in,
+ * finish. If it will not go in (only an outside munmap or mremap of managed
+ * memory does that), put the source back, or give the page up.
+ */
+static void complete(pmv_ctx *ctx, struct mig *m)
+{
+	int ret;
+
+	__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
+	ret = move_in(ctx, m);
+	if (!ret) {
+		finish(ctx, m);
+		return;
+	}
+	__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
+	if (!m->zapped &&
+	    !_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
+		release(ctx, m, -EFAULT, false);
+		return;
+	}
+	gone_outside(ctx, m);
+}
+
+/*
  * Step "move out" for one page: its page goes into its hole. A move that
  * stops part way (a THP split after fork, partly shared) is moved back
  * first. Pieces of a huge page the program discarded read as zero: map the
@@ -536,21 +561,7 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 		release(ctx, m, -EFAULT, true);
 		return;
 	}
-	/* Publish the new tier before the move-in wakes waiters. */
-	__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
-	ret = move_in(ctx, m);
-	if (ret) {
-		/* Only an outside munmap/mremap of managed memory gets here. */
-		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
-		if (!m->zapped &&
-		    !_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
-			release(ctx, m, -EFAULT, false);
-			return;
-		}
-		gone_outside(ctx, m);
-		return;
-	}
-	finish(ctx, m);
+	complete(ctx, m);
 }
 
 /*
@@ -704,20 +715,7 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		memcpy(m->dst_slot, m->hole, m->size);	/* never map a torn copy */
 	}
 move_in:
-	__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
-	ret = move_in(ctx, m);
-	if (ret) {
-		/* Only an outside munmap/mremap of managed memory gets here. */
-		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
-		if (!m->zapped &&
-		    !_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
-			release(ctx, m, -EFAULT, false);
-			return;
-		}
-		gone_outside(ctx, m);
-		return;
-	}
-	finish(ctx, m);
+	complete(ctx, m);
 }
 
 static int cmp_mig(const void *x, const void *y)
