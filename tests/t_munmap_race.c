@@ -159,6 +159,25 @@ static int count_dir(const char *path)
 	return n;
 }
 
+/*
+ * Threads in /proc/self/task once exiting ones are gone: pthread_join()
+ * returns when the kernel clears the tid, a little before the task leaves
+ * /proc (long under emulation), so wait for the count to hold still.
+ */
+static int settled_tasks(void)
+{
+	int prev = count_dir("/proc/self/task"), now;
+
+	for (int i = 0; i < 100; i++) {
+		usleep(20000);
+		now = count_dir("/proc/self/task");
+		if (now == prev)
+			return now;
+		prev = now;
+	}
+	return prev;
+}
+
 static int is_mapped(const void *p, size_t len)
 {
 	unsigned char vec[1];
@@ -170,7 +189,7 @@ static int is_mapped(const void *p, size_t len)
 /* Destroy with live regions, right after a mover stopped. */
 static void destroy_live(int huge)
 {
-	int threads = count_dir("/proc/self/task"), fds = count_dir("/proc/self/fd");
+	int threads = settled_tasks(), fds = count_dir("/proc/self/fd");
 	struct region r4, r2;
 	pthread_t mv;
 
@@ -198,14 +217,9 @@ static void destroy_live(int huge)
 	if (huge)
 		T_ASSERT(!is_mapped(r2.base, r2.len), "region %p still mapped after destroy",
 			 r2.base);
-	/*
-	 * pthread_join() returns when the kernel clears the thread's tid, a
-	 * little before the exiting task leaves /proc/self/task (long under
-	 * emulation): give it up to two seconds, then the count must match.
-	 */
-	for (int i = 0; i < 200 && count_dir("/proc/self/task") != threads; i++)
-		usleep(10000);
-	T_EQ(count_dir("/proc/self/task"), threads);
+	for (int i = 0; i < 100 && settled_tasks() != threads; i++)
+		;
+	T_EQ(settled_tasks(), threads);
 	T_EQ(count_dir("/proc/self/fd"), fds);
 	free(r4.count);
 	free(r2.count);
