@@ -11,6 +11,7 @@
 #define PMV_TOOLS_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -44,6 +45,9 @@ int pmv_parse_pid(const char *s, pid_t *pid);
 
 /* open("/proc/PID/NAME"): fd or -errno, -ESRCH when PID does not exist. */
 int pmv_proc_open(pid_t pid, const char *name);
+
+/* The same as a stdio stream: NULL with *err = -errno on failure. */
+FILE *pmv_proc_fopen(pid_t pid, const char *name, int *err);
 
 /* How to name the option getopt_long() just rejected; @buf holds 3 bytes. */
 const char *pmv_bad_option(char **argv, char *buf);

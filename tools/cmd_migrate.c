@@ -240,18 +240,13 @@ static int check_target_cpuset(struct mig_ctx *c, struct bitmask *to)
 	struct bitmask *allowed = NULL;
 	char *line = NULL, *list = NULL;
 	size_t cap = 0;
-	int fd, ret = 0;
+	int err = 0, ret = 0;
 	long bad;
 	FILE *f;
 
-	fd = pmv_proc_open(c->pid, "status");
-	if (fd < 0)
-		return pmv_pid_error(CMD, c->pid, fd, "reading status");
-	f = fdopen(fd, "r");
-	if (!f) {
-		close(fd);
-		return PMV_EXIT_ERROR;
-	}
+	f = pmv_proc_fopen(c->pid, "status", &err);
+	if (!f)
+		return pmv_pid_error(CMD, c->pid, err, "reading status");
 	while (getline(&line, &cap, f) > 0) {
 		if (!strncmp(line, "Mems_allowed_list:", 18)) {
 			list = line + 18 + strspn(line + 18, " \t");

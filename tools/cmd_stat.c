@@ -83,18 +83,12 @@ static int read_numa_maps(struct stat_ctx *c)
 {
 	char *line = NULL, *save, *tok;
 	size_t cap = 0, j = 0;
-	int fd, err = 0;
+	int err = 0;
 	FILE *f;
 
-	fd = pmv_proc_open(c->pid, "numa_maps");
-	if (fd < 0)
-		return fd;
-	f = fdopen(fd, "r");
-	if (!f) {
-		err = -errno;
-		close(fd);
+	f = pmv_proc_fopen(c->pid, "numa_maps", &err);
+	if (!f)
 		return err;
-	}
 	errno = 0;
 	while (getline(&line, &cap, f) > 0) {
 		unsigned long start;

@@ -74,6 +74,23 @@ struct pm_scan_arg {
 
 /* ---- small helpers ------------------------------------------------------- */
 
+FILE *pmv_proc_fopen(pid_t pid, const char *name, int *err)
+{
+	int fd = pmv_proc_open(pid, name);
+	FILE *f;
+
+	if (fd < 0) {
+		*err = fd;
+		return NULL;
+	}
+	f = fdopen(fd, "r");
+	if (!f) {
+		*err = -errno;
+		close(fd);
+	}
+	return f;
+}
+
 int pmv_exit_code(int err)
 {
 	switch (err) {
@@ -308,18 +325,12 @@ int pmv_read_smaps(pid_t pid, struct pmv_vma **vmas, size_t *nr)
 	size_t n = 0, alloc = 0, cap = 0;
 	char *line = NULL;
 	ssize_t len;
-	int fd, err = 0;
+	int err = 0;
 	FILE *f;
 
-	fd = pmv_proc_open(pid, "smaps");
-	if (fd < 0)
-		return fd;
-	f = fdopen(fd, "r");
-	if (!f) {
-		err = -errno;
-		close(fd);
+	f = pmv_proc_fopen(pid, "smaps", &err);
+	if (!f)
 		return err;
-	}
 	errno = 0;
 	while ((len = getline(&line, &cap, f)) > 0) {
 		int pos = 0;
