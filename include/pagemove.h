@@ -37,7 +37,7 @@ extern "C" {
 #endif
 
 #define PMV_VERSION_MAJOR	0
-#define PMV_VERSION_MINOR	1
+#define PMV_VERSION_MINOR	2
 
 #define PMV_MAX_TIERS		16
 #define PMV_NODE_ANY		(-1)	/* tier not bound to a NUMA node */
@@ -76,19 +76,56 @@ enum pmv_copy_engine {
 	PMV_COPY_NR
 };
 
+/*
+ * The tiering policy (docs/TIERING.md). A policy thread samples pages by
+ * unmapping them (the next access takes a fault that records it and maps
+ * the page straight back), ages them on each tier's two-list LRU, and keeps
+ * hot pages in faster tiers: it demotes the coldest pages of a tier whose
+ * free space falls below its low watermark, promotes hot pages of the next
+ * slower tier while a tier has room above its high watermark, and exchanges
+ * hot slow pages with cold fast ones when it has none. Pages move one tier
+ * at a time, within a bandwidth budget, after a minimum residency.
+ */
+enum pmv_policy_mode {
+	PMV_POLICY_AUTO = 0,	/* track and migrate (default with 2+ tiers) */
+	PMV_POLICY_TRACK,	/* track only; migrate on pmv_tier_balance() */
+	PMV_POLICY_OFF,		/* neither: no page is ever unmapped to sample */
+};
+
+/*
+ * Every field's 0 means its default; each has an environment variable that
+ * overrides it (PAGEMOVE_POLICY=auto|track|off, and the name in brackets).
+ */
+struct pmv_policy_config {
+	int mode;			/* enum pmv_policy_mode */
+	unsigned interval_ms;		/* policy period [POLICY_INTERVAL_MS]: 100 */
+	unsigned migrate_mbps;		/* migration budget, MB/s [MIGRATE_MBPS]: 256 */
+	unsigned track_cpu_permille;	/* tracking CPU, of one core [TRACK_CPU_PERMILLE]:
+					 * 15, at most 20 */
+	unsigned min_residency_ms;	/* no move sooner after one [MIN_RESIDENCY_MS]: 1000 */
+	unsigned exchange_margin_pct;	/* hotter by this much to exchange
+					 * [EXCHANGE_MARGIN_PCT]: 100 */
+	unsigned promote_min_heat;	/* accesses/s to promote [PROMOTE_MIN_HEAT]: 20 */
+	/* free-space watermarks, per mille of capacity, each at least one page
+	 * [WMARK_MIN_PERMILLE...]: 10, 20, 40 */
+	unsigned wmark_min_permille, wmark_low_permille, wmark_high_permille;
+};
+
 struct pmv_config {
 	unsigned ntiers;			/* 1..PMV_MAX_TIERS */
 	const struct pmv_tier_config *tiers;	/* tier 0 is the fastest */
 	unsigned copy_threads;			/* 0: one per CPU, less one */
 	unsigned flags;				/* PMV_CTX_* */
 	int copy_engine;			/* enum pmv_copy_engine */
+	const struct pmv_policy_config *policy;	/* NULL: all defaults */
 };
 
 /*
  * Create a context: probe the kernel, open the userfaultfd, set up the tiers'
  * pools and start the fault-handler thread (and copy threads for the auto,
- * parallel and offload engines). Returns NULL and sets errno: EINVAL (bad
- * config, unknown PAGEMOVE_COPY), ENODEV (a tier's node does not exist or
+ * parallel and offload engines, and the policy thread with 2+ tiers).
+ * Returns NULL and sets errno: EINVAL (bad config, unknown PAGEMOVE_COPY,
+ * bad policy knob or PAGEMOVE_POLICY* variable), ENODEV (a tier's node does not exist or
  * has no memory), EOPNOTSUPP (kernel lacks UFFD_FEATURE_MOVE or anonymous
  * WP), EPERM (userfaultfd not permitted at all), EAGAIN (no copy thread
  * could start for the parallel or offload engine), ENOMEM.
@@ -201,6 +238,23 @@ long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
  */
 int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags);
 
+/*
+ * Switch the policy mode at run time (enum pmv_policy_mode). Turning it
+ * off maps every sampled page back before returning. -EINVAL for an
+ * unknown mode.
+ * Threads: any.
+ */
+int pmv_tier_policy(pmv_ctx *ctx, int mode);
+
+/*
+ * Run one policy round now, in the calling thread, whatever the mode (with
+ * PMV_POLICY_OFF it has no access information, so it only enforces the
+ * watermarks). Returns the number of pages moved (an exchange counts two)
+ * or a negative errno.
+ * Threads: any; rounds never overlap (a call waits for the policy thread's).
+ */
+long pmv_tier_balance(pmv_ctx *ctx, int flags);
+
 /* Failure causes counted in pmv_tier_stats.fail[]. */
 enum pmv_fail {
 	PMV_FAIL_BUSY,		/* -EBUSY */
@@ -228,6 +282,12 @@ struct pmv_tier_stats {
 	uint64_t migrate_bytes_in;
 	uint64_t fail[PMV_FAIL_NR];	/* failed moves *to* this tier, by cause */
 	uint64_t verify_errors;		/* pages found on the wrong node */
+	uint64_t active;		/* pages on the active LRU list */
+	uint64_t inactive;		/* pages on the inactive LRU list */
+	uint64_t parked;		/* pages unmapped for sampling now */
+	uint64_t wmark_min, wmark_low, wmark_high;	/* free bytes */
+	uint64_t promote_in;		/* pages the policy promoted here */
+	uint64_t demote_in;		/* pages the policy demoted here */
 	uint64_t resv[8];
 };
 
@@ -252,6 +312,18 @@ struct pmv_ctx_stats {
 	uint64_t faults_sigbus;		/* first touches that found no room */
 	uint64_t migrations;		/* pages moved */
 	uint64_t migrate_bytes;
+	/* tiering (pmv_policy_config) */
+	int policy_mode;		/* enum pmv_policy_mode now */
+	uint64_t parked;		/* pages unmapped for sampling now */
+	uint64_t samples;		/* pages ever unmapped for sampling */
+	uint64_t sample_faults;		/* accesses those samples caught */
+	uint64_t track_ns;		/* time spent tracking (policy + fault thread) */
+	uint64_t track_wall_ns;		/* time tracking has been on */
+	double track_cpu_fraction;	/* track_ns / track_wall_ns: of one core */
+	uint64_t promoted, demoted;	/* pages moved by the policy */
+	uint64_t exchanged;		/* pairs exchanged by the policy */
+	uint64_t policy_bytes;		/* bytes the policy moved */
+	uint64_t policy_rounds;
 	uint64_t resv[8];
 };
 

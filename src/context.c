@@ -143,8 +143,16 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&ctx_list_lock);
-	for (pmv_ctx *c = ctx_list; c; c = c->next_ctx)
+	for (pmv_ctx *c = ctx_list; c; c = c->next_ctx) {
 		pthread_rwlock_wrlock(&c->fork_lock);
+		/*
+		 * A parked page's address is empty, and the child gets no
+		 * fault handler: it would read zeros. Sampling parks only
+		 * under fork_lock, so after this none is parked until fork
+		 * returns.
+		 */
+		_pmv_unpark_all(c);
+	}
 }
 
 static void atfork_release(void)
@@ -200,6 +208,7 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 		return NULL;
 	}
 	ctx->pid = getpid();
+	ctx->epoch_ns = _pmv_now_ns();
 	ctx->uffd = ctx->pagemap_fd = ctx->stop_fd = -1;
 	ctx->flags = cfg->flags;
 	if (env_flag("PAGEMOVE_VERIFY"))
@@ -238,6 +247,10 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 				      strerror(errno));
 		goto fail;
 	}
+	ret = _pmv_policy_init(ctx, cfg);
+	if (ret)
+		goto fail;
+	ctx->policy_inited = true;
 	ret = _pmv_fault_start(ctx);
 	if (ret)
 		goto fail;
@@ -247,6 +260,10 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 		if (ret && ctx->copy_engine != PMV_COPY_AUTO)
 			goto fail;
 	}
+
+	ret = _pmv_policy_start(ctx);
+	if (ret)
+		goto fail;
 
 	pthread_once(&atfork_once, atfork_register);
 	pthread_mutex_lock(&ctx_list_lock);
@@ -287,6 +304,8 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		return;
 	}
 	ctx_list_del(ctx);
+	/* No round may start on regions going away; parked pages die below. */
+	_pmv_policy_stop(ctx);
 	/* Unmap first: a waiting faulter is woken and sees the unmap. */
 	_pmv_regions_destroy(ctx);
 	_pmv_fault_stop(ctx);
@@ -298,6 +317,11 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		close(ctx->pagemap_fd);
 	_pmv_regions_lock_destroy(&ctx->regions_lock);
 	pthread_rwlock_destroy(&ctx->fork_lock);
+	if (ctx->policy_inited) {
+		pthread_mutex_destroy(&ctx->policy_mu);
+		pthread_mutex_destroy(&ctx->policy_wait_mu);
+		pthread_cond_destroy(&ctx->policy_cv);
+	}
 	pthread_mutex_destroy(&ctx->copy_pool_lock);
 	free(ctx);
 }

@@ -117,6 +117,13 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 		x->status = 0;		/* each already has the other's tier */
 		goto unlock;
 	}
+	/* sampled pages come home first: the steps below expect them mapped */
+	for (int k = 0; k < 2; k++) {
+		if (_pmv_unpark(ctx, x->p[k].pg)) {
+			x->status = -EBUSY;
+			goto unlock;
+		}
+	}
 	for (int k = 0; k < 2; k++)
 		_pmv_isolate_lru_page(ctx, x->p[k].pg);
 	x->active = true;
@@ -322,6 +329,8 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 		x->status = 0;
 		for (int k = 0; k < 2; k++) {
 			int to = x->p[1 - k].tier;
+
+			x->p[k].pg->moved_ds = _pmv_now_ds(ctx);
 
 			_pmv_stat_add(&ctx->tiers[to].migrate_in, 1);
 			_pmv_stat_add(&ctx->tiers[to].migrate_bytes_in, psz);

@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -187,7 +189,10 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 			goto out;
 		}
 	}
-	if (wp) {
+	if (_pmv_page_flags(pg) & PG_parked) {
+		/* A sampled page's next access (a stale WP message too). */
+		_pmv_track_fault(ctx, pg);
+	} else if (wp) {
 		/*
 		 * Nobody migrates this page, so a write-protect left on it is
 		 * stale: clear it, which also wakes the writer.
@@ -263,6 +268,19 @@ int _pmv_fault_start(pmv_ctx *ctx)
 		return -ret;
 	}
 	pthread_setname_np(ctx->fault_thread, "pmv-fault");
+	{
+		/*
+		 * Every wait in a remap window and every sampled access is a
+		 * round trip through this thread: when permitted, let it run
+		 * as soon as a fault arrives instead of after the next tick.
+		 * It only ever sleeps in poll() or serves a fault, so it
+		 * cannot starve anyone. Unprivileged: stays SCHED_OTHER.
+		 */
+		struct sched_param sp = { .sched_priority = 1 };
+
+		if (!getenv("PAGEMOVE_FAULT_NO_RT"))
+			pthread_setschedparam(ctx->fault_thread, SCHED_FIFO, &sp);
+	}
 	ctx->fault_running = true;
 	return 0;
 }

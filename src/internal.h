@@ -64,6 +64,8 @@ enum {
 	PG_huge		= 1u << 7,	/* 2 MB page (THP) */
 	PG_shared	= 1u << 8,	/* seen shared with another process */
 	PG_bind		= 1u << 9,	/* policy binds to pol_tier */
+	PG_parked	= 1u << 10,	/* moved to `park` to sample its next access */
+	PG_tracked	= 1u << 11,	/* heat is a measurement, not just "unknown" */
 };
 
 struct _pmv_region;
@@ -72,9 +74,17 @@ struct _pmv_page {
 	_Atomic uint32_t flags;
 	int8_t tier;		/* current tier; valid with PG_present */
 	int8_t pol_tier;	/* preferred or bound tier */
-	uint16_t __pad;
+	uint16_t moved_ds;	/* last migration, in 1/10 s (wraps; diffs only) */
 	struct _pmv_page *lru_prev, *lru_next;	/* under tier->lru_lock */
 	struct _pmv_region *region;
+	/*
+	 * Tracking (track.c), under the page lock; the policy reads `heat`
+	 * racily to pick candidates. `park` is the pool slot holding the page
+	 * while PG_parked; `parked_us` when it went there (wraps; diffs only).
+	 */
+	void *park;
+	uint32_t heat;		/* decayed access rate, accesses/s */
+	uint32_t parked_us;
 };
 
 struct _pmv_lru_list {
@@ -106,6 +116,7 @@ static inline void _pmv_page_clear(struct _pmv_page *pg, uint32_t f)
 }
 
 PMV_HIDDEN void _pmv_lru_init(struct _pmv_lru_list *l);
+PMV_HIDDEN void _pmv_activate_page(pmv_ctx *ctx, struct _pmv_page *pg, bool active);
 PMV_HIDDEN void _pmv_lru_add(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN void _pmv_lru_del(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN bool _pmv_isolate_lru_page(pmv_ctx *ctx, struct _pmv_page *pg);
@@ -188,6 +199,8 @@ struct _pmv_tier {
 	_Atomic uint64_t first_touch, fallback_in, migrate_in, migrate_out;
 	_Atomic uint64_t migrate_bytes_in, verify_errors;
 	_Atomic uint64_t fail[PMV_FAIL_NR];
+	_Atomic uint64_t parked, promote_in, demote_in;
+	size_t wmark[3];	/* free bytes: min, low, high (policy.c) */
 };
 
 PMV_HIDDEN int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg);
@@ -230,6 +243,34 @@ PMV_HIDDEN int _pmv_fault_start(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_fault_stop(pmv_ctx *ctx);
 /* Place a zeroed page at pg (locked, not present): 0, -EEXIST, -ENOMEM. */
 PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg);
+
+/* ---- access tracking (track.c) --------------------------------------- */
+
+/*
+ * Sampling by unmapping: a parked page sits in a hole of its own tier's
+ * pool, still resident and charged there; its address is empty, so the
+ * next access takes a MISSING fault. Every path that locks a page to move
+ * it unparks it first (_pmv_unpark), so the rest of the library never sees
+ * a parked page. All calls need the page locked, except _pmv_park_drop,
+ * which needs the region unreachable (munmap holds regions_lock writing).
+ */
+PMV_HIDDEN int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN int _pmv_unpark(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN void _pmv_track_age(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN void _pmv_park_drop(pmv_ctx *ctx, struct _pmv_page *pg);
+/* Unpark every page; the caller holds fork_lock (either way). */
+PMV_HIDDEN void _pmv_unpark_all(pmv_ctx *ctx);
+PMV_HIDDEN uint64_t _pmv_now_ns(void);
+PMV_HIDDEN uint64_t _pmv_thread_cpu_ns(void);
+
+static inline uint16_t _pmv_now_ds(pmv_ctx *ctx);
+
+/* ---- policy (policy.c) ----------------------------------------------- */
+
+PMV_HIDDEN int _pmv_policy_init(pmv_ctx *ctx, const struct pmv_config *cfg);
+PMV_HIDDEN int _pmv_policy_start(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_policy_stop(pmv_ctx *ctx);
 
 /* ---- migration (migrate.c) ------------------------------------------- */
 
@@ -308,12 +349,36 @@ struct pmv_ctx {
 
 	pmv_ctx *next_ctx;		/* global list for pthread_atfork */
 
+	/* tiering (track.c, policy.c) */
+	uint64_t epoch_ns;		/* CLOCK_MONOTONIC at create */
+	struct pmv_policy_config pol;	/* resolved knobs */
+	_Atomic int policy_mode;
+	bool track_ok;			/* sampling allowed (not user-mode-only) */
+	pthread_t policy_thread;
+	bool policy_inited, policy_running, policy_stop;
+	pthread_mutex_t policy_mu;	/* one round at a time; mode changes */
+	pthread_mutex_t policy_wait_mu;
+	pthread_cond_t policy_cv;
+	uintptr_t track_cursor;		/* sampling sweep position (policy_mu) */
+	double track_rate;		/* samples per round (policy_mu) */
+	double tokens;			/* bandwidth budget, bytes (policy_mu) */
+	uint64_t tokens_ns, wall_mark_ns, track_mark_ns;	/* (policy_mu) */
+	struct _pmv_policy_scratch *scratch;	/* (policy_mu) */
+	struct _pmv_page *_Atomic watch;	/* sampled page the policy waits on */
+	_Atomic uint64_t parked, samples, sample_faults, track_ns, track_wall_ns;
+	_Atomic uint64_t promoted, demoted, exchanged, policy_bytes, policy_rounds;
+
 	/* statistics */
 	_Atomic uint64_t faults_missing, faults_wp, faults_first_touch;
 	_Atomic uint64_t faults_waited, faults_sigbus;
 	_Atomic uint64_t migrations, migrate_bytes;
 	_Atomic uint64_t recopies;	/* pages written through a pin during a copy */
 };
+
+static inline uint16_t _pmv_now_ds(pmv_ctx *ctx)
+{
+	return (uint16_t)((_pmv_now_ns() - ctx->epoch_ns) / 100000000);
+}
 
 PMV_HIDDEN int _pmv_set_errmsg(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -276,6 +276,12 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 		m->status = m->dst;
 		goto unlock;
 	}
+	/* A sampled page comes home first: every step below expects it mapped. */
+	if (_pmv_unpark(ctx, pg)) {
+		m->status = -EBUSY;
+		_pmv_count_fail(ctx, m->dst, -EBUSY);
+		goto unlock;
+	}
 	if ((f & PG_shared) && !(flags & PMV_MOVE_ALL)) {
 		if (_pmv_page_shared(ctx, m->addr, m->size)) {
 			m->status = -EACCES;
@@ -428,6 +434,7 @@ static void finish(pmv_ctx *ctx, struct mig *m)
 	/* the copy's slot is empty now: a hole of its tier again, not lost VA */
 	_pmv_pool_put_hole(&ctx->tiers[m->dst], m->ps, m->dst_slot);
 	__atomic_store_n(&pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
+	pg->moved_ds = _pmv_now_ds(ctx);	/* the policy's minimum residency */
 	_pmv_putback_lru_page(ctx, pg);
 	_pmv_stat_add(&ctx->tiers[m->dst].migrate_in, 1);
 	_pmv_stat_add(&ctx->tiers[m->dst].migrate_bytes_in, m->size);

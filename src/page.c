@@ -153,3 +153,33 @@ void _pmv_putback_lru_page(pmv_ctx *ctx, struct _pmv_page *pg)
 	_pmv_page_clear(pg, PG_isolated);
 	_pmv_lru_add(ctx, pg);
 }
+
+/*
+ * Move a locked page between its tier's lists (the kernel's
+ * activate_page/deactivate_page). An isolated page only has its flag set:
+ * putback files it on the right list.
+ */
+void _pmv_activate_page(pmv_ctx *ctx, struct _pmv_page *pg, bool active)
+{
+	uint32_t f = _pmv_page_flags(pg);
+	struct _pmv_tier *t;
+
+	if (!!(f & PG_active) == active)
+		return;
+	if (!(f & PG_lru)) {
+		if (active)
+			_pmv_page_set(pg, PG_active);
+		else
+			_pmv_page_clear(pg, PG_active);
+		return;
+	}
+	t = &ctx->tiers[pg->tier];
+	pthread_mutex_lock(&t->lru_lock);
+	list_del(active ? &t->inactive : &t->active, pg);
+	if (active)
+		_pmv_page_set(pg, PG_active);
+	else
+		_pmv_page_clear(pg, PG_active);
+	list_add_head(active ? &t->active : &t->inactive, pg);
+	pthread_mutex_unlock(&t->lru_lock);
+}

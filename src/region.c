@@ -322,6 +322,8 @@ PMV_API int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len)
 
 		if (!(_pmv_page_flags(pg) & PG_present))
 			continue;
+		if (_pmv_page_flags(pg) & PG_parked)
+			_pmv_park_drop(ctx, pg);
 		_pmv_lru_del(ctx, pg);
 		n[pg->tier][r->ps]++;
 	}

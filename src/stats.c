@@ -39,6 +39,16 @@ PMV_API int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 	st->verify_errors = rd(&t->verify_errors);
 	for (int i = 0; i < PMV_FAIL_NR; i++)
 		st->fail[i] = rd(&t->fail[i]);
+	pthread_mutex_lock(&t->lru_lock);
+	st->active = t->active.nr;
+	st->inactive = t->inactive.nr;
+	pthread_mutex_unlock(&t->lru_lock);
+	st->parked = rd(&t->parked);
+	st->wmark_min = t->wmark[0];
+	st->wmark_low = t->wmark[1];
+	st->wmark_high = t->wmark[2];
+	st->promote_in = rd(&t->promote_in);
+	st->demote_in = rd(&t->demote_in);
 	return 0;
 }
 
@@ -60,6 +70,19 @@ PMV_API int pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
 	st->faults_sigbus = rd(&ctx->faults_sigbus);
 	st->migrations = rd(&ctx->migrations);
 	st->migrate_bytes = rd(&ctx->migrate_bytes);
+	st->policy_mode = atomic_load_explicit(&ctx->policy_mode, memory_order_relaxed);
+	st->parked = rd(&ctx->parked);
+	st->samples = rd(&ctx->samples);
+	st->sample_faults = rd(&ctx->sample_faults);
+	st->track_ns = rd(&ctx->track_ns);
+	st->track_wall_ns = rd(&ctx->track_wall_ns);
+	st->track_cpu_fraction = st->track_wall_ns ?
+				 (double)st->track_ns / (double)st->track_wall_ns : 0;
+	st->promoted = rd(&ctx->promoted);
+	st->demoted = rd(&ctx->demoted);
+	st->exchanged = rd(&ctx->exchanged);
+	st->policy_bytes = rd(&ctx->policy_bytes);
+	st->policy_rounds = rd(&ctx->policy_rounds);
 	return 0;
 }
 

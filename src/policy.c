@@ -1,0 +1,693 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The tiering policy (seed 000's mm_manage, done continuously): one thread
+ * that, every interval,
+ *   1. samples pages for tracking (track.c), at a rate that keeps the
+ *      tracking CPU (its own sweep plus the fault thread's unparks) under
+ *      track_cpu_permille of one core;
+ *   2. picks, per tier and page size, the coldest pages (demotion and
+ *      exchange candidates) and the hottest active ones (promotion);
+ *   3. for each pair of adjacent tiers (fast t, slow t+1): demotes the
+ *      coldest of t while its free space is below the low watermark, up to
+ *      the high one; else promotes the hottest of t+1 while t keeps its
+ *      high watermark free; then exchanges hot slow pages with cold fast
+ *      ones, pair by pair, while the slow one is hotter by the margin.
+ * Moves go through pmv_move_pages()/pmv_exchange_pages(), so they take
+ * every lock and check a caller's would. A token bucket bounds their
+ * bandwidth (at most one second's budget in a burst); only demotion below
+ * the min watermark may overdraw it. A page moved less than
+ * min_residency ago is not a candidate: with the exchange margin, that is
+ * the hysteresis against ping-pong. Pages move one tier at a time.
+ *
+ * Threads: the policy thread, and pmv_tier_balance() callers; policy_mu
+ * makes their rounds one at a time. Lock order: policy_mu -> fork_lock ->
+ * regions_lock -> page locks (trylock only).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CAND_MAX	512	/* candidates per (tier, page size) and round */
+#define WATCH_NS	2000000UL	/* wait this long for a sampled page's access */
+#define WATCH_ROUND_NS	20000000UL	/* and this long in all per round */
+
+struct cand {
+	uintptr_t addr;
+	uint32_t heat;
+	bool known;		/* PG_tracked: heat was measured */
+};
+
+/* A bounded heap keeping the `cap` best candidates seen. */
+struct heap {
+	struct cand *v;
+	size_t n, cap;
+	bool keep_cold;		/* keep the coldest (root = hottest kept) */
+};
+
+struct _pmv_policy_scratch {
+	struct heap cold[PMV_MAX_TIERS][PMV_PS_NR], hot[PMV_MAX_TIERS][PMV_PS_NR];
+	void *a[2 * CAND_MAX], *b[2 * CAND_MAX];
+	int tg[2 * CAND_MAX], st[2 * CAND_MAX];
+};
+
+/* ---- knobs ------------------------------------------------------------ */
+
+static int env_uint(const char *name, unsigned *v)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long x;
+
+	if (!s || !*s)
+		return 0;
+	errno = 0;
+	x = strtoul(s, &end, 10);
+	if (errno || *end || x > 1000000000UL)
+		return _pmv_set_errmsg(-EINVAL, "%s=%s is not a number", name, s);
+	*v = (unsigned)x;
+	return 0;
+}
+
+static void dflt(unsigned *v, unsigned d)
+{
+	if (!*v)
+		*v = d;
+}
+
+int _pmv_policy_init(pmv_ctx *ctx, const struct pmv_config *cfg)
+{
+	struct pmv_policy_config *p = &ctx->pol;
+	const char *m = getenv("PAGEMOVE_POLICY");
+	int ret = 0;
+
+	memset(p, 0, sizeof(*p));
+	if (cfg->policy)
+		*p = *cfg->policy;
+	if (m && *m) {
+		if (!strcasecmp(m, "auto"))
+			p->mode = PMV_POLICY_AUTO;
+		else if (!strcasecmp(m, "track"))
+			p->mode = PMV_POLICY_TRACK;
+		else if (!strcasecmp(m, "off"))
+			p->mode = PMV_POLICY_OFF;
+		else
+			return _pmv_set_errmsg(-EINVAL, "PAGEMOVE_POLICY=%s: want auto, track or off", m);
+	}
+	ret = ret ?: env_uint("PAGEMOVE_POLICY_INTERVAL_MS", &p->interval_ms);
+	ret = ret ?: env_uint("PAGEMOVE_MIGRATE_MBPS", &p->migrate_mbps);
+	ret = ret ?: env_uint("PAGEMOVE_TRACK_CPU_PERMILLE", &p->track_cpu_permille);
+	ret = ret ?: env_uint("PAGEMOVE_MIN_RESIDENCY_MS", &p->min_residency_ms);
+	ret = ret ?: env_uint("PAGEMOVE_EXCHANGE_MARGIN_PCT", &p->exchange_margin_pct);
+	ret = ret ?: env_uint("PAGEMOVE_PROMOTE_MIN_HEAT", &p->promote_min_heat);
+	ret = ret ?: env_uint("PAGEMOVE_WMARK_MIN_PERMILLE", &p->wmark_min_permille);
+	ret = ret ?: env_uint("PAGEMOVE_WMARK_LOW_PERMILLE", &p->wmark_low_permille);
+	ret = ret ?: env_uint("PAGEMOVE_WMARK_HIGH_PERMILLE", &p->wmark_high_permille);
+	if (ret)
+		return ret;
+	if (p->mode < PMV_POLICY_AUTO || p->mode > PMV_POLICY_OFF)
+		return _pmv_set_errmsg(-EINVAL, "policy: unknown mode %d", p->mode);
+	dflt(&p->interval_ms, 100);
+	dflt(&p->migrate_mbps, 256);
+	dflt(&p->track_cpu_permille, 15);
+	dflt(&p->min_residency_ms, 1000);
+	dflt(&p->exchange_margin_pct, 100);
+	dflt(&p->promote_min_heat, 20);
+	dflt(&p->wmark_min_permille, 10);
+	dflt(&p->wmark_low_permille, 20);
+	dflt(&p->wmark_high_permille, 40);
+	if (p->track_cpu_permille > 20)
+		return _pmv_set_errmsg(-EINVAL, "policy: tracking may cost at most 20 per mille of a core");
+	if (p->wmark_min_permille > p->wmark_low_permille ||
+	    p->wmark_low_permille > p->wmark_high_permille || p->wmark_high_permille > 500)
+		return _pmv_set_errmsg(-EINVAL, "policy: want wmark min <= low <= high <= 500 per mille");
+
+	for (unsigned i = 0; i < ctx->ntiers; i++) {
+		struct _pmv_tier *t = &ctx->tiers[i];
+		const unsigned pm[3] = { p->wmark_min_permille, p->wmark_low_permille,
+					 p->wmark_high_permille };
+
+		/* each at least one small page above the one below */
+		for (int w = 0; w < 3 && t->capacity; w++) {
+			size_t v = t->capacity / 1000 * pm[w];
+			size_t floor = (w ? t->wmark[w - 1] : 0) + PMV_SIZE_4K;
+
+			t->wmark[w] = v > floor ? v : floor;
+		}
+	}
+	atomic_store_explicit(&ctx->policy_mode, p->mode, memory_order_relaxed);
+	/* user-mode-only: a kernel access to a parked page would get EFAULT */
+	ctx->track_ok = ctx->mode == PMV_MODE_FULL;
+	ctx->track_rate = 16;
+	pthread_mutex_init(&ctx->policy_mu, NULL);
+	pthread_mutex_init(&ctx->policy_wait_mu, NULL);
+	pthread_cond_init(&ctx->policy_cv, NULL);
+	return 0;
+}
+
+/* ---- tracking sweep --------------------------------------------------- */
+
+/* The first region ending above addr, wrapping to the first one. */
+static size_t region_at(pmv_ctx *ctx, uintptr_t addr)
+{
+	for (size_t i = 0; i < ctx->nregions; i++)
+		if (ctx->regions[i]->start + ctx->regions[i]->len > addr)
+			return i;
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	return _pmv_now_ns();
+}
+
+/*
+ * Sleep until pg is unparked (its next access) or WATCH_NS pass, whichever
+ * is first. One page is watched at a time because sampled pages interfere:
+ * with many parked at once, the program's threads block on one after the
+ * other, and each page's interval measures its place in that queue instead
+ * of its use. The futex is the flags word itself; the fault thread wakes
+ * it after unparking the watched page (track.c). No CPU is spent waiting.
+ */
+static void watch(pmv_ctx *ctx, struct _pmv_page *pg, uint64_t round_end)
+{
+	uint64_t end = now_ns() + WATCH_NS;
+
+	if (end > round_end)
+		end = round_end;
+	/* seq_cst: pairs with the fault thread's load of ctx->watch after
+	 * clearing PG_parked; one of us sees the other's store */
+	atomic_store(&ctx->watch, pg);
+	for (;;) {
+		uint32_t f = _pmv_page_flags(pg);
+		uint64_t now = now_ns();
+		struct timespec ts;
+
+		if (!(f & PG_parked) || now >= end)
+			break;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)(end - now);
+		syscall(SYS_futex, &pg->flags, FUTEX_WAIT_PRIVATE, f, &ts, NULL, 0);
+	}
+	atomic_store(&ctx->watch, NULL);
+}
+
+/*
+ * UFFDIO_MOVE refuses a page that was shared with a fork child, even once
+ * the child is gone, until a write makes it exclusive again: a read-mostly
+ * page would never be sampled again. If this process alone maps it now,
+ * write-fault it (no data changes; as the migration retry does). Unlocked,
+ * so our fault thread can serve the fault if part of the page is missing.
+ */
+static void reuse(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	uintptr_t addr = _pmv_page_addr(pg);
+	size_t size = _pmv_page_size(pg);
+
+	if (!_pmv_page_shared(ctx, addr, size))
+		madvise((void *)addr, size, MADV_POPULATE_WRITE);
+}
+
+/*
+ * Park up to track_rate pages, sweeping all regions in address order; a
+ * page the sweep finds still parked was not used for a whole sweep: age it.
+ * Caller holds policy_mu.
+ */
+static void track_round(pmv_ctx *ctx)
+{
+	const uint32_t skip = PG_bind | PG_isolated | PG_shared | PG_locked;
+	uint64_t c0 = _pmv_thread_cpu_ns();
+	/* bounded, so munmap and fork (which wait for our locks) wait little */
+	uint64_t round_end = now_ns() + WATCH_ROUND_NS;
+	size_t want = (size_t)ctx->track_rate, parked = 0, total = 0, steps = 0;
+	size_t ri, k;
+
+	pthread_rwlock_rdlock(&ctx->fork_lock);
+	_pmv_regions_rdlock(&ctx->regions_lock, false);
+	for (size_t i = 0; i < ctx->nregions; i++)
+		total += ctx->regions[i]->npages;
+	if (!total)
+		goto out;
+	ri = region_at(ctx, ctx->track_cursor);
+	k = ctx->track_cursor > ctx->regions[ri]->start ?
+	    (ctx->track_cursor - ctx->regions[ri]->start) >> ctx->regions[ri]->shift : 0;
+	/* a parked page costs only a look: bound the walk by pages, not parks */
+	while (parked < want && steps++ < total) {
+		struct _pmv_region *r = ctx->regions[ri];
+		struct _pmv_page *pg;
+		uint32_t f;
+
+		if (k >= r->npages) {
+			ri = (ri + 1) % ctx->nregions;
+			k = 0;
+			continue;
+		}
+		pg = &r->pages[k++];
+		f = _pmv_page_flags(pg);
+		if ((f & (PG_present | skip)) != PG_present || !_pmv_page_trylock(pg))
+			continue;
+		f = _pmv_page_flags(pg);
+		if ((f & (PG_present | (skip & ~PG_locked))) == PG_present) {
+			int ret = 0;
+
+			if (f & PG_parked) {
+				_pmv_track_age(ctx, pg);
+			} else if (!(ret = _pmv_park(ctx, pg))) {
+				parked++;
+				_pmv_page_unlock(ctx, pg);
+				if (now_ns() < round_end)
+					watch(ctx, pg, round_end);
+				continue;
+			}
+			if (ret == -EBUSY) {
+				_pmv_page_unlock(ctx, pg);
+				reuse(ctx, pg);
+				continue;
+			}
+		}
+		_pmv_page_unlock(ctx, pg);
+	}
+	ctx->track_cursor = k < ctx->regions[ri]->npages ?
+			    ctx->regions[ri]->start + (k << ctx->regions[ri]->shift) :
+			    ctx->regions[ri]->start + ctx->regions[ri]->len;
+out:
+	_pmv_regions_rdunlock(&ctx->regions_lock);
+	pthread_rwlock_unlock(&ctx->fork_lock);
+	_pmv_stat_add(&ctx->track_ns, _pmv_thread_cpu_ns() - c0);
+}
+
+/*
+ * Steer the sample count toward the CPU budget, measured over the last
+ * round: the sweep's own CPU plus the fault thread's unparks, against
+ * wall time. Multiplicative, bounded steps, so one noisy round cannot
+ * swing it far.
+ */
+static void track_adapt(pmv_ctx *ctx, uint64_t now)
+{
+	uint64_t tr = atomic_load_explicit(&ctx->track_ns, memory_order_relaxed);
+	double wall = (double)(now - ctx->wall_mark_ns);
+	double frac, target = ctx->pol.track_cpu_permille / 1000.0, f;
+
+	if (ctx->wall_mark_ns && wall > 0) {
+		frac = (double)(tr - ctx->track_mark_ns) / wall;
+		f = frac > 0 ? target / frac : 2;
+		f = f < 0.5 ? 0.5 : f > 1.25 ? 1.25 : f;
+		ctx->track_rate *= f;
+		if (ctx->track_rate < 1)
+			ctx->track_rate = 1;
+		if (ctx->track_rate > 65536)
+			ctx->track_rate = 65536;
+		_pmv_stat_add(&ctx->track_wall_ns, now - ctx->wall_mark_ns);
+	}
+	ctx->wall_mark_ns = now;
+	ctx->track_mark_ns = tr;
+}
+
+/* ---- candidates ------------------------------------------------------- */
+
+static bool worse(const struct heap *h, uint32_t a, uint32_t b)
+{
+	/* is a worse than b for keeping? the root is the worst kept */
+	return h->keep_cold ? a > b : a < b;
+}
+
+static void heap_sift_down(struct heap *h, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, w = i;
+		struct cand tmp;
+
+		if (l < h->n && worse(h, h->v[l].heat, h->v[w].heat))
+			w = l;
+		if (r < h->n && worse(h, h->v[r].heat, h->v[w].heat))
+			w = r;
+		if (w == i)
+			return;
+		tmp = h->v[i];
+		h->v[i] = h->v[w];
+		h->v[w] = tmp;
+		i = w;
+	}
+}
+
+static void heap_push(struct heap *h, uintptr_t addr, uint32_t heat, bool known)
+{
+	size_t i;
+
+	if (h->n == h->cap) {
+		if (!worse(h, h->v[0].heat, heat))
+			return;
+		h->v[0] = (struct cand){ addr, heat, known };
+		heap_sift_down(h, 0);
+		return;
+	}
+	i = h->n++;
+	h->v[i] = (struct cand){ addr, heat, known };
+	while (i && worse(h, h->v[i].heat, h->v[(i - 1) / 2].heat)) {
+		struct cand tmp = h->v[i];
+
+		h->v[i] = h->v[(i - 1) / 2];
+		h->v[(i - 1) / 2] = tmp;
+		i = (i - 1) / 2;
+	}
+}
+
+static int cmp_cold_first(const void *x, const void *y)
+{
+	const struct cand *a = x, *b = y;
+
+	return a->heat < b->heat ? -1 : a->heat > b->heat;
+}
+
+static int cmp_hot_first(const void *x, const void *y)
+{
+	return cmp_cold_first(y, x);
+}
+
+/* One pass over every page's descriptor: racy reads, no page locks. */
+static void collect(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
+{
+	const uint32_t skip = PG_bind | PG_isolated | PG_shared;
+	uint16_t now = _pmv_now_ds(ctx);
+	uint16_t res = (uint16_t)(ctx->pol.min_residency_ms / 100);
+	int last = (int)ctx->ntiers - 1;
+
+	for (unsigned t = 0; t < ctx->ntiers; t++)
+		for (int ps = 0; ps < PMV_PS_NR; ps++)
+			s->cold[t][ps].n = s->hot[t][ps].n = 0;
+	_pmv_regions_rdlock(&ctx->regions_lock, false);
+	for (size_t i = 0; i < ctx->nregions; i++) {
+		struct _pmv_region *r = ctx->regions[i];
+
+		for (size_t k = 0; k < r->npages; k++) {
+			struct _pmv_page *pg = &r->pages[k];
+			uint32_t f = _pmv_page_flags(pg), heat;
+			int t;
+
+			if ((f & (PG_present | skip)) != PG_present)
+				continue;
+			if ((uint16_t)(now - pg->moved_ds) < res && pg->moved_ds)
+				continue;
+			t = __atomic_load_n(&pg->tier, __ATOMIC_RELAXED);
+			heat = __atomic_load_n(&pg->heat, __ATOMIC_RELAXED);
+			if (t < 0 || t > last)
+				continue;
+			/*
+			 * Never measured is not cold: such a page could be the
+			 * hottest. It may be demoted to make room (as the
+			 * kernel reclaims unreferenced pages) but is never
+			 * exchanged out (balance_pair skips it).
+			 */
+			if (t < last)
+				heap_push(&s->cold[t][r->ps], _pmv_page_addr(pg),
+					  (f & PG_tracked) ? heat : 0, f & PG_tracked);
+			/* promotion wants a second reference, as activation does */
+			if (t > 0 && (f & PG_active) && heat >= ctx->pol.promote_min_heat)
+				heap_push(&s->hot[t][r->ps], _pmv_page_addr(pg), heat, true);
+		}
+	}
+	_pmv_regions_rdunlock(&ctx->regions_lock);
+	for (unsigned t = 0; t < ctx->ntiers; t++) {
+		for (int ps = 0; ps < PMV_PS_NR; ps++) {
+			qsort(s->cold[t][ps].v, s->cold[t][ps].n, sizeof(struct cand), cmp_cold_first);
+			qsort(s->hot[t][ps].v, s->hot[t][ps].n, sizeof(struct cand), cmp_hot_first);
+		}
+	}
+}
+
+/* ---- moves ------------------------------------------------------------ */
+
+static int64_t tier_free(struct _pmv_tier *t)
+{
+	int64_t used;
+
+	pthread_mutex_lock(&t->lock);
+	used = (int64_t)(t->resident[PMV_PS_4K] * PMV_SIZE_4K +
+			 t->resident[PMV_PS_2M] * PMV_SIZE_2M);
+	pthread_mutex_unlock(&t->lock);
+	return (int64_t)t->capacity - used;
+}
+
+/* Move n candidates to tier `to`; returns the bytes that moved. */
+static size_t move_cands(pmv_ctx *ctx, struct _pmv_policy_scratch *s,
+			 const struct cand *c, size_t n, int to, size_t psz, bool promote)
+{
+	size_t ok = 0;
+
+	if (!n)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		s->a[i] = (void *)c[i].addr;
+		s->tg[i] = to;
+	}
+	if (pmv_move_pages(ctx, n, s->a, s->tg, s->st, 0) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		ok += s->st[i] == to;
+	_pmv_stat_add(promote ? &ctx->promoted : &ctx->demoted, ok);
+	_pmv_stat_add(promote ? &ctx->tiers[to].promote_in : &ctx->tiers[to].demote_in, ok);
+	_pmv_stat_add(&ctx->policy_bytes, ok * psz);
+	return ok * psz;
+}
+
+static bool spend(pmv_ctx *ctx, size_t bytes, bool urgent)
+{
+	if (ctx->tokens < (double)bytes && !urgent)
+		return false;
+	ctx->tokens -= (double)bytes;
+	return true;
+}
+
+/* One pair of adjacent tiers: fast t, slow t + 1. Returns pages moved. */
+static long balance_pair(pmv_ctx *ctx, struct _pmv_policy_scratch *s, unsigned t)
+{
+	struct _pmv_tier *fast = &ctx->tiers[t];
+	int64_t free = fast->capacity ? tier_free(fast) : INT64_MAX;
+	long moved = 0;
+
+	for (int ps = PMV_PS_NR - 1; ps >= 0; ps--) {
+		size_t psz = _pmv_ps_size(ps), n = 0, nh = 0, got;
+		struct heap *cold = &s->cold[t][ps], *hot = &s->hot[t + 1][ps];
+		struct cand pa[CAND_MAX], pb[CAND_MAX];
+
+		/* demote: below low, until high; below min, whatever the budget */
+		if (fast->capacity && free < (int64_t)fast->wmark[1]) {
+			int64_t f = free;
+
+			while (n < cold->n && f < (int64_t)fast->wmark[2] &&
+			       spend(ctx, psz, f < (int64_t)fast->wmark[0])) {
+				f += (int64_t)psz;
+				n++;
+			}
+			got = move_cands(ctx, s, cold->v, n, (int)t + 1, psz, false);
+			ctx->tokens += (double)(n * psz - got);
+			free += (int64_t)got;
+			moved += (long)(got / psz);
+			continue;	/* no promotion into a tier being drained */
+		}
+		/* promote the hottest while the high watermark stays free */
+		while (nh < hot->n && free - (int64_t)psz >= (int64_t)fast->wmark[2] &&
+		       spend(ctx, psz, false)) {
+			free -= (int64_t)psz;
+			nh++;
+		}
+		got = move_cands(ctx, s, hot->v, nh, (int)t, psz, true);
+		ctx->tokens += (double)(nh * psz - got);
+		free += (int64_t)(nh * psz - got);
+		moved += (long)(got / psz);
+
+		/* exchange what is left, hottest slow with coldest fast */
+		n = 0;
+		for (size_t i = nh, j = 0; i < hot->n && j < cold->n; i++, j++) {
+			uint64_t h, c;
+
+			while (j < cold->n && !cold->v[j].known)
+				j++;
+			if (j == cold->n)
+				break;
+			h = hot->v[i].heat;
+			c = cold->v[j].heat;
+
+			if (h * 100 <= c * (100 + ctx->pol.exchange_margin_pct) ||
+			    !spend(ctx, 2 * psz, false))
+				break;
+			pa[n] = hot->v[i];
+			pb[n++] = cold->v[j];
+		}
+		if (n) {
+			size_t ok = 0;
+
+			for (size_t i = 0; i < n; i++) {
+				s->a[i] = (void *)pa[i].addr;
+				s->b[i] = (void *)pb[i].addr;
+			}
+			if (pmv_exchange_pages(ctx, n, s->a, s->b, s->st, 0) >= 0)
+				for (size_t i = 0; i < n; i++)
+					ok += !s->st[i];
+			ctx->tokens += (double)(2 * psz * (n - ok));
+			_pmv_stat_add(&ctx->exchanged, ok);
+			_pmv_stat_add(&fast->promote_in, ok);
+			_pmv_stat_add(&ctx->tiers[t + 1].demote_in, ok);
+			_pmv_stat_add(&ctx->policy_bytes, 2 * ok * psz);
+			moved += (long)(2 * ok);
+		}
+	}
+	return moved;
+}
+
+/* Caller holds policy_mu. */
+static long balance_round(pmv_ctx *ctx, bool manual)
+{
+	struct _pmv_policy_scratch *s = ctx->scratch;
+	double rate = (double)ctx->pol.migrate_mbps * 1e6;
+	uint64_t now = _pmv_now_ns();
+	long moved = 0;
+
+	/* refill the bucket; a burst is at most one second's budget */
+	if (ctx->tokens_ns)
+		ctx->tokens += rate * (double)(now - ctx->tokens_ns) / 1e9;
+	ctx->tokens_ns = now;
+	if (ctx->tokens > rate || (manual && ctx->tokens < rate))
+		ctx->tokens = rate;
+	collect(ctx, s);
+	/* top down: room made in tier t this round is filled from t + 1 */
+	for (unsigned t = 0; t + 1 < ctx->ntiers; t++)
+		moved += balance_pair(ctx, s, t);
+	_pmv_stat_add(&ctx->policy_rounds, 1);
+	return moved;
+}
+
+/* ---- thread and API --------------------------------------------------- */
+
+static void *policy_thread(void *arg)
+{
+	pmv_ctx *ctx = arg;
+
+	for (;;) {
+		struct timespec ts;
+		uint64_t now;
+		int mode;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(ctx->pol.interval_ms % 1000) * 1000000;
+		ts.tv_sec += ctx->pol.interval_ms / 1000 + ts.tv_nsec / 1000000000;
+		ts.tv_nsec %= 1000000000;
+		pthread_mutex_lock(&ctx->policy_wait_mu);
+		if (!ctx->policy_stop)
+			pthread_cond_timedwait(&ctx->policy_cv, &ctx->policy_wait_mu, &ts);
+		if (ctx->policy_stop) {
+			pthread_mutex_unlock(&ctx->policy_wait_mu);
+			break;
+		}
+		pthread_mutex_unlock(&ctx->policy_wait_mu);
+
+		pthread_mutex_lock(&ctx->policy_mu);
+		mode = atomic_load_explicit(&ctx->policy_mode, memory_order_relaxed);
+		now = _pmv_now_ns();
+		if (mode != PMV_POLICY_OFF && ctx->track_ok) {
+			track_adapt(ctx, now);
+			track_round(ctx);
+		} else {
+			ctx->wall_mark_ns = 0;
+		}
+		if (mode == PMV_POLICY_AUTO)
+			balance_round(ctx, false);
+		pthread_mutex_unlock(&ctx->policy_mu);
+	}
+	return NULL;
+}
+
+int _pmv_policy_start(pmv_ctx *ctx)
+{
+	sigset_t all, old;
+	int ret;
+
+	if (ctx->ntiers < 2)
+		return 0;	/* nothing to balance, so nothing to track */
+	ctx->scratch = calloc(1, sizeof(*ctx->scratch));
+	if (!ctx->scratch)
+		return -ENOMEM;
+	for (unsigned t = 0; t < ctx->ntiers; t++) {
+		for (int ps = 0; ps < PMV_PS_NR; ps++) {
+			struct heap *c = &ctx->scratch->cold[t][ps], *h = &ctx->scratch->hot[t][ps];
+
+			c->v = malloc(CAND_MAX * sizeof(*c->v));
+			h->v = malloc(CAND_MAX * sizeof(*h->v));
+			if (!c->v || !h->v)
+				return -ENOMEM;
+			c->cap = h->cap = CAND_MAX;
+			c->keep_cold = true;
+		}
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = pthread_create(&ctx->policy_thread, NULL, policy_thread, ctx);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret)
+		return -ret;
+	pthread_setname_np(ctx->policy_thread, "pmv-policy");
+	ctx->policy_running = true;
+	return 0;
+}
+
+void _pmv_policy_stop(pmv_ctx *ctx)
+{
+	if (ctx->policy_running) {
+		pthread_mutex_lock(&ctx->policy_wait_mu);
+		ctx->policy_stop = true;
+		pthread_cond_signal(&ctx->policy_cv);
+		pthread_mutex_unlock(&ctx->policy_wait_mu);
+		pthread_join(ctx->policy_thread, NULL);
+		ctx->policy_running = false;
+	}
+	if (ctx->scratch) {
+		for (unsigned t = 0; t < ctx->ntiers; t++) {
+			for (int ps = 0; ps < PMV_PS_NR; ps++) {
+				free(ctx->scratch->cold[t][ps].v);
+				free(ctx->scratch->hot[t][ps].v);
+			}
+		}
+		free(ctx->scratch);
+		ctx->scratch = NULL;
+	}
+}
+
+PMV_API int pmv_tier_policy(pmv_ctx *ctx, int mode)
+{
+	PMV_CHECK_CTX(ctx);
+	if (mode < PMV_POLICY_AUTO || mode > PMV_POLICY_OFF)
+		return _pmv_set_errmsg(-EINVAL, "pmv_tier_policy: unknown mode %d", mode);
+	pthread_mutex_lock(&ctx->policy_mu);
+	atomic_store_explicit(&ctx->policy_mode, mode, memory_order_relaxed);
+	if (mode == PMV_POLICY_OFF) {
+		/* Off means off: no page stays unmapped on our account. */
+		pthread_rwlock_rdlock(&ctx->fork_lock);
+		_pmv_unpark_all(ctx);
+		pthread_rwlock_unlock(&ctx->fork_lock);
+	}
+	pthread_mutex_unlock(&ctx->policy_mu);
+	return 0;
+}
+
+PMV_API long pmv_tier_balance(pmv_ctx *ctx, int flags)
+{
+	long moved = 0;
+
+	PMV_CHECK_CTX(ctx);
+	if (flags)
+		return _pmv_set_errmsg(-EINVAL, "pmv_tier_balance: unknown flags");
+	if (!ctx->scratch)
+		return 0;	/* one tier: nothing to balance */
+	pthread_mutex_lock(&ctx->policy_mu);
+	moved = balance_round(ctx, true);
+	pthread_mutex_unlock(&ctx->policy_mu);
+	return moved;
+}

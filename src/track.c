@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Access tracking by unmapping: the user-space form of the kernel's NUMA
+ * hinting faults. The policy thread moves a sampled page out of its address
+ * into a hole of its own tier's pool ("parks" it: UFFDIO_MOVE, no copy, no
+ * charge change). The next access, read or write, from user or kernel mode,
+ * takes a MISSING fault; the fault thread records it and moves the page
+ * straight back. The time from parking to that fault estimates the page's
+ * access rate; `heat` is its decayed average.
+ *
+ * Why not UFFD_FEATURE_WP_ASYNC for writes: it is per userfaultfd and would
+ * let writers through during a migration's copy. Why not only in
+ * user-mode-only mode: there a kernel access (read(2), a futex) to a parked
+ * page fails with EFAULT instead of waiting, so that mode never parks.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+uint64_t _pmv_thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+uint64_t _pmv_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint32_t now_us32(pmv_ctx *ctx)
+{
+	return (uint32_t)((_pmv_now_ns() - ctx->epoch_ns) / 1000);
+}
+
+/*
+ * Put a parked page back at its address. Normally one move. If that stops
+ * (only a park that itself stopped half way leaves pieces on both sides),
+ * move back piece by piece whatever the slot still holds.
+ */
+static int restore(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t size, bool wake)
+{
+	size_t done = 0;
+	int ret = _pmv_uffd_move(ctx, addr, slot, size, wake, &done);
+
+	if (!ret)
+		return 0;
+	ret = 0;
+	for (size_t off = done; off < size; off += PMV_SIZE_4K) {
+		int r;
+
+		if (!_pmv_page_mapped(ctx, slot + off))
+			continue;
+		r = _pmv_uffd_move(ctx, addr + off, slot + off, PMV_SIZE_4K, false, NULL);
+		if (r && !ret)
+			ret = r;
+	}
+	if (wake)
+		_pmv_uffd_wake(ctx, addr, size);
+	return ret;
+}
+
+static void parked_account(pmv_ctx *ctx, struct _pmv_page *pg, int d)
+{
+	atomic_fetch_add_explicit(&ctx->parked, (uint64_t)(int64_t)d, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ctx->tiers[pg->tier].parked, (uint64_t)(int64_t)d,
+				  memory_order_relaxed);
+}
+
+int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	struct _pmv_tier *t = &ctx->tiers[pg->tier];
+	int ps = pg->region->ps;
+	size_t size = _pmv_page_size(pg), done = 0;
+	uintptr_t addr = _pmv_page_addr(pg);
+	void *slot = _pmv_pool_take_hole(ctx, t, ps);
+	int ret;
+
+	if (!slot)
+		return -ENOMEM;
+	/*
+	 * No wake: nobody waits on a mapped page. Fails untouched on a page
+	 * shared with a child or pinned (EBUSY) or discarded (ENOENT).
+	 */
+	ret = _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, false, &done);
+	if (ret && done && restore(ctx, addr, (uintptr_t)slot, done, false)) {
+		/*
+		 * Part of it is out and will not go back now: keep it parked,
+		 * so the next access (or any unpark) puts those pieces back.
+		 */
+		ret = 0;
+	}
+	if (ret) {
+		_pmv_pool_put_hole(t, ps, slot);
+		return ret;
+	}
+	pg->park = slot;
+	pg->parked_us = now_us32(ctx);
+	_pmv_page_set(pg, PG_parked);
+	parked_account(ctx, pg, 1);
+	_pmv_stat_add(&ctx->samples, 1);
+	return 0;
+}
+
+/* Back to normal: the slot is a hole again unless something stayed in it. */
+static int unpark(pmv_ctx *ctx, struct _pmv_page *pg, bool wake)
+{
+	int ps = pg->region->ps;
+	size_t size = _pmv_page_size(pg);
+	int ret = restore(ctx, _pmv_page_addr(pg), (uintptr_t)pg->park, size, wake);
+
+	if (ret) {
+		/*
+		 * Only an outside munmap/mremap of managed memory makes the
+		 * address refuse its page. Keep the slot out of the pool (it
+		 * still holds data) and the page parked: never lose it.
+		 */
+		return ret;
+	}
+	_pmv_pool_put_hole(&ctx->tiers[pg->tier], ps, pg->park);
+	pg->park = NULL;
+	_pmv_page_clear(pg, PG_parked);
+	parked_account(ctx, pg, -1);
+	/* seq_cst: pairs with watch() in policy.c (store watch, load flags) */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load(&ctx->watch) == pg)
+		syscall(SYS_futex, &pg->flags, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	return 0;
+}
+
+int _pmv_unpark(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	if (!(_pmv_page_flags(pg) & PG_parked))
+		return 0;
+	return unpark(ctx, pg, false);
+}
+
+/*
+ * The fault thread met an access to a parked page: map it back (waking the
+ * accessor), fold the observed rate into heat, and age the LRU state the
+ * way the kernel's mark_page_accessed() does: a second reference activates.
+ */
+void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	uint64_t t0 = _pmv_thread_cpu_ns();
+	uint32_t dt = now_us32(ctx) - pg->parked_us, rate, heat;
+
+	if (unpark(ctx, pg, true))
+		return;
+	heat = __atomic_load_n(&pg->heat, __ATOMIC_RELAXED);
+	/*
+	 * Track the lower envelope of the intervals: a sample can only be
+	 * too long (the accessor was descheduled, or blocked on another
+	 * sampled page; the fault round trip itself costs tens of us), never
+	 * too short. So a shorter interval is believed at once, a longer one
+	 * moves the estimate a quarter of the way. A page that cools shows
+	 * it through aging (_pmv_track_age), which is not damped.
+	 */
+	if (!dt)
+		dt = 1;
+	if (heat) {
+		uint32_t iv = 1000000u / heat;
+
+		if (dt > iv)
+			dt = iv + (dt - iv) / 4;
+	}
+	rate = 1000000u / dt;
+	_pmv_page_set(pg, PG_tracked);
+	__atomic_store_n(&pg->heat, rate ? rate : 1, __ATOMIC_RELAXED);
+	if (_pmv_page_flags(pg) & PG_referenced) {
+		_pmv_page_clear(pg, PG_referenced);
+		_pmv_activate_page(ctx, pg, true);
+	} else {
+		_pmv_page_set(pg, PG_referenced);
+	}
+	_pmv_stat_add(&ctx->sample_faults, 1);
+	/* CPU, not wall time: on a busy machine waiting to run is not cost */
+	_pmv_stat_add(&ctx->track_ns, _pmv_thread_cpu_ns() - t0);
+}
+
+/*
+ * The sweep came back to a page still parked: not accessed for a whole
+ * sweep. Decay its heat and deactivate it (the kernel's aging of the
+ * active list, driven by our sampling instead of the accessed bit).
+ */
+void _pmv_track_age(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	uint32_t heat = __atomic_load_n(&pg->heat, __ATOMIC_RELAXED);
+	uint64_t idle = now_us32(ctx) - pg->parked_us;
+
+	/* no access for `idle`: the next interval is at least that long */
+	if (heat)
+		heat = (uint32_t)(2000000 / ((uint64_t)1000000 / heat + idle + 1));
+	__atomic_store_n(&pg->heat, heat, __ATOMIC_RELAXED);
+	_pmv_page_set(pg, PG_tracked);
+	_pmv_page_clear(pg, PG_referenced);
+	_pmv_activate_page(ctx, pg, false);
+}
+
+/* munmap: the page dies in its slot. Clean the slot and make it a hole. */
+void _pmv_park_drop(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	int ps = pg->region->ps;
+
+	madvise(pg->park, _pmv_ps_size(ps), MADV_DONTNEED);
+	_pmv_pool_put_hole(&ctx->tiers[pg->tier], ps, pg->park);
+	pg->park = NULL;
+	_pmv_page_clear(pg, PG_parked);
+	parked_account(ctx, pg, -1);
+}
+
+void _pmv_unpark_all(pmv_ctx *ctx)
+{
+	if (!atomic_load_explicit(&ctx->parked, memory_order_relaxed))
+		return;
+	_pmv_regions_rdlock(&ctx->regions_lock, false);
+	for (size_t i = 0; i < ctx->nregions; i++) {
+		struct _pmv_region *r = ctx->regions[i];
+
+		for (size_t k = 0; k < r->npages; k++) {
+			struct _pmv_page *pg = &r->pages[k];
+
+			if (!(_pmv_page_flags(pg) & PG_parked))
+				continue;
+			/*
+			 * A page stays locked only briefly (the fault thread)
+			 * or by a migration, which unparks it itself; fork
+			 * excludes migrations, and policy rounds are held off
+			 * by the callers, so nothing parks behind us.
+			 */
+			if (_pmv_page_lock_timeout(pg, 1000000))
+				continue;
+			_pmv_unpark(ctx, pg);
+			_pmv_page_unlock(ctx, pg);
+		}
+	}
+	_pmv_regions_rdunlock(&ctx->regions_lock);
+}
