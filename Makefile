@@ -34,7 +34,7 @@ LIB_SOBJS := $(LIB_SRCS:src/%.c=$(B)/src/%.os)
 HDRS      := include/pagemove.h $(wildcard src/*.h)
 
 TOOL_SRCS := $(wildcard tools/*.c) $(wildcard bench/*.c)
-TOOL_HDRS := $(wildcard tools/*.h)
+TOOL_HDRS := $(wildcard tools/*.h) $(wildcard bench/*.h)
 TEST_SRCS := $(wildcard tests/t_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 TEST_HELPERS := $(B)/tests/cli_child

@@ -18,6 +18,7 @@
 
 #include "pagemove.h"
 #include "lib_cmds.h"
+#include "bench.h"
 
 #define SZ_4K	4096UL
 #define SZ_2M	(2UL << 20)
@@ -285,7 +286,8 @@ static int usage(FILE *f)
 		"parallel), exchange and the writer stall, in one run. --quick uses\n"
 		"smaller buffers (a smoke test, not a measurement). --nodes binds the\n"
 		"two tiers to NUMA nodes A and B; --kernel also times move_pages(2)\n"
-		"between them on the same buffers, for the record.\n");
+		"between them on the same buffers, for the record.\n"
+		"'pagemove bench tiering --help' describes the tiering policy bench.\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -294,7 +296,9 @@ int pmv_cmd_bench(int argc, char **argv)
 	struct pmv_tier_config tc[2] = {
 		{ "fast", PMV_NODE_ANY, 0 }, { "slow", PMV_NODE_ANY, 0 },
 	};
-	struct pmv_config cfg = { .ntiers = 2, .tiers = tc };
+	/* the policy must not move pages behind the measurements' back */
+	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };
+	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol };
 	size_t mb = 256, nhuge, nsmall;
 	int json = 0, rounds = 4, opt, nthreads, kernel = 0, n0 = -1, n1 = -1;
 	double mc1, mcn, copy2m_us, t;
@@ -306,6 +310,8 @@ int pmv_cmd_bench(int argc, char **argv)
 		{ "mb", required_argument, 0, 'm' }, { "help", no_argument, 0, 'h' },
 		{ "kernel", no_argument, 0, 'k' }, { "nodes", required_argument, 0, 'n' }, { 0 }
 	};
+	if (argc > 1 && !strcmp(argv[1], "tiering"))
+		return pmv_bench_tiering(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "jqm:hkn:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'k': kernel = 1; break;
@@ -336,6 +342,7 @@ int pmv_cmd_bench(int argc, char **argv)
 	}
 	/* every measurement names its engine: the environment must not */
 	unsetenv("PAGEMOVE_COPY");
+	unsetenv("PAGEMOVE_POLICY");	/* nor turn the policy on */
 	nthreads = sysconf(_SC_NPROCESSORS_ONLN);
 	if (nthreads > 16)
 		nthreads = 16;

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * pagemove demo: two tiers, writer threads busy on managed memory, and the
- * whole working set moved back and forth between the tiers while they run.
- * At the end every byte of every page is checked.
+ * pagemove demo: the tiering policy at work. A skewed (zipf) workload runs
+ * on a region whose fast tier holds a quarter of it; first touch fills the
+ * fast tier with whatever comes first, then the policy moves the hot pages
+ * in while the workers keep reading and writing. At the end every byte of
+ * every page is checked. The workload is bench/workload.c, as in
+ * "pagemove bench tiering".
  */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +17,14 @@
 
 #include "pagemove.h"
 #include "lib_cmds.h"
+#include "../bench/workload.h"
 
-#define NWRITERS 4
-
-struct area {
-	unsigned char *base;
-	size_t size, psz;
-};
-
-static struct area areas[2];
-static uint64_t *expect[NWRITERS][2];
-static atomic_int stop;
+#define TICK_NS		100000000L	/* tier query: 100 ms */
+#define STATUS_TICKS	5		/* status line on a tty: 0.5 s */
+#define LOG_TICKS	20		/* a line of log otherwise: 2 s */
+#define BASE_TICKS	10		/* first touch, policy off: 1 s */
+#define END_TICKS	20		/* "end" hit rate: the last 2 s */
+#define SEED		1ULL
 
 static double now(void)
 {
@@ -36,151 +34,188 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static unsigned char pat(size_t off)
+static void sleep_tick(struct timespec *next)
 {
-	return (unsigned char)((off * 2654435761u) >> 13);
-}
-
-static void *writer(void *arg)
-{
-	unsigned w = (unsigned)(uintptr_t)arg;
-
-	while (!atomic_load(&stop))
-		for (int a = 0; a < 2; a++)
-			for (size_t p = 0; p < areas[a].size / areas[a].psz; p++) {
-				volatile uint64_t *c =
-					(uint64_t *)(areas[a].base + p * areas[a].psz + w * 64);
-				*c = *c + 1;
-				expect[w][a][p]++;
-			}
-	return NULL;
-}
-
-static long verify(void)
-{
-	long bad = 0;
-
-	for (int a = 0; a < 2; a++) {
-		size_t np = areas[a].size / areas[a].psz;
-
-		for (size_t p = 0; p < np; p++) {
-			unsigned char *pg = areas[a].base + p * areas[a].psz;
-
-			for (size_t i = 0; i < areas[a].psz; i++) {
-				size_t w = i / 64;
-				unsigned char want = pat(p * areas[a].psz + i);
-
-				if (w < NWRITERS && i % 64 < 8)
-					want = (unsigned char)(expect[w][a][p] >> (8 * (i % 64)));
-				bad += pg[i] != want;
-			}
-		}
+	next->tv_nsec += TICK_NS;
+	if (next->tv_nsec >= 1000000000L) {
+		next->tv_nsec -= 1000000000L;
+		next->tv_sec++;
 	}
-	return bad;
+	clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, next, NULL);
+}
+
+static double frac(uint64_t hits, uint64_t acc)
+{
+	return acc ? (double)hits / acc : 0;
+}
+
+static int usage(FILE *f)
+{
+	fprintf(f, "usage: pagemove demo [--seconds N] [--mb MB] [--threads N]\n"
+		"Runs N seconds (default 20) of a zipf workload from 2 threads on MB MiB\n"
+		"(default 256) of 2 MB pages whose fast tier holds a quarter. First touch\n"
+		"fills the fast tier in address order; after 1 s the tiering policy is\n"
+		"turned on and moves the hot pages in. Shows the fast tier's hit rate\n"
+		"and the policy's moves as it goes, then checks every byte.\n");
+	return f == stdout ? 0 : 2;
 }
 
 int pmv_cmd_demo(int argc, char **argv)
 {
 	struct pmv_tier_config tiers[2] = {
-		{ .name = "fast", .node = PMV_NODE_ANY, .capacity = 0 },
+		{ .name = "fast", .node = PMV_NODE_ANY },
 		{ .name = "slow", .node = PMV_NODE_ANY, .capacity = 0 },
 	};
-	struct pmv_config cfg = { .ntiers = 2, .tiers = tiers };
-	double secs = 5, moved_s = 0;
-	size_t mb = 64;
-	uint64_t bytes = 0, pages = 0;
-	unsigned pass = 0;
-	pthread_t wt[NWRITERS];
+	/* off until the region is filled: first touch decides the start */
+	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };
+	struct pmv_config cfg = { .ntiers = 2, .tiers = tiers, .policy = &pol };
+	double secs = 20, oracle, first, t0, tprev;
+	int tty = isatty(STDOUT_FILENO), opt, err, ret = 1, every;
+	uint64_t a, h, a0, h0, aprev, hprev, bprev, aend, hend;
+	size_t mb = 256, size, psz = 2UL << 20;
+	unsigned threads = 2;
+	struct pmv_ctx_stats s0, s, s1;
+	struct timespec next;
+	struct workload wl;
+	unsigned char got, want;
+	long ticks, bad;
 	pmv_ctx *ctx;
-	long bad;
-	int opt;
+	void *base;
 
 	static const struct option opts[] = {
-		{ "seconds", required_argument, 0, 's' },
-		{ "mb", required_argument, 0, 'm' },
-		{ "help", no_argument, 0, 'h' },
-		{ 0 }
+		{ "seconds", required_argument, 0, 's' }, { "mb", required_argument, 0, 'm' },
+		{ "threads", required_argument, 0, 't' }, { "help", no_argument, 0, 'h' }, { 0 }
 	};
-	while ((opt = getopt_long(argc, argv, "s:m:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:m:t:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': secs = atof(optarg); break;
 		case 'm': mb = strtoul(optarg, NULL, 0); break;
-		case 'h':
-			printf("usage: pagemove demo [--seconds S] [--mb MB]\n"
-			       "Runs %d writer threads on MB MiB of 4 KB pages and MB MiB of 2 MB\n"
-			       "pages, moves all of it between two tiers for S seconds, then\n"
-			       "checks every byte.\n", NWRITERS);
-			return 0;
-		default:
-			return 2;
+		case 't': threads = strtoul(optarg, NULL, 0); break;
+		case 'h': return usage(stdout);
+		default: return usage(stderr);
 		}
 	}
-	if (secs <= 0 || !mb || mb > 65536) {
-		fprintf(stderr, "pagemove demo: bad --seconds or --mb\n");
+	if (optind < argc || secs < 1 || secs > 86400 || mb < 16 || mb > 65536 || mb % 8 ||
+	    threads < 1 || threads > 64) {
+		fprintf(stderr, "pagemove demo: --seconds must be 1..86400, --mb 16..65536 and "
+			"a multiple of 8, --threads 1..64\n");
 		return 2;
 	}
+	unsetenv("PAGEMOVE_POLICY");	/* the demo turns it on itself */
+	size = mb << 20;
+	tiers[0].capacity = size / 4;
 	ctx = pmv_create(&cfg);
 	if (!ctx) {
 		fprintf(stderr, "pagemove demo: %s: %s\n", strerror(errno), pmv_errmsg());
 		return 1;
 	}
-	for (int a = 0; a < 2; a++) {
-		int huge = a == 1;
-
-		areas[a].size = mb << 20;
-		areas[a].psz = huge ? 2UL << 20 : 4096;
-		areas[a].base = pmv_mmap(ctx, areas[a].size, 0, huge ? PMV_HUGE : 0);
-		if (!areas[a].base && huge && errno == EOPNOTSUPP) {
-			areas[a].psz = 4096;	/* THP disabled: small pages then */
-			areas[a].base = pmv_mmap(ctx, areas[a].size, 0, 0);
-		}
-		if (!areas[a].base) {
-			fprintf(stderr, "pagemove demo: pmv_mmap: %s\n", strerror(errno));
-			return 1;
-		}
-		for (size_t i = 0; i < areas[a].size; i++)
-			areas[a].base[i] = pat(i);
-		for (int w = 0; w < NWRITERS; w++) {
-			expect[w][a] = calloc(areas[a].size / areas[a].psz, 8);
-			for (size_t p = 0; p < areas[a].size / areas[a].psz; p++)
-				memset(areas[a].base + p * areas[a].psz + w * 64, 0, 8);
-		}
+	base = pmv_mmap(ctx, size, 0, PMV_HUGE);
+	if (!base && errno == EOPNOTSUPP) {
+		psz = 4096;	/* THP disabled: small pages then */
+		base = pmv_mmap(ctx, size, 0, 0);
 	}
-	printf("pagemove demo: %d writers on %zu MiB of 4 KB pages and %zu MiB of %s pages\n",
-	       NWRITERS, mb, mb, areas[1].psz > 4096 ? "2 MB" : "4 KB");
-	for (long w = 0; w < NWRITERS; w++)
-		pthread_create(&wt[w], NULL, writer, (void *)w);
+	if (!base) {
+		fprintf(stderr, "pagemove demo: pmv_mmap: %s\n", strerror(errno));
+		goto out_ctx;
+	}
+	err = wl_init(&wl, base, size, psz, threads, 1, SEED);
+	if (err) {
+		fprintf(stderr, "pagemove demo: %s\n", strerror(-err));
+		goto out_ctx;
+	}
+	wl_fill(&wl);
+	wl_query(&wl, ctx, NULL);
+	oracle = wl_oracle(&wl, size / 4 / psz);
+	printf("pagemove demo: %u threads, zipf over %zu MiB of %s pages; the fast tier "
+	       "holds %zu MiB\n", threads, mb, psz > 4096 ? "2 MB" : "4 KB", mb / 4);
+	printf("best possible fast-tier hit rate (hottest pages all fast): %.1f %%\n",
+	       100 * oracle);
+	err = wl_start(&wl, 0);
+	if (err) {
+		fprintf(stderr, "pagemove demo: threads: %s\n", strerror(-err));
+		goto out_wl;
+	}
 
-	for (double end = now() + secs; now() < end; pass++) {
-		struct pmv_ctx_stats before, after;
-		int from = pass & 1;	/* fast -> slow, then back */
-		double t0;
-		long left;
+	/* first touch, policy off */
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	wl_counts(&wl, &a0, &h0);
+	for (int i = 0; i < BASE_TICKS; i++) {
+		sleep_tick(&next);
+		wl_query(&wl, ctx, NULL);
+	}
+	wl_counts(&wl, &a, &h);
+	first = frac(h - h0, a - a0);
+	printf("first touch, policy off: fast-tier hit rate %.1f %%\n", 100 * first);
 
-		pmv_ctx_stats(ctx, &before);
-		t0 = now();
-		left = pmv_migrate(ctx, 1UL << from, 1UL << (1 - from), 0);
-		moved_s += now() - t0;
-		pmv_ctx_stats(ctx, &after);
-		bytes += after.migrate_bytes - before.migrate_bytes;
-		pages += after.migrations - before.migrations;
-		printf("\r  moved %llu pages, %.1f GiB, %.2f GB/s, %ld not moved in last pass   ",
-		       (unsigned long long)pages, bytes / 1073741824.0,
-		       moved_s > 0 ? bytes / moved_s / 1e9 : 0.0, left);
+	pmv_ctx_stats(ctx, &s0);
+	err = pmv_tier_policy(ctx, PMV_POLICY_AUTO);
+	if (err) {
+		fprintf(stderr, "pagemove demo: pmv_tier_policy: %s\n", pmv_strerror(err));
+		wl_stop(&wl);
+		goto out_wl;
+	}
+	printf("policy on for %.0f s%s\n", secs, tty ? "" : " (a line every 2 s)");
+	fflush(stdout);
+	every = tty ? STATUS_TICKS : LOG_TICKS;
+	ticks = secs * 1e9 / TICK_NS + 0.5;
+	t0 = tprev = now();
+	aprev = aend = a;
+	hprev = hend = h;
+	bprev = s0.policy_bytes;
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (long i = 1; i <= ticks; i++) {
+		sleep_tick(&next);
+		wl_query(&wl, ctx, NULL);
+		if (i == ticks - END_TICKS)
+			wl_counts(&wl, &aend, &hend);
+		if (i % every && i != ticks)
+			continue;
+		wl_counts(&wl, &a, &h);
+		pmv_ctx_stats(ctx, &s);
+		printf("%s  %5.1f s  fast-tier hits %5.1f %%  promoted %llu  demoted %llu  "
+		       "exchanged %llu  %.0f MB/s%s", tty ? "\r" : "", now() - t0,
+		       100 * frac(h - hprev, a - aprev),
+		       (unsigned long long)(s.promoted - s0.promoted),
+		       (unsigned long long)(s.demoted - s0.demoted),
+		       (unsigned long long)(s.exchanged - s0.exchanged),
+		       (s.policy_bytes - bprev) / (now() - tprev) / 1e6, tty ? "   " : "\n");
 		fflush(stdout);
+		aprev = a;
+		hprev = h;
+		bprev = s.policy_bytes;
+		tprev = now();
 	}
-	atomic_store(&stop, 1);
-	for (int w = 0; w < NWRITERS; w++)
-		pthread_join(wt[w], NULL);
-	bad = verify();
-	printf("\npages moved: %llu (%.2f GiB) while %d threads wrote\n",
-	       (unsigned long long)pages, bytes / 1073741824.0, NWRITERS);
-	printf("migration bandwidth: %.2f GB/s\n", moved_s > 0 ? bytes / moved_s / 1e9 : 0.0);
-	if (bad) {
-		printf("DATA CORRUPTED: %ld bad bytes\n", bad);
-		return 1;
+	wl_counts(&wl, &a, &h);
+	pmv_ctx_stats(ctx, &s1);
+	wl_stop(&wl);
+	if (tty)
+		printf("\n");
+
+	printf("fast-tier hit rate: %.1f %% at first touch, %.1f %% over the last %.0f s "
+	       "(best possible %.1f %%)\n", 100 * first, 100 * frac(h - hend, a - aend),
+	       ticks > END_TICKS ? END_TICKS * TICK_NS / 1e9 : secs, 100 * oracle);
+	printf("policy: %llu pages promoted, %llu demoted, %llu pairs exchanged, %.2f GB migrated; "
+	       "tracking CPU %.2f %% of one core\n",
+	       (unsigned long long)(s1.promoted - s0.promoted),
+	       (unsigned long long)(s1.demoted - s0.demoted),
+	       (unsigned long long)(s1.exchanged - s0.exchanged),
+	       (s1.policy_bytes - s0.policy_bytes) / 1e9, 100 * s1.track_cpu_fraction);
+
+	/* the policy is still on: pages may move while they are checked */
+	bad = wl_verify(&wl, &got, &want);
+	if (bad >= 0) {
+		printf("DATA CORRUPTED: first bad byte at offset %ld (page %ld): 0x%02x, "
+		       "expected 0x%02x\n", bad, bad / (long)psz, got, want);
+	} else if (atomic_load(&wl.bad_keys)) {
+		printf("DATA CORRUPTED: %llu accesses found another item's key\n",
+		       (unsigned long long)atomic_load(&wl.bad_keys));
+	} else {
+		printf("data verified: %zu MB, every byte\n", mb);
+		ret = 0;
 	}
-	printf("data verified: every byte of %zu MiB checked\n", 2 * mb);
+out_wl:
+	wl_free(&wl);
+out_ctx:
 	pmv_destroy(ctx);
-	return 0;
+	return ret;
 }
