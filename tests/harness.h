@@ -104,11 +104,24 @@ static inline int t_test_nodes(void)
 static inline pmv_ctx *t_ctx(unsigned n, const size_t *caps, unsigned flags)
 {
 	struct pmv_tier_config tc[PMV_MAX_TIERS];
-	struct pmv_config cfg = { .ntiers = n, .tiers = tc, .flags = flags };
+	/*
+	 * Tests that place pages by hand must not race the policy, but they
+	 * should all run with sampling on: every data check then also checks
+	 * that parking and unparking lose nothing. PMV_TEST_POLICY overrides.
+	 */
+	struct pmv_policy_config pol = { .mode = PMV_POLICY_TRACK, .interval_ms = 20,
+					 .track_cpu_permille = 20 };
+	struct pmv_config cfg = { .ntiers = n, .tiers = tc, .policy = &pol };
 	static const char *names[] = { "fast", "slow", "slower", "slowest" };
+	const char *tp = getenv("PMV_TEST_POLICY");
 	pmv_ctx *ctx;
 
 	int nnodes = t_test_nodes();
+
+	if (tp && !strcmp(tp, "off"))
+		pol.mode = PMV_POLICY_OFF;
+	else if (tp && !strcmp(tp, "auto"))
+		pol.mode = PMV_POLICY_AUTO;
 
 	for (unsigned i = 0; i < n; i++) {
 		tc[i].name = i < 4 ? names[i] : NULL;
@@ -118,6 +131,7 @@ static inline pmv_ctx *t_ctx(unsigned n, const size_t *caps, unsigned flags)
 	}
 	if (nnodes > 0)
 		flags |= PMV_CTX_VERIFY;
+	cfg.flags = flags;
 	ctx = pmv_create(&cfg);
 	if (!ctx && (errno == EOPNOTSUPP || errno == EPERM || errno == ENOSYS))
 		t_skip("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
