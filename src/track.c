@@ -160,12 +160,14 @@ void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg)
 		return;
 	heat = __atomic_load_n(&pg->heat, __ATOMIC_RELAXED);
 	/*
-	 * Track the lower envelope of the intervals: a sample can only be
+	 * Lean to the lower envelope of the intervals: a sample is mostly
 	 * too long (the accessor was descheduled, or blocked on another
-	 * sampled page; the fault round trip itself costs tens of us), never
-	 * too short. So a shorter interval is believed at once, a longer one
-	 * moves the estimate a quarter of the way. A page that cools shows
-	 * it through aging (_pmv_track_age), which is not damped.
+	 * sampled page; the fault round trip itself costs tens of us). So a
+	 * shorter interval moves the estimate half way, a longer one a
+	 * quarter. Not all the way: a page a sequential scan is passing
+	 * through gives one very short sample, and believing it at once made
+	 * scanned pages outrank the hottest page. A page that cools shows it
+	 * through aging (_pmv_track_age), which is not damped.
 	 */
 	if (!dt)
 		dt = 1;
@@ -174,6 +176,8 @@ void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg)
 
 		if (dt > iv)
 			dt = iv + (dt - iv) / 4;
+		else
+			dt = iv - (iv - dt) / 2;
 	}
 	rate = 1000000u / dt;
 	_pmv_page_set(pg, PG_tracked);
