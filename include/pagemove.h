@@ -249,8 +249,9 @@ int pmv_tier_policy(pmv_ctx *ctx, int mode);
 /*
  * Run one policy round now, in the calling thread, whatever the mode (with
  * PMV_POLICY_OFF it has no access information, so it only enforces the
- * watermarks). Returns the number of pages moved (an exchange counts two)
- * or a negative errno.
+ * watermarks). Each call may move up to one second's bandwidth budget:
+ * callers that loop on it pace themselves. Returns the number of pages
+ * moved (an exchange counts two) or a negative errno.
  * Threads: any; rounds never overlap (a call waits for the policy thread's).
  */
 long pmv_tier_balance(pmv_ctx *ctx, int flags);

