@@ -710,6 +710,11 @@ int main(void)
 	for (int t = 0; t < ntiers; t++)
 		tc[t] = (struct pmv_tier_config){ .name = names[t], .node = node_of[t] };
 	cfg.ntiers = ntiers;
+	/*
+	 * Every check here reads real placement with move_pages(2): no page
+	 * may move or be parked (unmapped, so no node) behind the test.
+	 */
+	cfg.policy = &(struct pmv_policy_config){ .mode = PMV_POLICY_OFF };
 	ctx = pmv_create(&cfg);
 	if (!ctx && (errno == EOPNOTSUPP || errno == EPERM || errno == ENOSYS))
 		t_skip("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
