@@ -35,13 +35,18 @@
 		exit(T_EXIT_FAIL);					\
 	} while (0)
 
+/* Say that cond failed, where, and why; the callers decide what follows. */
+#define T_REPORT(cond, ...)						\
+	do {								\
+		fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, cond); \
+		fprintf(stderr, __VA_ARGS__);				\
+		fprintf(stderr, "\n");					\
+	} while (0)
+
 #define T_ASSERT(cond, ...)						\
 	do {								\
 		if (!(cond)) {						\
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__,	\
-				__LINE__, #cond);			\
-			fprintf(stderr, __VA_ARGS__);			\
-			fprintf(stderr, "\n");				\
+			T_REPORT(#cond, __VA_ARGS__);			\
 			exit(T_EXIT_FAIL);				\
 		}							\
 	} while (0)

@@ -60,10 +60,7 @@ static int deferred;		/* failures that do not stop the parts after them */
 #define T_LATER(cond, ...)						\
 	do {								\
 		if (!(cond)) {						\
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__,	\
-				__LINE__, #cond);			\
-			fprintf(stderr, __VA_ARGS__);			\
-			fprintf(stderr, "\n");				\
+			T_REPORT(#cond, __VA_ARGS__);			\
 			deferred++;					\
 		}							\
 	} while (0)
@@ -232,6 +229,25 @@ static size_t count_on(pmv_ctx *ctx, const struct region *r, size_t first, size_
 	return on;
 }
 
+/*
+ * Poll until `want` of pages [first, first + n) are on tier 0, or 20 s
+ * (scaled) from t0 pass. Returns how many are; *took is the time from t0.
+ */
+static size_t wait_on0(pmv_ctx *ctx, const struct region *r, size_t first, size_t n,
+		       size_t want, double t0, double *took)
+{
+	size_t on0 = 0;
+
+	while (t_now() - t0 < limit(20)) {
+		on0 = count_on(ctx, r, first, n, 0, NULL);
+		if (on0 >= want)
+			break;
+		usleep(50000);
+	}
+	*took = t_now() - t0;
+	return on0;
+}
+
 /* ---- hammers: readers of a hot set ------------------------------------ */
 
 struct hammer {
@@ -319,7 +335,7 @@ static void part_converge(int huge)
 	struct pmv_ctx_stats cs;
 	struct pmv_tier_stats s0, s1;
 	struct region r;
-	size_t hot, first, on0 = 0, start0, want;
+	size_t hot, first, on0, start0, want;
 	double t0, took;
 	pmv_ctx *ctx;
 
@@ -341,13 +357,7 @@ static void part_converge(int huge)
 	t0 = t_now();
 	T_EQ(pmv_tier_policy(ctx, PMV_POLICY_AUTO), 0);
 	hammers_start(hm, 2, &r, first, hot);
-	while (t_now() - t0 < limit(20)) {
-		on0 = count_on(ctx, &r, first, hot, 0, NULL);
-		if (on0 >= want)
-			break;
-		usleep(50000);
-	}
-	took = t_now() - t0;
+	on0 = wait_on0(ctx, &r, first, hot, want, t0, &took);
 	hammers_stop(hm, 2);
 	atomic_store(&mon.stop, 1);
 	pthread_join(mon.tid, NULL);
@@ -963,7 +973,7 @@ static void part_three(void)
 	struct pmv_tier_stats s[3];
 	struct hammer hm[2];
 	struct region r;
-	size_t hot, want, on0 = 0, n[3] = { 0 };
+	size_t hot, want, on0, n[3] = { 0 };
 	double t0, took;
 	pmv_ctx *ctx;
 	int *where;
@@ -981,13 +991,7 @@ static void part_three(void)
 	T_EQ(pthread_create(&mon.tid, NULL, step_monitor, &mon), 0);
 	t0 = t_now();
 	hammers_start(hm, 2, &r, 0, hot);
-	while (t_now() - t0 < limit(20)) {
-		on0 = count_on(ctx, &r, 0, hot, 0, NULL);
-		if (on0 >= want)
-			break;
-		usleep(50000);
-	}
-	took = t_now() - t0;
+	on0 = wait_on0(ctx, &r, 0, hot, want, t0, &took);
 	hammers_stop(hm, 2);
 	atomic_store(&mon.stop, 1);
 	pthread_join(mon.tid, NULL);
