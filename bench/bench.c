@@ -32,14 +32,6 @@ static struct result results[16];
 static int nresults;
 static int verbose = 1;
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void add(const char *name, double bytes, double secs, double base)
 {
 	struct result *r = &results[nresults++];
@@ -65,9 +57,9 @@ static void *mc_thread(void *p)
 	struct mc_arg *a = p;
 
 	pthread_barrier_wait(a->bar);
-	a->t0 = now();
+	a->t0 = bench_now();
 	memcpy(a->dst, a->src, a->len);
-	a->t1 = now();
+	a->t1 = bench_now();
 	return NULL;
 }
 
@@ -114,7 +106,7 @@ static pmv_ctx *ctx;
 static double move_all(void **pg, size_t npages, int to, size_t per_call)
 {
 	int *tiers = malloc(per_call * sizeof(int)), *st = malloc(per_call * sizeof(int));
-	double t0 = now();
+	double t0 = bench_now();
 
 	for (size_t i = 0; i < per_call; i++)
 		tiers[i] = to;
@@ -130,7 +122,7 @@ static double move_all(void **pg, size_t npages, int to, size_t per_call)
 	}
 	free(tiers);
 	free(st);
-	return now() - t0;
+	return bench_now() - t0;
 }
 
 /* Round trips: time only the moves, `rounds` of them, alternating tiers. */
@@ -175,17 +167,17 @@ static double move_parallel(void **pg, size_t npages, size_t per_call, int round
 		pthread_create(&th[i], NULL, par_mover, &args[i]);
 	}
 	pthread_barrier_wait(&bar);
-	t0 = now();
+	t0 = bench_now();
 	for (int i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
 	pthread_barrier_destroy(&bar);
-	return now() - t0;
+	return bench_now() - t0;
 }
 
 static double exchange_rounds(void **a, void **b, size_t npairs, size_t per_call, int rounds)
 {
 	int *st = malloc(per_call * sizeof(int));
-	double t0 = now();
+	double t0 = bench_now();
 
 	for (int r = 0; r < rounds; r++)
 		for (size_t i = 0; i < npairs; i += per_call) {
@@ -198,7 +190,7 @@ static double exchange_rounds(void **a, void **b, size_t npairs, size_t per_call
 							pmv_strerror(st[k]));
 		}
 	free(st);
-	return now() - t0;
+	return bench_now() - t0;
 }
 
 /* ---- writer stall -------------------------------------------------------- */
@@ -213,10 +205,10 @@ static void *stall_writer(void *p)
 	uint64_t v = 0;
 
 	while (!atomic_load_explicit(&stall_stop, memory_order_relaxed)) {
-		double t0 = now(), t;
+		double t0 = bench_now(), t;
 
 		*w = ++v;	/* blocks while its page is write-protected or unmapped */
-		t = now() - t0;
+		t = bench_now() - t0;
 		if (t > 2e-6 && nstalls < cap_stalls)
 			stalls[nstalls++] = t * 1e6;
 	}
@@ -257,7 +249,7 @@ static void kernel_runs(void **hp, size_t nhuge, void **sp, size_t nsmall, int n
 		long fails = 0;
 
 		for (int dir = 0; dir < 2; dir++) {
-			double t0 = now();
+			double t0 = bench_now();
 
 			for (size_t i = 0; i < runs[r].n; i += runs[r].per) {
 				size_t k = runs[r].n - i < runs[r].per ? runs[r].n - i : runs[r].per;
@@ -269,7 +261,7 @@ static void kernel_runs(void **hp, size_t nhuge, void **sp, size_t nsmall, int n
 				for (size_t j = 0; j < k; j++)
 					fails += st[j] < 0;
 			}
-			t += now() - t0;
+			t += bench_now() - t0;
 		}
 		add(runs[r].name, 2.0 * runs[r].n * runs[r].psz, t, mc1);
 		if (fails)
@@ -394,11 +386,11 @@ int pmv_cmd_bench(int argc, char **argv)
 		double best = 1e9;
 
 		for (size_t i = 0; i < nhuge && i < 64; i++) {
-			double t0 = now();
+			double t0 = bench_now();
 
 			memcpy(bufb + i * SZ_2M, bufa + i * SZ_2M, SZ_2M);
-			if (now() - t0 < best)
-				best = now() - t0;
+			if (bench_now() - t0 < best)
+				best = bench_now() - t0;
 		}
 		copy2m_us = best * 1e6;
 	}

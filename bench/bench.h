@@ -1,8 +1,20 @@
 /* SPDX-License-Identifier: MIT */
-/* Benchmarks other than the copy bench of bench.c, dispatched from it. */
+/* Benchmarks other than the copy bench of bench.c, dispatched from it,
+ * and what they share with the demo. */
 #ifndef PMV_BENCH_BENCH_H
 #define PMV_BENCH_BENCH_H
 
+#include <time.h>
+
 int pmv_bench_tiering(int argc, char **argv);	/* bench_tiering.c */
+
+/* Seconds on the monotonic clock, for the benches and the demo. */
+static inline double bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 #endif

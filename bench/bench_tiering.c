@@ -52,14 +52,6 @@ struct result {
 	int hit_met, conv_met, verified;
 };
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /*
  * Run nivl intervals from now: query the tiers every tick, record the hit
  * fraction of each interval, and move the hot set every shift_ivl
@@ -161,7 +153,6 @@ static int run_pattern(int pat, const struct opts *o, struct result *r)
 	struct workload wl;
 	unsigned char got, want;
 	pmv_ctx *ctx;
-	void *base;
 	double t0, t1;
 	uint64_t a0, a1, h;
 	long bad;
@@ -188,26 +179,15 @@ static int run_pattern(int pat, const struct opts *o, struct result *r)
 		fprintf(stderr, "pagemove bench tiering: %s\n", pmv_errmsg());
 		return err;
 	}
-	r->psz = 2UL << 20;
-	base = pmv_mmap(ctx, size, 0, PMV_HUGE);
-	if (!base && errno == EOPNOTSUPP) {
-		if (pat == ZIPF)
-			fprintf(stderr, "  (THP is disabled: 4 KB pages, one item each)\n");
-		r->psz = 4096;
-		base = pmv_mmap(ctx, size, 0, 0);
-	}
-	if (!base) {
-		err = -errno;
-		fprintf(stderr, "pagemove bench tiering: pmv_mmap: %s\n", strerror(errno));
-		pmv_destroy(ctx);
-		return err;
-	}
-	err = wl_init(&wl, base, size, r->psz, o->threads, r->nphases, SEED);
+	err = wl_setup(&wl, ctx, size, o->threads, r->nphases, SEED);
 	if (err) {
+		fprintf(stderr, "pagemove bench tiering: %s\n", strerror(-err));
 		pmv_destroy(ctx);
 		return err;
 	}
-	wl_fill(&wl);
+	r->psz = wl.psz;
+	if (r->psz == 4096 && pat == ZIPF)
+		fprintf(stderr, "  (THP is disabled: 4 KB pages, one item each)\n");
 	r->fast_pages = wl_query(&wl, ctx, NULL);
 	r->oracle = wl_oracle(&wl, size / 4 / r->psz);
 	r->first_touch_placed = wl_expected_hits(&wl);
@@ -225,10 +205,10 @@ static int run_pattern(int pat, const struct opts *o, struct result *r)
 		goto out;
 	}
 	wl_counts(&wl, &a0, &h);
-	t0 = now();
+	t0 = bench_now();
 	measure(ctx, &wl, r, nivl, shift_ivl, 1);
 	wl_counts(&wl, &a1, &h);
-	t1 = now();
+	t1 = bench_now();
 	pmv_ctx_stats(ctx, &s1);
 	wl_stop(&wl);
 

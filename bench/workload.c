@@ -110,6 +110,25 @@ void wl_free(struct workload *wl)
 	memset(wl, 0, sizeof(*wl));
 }
 
+int wl_setup(struct workload *wl, pmv_ctx *ctx, size_t size, unsigned nthreads,
+	     unsigned nphases, uint64_t seed)
+{
+	size_t psz = 2UL << 20;
+	void *base = pmv_mmap(ctx, size, 0, PMV_HUGE);
+	int err;
+
+	if (!base && errno == EOPNOTSUPP) {
+		psz = 4096;
+		base = pmv_mmap(ctx, size, 0, 0);
+	}
+	if (!base)
+		return -errno;
+	err = wl_init(wl, base, size, psz, nthreads, nphases, seed);
+	if (!err)
+		wl_fill(wl);
+	return err;
+}
+
 void wl_fill(struct workload *wl)
 {
 	for (size_t k = 0; k < wl->nitems; k++) {

@@ -71,6 +71,15 @@ int wl_init(struct workload *wl, void *base, size_t size, size_t psz,
 	    unsigned nthreads, unsigned nphases, uint64_t seed);
 void wl_free(struct workload *wl);
 
+/*
+ * Map size bytes of ctx's managed memory in 2 MB pages (4 KB ones when
+ * THP is off: wl->psz says which), wl_init() a workload on it and
+ * wl_fill() it. 0 or a negative errno; on failure the region may stay
+ * mapped until pmv_destroy().
+ */
+int wl_setup(struct workload *wl, pmv_ctx *ctx, size_t size, unsigned nthreads,
+	     unsigned nphases, uint64_t seed);
+
 /* Write every item, in address order: the region's first touch. */
 void wl_fill(struct workload *wl);
 

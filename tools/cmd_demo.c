@@ -17,6 +17,7 @@
 
 #include "pagemove.h"
 #include "lib_cmds.h"
+#include "../bench/bench.h"
 #include "../bench/workload.h"
 
 #define TICK_NS		100000000L	/* tier query: 100 ms */
@@ -25,14 +26,6 @@
 #define BASE_TICKS	10		/* first touch, policy off: 1 s */
 #define END_TICKS	20		/* "end" hit rate: the last 2 s */
 #define SEED		1ULL
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void sleep_tick(struct timespec *next)
 {
@@ -72,7 +65,7 @@ int pmv_cmd_demo(int argc, char **argv)
 	double secs = 20, oracle, first, t0, tprev;
 	int tty = isatty(STDOUT_FILENO), opt, err, ret = 1, every;
 	uint64_t a, h, a0, h0, aprev, hprev, bprev, aend, hend;
-	size_t mb = 256, size, psz = 2UL << 20;
+	size_t mb = 256, size, psz;
 	unsigned threads = 2;
 	struct pmv_ctx_stats s0, s, s1;
 	struct timespec next;
@@ -80,7 +73,6 @@ int pmv_cmd_demo(int argc, char **argv)
 	unsigned char got, want;
 	long ticks, bad;
 	pmv_ctx *ctx;
-	void *base;
 
 	static const struct option opts[] = {
 		{ "seconds", required_argument, 0, 's' }, { "mb", required_argument, 0, 'm' },
@@ -109,21 +101,12 @@ int pmv_cmd_demo(int argc, char **argv)
 		fprintf(stderr, "pagemove demo: %s: %s\n", strerror(errno), pmv_errmsg());
 		return 1;
 	}
-	base = pmv_mmap(ctx, size, 0, PMV_HUGE);
-	if (!base && errno == EOPNOTSUPP) {
-		psz = 4096;	/* THP disabled: small pages then */
-		base = pmv_mmap(ctx, size, 0, 0);
-	}
-	if (!base) {
-		fprintf(stderr, "pagemove demo: pmv_mmap: %s\n", strerror(errno));
-		goto out_ctx;
-	}
-	err = wl_init(&wl, base, size, psz, threads, 1, SEED);
+	err = wl_setup(&wl, ctx, size, threads, 1, SEED);
 	if (err) {
 		fprintf(stderr, "pagemove demo: %s\n", strerror(-err));
 		goto out_ctx;
 	}
-	wl_fill(&wl);
+	psz = wl.psz;
 	wl_query(&wl, ctx, NULL);
 	oracle = wl_oracle(&wl, size / 4 / psz);
 	printf("pagemove demo: %u threads, zipf over %zu MiB of %s pages; the fast tier "
@@ -158,7 +141,7 @@ int pmv_cmd_demo(int argc, char **argv)
 	fflush(stdout);
 	every = tty ? STATUS_TICKS : LOG_TICKS;
 	ticks = secs * 1e9 / TICK_NS + 0.5;
-	t0 = tprev = now();
+	t0 = tprev = bench_now();
 	aprev = aend = a;
 	hprev = hend = h;
 	bprev = s0.policy_bytes;
@@ -173,17 +156,17 @@ int pmv_cmd_demo(int argc, char **argv)
 		wl_counts(&wl, &a, &h);
 		pmv_ctx_stats(ctx, &s);
 		printf("%s  %5.1f s  fast-tier hits %5.1f %%  promoted %llu  demoted %llu  "
-		       "exchanged %llu  %.0f MB/s%s", tty ? "\r" : "", now() - t0,
+		       "exchanged %llu  %.0f MB/s%s", tty ? "\r" : "", bench_now() - t0,
 		       100 * frac(h - hprev, a - aprev),
 		       (unsigned long long)(s.promoted - s0.promoted),
 		       (unsigned long long)(s.demoted - s0.demoted),
 		       (unsigned long long)(s.exchanged - s0.exchanged),
-		       (s.policy_bytes - bprev) / (now() - tprev) / 1e6, tty ? "   " : "\n");
+		       (s.policy_bytes - bprev) / (bench_now() - tprev) / 1e6, tty ? "   " : "\n");
 		fflush(stdout);
 		aprev = a;
 		hprev = h;
 		bprev = s.policy_bytes;
-		tprev = now();
+		tprev = bench_now();
 	}
 	wl_counts(&wl, &a, &h);
 	pmv_ctx_stats(ctx, &s1);
