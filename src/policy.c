@@ -164,11 +164,6 @@ static size_t region_at(pmv_ctx *ctx, uintptr_t addr)
 	return 0;
 }
 
-static uint64_t now_ns(void)
-{
-	return _pmv_now_ns();
-}
-
 /*
  * Sleep until pg is unparked (its next access) or WATCH_NS pass, whichever
  * is first. One page is watched at a time because sampled pages interfere:
@@ -179,7 +174,7 @@ static uint64_t now_ns(void)
  */
 static void watch(pmv_ctx *ctx, struct _pmv_page *pg, uint64_t round_end)
 {
-	uint64_t end = now_ns() + WATCH_NS;
+	uint64_t end = _pmv_now_ns() + WATCH_NS;
 
 	if (end > round_end)
 		end = round_end;
@@ -188,7 +183,7 @@ static void watch(pmv_ctx *ctx, struct _pmv_page *pg, uint64_t round_end)
 	atomic_store(&ctx->watch, pg);
 	for (;;) {
 		uint32_t f = _pmv_page_flags(pg);
-		uint64_t now = now_ns();
+		uint64_t now = _pmv_now_ns();
 		struct timespec ts;
 
 		if (!(f & PG_parked) || now >= end)
@@ -226,7 +221,7 @@ static void track_round(pmv_ctx *ctx)
 	const uint32_t skip = PG_bind | PG_isolated | PG_shared | PG_locked;
 	uint64_t c0 = _pmv_thread_cpu_ns();
 	/* bounded, so munmap and fork (which wait for our locks) wait little */
-	uint64_t round_end = now_ns() + WATCH_ROUND_NS;
+	uint64_t round_end = _pmv_now_ns() + WATCH_ROUND_NS;
 	size_t want = (size_t)ctx->track_rate, parked = 0, total = 0, steps = 0;
 	size_t ri, k;
 
@@ -263,7 +258,7 @@ static void track_round(pmv_ctx *ctx)
 			} else if (!(ret = _pmv_park(ctx, pg))) {
 				parked++;
 				_pmv_page_unlock(ctx, pg);
-				if (now_ns() < round_end)
+				if (_pmv_now_ns() < round_end)
 					watch(ctx, pg, round_end);
 				continue;
 			}
