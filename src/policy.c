@@ -166,14 +166,16 @@ static size_t region_at(pmv_ctx *ctx, uintptr_t addr)
 
 /*
  * Sleep until pg is unparked (its next access) or WATCH_NS pass, whichever
- * is first. One page is watched at a time because sampled pages interfere:
+ * is first; true if it was unparked. One page is watched at a time because sampled pages interfere:
  * with many parked at once, the program's threads block on one after the
  * other, and each page's interval measures its place in that queue instead
  * of its use. The futex is the flags word itself; the fault thread wakes
  * it after unparking the watched page (track.c). No CPU is spent waiting.
  */
-static void watch(pmv_ctx *ctx, struct _pmv_page *pg, uint64_t round_end)
+static bool watch(pmv_ctx *ctx, struct _pmv_page *pg, uint64_t round_end)
 {
+	bool back;
+
 	uint64_t end = _pmv_now_ns() + WATCH_NS;
 
 	if (end > round_end)
@@ -186,13 +188,15 @@ static void watch(pmv_ctx *ctx, struct _pmv_page *pg, uint64_t round_end)
 		uint64_t now = _pmv_now_ns();
 		struct timespec ts;
 
-		if (!(f & PG_parked) || now >= end)
+		back = !(f & PG_parked);
+		if (back || now >= end)
 			break;
 		ts.tv_sec = 0;
 		ts.tv_nsec = (long)(end - now);
 		syscall(SYS_futex, &pg->flags, FUTEX_WAIT_PRIVATE, f, &ts, NULL, 0);
 	}
 	atomic_store(&ctx->watch, NULL);
+	return back;
 }
 
 /*
@@ -223,6 +227,7 @@ static void track_round(pmv_ctx *ctx)
 	/* bounded, so munmap and fork (which wait for our locks) wait little */
 	uint64_t round_end = _pmv_now_ns() + WATCH_ROUND_NS;
 	size_t want = (size_t)ctx->track_rate, parked = 0, total = 0, steps = 0;
+	struct _pmv_page *again = NULL;
 	size_t ri, k;
 
 	pthread_rwlock_rdlock(&ctx->fork_lock);
@@ -258,8 +263,18 @@ static void track_round(pmv_ctx *ctx)
 			} else if (!(ret = _pmv_park(ctx, pg))) {
 				parked++;
 				_pmv_page_unlock(ctx, pg);
-				if (_pmv_now_ns() < round_end)
-					watch(ctx, pg, round_end);
+				/*
+				 * Back in time with a first reference: sample it
+				 * again now, so a hot page is activated within a
+				 * round rather than a whole sweep later (with 4 KB
+				 * pages a sweep can take many seconds).
+				 */
+				if (_pmv_now_ns() < round_end && watch(ctx, pg, round_end) &&
+				    pg != again && (_pmv_page_flags(pg) &
+				    (PG_referenced | PG_active)) == PG_referenced) {
+					again = pg;
+					k--;
+				}
 				continue;
 			}
 			if (ret == -EBUSY) {
