@@ -25,6 +25,7 @@
 #define PMV_INTERNAL_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -93,6 +94,9 @@ struct _pmv_lru_list {
 };
 
 PMV_HIDDEN bool _pmv_page_trylock(struct _pmv_page *pg);
+/* Around any stretch that holds page locks in a caller's thread. */
+PMV_HIDDEN void _pmv_signals_hold(sigset_t *old);
+PMV_HIDDEN void _pmv_signals_release(const sigset_t *old);
 PMV_HIDDEN int _pmv_page_lock_timeout(struct _pmv_page *pg, unsigned usec);
 PMV_HIDDEN bool _pmv_page_wait_or_retry(struct _pmv_page *pg);
 PMV_HIDDEN void _pmv_page_unlock(pmv_ctx *ctx, struct _pmv_page *pg);

@@ -791,6 +791,7 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 	for (size_t base = 0; base < n;) {
 		size_t cnt = 0, bytes = 0;
 		bool retry = false;
+		sigset_t sigs;
 
 		/* bounded by pages and by bytes */
 		while (base + cnt < n && cnt < BATCH_PAGES && bytes < BATCH_BYTES)
@@ -800,7 +801,9 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			ms[i].pg = pgs[base + i];
 			ms[i].dst = tiers[base + i];
 		}
+		_pmv_signals_hold(&sigs);
 		run_batch(ctx, ms, cnt, flags);
+		_pmv_signals_release(&sigs);
 		for (size_t i = 0; i < cnt; i++) {
 			if (ms[i].retry_reuse) {
 				/*
@@ -823,8 +826,11 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 				again[na].dst = ms[i].dst;
 				idx[na++] = i;
 			}
-			if (na)
+			if (na) {
+				_pmv_signals_hold(&sigs);
 				run_batch(ctx, again, na, flags);
+				_pmv_signals_release(&sigs);
+			}
 			for (size_t k = 0; k < na; k++)
 				ms[idx[k]].status = again[k].status;
 			free(again);

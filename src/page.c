@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <time.h>
 
 #include "internal.h"
@@ -17,6 +18,32 @@ bool _pmv_page_trylock(struct _pmv_page *pg)
 	 */
 	return !(atomic_fetch_or_explicit(&pg->flags, PG_locked,
 					  memory_order_acquire) & PG_locked);
+}
+
+/*
+ * A thread that holds page locks must not run a signal handler: a handler
+ * touching one of those pages faults, and only this thread can unlock it,
+ * so it would wait forever. Asynchronous signals wait until the locks are
+ * dropped, as they wait for the kernel's own migration, which runs inside
+ * one system call. A batch is bounded (BATCH_BYTES), so is the delay.
+ * Synchronous signals cannot wait and never come from our code.
+ */
+void _pmv_signals_hold(sigset_t *old)
+{
+	sigset_t s;
+
+	sigfillset(&s);
+	sigdelset(&s, SIGSEGV);
+	sigdelset(&s, SIGBUS);
+	sigdelset(&s, SIGFPE);
+	sigdelset(&s, SIGILL);
+	sigdelset(&s, SIGTRAP);
+	pthread_sigmask(SIG_BLOCK, &s, old);
+}
+
+void _pmv_signals_release(const sigset_t *old)
+{
+	pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 static uint64_t now_us(void)

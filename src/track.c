@@ -226,8 +226,11 @@ void _pmv_park_drop(pmv_ctx *ctx, struct _pmv_page *pg)
 
 void _pmv_unpark_all(pmv_ctx *ctx)
 {
+	sigset_t sigs;
+
 	if (!atomic_load_explicit(&ctx->parked, memory_order_relaxed))
 		return;
+	_pmv_signals_hold(&sigs);
 	_pmv_regions_rdlock(&ctx->regions_lock, false);
 	for (size_t i = 0; i < ctx->nregions; i++) {
 		struct _pmv_region *r = ctx->regions[i];
@@ -250,4 +253,5 @@ void _pmv_unpark_all(pmv_ctx *ctx)
 		}
 	}
 	_pmv_regions_rdunlock(&ctx->regions_lock);
+	_pmv_signals_release(&sigs);
 }

@@ -42,29 +42,24 @@ static char *page_of(size_t i, size_t *psz)
 	return a->base + k * a->psz;
 }
 
-static _Thread_local int is_mover;
-
 /*
- * On a writer the handler touches a managed page too (a fault inside a
- * handler that interrupted a fault): a pattern byte past the counters,
- * which nobody writes, so it can be checked here. Not on the mover: there
- * the interrupted code may hold that page's migration lock, and a fault
- * on it could only be served by the thread that is now in the handler.
+ * The handler touches a managed page too (a fault inside a handler that
+ * interrupted a fault): a pattern byte past the counters, which nobody
+ * writes, so it can be checked here. On the mover as well: the library
+ * holds asynchronous signals while it holds page locks, or a handler
+ * touching a page its own thread is migrating could never be served.
  */
 static void handler(int sig)
 {
 	static _Thread_local unsigned n;
 	int saved = errno;
+	size_t i = (n * 7919) % ntotal, psz;
+	const volatile uint8_t *p = (const uint8_t *)page_of(i, &psz);
+	size_t off = NWRITERS * 64 + (n * 131) % (psz - NWRITERS * 64);
 
-	if (!is_mover) {
-		size_t i = (n * 7919) % ntotal, psz;
-		const volatile uint8_t *p = (const uint8_t *)page_of(i, &psz);
-		size_t off = NWRITERS * 64 + (n * 131) % (psz - NWRITERS * 64);
-
-		if (p[off] != t_pat(i, off, SEED))
-			atomic_fetch_add(&handler_bad, 1);
-		n++;
-	}
+	if (p[off] != t_pat(i, off, SEED))
+		atomic_fetch_add(&handler_bad, 1);
+	n++;
 	atomic_fetch_add(&delivered[sig == SIGUSR1 ? 0 : 1], 1);
 	errno = saved;
 }
@@ -118,7 +113,6 @@ static void *mover(void *arg)
 	void *pages[64];
 
 	(void)arg;
-	is_mover = 1;
 	while (!atomic_load(&stop)) {
 		const struct area *a = &areas[rand_r(&seed) % nareas];
 		int n = 1 + rand_r(&seed) % 64;
