@@ -210,7 +210,7 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 		     size_t want)
 {
 	size_t psz = _pmv_ps_size(p->ps);
-	size_t got = 0;
+	size_t got = 0, retired = 0;
 
 	make_room(t, p->ps);
 	while (got < want && room_for(t, psz)) {
@@ -231,8 +231,15 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 		 */
 		if (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE)) {
 			madvise(slot, psz, MADV_DONTNEED);
-			/* the slot keeps a page table now: retire it, VA is cheap */
-			break;
+			/*
+			 * The slot keeps a page table now: retire it, VA is
+			 * cheap. A collapse fails transiently (EAGAIN) too, so
+			 * one failure must not fail the migration: try a few
+			 * other slots first.
+			 */
+			if (++retired == 4)
+				break;
+			continue;
 		}
 		if (!stack_push(&p->clean, &p->nclean, &p->cap_clean, slot)) {
 			madvise(slot, psz, MADV_DONTNEED);
