@@ -293,6 +293,9 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		close(ctx->pagemap_fd);
 		close(ctx->stop_fd);
 		_pmv_regions_forget(ctx);
+		ctx->policy_running = false;	/* not ours to join */
+		_pmv_policy_stop(ctx);
+		_pmv_copy_pool_forget(ctx);
 		for (unsigned i = 0; i < ctx->ntiers; i++)
 			for (int ps = 0; ps < PMV_PS_NR; ps++) {
 				free(ctx->tiers[i].pool[ps].chunks);

@@ -321,6 +321,18 @@ int _pmv_copy_pool_start(pmv_ctx *ctx)
 	return 0;
 }
 
+/* In a fork child: the threads are the parent's; free only our copy. */
+void _pmv_copy_pool_forget(pmv_ctx *ctx)
+{
+	struct _pmv_copy_pool *p = ctx->copy_pool;
+
+	if (!p)
+		return;
+	free(p->threads);
+	free(p);
+	ctx->copy_pool = NULL;
+}
+
 void _pmv_copy_pool_stop(pmv_ctx *ctx)
 {
 	struct _pmv_copy_pool *p = ctx->copy_pool;

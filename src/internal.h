@@ -315,6 +315,7 @@ PMV_HIDDEN extern const struct _pmv_copy_ops _pmv_copy_engines[PMV_COPY_NR];
 PMV_HIDDEN int _pmv_copy_batch(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n);
 PMV_HIDDEN int _pmv_copy_pool_start(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_copy_pool_stop(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_copy_pool_forget(pmv_ctx *ctx);
 PMV_HIDDEN int _pmv_copy_engine_parse(const char *name);
 PMV_HIDDEN void _pmv_swap_range(void *a, void *b, size_t len);
 PMV_HIDDEN const char *_pmv_copy_engine_name(int engine);
