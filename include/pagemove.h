@@ -127,8 +127,9 @@ struct pmv_config {
  * Returns NULL and sets errno: EINVAL (bad config, unknown PAGEMOVE_COPY,
  * bad policy knob or PAGEMOVE_POLICY* variable), ENODEV (a tier's node does not exist or
  * has no memory), EOPNOTSUPP (kernel lacks UFFD_FEATURE_MOVE or anonymous
- * WP), EPERM (userfaultfd not permitted at all), EAGAIN (no copy thread
- * could start for the parallel or offload engine), ENOMEM.
+ * WP), EPERM (userfaultfd not permitted at all), EACCES (/proc/self/pagemap
+ * cannot be opened), EAGAIN (no copy thread could start for the parallel
+ * or offload engine), ENOMEM.
  * Threads: any.
  */
 pmv_ctx *pmv_create(const struct pmv_config *cfg);
