@@ -49,6 +49,7 @@ struct uffdio_move {
 
 /* /proc/self/pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst) */
 #define PM_MMAP_EXCLUSIVE	(1ULL << 56)
+#define PM_SWAP			(1ULL << 62)
 #define PM_PRESENT		(1ULL << 63)
 
 #endif /* PMV_COMPAT_H */

@@ -104,7 +104,7 @@ size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len)
 				    ((addr / PMV_SIZE_4K) + i) * sizeof(e[0]));
 
 		for (ssize_t j = 0; j < got / (ssize_t)sizeof(e[0]); j++)
-			mapped += !!(e[j] & (PM_PRESENT | (1ULL << 62)));
+			mapped += !!(e[j] & (PM_PRESENT | PM_SWAP));
 	}
 	return mapped;
 }
@@ -112,7 +112,7 @@ size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len)
 bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr)
 {
 	/* Present or swapped: anything but an empty PTE. */
-	return pagemap_entry(ctx, addr) & (PM_PRESENT | (1ULL << 62));
+	return pagemap_entry(ctx, addr) & (PM_PRESENT | PM_SWAP);
 }
 
 int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node)

@@ -139,6 +139,43 @@ int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, bool wp)
 	return 0;
 }
 
+/*
+ * Bytes at the start of [dst, dst+len) <- [src, src+len) that the kernel
+ * moved without counting them: 4 KB pieces whose source is now empty and
+ * whose destination is now mapped.
+ *
+ * Why: in the batched UFFDIO_MOVE (move_pages() since "opportunistic
+ * TLB-flush batching"; seen on Linux 6.18), an internal -EAGAIN is never
+ * cleared, so the next batch of PTEs that does move is not added to the
+ * count and the loop retries the same address, which now fails -EEXIST.
+ * The ioctl then reports fewer bytes (or -EEXIST) for pages it moved.
+ * Folio-lock contention makes that EAGAIN, so fork and COW traffic hit it.
+ * Believing the count would put the page's next copy over data that moved,
+ * or leave an address empty while its page sits in a pool hole. Every
+ * destination we move into is empty beforehand (a hole, or an address we
+ * emptied under the page lock), so a mapped destination with an empty
+ * source can only be our move. Read without the page-table lock: both
+ * sides are ours and nobody else moves them meanwhile.
+ */
+static size_t moved_unreported(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len)
+{
+	uint64_t d[64], s[64];
+	size_t n = len / PMV_SIZE_4K, got = 0;
+
+	while (got < n) {
+		size_t k = n - got < 64 ? n - got : 64;
+		ssize_t rd = pread(ctx->pagemap_fd, d, k * 8, (dst / PMV_SIZE_4K + got) * 8);
+		ssize_t rs = pread(ctx->pagemap_fd, s, k * 8, (src / PMV_SIZE_4K + got) * 8);
+
+		if (rd != (ssize_t)(k * 8) || rs != (ssize_t)(k * 8))
+			break;
+		for (size_t i = 0; i < k; i++, got++)
+			if ((s[i] & (PM_PRESENT | PM_SWAP)) || !(d[i] & (PM_PRESENT | PM_SWAP)))
+				return got * PMV_SIZE_4K;
+	}
+	return got * PMV_SIZE_4K;
+}
+
 int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 		   bool wake, size_t *moved)
 {
@@ -157,17 +194,29 @@ int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 			.dst = dst + done, .src = src + done, .len = len - done,
 			.mode = wake ? 0 : UFFDIO_MOVE_MODE_DONTWAKE,
 		};
+		size_t lost;
 
 		if (!ioctl(ctx->uffd, UFFDIO_MOVE, &m)) {
 			done = len;
 			break;
 		}
-		if (m.move > 0)
+		if (m.move > 0) {
 			done += m.move;
-		else if (errno != EAGAIN) {
-			ret = -errno;
-			break;
+			continue;
 		}
+		if (errno == EAGAIN)
+			continue;
+		ret = -errno;
+		/* EEXIST is how an uncounted move shows (see above). */
+		lost = ret == -EEXIST && ctx->pagemap_fd >= 0 ?
+		       moved_unreported(ctx, dst + done, src + done, len - done) : 0;
+		if (!lost)
+			break;
+		/* The kernel woke only what it counted. */
+		if (wake)
+			_pmv_uffd_wake(ctx, dst + done, lost);
+		done += lost;
+		ret = 0;
 	}
 	if (moved)
 		*moved = done;
