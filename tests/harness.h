@@ -247,6 +247,28 @@ static inline long t_check_page(const void *p, size_t size, size_t page, unsigne
 }
 
 /*
+ * t_check_page() over pages 0..n-1 after a counter run: page i is at
+ * page_of(i), writer w's last value in it is expect[w][i] (nwriters <= 64).
+ * Returns the bad bytes of all pages.
+ */
+static inline long t_check_counters(size_t n, char *(*page_of)(size_t, size_t *),
+				    unsigned seed, unsigned nwriters, uint64_t *const *expect)
+{
+	long bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t psz;
+		const char *p = page_of(i, &psz);
+		uint64_t e[64];
+
+		for (unsigned w = 0; w < nwriters; w++)
+			e[w] = expect[w][i];
+		bad += t_check_page(p, psz, i, seed, nwriters, e);
+	}
+	return bad;
+}
+
+/*
  * A mover's step: move n pages to `to`, count the ones that got there in
  * *moves, and anything but -EBUSY (a page held by a fault or another
  * move, which is allowed) in *bad, printing it.

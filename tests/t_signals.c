@@ -164,7 +164,7 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = handler };
 	struct pmv_ctx_stats cs;
 	pthread_t sg;
-	long bad = 0;
+	long bad;
 
 	ctx = t_ctx(2, NULL, 0);
 	setup(&areas[0], 2 << 20, 0);
@@ -211,15 +211,7 @@ int main(int argc, char **argv)
 	for (int w = 0; w < NWRITERS; w++)
 		pthread_join(wt[w], NULL);
 
-	for (size_t i = 0; i < ntotal; i++) {
-		size_t psz;
-		char *p = page_of(i, &psz);
-		uint64_t e[NWRITERS];
-
-		for (int w = 0; w < NWRITERS; w++)
-			e[w] = expect[w][i];
-		bad += t_check_page(p, psz, i, SEED, NWRITERS, e);
-	}
+	bad = t_check_counters(ntotal, page_of, SEED, NWRITERS, expect);
 	pmv_ctx_stats(ctx, &cs);
 	printf("%.1fs: %ld SIGUSR1 + %ld SIGUSR2 handled (%ld sent to the mover), "
 	       "%llu migrations, %llu faults waited, %ld reads into managed pages, "

@@ -128,7 +128,7 @@ static void part_a(int thp)
 	struct pmv_tier_stats st0, st1;
 	pthread_t wt[NWRITERS], mv;
 	double end;
-	long bad = 0;
+	long bad;
 	int pfd[2];
 	uint8_t buf[3000];
 
@@ -164,15 +164,7 @@ static void part_a(int thp)
 	pthread_join(mv, NULL);
 	for (int w = 0; w < NWRITERS; w++)
 		pthread_join(wt[w], NULL);
-	for (size_t i = 0; i < ntotal; i++) {
-		size_t psz;
-		char *p = page_of(i, &psz);
-		uint64_t e[NWRITERS];
-
-		for (int w = 0; w < NWRITERS; w++)
-			e[w] = expect[w][i];
-		bad += t_check_page(p, psz, i, SEED, NWRITERS, e);
-	}
+	bad = t_check_counters(ntotal, page_of, SEED, NWRITERS, expect);
 	T_EQ(bad, 0);
 	T_EQ(atomic_load(&bad_status), 0);
 	T_ASSERT(atomic_load(&moves) > 100, "too few moves: %ld", atomic_load(&moves));
