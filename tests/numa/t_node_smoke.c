@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <numa.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,36 +55,16 @@ static long sys_move_pages(unsigned long count, void **pages, const int *nodes,
 	return syscall(SYS_move_pages, 0, count, pages, nodes, status, flags);
 }
 
-/* Parse a sysfs node list like "0-2,4" into node numbers; returns count. */
-static int read_node_list(const char *path, int *nodes, int max)
+/* Nodes with memory, in order; libnuma reads the kernel's node lists. */
+static int memory_nodes(int *nodes, int max)
 {
-	char buf[4096], *p, *end;
-	FILE *f = fopen(path, "r");
 	int n = 0;
 
-	if (!f)
-		return -1;
-	if (!fgets(buf, sizeof(buf), f)) {
-		fclose(f);
+	if (numa_available() < 0)
 		return 0;
-	}
-	fclose(f);
-	p = buf;
-	while (*p && *p != '\n') {
-		long a = strtol(p, &end, 10), b = a;
-
-		if (end == p)
-			break;
-		p = end;
-		if (*p == '-') {
-			b = strtol(p + 1, &end, 10);
-			p = end;
-		}
-		for (long i = a; i <= b && n < max; i++)
-			nodes[n++] = (int)i;
-		if (*p == ',')
-			p++;
-	}
+	for (int i = 0; i <= numa_max_node() && n < max; i++)
+		if (numa_bitmask_isbitset(numa_all_nodes_ptr, i))
+			nodes[n++] = i;
 	return n;
 }
 
@@ -230,12 +211,10 @@ int main(void)
 		return 77;
 	}
 
-	n_nodes = read_node_list("/sys/devices/system/node/has_memory", mem_nodes, MAX_NODES);
-	if (n_nodes < 0)
-		n_nodes = read_node_list("/sys/devices/system/node/online", mem_nodes, MAX_NODES);
+	n_nodes = memory_nodes(mem_nodes, MAX_NODES);
 	if (n_nodes < 2) {
 		printf("t_node_smoke: SKIP: %d NUMA node(s) with memory, need 2\n",
-		       n_nodes < 0 ? 1 : n_nodes);
+		       n_nodes ? n_nodes : 1);
 		return 77;
 	}
 	first = mem_nodes[0];
