@@ -689,6 +689,22 @@ static int is_mapped(const void *p, size_t len)
 	return !mincore((void *)p, len < T_SZ_4K ? len : T_SZ_4K, vec) || errno != ENOMEM;
 }
 
+/*
+ * 4 KB pages on tier 0 (seed) and, with THP, 2 MB ones on tier 1 (seed + 1),
+ * filled; returns once both tiers have pages parked.
+ */
+static uint64_t map_both_parked(pmv_ctx *ctx, struct region *r4, struct region *r2,
+				unsigned seed, const char *what)
+{
+	map_region(ctx, r4, sz(4 * MB, 0), 0, 0, seed);
+	fill_region(r4, 0);
+	if (thp) {
+		map_region(ctx, r2, sz(16 * MB, 1), 1, 1, seed + 1);
+		fill_region(r2, 0);
+	}
+	return wait_parked(ctx, 2, what);
+}
+
 static void part_parked(void)
 {
 	/* track only: parked pages stay where they are, nothing moves them */
@@ -733,13 +749,7 @@ static void part_parked(void)
 	}
 
 	/* fork: the child's snapshot has every page, parked ones included */
-	map_region(ctx, &r4, sz(4 * MB, 0), 0, 0, SEED + 7);
-	fill_region(&r4, 0);
-	if (thp) {
-		map_region(ctx, &r2, sz(16 * MB, 1), 1, 1, SEED + 8);
-		fill_region(&r2, 0);
-	}
-	parked = wait_parked(ctx, 2, "before fork");
+	parked = map_both_parked(ctx, &r4, &r2, SEED + 7, "before fork");
 	pid = fork();
 	T_ASSERT(pid >= 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
@@ -774,13 +784,7 @@ static void part_parked(void)
 		T_EQ(pmv_munmap(ctx, r2.base, r2.len), 0);
 
 	/* destroy with pages parked and regions mapped (fresh ones) */
-	map_region(ctx, &r4, sz(4 * MB, 0), 0, 0, SEED + 9);
-	fill_region(&r4, 0);
-	if (thp) {
-		map_region(ctx, &r2, sz(16 * MB, 1), 1, 1, SEED + 10);
-		fill_region(&r2, 0);
-	}
-	parked = wait_parked(ctx, 2, "before destroy");
+	parked = map_both_parked(ctx, &r4, &r2, SEED + 9, "before destroy");
 	pmv_destroy(ctx);
 	T_ASSERT(!is_mapped(r4.base, r4.len), "region %p still mapped after destroy", r4.base);
 	if (thp)
