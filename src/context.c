@@ -211,7 +211,7 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 	}
 	ctx->pid = getpid();
 	ctx->epoch_ns = _pmv_now_ns();
-	ctx->uffd = ctx->pagemap_fd = ctx->stop_fd = -1;
+	ctx->uffd = ctx->pool_uffd = ctx->pagemap_fd = ctx->stop_fd = -1;
 	ctx->flags = cfg->flags;
 	if (env_flag("PAGEMOVE_VERIFY"))
 		ctx->flags |= PMV_CTX_VERIFY;
@@ -296,6 +296,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		 */
 		ctx_list_del(ctx);
 		close(ctx->uffd);
+		close(ctx->pool_uffd);
 		close(ctx->pagemap_fd);
 		close(ctx->stop_fd);
 		_pmv_regions_forget(ctx);
@@ -322,6 +323,8 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 	_pmv_tiers_destroy(ctx);
 	if (ctx->uffd >= 0)
 		close(ctx->uffd);
+	if (ctx->pool_uffd >= 0)
+		close(ctx->pool_uffd);
 	if (ctx->pagemap_fd >= 0)
 		close(ctx->pagemap_fd);
 	_pmv_regions_lock_destroy(&ctx->regions_lock);

@@ -214,7 +214,7 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 		for (j = i; j < np && pgs[j]->hole; j++)
 			;
 		if (j > i)
-			_pmv_move_runs(ctx, dst + i, src + i, j - i, psz, false, res + i, part + i);
+			_pmv_move_runs(ctx, dst + i, src + i, j - i, psz, PMV_MV_POOL, res + i, part + i);
 		if (j < np) {
 			res[j] = -ENOMEM;
 			part[j] = 0;
@@ -294,7 +294,7 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 			own[j - 1] = (uint16_t)t;
 		}
 	}
-	_pmv_move_runs(ctx, dst, src, np, psz, true, res, part);
+	_pmv_move_runs(ctx, dst, src, np, psz, PMV_MV_WAKE, res, part);
 	for (size_t i = 0; i < np; i++) {
 		/*
 		 * The destinations were emptied by us and are locked, so this

@@ -169,7 +169,7 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 			 * uffd-wp bit across UFFDIO_MOVE would leave one behind.
 			 * Pool pages are never protected on purpose: clear it.
 			 */
-			_pmv_uffd_wp(ctx, fa & ~(slot - 1), slot, false);
+			_pmv_uffd_wp(ctx, fa & ~(slot - 1), slot, PMV_MV_POOL);
 			return;
 		}
 		/* Not ours any more (unmapped): let it retry and see. */
@@ -197,7 +197,7 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		 * Nobody migrates this page, so a write-protect left on it is
 		 * stale: clear it, which also wakes the writer.
 		 */
-		_pmv_uffd_wp(ctx, addr, size, false);
+		_pmv_uffd_wp(ctx, addr, size, 0);
 	} else if ((_pmv_page_flags(pg) & PG_present) && _pmv_page_mapped(ctx, fa)) {
 		/* Stale: the migration that made us wait is over. */
 		_pmv_uffd_wake(ctx, addr, size);
@@ -205,9 +205,10 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		ret = _pmv_first_touch(ctx, pg);
 		if (ret == -ENOMEM) {
 			sigbus_thread(ctx, tid);
-		} else if (ret) {
+		} else if (ret && ret != -EAGAIN) {
 			/*
-			 * Part of a huge page was discarded (MADV_DONTNEED on a
+			 * EAGAIN: an event is unread; the thread faults again
+			 * after we read it. Otherwise part of a huge page was discarded (MADV_DONTNEED on a
 			 * sub-range splits the THP), or the whole-page move met a
 			 * partly mapped range: that part reads as zero. Never
 			 * leave the thread to fault again on the same failure.
@@ -228,6 +229,7 @@ static void *fault_thread(void *arg)
 	pmv_ctx *ctx = arg;
 	struct uffd_msg msgs[64];
 
+	_pmv_uffd_fault_thread();
 	for (;;) {
 		struct pollfd pfd[2] = {
 			{ .fd = ctx->uffd, .events = POLLIN },

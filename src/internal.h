@@ -231,13 +231,52 @@ PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
 
 /* ---- userfaultfd wrappers (uffd.c) ----------------------------------- */
 
+/*
+ * Contracts (as mimalloc's prim.h): every call returns 0 or a negative
+ * errno from the ioctl; none takes a lock.
+ *
+ * Flags of _pmv_uffd_move / _pmv_uffd_copy / _pmv_uffd_wp:
+ *  PMV_MV_WAKE  wake threads waiting in a fault on the destination;
+ *  PMV_MV_POOL  the destination is a pool slot (ctx->pool_uffd), else a
+ *               region address (ctx->uffd);
+ *  PMV_MV_ONCE  return -EAGAIN instead of retrying it. ctx->uffd fails
+ *               everything with EAGAIN while the program's munmap, mremap
+ *               or madvise event is unread, so a thread that holds
+ *               event_lock, and the fault thread (always), must not retry.
+ *  PMV_WP_SET   _pmv_uffd_wp: protect (else unprotect, which wakes).
+ */
+#define PMV_MV_WAKE	1u
+#define PMV_MV_POOL	2u
+#define PMV_MV_ONCE	4u
+#define PMV_WP_SET	8u
+
 PMV_HIDDEN int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only);
+/* The calling thread is the fault thread: never retry EAGAIN. */
+PMV_HIDDEN void _pmv_uffd_fault_thread(void);
+/* missing: a region (MISSING|WP on ctx->uffd); else a pool (WP on pool_uffd). */
 PMV_HIDDEN int _pmv_uffd_register(pmv_ctx *ctx, void *addr, size_t len,
 				  bool missing);
 PMV_HIDDEN int _pmv_uffd_unregister(pmv_ctx *ctx, void *addr, size_t len);
-PMV_HIDDEN int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, bool wp);
+PMV_HIDDEN int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, unsigned flags);
+/*
+ * UFFDIO_MOVE [src, src+len) to [dst, dst+len), which must be empty.
+ * *moved: the leading bytes that did move, also on failure (a THP split
+ * part way, a piece shared or pinned), counting those the kernel moved
+ * without saying so (see moved_unreported). -EBUSY: a page is shared,
+ * pinned or not exclusive; -ENOENT: a source piece is empty (or no VMA);
+ * -EEXIST: a destination piece is mapped; -EINVAL: the two VMAs differ in
+ * protection or VM_LOCKED, are not writable, or one is not registered;
+ * -EAGAIN: only with PMV_MV_ONCE or in the fault thread.
+ */
 PMV_HIDDEN int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
-			      size_t len, bool wake, size_t *moved);
+			      size_t len, unsigned flags, size_t *moved);
+/*
+ * UFFDIO_COPY into a region address: the kernel allocates the page (by the
+ * region's memory policy) and honours the VMA's protection and VM_LOCKED,
+ * which UFFDIO_MOVE refuses to cross. *copied as *moved above.
+ */
+PMV_HIDDEN int _pmv_uffd_copy(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
+			      size_t len, unsigned flags, size_t *copied);
 PMV_HIDDEN int _pmv_uffd_zeropage(pmv_ctx *ctx, uintptr_t addr, size_t len);
 PMV_HIDDEN int _pmv_uffd_wake(pmv_ctx *ctx, uintptr_t addr, size_t len);
 
@@ -282,7 +321,7 @@ PMV_HIDDEN bool _pmv_copier_enter(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_copier_exit(pmv_ctx *ctx);
 PMV_HIDDEN bool _pmv_is_copier(pmv_ctx *ctx, pid_t tid);
 PMV_HIDDEN void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
-				size_t n, size_t psz, bool wake, int *res, size_t *part);
+				size_t n, size_t psz, unsigned flags, int *res, size_t *part);
 PMV_HIDDEN void _pmv_count_fail(pmv_ctx *ctx, int tier, int err);
 PMV_HIDDEN int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			      const int *tiers, int *status, int flags);
@@ -326,7 +365,8 @@ struct pmv_ctx {
 	pid_t pid;			/* the creator; a fork child differs */
 	unsigned flags;			/* PMV_CTX_* */
 	unsigned mode;			/* PMV_MODE_* */
-	int uffd;
+	int uffd;			/* regions: faults and events */
+	int pool_uffd;			/* pools: no events (uffd.c) */
 	int pagemap_fd;			/* /proc/self/pagemap, for sharing */
 	int stop_fd;			/* eventfd that stops the fault thread */
 	pthread_t fault_thread;

@@ -105,7 +105,7 @@ void _pmv_count_fail(pmv_ctx *ctx, int tier, int err)
  * move (a huge page split into PTEs can stop half way).
  */
 void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
-		    size_t n, size_t psz, bool wake, int *res, size_t *part)
+		    size_t n, size_t psz, unsigned flags, int *res, size_t *part)
 {
 	size_t i = 0;
 
@@ -116,7 +116,7 @@ void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
 		while (i + k < n && dst[i + k] == dst[i] + k * psz &&
 		       src[i + k] == src[i] + k * psz)
 			k++;
-		ret = _pmv_uffd_move(ctx, dst[i], src[i], k * psz, wake, &done);
+		ret = _pmv_uffd_move(ctx, dst[i], src[i], k * psz, flags, &done);
 		if (ret && !done && k > 1) {
 			/*
 			 * Nothing moved: a run may cross from one mapping into
@@ -124,7 +124,7 @@ void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
 			 * do not merge), which the kernel refuses outright. Try
 			 * the head alone; the rest forms runs again after it.
 			 */
-			ret = _pmv_uffd_move(ctx, dst[i], src[i], psz, wake, &done);
+			ret = _pmv_uffd_move(ctx, dst[i], src[i], psz, flags, &done);
 			k = 1;
 		}
 		ok = ret ? done / psz : k;
@@ -162,7 +162,7 @@ static void put_hole(pmv_ctx *ctx, struct mig *m)
 static void release(pmv_ctx *ctx, struct mig *m, int err, bool wp_set)
 {
 	if (wp_set)
-		_pmv_uffd_wp(ctx, m->addr, m->size, false);
+		_pmv_uffd_wp(ctx, m->addr, m->size, 0);
 	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
 	put_hole(ctx, m);
 	m->state = ENT_SKIP;
@@ -404,7 +404,7 @@ static bool move_out_busy(pmv_ctx *ctx, struct mig *m, int flags)
 		 * (present and ours, this read cannot fault), so dropping it
 		 * loses nothing.
 		 */
-		_pmv_uffd_wp(ctx, m->addr, m->size, true);
+		_pmv_uffd_wp(ctx, m->addr, m->size, PMV_WP_SET);
 		memcpy(m->dst_slot, (void *)m->addr, m->size);
 		if (madvise((void *)m->addr, m->size, MADV_DONTNEED)) {
 			release(ctx, m, -EBUSY, true);
@@ -528,7 +528,7 @@ static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split)
 
 	*split = 0;
 	for (int attempt = 0;; attempt++) {
-		ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, false, &done);
+		ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, PMV_MV_POOL, &done);
 		if (!ret)
 			return 0;
 		m->hole_suspect = true;
@@ -557,7 +557,7 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 	size_t split;
 	int ret;
 
-	ret = _pmv_uffd_wp(ctx, m->addr, m->size, true);
+	ret = _pmv_uffd_wp(ctx, m->addr, m->size, PMV_WP_SET);
 	if (ret) {
 		release(ctx, m, ret == -ENOENT ? -EFAULT : ret, false);
 		return;
@@ -594,7 +594,7 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 			return;
 	} else if (ret == -ENOENT && !m->zapped) {
 		/* discarded before we write-protected it: nothing to move */
-		_pmv_uffd_wp(ctx, m->addr, m->size, false);
+		_pmv_uffd_wp(ctx, m->addr, m->size, 0);
 		release_gone(ctx, m);
 		return;
 	} else if (ret && !m->zapped) {
@@ -624,7 +624,7 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 		a[i] = (uintptr_t)u[i]->hole;
 		b[i] = u[i]->addr;
 	}
-	_pmv_move_runs(ctx, a, b, n, PMV_SIZE_4K, false, res, part);
+	_pmv_move_runs(ctx, a, b, n, PMV_SIZE_4K, PMV_MV_POOL, res, part);
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = u[i];
 
@@ -671,7 +671,7 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 		/* published before the move-in wakes anyone */
 		__atomic_store_n(&out[i]->pg->tier, (int8_t)out[i]->dst, __ATOMIC_RELAXED);
 	}
-	_pmv_move_runs(ctx, a, b, n, PMV_SIZE_4K, true, res, part);
+	_pmv_move_runs(ctx, a, b, n, PMV_SIZE_4K, PMV_MV_WAKE, res, part);
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = out[i];
 
@@ -712,7 +712,7 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		 * the hole and its address. Assemble the copy from both, the
 		 * mapped part under write-protect, and drop both halves.
 		 */
-		_pmv_uffd_wp(ctx, m->addr + done, m->size - done, true);
+		_pmv_uffd_wp(ctx, m->addr + done, m->size - done, PMV_WP_SET);
 		memcpy(m->dst_slot, m->hole, done);
 		_pmv_copier_enter(ctx);
 		memcpy((char *)m->dst_slot + done, (char *)m->addr + done, m->size - done);

@@ -93,7 +93,7 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 	 * No wake: nobody waits on a mapped page. Fails untouched on a page
 	 * shared with a child or pinned (EBUSY) or discarded (ENOENT).
 	 */
-	ret = _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, false, &done);
+	ret = _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, PMV_MV_POOL, &done);
 	if (ret && done && restore(ctx, addr, (uintptr_t)slot, done, false)) {
 		/*
 		 * Part of it is out and will not go back now: keep it parked,

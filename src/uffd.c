@@ -2,9 +2,19 @@
 /*
  * userfaultfd wrappers. Every ioctl the library issues goes through here, so
  * errno handling and partial-progress retries live in one place.
+ *
+ * Two userfaultfds. Regions are registered on ctx->uffd, which also
+ * reports the program's own changes to its address space (EVENT_REMOVE,
+ * UNMAP, REMAP). Pools are registered on ctx->pool_uffd, which has no
+ * events: the library discards and populates pool slots all the time, and
+ * an event from a madvise() of our own would block its caller until the
+ * fault thread read it, the fault thread included. UFFDIO_MOVE only wants
+ * its destination registered on the fd it is issued on, so a move out of a
+ * region (into a pool slot) goes to pool_uffd and a move in to ctx->uffd.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -13,7 +23,33 @@
 #include "internal.h"
 
 #define PMV_UFFD_FEATURES	(UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP | \
-				 UFFD_FEATURE_THREAD_ID)
+				 UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EVENT_REMOVE | \
+				 UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP)
+/* Pools: WP registration only so that their vm_page_prot equals the regions'. */
+#define PMV_POOL_FEATURES	(UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
+
+/*
+ * The fault thread is the only reader of ctx->uffd. While an event is
+ * queued and unread, the kernel fails every UFFDIO_* on that fd with
+ * EAGAIN (mmap_changing), so the fault thread must never retry EAGAIN: it
+ * goes back to reading instead.
+ */
+static __thread bool is_fault_thread;
+
+void _pmv_uffd_fault_thread(void)
+{
+	is_fault_thread = true;
+}
+
+static int fd_for(pmv_ctx *ctx, unsigned flags)
+{
+	return flags & PMV_MV_POOL ? ctx->pool_uffd : ctx->uffd;
+}
+
+static bool retry_eagain(unsigned flags)
+{
+	return !(flags & PMV_MV_ONCE) && !is_fault_thread;
+}
 
 /*
  * A userfaultfd that catches kernel-mode faults if we may have one, else a
@@ -70,6 +106,21 @@ int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only)
 	ctx->mode = user_only ? PMV_MODE_USER_ONLY : PMV_MODE_FULL;
 
 	ret = uffd_api(fd, PMV_UFFD_FEATURES, &have);
+	if (!ret) {
+		bool dummy;
+
+		/* the pools' fd, of the same kind (it never takes a fault) */
+		ctx->pool_uffd = uffd_new(user_only, &dummy);
+		if (ctx->pool_uffd < 0)
+			ret = ctx->pool_uffd;
+		else
+			ret = uffd_api(ctx->pool_uffd, PMV_POOL_FEATURES, NULL);
+		if (ret) {
+			close(fd);
+			return _pmv_set_errmsg(ret, "second userfaultfd for the pools: %s",
+					       strerror(-ret));
+		}
+	}
 	if (ret == -EINVAL) {
 		/* Some feature is missing: ask a fresh fd which (API may run once). */
 		bool dummy;
@@ -84,7 +135,10 @@ int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only)
 			if (!(have & UFFD_FEATURE_PAGEFAULT_FLAG_WP))
 				return _pmv_set_errmsg(-EOPNOTSUPP,
 					"kernel lacks userfaultfd write-protect for anonymous memory");
-			return _pmv_set_errmsg(-EOPNOTSUPP, "kernel lacks UFFD_FEATURE_THREAD_ID");
+			if (!(have & UFFD_FEATURE_THREAD_ID))
+				return _pmv_set_errmsg(-EOPNOTSUPP, "kernel lacks UFFD_FEATURE_THREAD_ID");
+			return _pmv_set_errmsg(-EOPNOTSUPP,
+				"kernel lacks userfaultfd REMOVE/UNMAP/REMAP events");
 		}
 		if (probe >= 0)
 			close(probe);
@@ -99,6 +153,7 @@ int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only)
 
 int _pmv_uffd_register(pmv_ctx *ctx, void *addr, size_t len, bool missing)
 {
+	int fd = missing ? ctx->uffd : ctx->pool_uffd;
 	struct uffdio_register reg = {
 		.range = { .start = (uintptr_t)addr, .len = len },
 		.mode = UFFDIO_REGISTER_MODE_WP |
@@ -107,10 +162,12 @@ int _pmv_uffd_register(pmv_ctx *ctx, void *addr, size_t len, bool missing)
 	const __u64 need = (1ULL << _UFFDIO_WRITEPROTECT) | (1ULL << _UFFDIO_MOVE) |
 			   (1ULL << _UFFDIO_WAKE);
 
-	if (ioctl(ctx->uffd, UFFDIO_REGISTER, &reg))
+	if (ioctl(fd, UFFDIO_REGISTER, &reg))
 		return -errno;
 	if ((reg.ioctls & need) != need) {
-		_pmv_uffd_unregister(ctx, addr, len);
+		struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+
+		ioctl(fd, UFFDIO_UNREGISTER, &r);
 		return _pmv_set_errmsg(-EOPNOTSUPP,
 				       "kernel does not offer UFFDIO_MOVE/WRITEPROTECT on anonymous memory");
 	}
@@ -124,17 +181,18 @@ int _pmv_uffd_unregister(pmv_ctx *ctx, void *addr, size_t len)
 	return ioctl(ctx->uffd, UFFDIO_UNREGISTER, &r) ? -errno : 0;
 }
 
-int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, bool wp)
+int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, unsigned flags)
 {
 	/* Clearing WP also wakes writers blocked on the range: that is wanted. */
 	struct uffdio_writeprotect w = {
 		.range = { .start = addr, .len = len },
-		.mode = wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+		.mode = flags & PMV_WP_SET ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
 	};
 
-	while (ioctl(ctx->uffd, UFFDIO_WRITEPROTECT, &w)) {
-		if (errno != EAGAIN)
+	while (ioctl(fd_for(ctx, flags), UFFDIO_WRITEPROTECT, &w)) {
+		if (errno != EAGAIN || !retry_eagain(flags))
 			return -errno;
+		sched_yield();
 	}
 	return 0;
 }
@@ -177,8 +235,10 @@ static size_t moved_unreported(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_
 }
 
 int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
-		   bool wake, size_t *moved)
+		   unsigned flags, size_t *moved)
 {
+	bool wake = flags & PMV_MV_WAKE;
+	int fd = fd_for(ctx, flags);
 	size_t done = 0;
 	int ret = 0;
 
@@ -196,7 +256,7 @@ int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 		};
 		size_t lost;
 
-		if (!ioctl(ctx->uffd, UFFDIO_MOVE, &m)) {
+		if (!ioctl(fd, UFFDIO_MOVE, &m)) {
 			done = len;
 			break;
 		}
@@ -204,8 +264,10 @@ int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 			done += m.move;
 			continue;
 		}
-		if (errno == EAGAIN)
+		if (errno == EAGAIN && retry_eagain(flags)) {
+			sched_yield();
 			continue;
+		}
 		ret = -errno;
 		/* EEXIST is how an uncounted move shows (see above). */
 		lost = ret == -EEXIST && ctx->pagemap_fd >= 0 ?
@@ -220,6 +282,38 @@ int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 	}
 	if (moved)
 		*moved = done;
+	return ret;
+}
+
+int _pmv_uffd_copy(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
+		   unsigned flags, size_t *copied)
+{
+	size_t done = 0;
+	int ret = 0;
+
+	while (done < len) {
+		struct uffdio_copy c = {
+			.dst = dst + done, .src = src + done, .len = len - done,
+			.mode = flags & PMV_MV_WAKE ? 0 : UFFDIO_COPY_MODE_DONTWAKE,
+		};
+
+		if (!ioctl(ctx->uffd, UFFDIO_COPY, &c)) {
+			done = len;
+			break;
+		}
+		if (c.copy > 0) {
+			done += c.copy;
+			continue;
+		}
+		if (errno == EAGAIN && retry_eagain(flags)) {
+			sched_yield();
+			continue;
+		}
+		ret = -errno;
+		break;
+	}
+	if (copied)
+		*copied = done;
 	return ret;
 }
 
