@@ -223,7 +223,11 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&ctx->fork_lock, &ra);
 	_pmv_regions_lock_init(&ctx->regions_lock);
+	/* the fault thread must get in between any number of moves in */
+	pthread_rwlock_init(&ctx->event_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&ctx->discard_mu, NULL);
+	pthread_mutex_init(&ctx->surgery_mu, NULL);
 
 	ctx->copy_engine = cfg->copy_engine;
 	if (getenv("PAGEMOVE_COPY"))
@@ -303,6 +307,8 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		ctx->policy_running = false;	/* not ours to join */
 		_pmv_policy_stop(ctx);
 		_pmv_copy_pool_forget(ctx);
+		free(ctx->discards);
+		free(ctx->surgery);
 		for (unsigned i = 0; i < ctx->ntiers; i++)
 			for (int ps = 0; ps < PMV_PS_NR; ps++) {
 				free(ctx->tiers[i].pool[ps].chunks);
@@ -329,6 +335,11 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		close(ctx->pagemap_fd);
 	_pmv_regions_lock_destroy(&ctx->regions_lock);
 	pthread_rwlock_destroy(&ctx->fork_lock);
+	pthread_rwlock_destroy(&ctx->event_lock);
+	pthread_mutex_destroy(&ctx->discard_mu);
+	pthread_mutex_destroy(&ctx->surgery_mu);
+	free(ctx->discards);
+	free(ctx->surgery);
 	if (ctx->policy_inited) {
 		pthread_mutex_destroy(&ctx->policy_mu);
 		pthread_mutex_destroy(&ctx->policy_wait_mu);

@@ -40,6 +40,21 @@ struct xpair {
 	int status;
 };
 
+/* A move in of step 4: slot (p[k]'s hole, on `tier`) to pg at addr. */
+struct xin {
+	uintptr_t addr, slot;
+	struct _pmv_page *pg;
+	int tier;
+	uint16_t own;		/* which rx[] it belongs to */
+};
+
+static int cmp_in(const void *x, const void *y)
+{
+	const struct xin *a = x, *b = y;
+
+	return a->addr < b->addr ? -1 : a->addr > b->addr;
+}
+
 static int cmp_addr(const void *x, const void *y)
 {
 	const struct xpage *a = *(struct xpage *const *)x, *b = *(struct xpage *const *)y;
@@ -123,6 +138,10 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 			x->status = -EBUSY;
 			goto unlock;
 		}
+		if (!(_pmv_page_flags(x->p[k].pg) & PG_present)) {
+			x->status = -ENOENT;	/* discarded while parked */
+			goto unlock;
+		}
 	}
 	for (int k = 0; k < 2; k++)
 		_pmv_isolate_lru_page(ctx, x->p[k].pg);
@@ -145,6 +164,20 @@ static void lost_out(pmv_ctx *ctx, struct xpage *p)
 	_pmv_page_clear(p->pg, PG_present);
 	_pmv_tier_uncharge(&ctx->tiers[p->tier], p->pg->region->ps, 1);
 	p->hole = NULL;
+}
+
+/*
+ * The program discarded a page (or unmapped it) while it was out: what
+ * would have gone in at its address (in `hole`, charged to tier `t`) is
+ * given back to the kernel, never to a pool: a pipe may still hold it.
+ */
+static void xdropped(pmv_ctx *ctx, struct _pmv_page *pg, void *hole, int t, int ps)
+{
+	madvise(hole, _pmv_ps_size(ps), MADV_DONTNEED);
+	if (ps == PMV_PS_4K)
+		_pmv_pool_put_hole(&ctx->tiers[t], ps, hole);
+	_pmv_tier_uncharge(&ctx->tiers[t], ps, 1);
+	_pmv_page_clear(pg, PG_present);
 }
 
 static void fail_pair(pmv_ctx *ctx, struct xpair *x, int err)
@@ -192,8 +225,10 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 	size_t part[2 * XCHG_BATCH];
 	struct _pmv_copy_req reqs[XCHG_BATCH];
 	struct xpair *rx[XCHG_BATCH];
-	uint16_t own[2 * XCHG_BATCH];	/* which rx[] a move-in belongs to */
+	struct xin in[2 * XCHG_BATCH];
+	struct _pmv_page *ipg[2 * XCHG_BATCH];
 	bool bad_in[XCHG_BATCH] = { false };
+	uint8_t dropped_in[XCHG_BATCH] = { 0 };	/* holes given back: bit k = p[k]'s */
 
 	for (size_t i = 0; i < n; i++)
 		if (xs[i].active && xs[i].ps == ps)
@@ -247,11 +282,19 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 			continue;
 		}
 		/* one side could not leave: put the other back, report */
-		for (int k = 0; k < 2; k++)
-			if (!(k ? in1 : in0) &&
-			    _pmv_uffd_move(ctx, x->p[k].addr, (uintptr_t)x->p[k].hole,
-					   psz, true, NULL))
+		for (int k = 0; k < 2; k++) {
+			int ret;
+
+			if (k ? in1 : in0)
+				continue;
+			ret = _pmv_move_in_one(ctx, x->p[k].pg, x->p[k].hole, PMV_MV_WAKE, NULL);
+			if (ret == -ECANCELED) {
+				xdropped(ctx, x->p[k].pg, x->p[k].hole, x->p[k].tier, ps);
+				x->p[k].hole = NULL;
+			} else if (ret) {
 				lost_out(ctx, &x->p[k]);
+			}
+		}
 		fail_pair(ctx, x, x->p[0].hole && x->p[1].hole ? -EBUSY : -ENOMEM);
 	}
 
@@ -274,35 +317,34 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 		}
 		for (int k = 0; k < 2; k++) {
 			/* a's old page goes to b's address, and the other way */
-			dst[np] = ok ? x->p[1 - k].addr : x->p[k].addr;
-			own[np] = (uint16_t)i;
-			src[np++] = (uintptr_t)x->p[k].hole;
-		}
-	}
-	/* sort by destination so runs coalesce */
-	for (size_t i = 1; i < np; i++) {
-		for (size_t j = i; j > 0 && dst[j - 1] > dst[j]; j--) {
-			uintptr_t t = dst[j];
+			struct xpage *to = ok ? &x->p[1 - k] : &x->p[k];
 
-			dst[j] = dst[j - 1];
-			dst[j - 1] = t;
-			t = src[j];
-			src[j] = src[j - 1];
-			src[j - 1] = t;
-			t = own[j];
-			own[j] = own[j - 1];
-			own[j - 1] = (uint16_t)t;
+			in[np++] = (struct xin){ .addr = to->addr, .pg = to->pg,
+						 .slot = (uintptr_t)x->p[k].hole,
+						 .tier = x->p[k].tier, .own = (uint16_t)i };
 		}
 	}
-	_pmv_move_runs(ctx, dst, src, np, psz, PMV_MV_WAKE, res, part);
+	/* by destination, so runs coalesce */
+	qsort(in, np, sizeof(*in), cmp_in);
 	for (size_t i = 0; i < np; i++) {
+		ipg[i] = in[i].pg;
+		src[i] = in[i].slot;
+	}
+	_pmv_move_in(ctx, ipg, src, np, PMV_MV_WAKE, res, part);
+	for (size_t i = 0; i < np; i++) {
+		if (res[i] == -ECANCELED) {
+			/* discarded or unmapped meanwhile: nothing goes in there */
+			xdropped(ctx, in[i].pg, (void *)in[i].slot, in[i].tier, ps);
+			dropped_in[in[i].own] |= 1u << (in[i].slot == (uintptr_t)rx[in[i].own]->p[1].hole);
+			continue;
+		}
 		/*
 		 * The destinations were emptied by us and are locked, so this
 		 * cannot fail short of an outside munmap of managed memory.
 		 */
 		if (res[i]) {
-			_pmv_set_errmsg(res[i], "exchange: move-in at %p failed", (void *)dst[i]);
-			bad_in[own[i]] = true;
+			_pmv_set_errmsg(res[i], "exchange: move-in at %p failed", (void *)in[i].addr);
+			bad_in[in[i].own] = true;
 		}
 	}
 
@@ -312,7 +354,8 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 
 		/* a hole whose page could not go in is not a hole: keep it out */
 		for (int k = 0; k < 2 && !bad_in[i]; k++)
-			_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], ps, x->p[k].hole);
+			if (!(dropped_in[i] & (1u << k)))
+				_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], ps, x->p[k].hole);
 		x->active = false;
 		if (bad_in[i]) {
 			x->status = -EFAULT;

@@ -21,6 +21,8 @@
 
 #include "internal.h"
 
+#define PMV_MAX_DEFERRED	256	/* faults waiting for the region table */
+
 /* Tier order for a first touch: the policy tier, then the rest by index. */
 static int first_touch_tiers(pmv_ctx *ctx, const struct _pmv_page *pg, int *order)
 {
@@ -84,7 +86,7 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 	 * says present, or its own pmv_move_pages() would see -ENOENT. The
 	 * caller wakes it after publishing.
 	 */
-	ret = _pmv_uffd_move(ctx, addr, (uintptr_t)slot, size, false, &done);
+	ret = _pmv_move_in_one(ctx, pg, slot, 0, &done);
 	if (ret) {
 		if (done) {
 			/*
@@ -145,7 +147,12 @@ static void sigbus_thread(pmv_ctx *ctx, pid_t tid)
 		syscall(SYS_tgkill, ctx->pid, tid, SIGBUS);
 }
 
-static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
+/*
+ * Answer one fault. Caller holds regions_lock for reading. False: the fault
+ * is at the new place of a range the program moved with mremap, which the
+ * region table does not know yet: it waits for the table (fault_thread()).
+ */
+static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 {
 	uintptr_t fa = msg->arg.pagefault.address;
 	bool wp = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
@@ -156,13 +163,13 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 	size_t size;
 	int ret;
 
-	_pmv_stat_add(wp ? &ctx->faults_wp : &ctx->faults_missing, 1);
-	_pmv_regions_rdlock(&ctx->regions_lock, true);
 	pg = _pmv_addr_to_page(ctx, fa, &r);
+	if (!pg && _pmv_event_in_new_range(ctx, fa))
+		return false;
+	_pmv_stat_add(wp ? &ctx->faults_wp : &ctx->faults_missing, 1);
 	if (!pg) {
 		size_t slot = wp ? _pmv_pool_slot_size(ctx, fa) : 0;
 
-		_pmv_regions_rdunlock(&ctx->regions_lock);
 		if (slot) {
 			/*
 			 * A write-protected pool page: a kernel that carries the
@@ -170,23 +177,31 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 			 * Pool pages are never protected on purpose: clear it.
 			 */
 			_pmv_uffd_wp(ctx, fa & ~(slot - 1), slot, PMV_MV_POOL);
-			return;
+			return true;
 		}
-		/* Not ours any more (unmapped): let it retry and see. */
+		/*
+		 * Registered but no page of ours: a range that mremap grew in
+		 * place (the VMA's registration grows with it). It is plain
+		 * anonymous memory: the zero page, as the kernel maps on a read
+		 * fault (a write then breaks it as usual). Unmapped: the zero
+		 * page fails, and the retry meets the unmap.
+		 */
+		if (!wp)
+			_pmv_uffd_zeropage(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
 		_pmv_uffd_wake(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
-		return;
+		return true;
 	}
 	addr = _pmv_page_addr(pg);
 	size = (size_t)1 << r->shift;
 	while (!_pmv_page_trylock(pg)) {
 		if (!wp && _pmv_is_copier(ctx, tid)) {
 			rescue_copier(ctx, fa);
-			goto out;
+			return true;
 		}
 		if (!_pmv_page_wait_or_retry(pg)) {
 			/* The unlocker will see PG_waiters and wake us. */
 			_pmv_stat_add(&ctx->faults_waited, 1);
-			goto out;
+			return true;
 		}
 	}
 	if (_pmv_page_flags(pg) & PG_parked) {
@@ -217,17 +232,41 @@ static void handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		}
 		_pmv_page_unlock(ctx, pg);
 		_pmv_uffd_wake(ctx, addr, size);
-		goto out;
+		return true;
 	}
 	_pmv_page_unlock(ctx, pg);
-out:
+	return true;
+}
+
+/*
+ * Region-table changes (the program's munmap and mremap) wait for
+ * regions_lock written, which the fault thread may only take once no
+ * reader is left; faults at a moved range's new place wait with them.
+ */
+static void surgery(pmv_ctx *ctx, bool *announced, struct uffd_msg *deferred,
+		    size_t *ndeferred)
+{
+	size_t n = *ndeferred;
+
+	if (!_pmv_regions_trywrlock_fault(&ctx->regions_lock, announced))
+		return;
+	_pmv_event_release_holds(ctx);
+	_pmv_regions_apply(ctx);
+	_pmv_regions_wrunlock(&ctx->regions_lock);
+	*ndeferred = 0;
+	_pmv_regions_rdlock(&ctx->regions_lock, true);
+	for (size_t i = 0; i < n; i++)
+		if (!handle_fault(ctx, &deferred[i]) && *ndeferred < PMV_MAX_DEFERRED)
+			deferred[(*ndeferred)++] = deferred[i];
 	_pmv_regions_rdunlock(&ctx->regions_lock);
 }
 
 static void *fault_thread(void *arg)
 {
 	pmv_ctx *ctx = arg;
-	struct uffd_msg msgs[64];
+	struct uffd_msg msgs[64], deferred[PMV_MAX_DEFERRED];
+	size_t ndeferred = 0;
+	bool announced = false;
 
 	_pmv_uffd_fault_thread();
 	for (;;) {
@@ -235,18 +274,44 @@ static void *fault_thread(void *arg)
 			{ .fd = ctx->uffd, .events = POLLIN },
 			{ .fd = ctx->stop_fd, .events = POLLIN },
 		};
+		bool pending;
 		ssize_t n;
 
-		if (poll(pfd, 2, -1) < 0)
+		_pmv_regions_rdlock(&ctx->regions_lock, true);
+		pending = _pmv_event_poll(ctx) ||
+			  atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire);
+		_pmv_regions_rdunlock(&ctx->regions_lock);
+
+		/* while surgery or a zap is awaited, look again soon */
+		if (poll(pfd, 2, pending ? 1 : -1) < 0)
 			continue;
 		if (pfd[1].revents)
 			break;
+		_pmv_regions_rdlock(&ctx->regions_lock, true);
+		/*
+		 * Reading completes the program's munmap/mremap/madvise: hold
+		 * event_lock written until their pages are marked, so that no
+		 * move in slips between (event.c).
+		 */
+		pthread_rwlock_wrlock(&ctx->event_lock);
 		n = read(ctx->uffd, msgs, sizeof(msgs));
-		if (n <= 0)
-			continue;
-		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++)
-			if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
-				handle_fault(ctx, &msgs[i]);
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+				_pmv_event_handle(ctx, &msgs[i]);
+		pthread_rwlock_unlock(&ctx->event_lock);
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
+			if (msgs[i].event != UFFD_EVENT_PAGEFAULT || handle_fault(ctx, &msgs[i]))
+				continue;
+			if (ndeferred < PMV_MAX_DEFERRED)
+				deferred[ndeferred++] = msgs[i];
+			else	/* it faults again, once there is room */
+				_pmv_uffd_wake(ctx, msgs[i].arg.pagefault.address & ~(PMV_SIZE_4K - 1),
+					       PMV_SIZE_4K);
+		}
+		_pmv_regions_rdunlock(&ctx->regions_lock);
+		if (atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire) ||
+		    announced)
+			surgery(ctx, &announced, deferred, &ndeferred);
 	}
 	return NULL;
 }

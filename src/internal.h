@@ -67,6 +67,12 @@ enum {
 	PG_bind		= 1u << 9,	/* policy binds to pol_tier */
 	PG_parked	= 1u << 10,	/* moved to `park` to sample its next access */
 	PG_tracked	= 1u << 11,	/* heat is a measurement, not just "unknown" */
+	/*
+	 * Marks the fault thread leaves on a page someone else holds locked
+	 * (event.c); the holder settles them when it unlocks.
+	 */
+	PG_discard	= 1u << 12,	/* the program discarded pieces (ctx->discards) */
+	PG_gone		= 1u << 13,	/* its address was unmapped or moved away */
 };
 
 struct _pmv_region;
@@ -99,6 +105,7 @@ PMV_HIDDEN void _pmv_signals_hold(sigset_t *old);
 PMV_HIDDEN void _pmv_signals_release(const sigset_t *old);
 PMV_HIDDEN int _pmv_page_lock_timeout(struct _pmv_page *pg, unsigned usec);
 PMV_HIDDEN bool _pmv_page_wait_or_retry(struct _pmv_page *pg);
+/* Unlock; settles PG_discard / PG_gone first (_pmv_page_settle). */
 PMV_HIDDEN void _pmv_page_unlock(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN uintptr_t _pmv_page_addr(const struct _pmv_page *pg);
 PMV_HIDDEN size_t _pmv_page_size(const struct _pmv_page *pg);
@@ -149,6 +156,15 @@ PMV_HIDDEN void _pmv_regions_rdlock(struct _pmv_regions_lock *l, bool fault_thre
 PMV_HIDDEN void _pmv_regions_rdunlock(struct _pmv_regions_lock *l);
 PMV_HIDDEN void _pmv_regions_wrlock(struct _pmv_regions_lock *l);
 PMV_HIDDEN void _pmv_regions_wrunlock(struct _pmv_regions_lock *l);
+/*
+ * The fault thread's way in as a writer: it must never wait for readers
+ * (see above), so it announces itself (new readers other than itself then
+ * wait) and takes the lock only once no reader is left. False: try again
+ * later, still announced.
+ */
+PMV_HIDDEN bool _pmv_regions_trywrlock_fault(struct _pmv_regions_lock *l, bool *announced);
+/* Apply the queued region-table changes (event.c); regions_lock written. */
+PMV_HIDDEN void _pmv_regions_apply(pmv_ctx *ctx);
 
 struct _pmv_region {
 	uintptr_t start;
@@ -161,6 +177,9 @@ struct _pmv_region {
 };
 
 PMV_HIDDEN struct _pmv_region *_pmv_region_find(pmv_ctx *ctx, uintptr_t addr);
+/* The first region starting above addr, or NULL. */
+PMV_HIDDEN struct _pmv_region *_pmv_region_next(pmv_ctx *ctx, uintptr_t addr);
+/* NULL also for a page whose address is no longer managed (PG_gone). */
 PMV_HIDDEN struct _pmv_page *_pmv_addr_to_page(pmv_ctx *ctx, uintptr_t addr,
 					       struct _pmv_region **rp);
 PMV_HIDDEN void _pmv_regions_destroy(pmv_ctx *ctx);
@@ -280,6 +299,75 @@ PMV_HIDDEN int _pmv_uffd_copy(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
 PMV_HIDDEN int _pmv_uffd_zeropage(pmv_ctx *ctx, uintptr_t addr, size_t len);
 PMV_HIDDEN int _pmv_uffd_wake(pmv_ctx *ctx, uintptr_t addr, size_t len);
 
+/* ---- the program's own address-space changes (event.c) ---------------- */
+
+struct _pmv_discard {
+	struct _pmv_page *pg;
+	size_t off, len;
+};
+
+enum { PMV_SURGERY_UNMAP, PMV_SURGERY_REMAP };
+
+struct _pmv_zap_wait {
+	struct _pmv_page *pg;
+	size_t off, len;
+	uint64_t until;
+};
+
+struct _pmv_surgery {
+	int kind;
+	uintptr_t from, to;
+	size_t len;
+};
+
+/* The fault thread: apply one non-pagefault message (REMOVE, UNMAP, REMAP). */
+PMV_HIDDEN void _pmv_event_handle(pmv_ctx *ctx, const struct uffd_msg *msg);
+/*
+ * The program discarded all of a locked page, or unmapped it: it has no
+ * page now. A parked one dies in its slot; a present one is uncharged.
+ */
+PMV_HIDDEN void _pmv_page_forget(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * The fault thread, once per loop, with regions_lock read: release pages
+ * it holds until a discard's zap has run. True while some are still held
+ * (poll again soon).
+ */
+PMV_HIDDEN bool _pmv_event_poll(pmv_ctx *ctx);
+/* regions_lock written: release them all (no page may stay locked then). */
+PMV_HIDDEN void _pmv_event_release_holds(pmv_ctx *ctx);
+/* Settle the marks of a locked page (called by _pmv_page_unlock). */
+PMV_HIDDEN void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * Move pages in: slot[i] (a pool slot) to the address of pgs[i] (locked,
+ * its address empty), neighbours coalesced. Every move into a region
+ * address by a thread other than the fault thread goes through here, under
+ * event_lock, so it never puts back a page the program has discarded or
+ * into an address that has gone. res[i]: 0, or
+ *   -ECANCELED  not moved: discarded whole, or the address is unmapped;
+ *               the slot still holds the page;
+ *   other       the move failed (part[i] bytes of it went in).
+ * A destination that the program made read-only, PROT_NONE or mlocked
+ * meanwhile is filled with UFFDIO_COPY instead and the slot emptied, so
+ * that success always leaves the slot empty. A page moved by mremap goes
+ * to its new address.
+ */
+PMV_HIDDEN void _pmv_move_in(pmv_ctx *ctx, struct _pmv_page *const *pgs,
+			     const uintptr_t *slot, size_t n, unsigned flags,
+			     int *res, size_t *part);
+/* One page; *part (if given): bytes already in on entry, in on return. */
+PMV_HIDDEN int _pmv_move_in_one(pmv_ctx *ctx, struct _pmv_page *pg, void *slot,
+				unsigned flags, size_t *part);
+/* madvise(MADV_DONTNEED) of region memory by the library itself. */
+PMV_HIDDEN int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len);
+/* Queue a region-table change: 0, or -ENOMEM. */
+PMV_HIDDEN int _pmv_surgery_add(pmv_ctx *ctx, int kind, uintptr_t from, uintptr_t to,
+				size_t len);
+/* Where a queued mremap put addr, or 0 if it did not move (or is unmapped). */
+PMV_HIDDEN uintptr_t _pmv_event_moved_to(pmv_ctx *ctx, uintptr_t addr);
+/* Is addr inside the new range of a queued mremap? */
+PMV_HIDDEN bool _pmv_event_in_new_range(pmv_ctx *ctx, uintptr_t addr);
+PMV_HIDDEN bool _pmv_is_fault_thread(void);
+
 /* ---- fault handler (fault.c) ----------------------------------------- */
 
 PMV_HIDDEN int _pmv_fault_start(pmv_ctx *ctx);
@@ -395,6 +483,23 @@ struct pmv_ctx {
 	_Atomic pid_t copiers[PMV_MAX_COPIERS];
 
 	pmv_ctx *next_ctx;		/* global list for pthread_atfork */
+
+	/* the program's own address-space changes (event.c) */
+	pthread_rwlock_t event_lock;	/* write: reading events; read: a move in */
+	pthread_mutex_t discard_mu;	/* discards, self */
+	struct _pmv_discard *discards;
+	size_t ndiscards, cap_discards;
+#define PMV_MAX_SELF	64
+	struct { uintptr_t start; size_t len; } self[PMV_MAX_SELF];
+	pthread_mutex_t surgery_mu;	/* surgery */
+	struct _pmv_surgery *surgery;
+	size_t nsurgery, cap_surgery;
+	_Atomic size_t surgery_pending;
+	_Atomic uint64_t events_remove, events_unmap, events_remap, copied_in;
+#define PMV_MAX_ZAP_WAIT	64
+	/* pages the fault thread holds (read: regions_lock; write: it, or a writer) */
+	struct _pmv_zap_wait zap_wait[PMV_MAX_ZAP_WAIT];
+	size_t nzap_wait;
 
 	/* tiering (track.c, policy.c) */
 	uint64_t epoch_ns;		/* CLOCK_MONOTONIC at create */

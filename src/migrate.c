@@ -158,6 +158,23 @@ static void put_hole(pmv_ctx *ctx, struct mig *m)
 	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
 }
 
+/*
+ * The source page has left its address for good: give it back to the
+ * kernel, never to the pool. A reference from outside its mapping (a pipe
+ * after vmsplice, a get_user_pages() caller) does not stop UFFDIO_MOVE as
+ * it stops the kernel's own migration, and user space cannot see one; a
+ * pooled page would be overwritten with another page's data under it. The
+ * kernel frees the page when its last reference goes. A PMD-mapped hole
+ * is clean after MADV_DONTNEED; one a failed move touched is retired.
+ */
+static void free_source(pmv_ctx *ctx, struct mig *m)
+{
+	madvise(m->hole, m->size, MADV_DONTNEED);
+	if (!m->hole_suspect || m->ps != PMV_PS_2M)
+		_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
+}
+
 /* Undo an active entry whose source is still at its address. */
 static void release(pmv_ctx *ctx, struct mig *m, int err, bool wp_set)
 {
@@ -203,6 +220,34 @@ static void gone_outside(pmv_ctx *ctx, struct mig *m)
 }
 
 /*
+ * The program discarded the page, or unmapped its address, while it was
+ * out (event.c): neither the copy nor the source goes back. The copy's
+ * slot is a pool page again; the source page is given back to the kernel,
+ * not to the pool, since a reference from outside (a pipe) may still hold
+ * it.
+ */
+static void dropped(pmv_ctx *ctx, struct mig *m)
+{
+	uint32_t f = _pmv_page_flags(m->pg);
+
+	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
+	if (!m->zapped)
+		free_source(ctx, m);
+	__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
+	_pmv_page_clear(m->pg, PG_present | PG_isolated | PG_active | PG_referenced);
+	m->state = ENT_SKIP;
+	m->status = f & PG_gone ? -EFAULT : -ENOENT;
+	_pmv_count_fail(ctx, m->dst, m->status);
+	_pmv_page_unlock(ctx, m->pg);
+}
+
+/* Put the source back from its hole after a failure; see dropped(). */
+static int move_back(pmv_ctx *ctx, struct mig *m)
+{
+	return _pmv_move_in_one(ctx, m->pg, m->hole, PMV_MV_WAKE, NULL);
+}
+
+/*
  * Step "move in": the copy goes to the page's address. EBUSY or EAGAIN can
  * be transient (the slot's page is part of a large folio that the kernel
  * must split first, and a split fails while other references exist), so
@@ -218,9 +263,9 @@ static int move_in(pmv_ctx *ctx, struct mig *m)
 	int ret = 0;
 
 	for (int i = 0; i < 64; i++) {
-		ret = _pmv_uffd_move(ctx, m->addr + off, (uintptr_t)m->dst_slot + off,
-				     m->size - off, true, &done);
-		off += done;
+		done = off;
+		ret = _pmv_move_in_one(ctx, m->pg, m->dst_slot, PMV_MV_WAKE, &done);
+		off = done;
 		if (!ret)
 			return 0;
 		if (ret != -EBUSY && ret != -EAGAIN)
@@ -233,14 +278,15 @@ static int move_in(pmv_ctx *ctx, struct mig *m)
 
 		if (fresh) {
 			memcpy(fresh, m->dst_slot, m->size);
-			ret = _pmv_uffd_move(ctx, m->addr, (uintptr_t)fresh, m->size, true, &done);
+			done = 0;
+			ret = _pmv_move_in_one(ctx, m->pg, fresh, PMV_MV_WAKE, &done);
 			if (!ret) {
 				/* the old slot keeps its page, as a pool page */
 				_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
 				m->dst_slot = fresh;
 				return 0;
 			}
-			if (!done)
+			if (!done || ret == -ECANCELED)
 				_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, fresh, false);
 		}
 	}
@@ -281,6 +327,12 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 	if (_pmv_unpark(ctx, pg)) {
 		m->status = -EBUSY;
 		_pmv_count_fail(ctx, m->dst, -EBUSY);
+		goto unlock;
+	}
+	if (!(_pmv_page_flags(pg) & PG_present)) {
+		/* it was discarded while parked */
+		m->status = -ENOENT;
+		_pmv_count_fail(ctx, m->dst, -ENOENT);
 		goto unlock;
 	}
 	if ((f & PG_shared) && !(flags & PMV_MOVE_ALL)) {
@@ -374,7 +426,7 @@ static void reserve(pmv_ctx *ctx, struct mig **act, size_t n)
  */
 static int lost_partial(pmv_ctx *ctx, struct mig *m)
 {
-	if (madvise((void *)m->addr, m->size, MADV_DONTNEED))
+	if (_pmv_discard_self(ctx, m->addr, m->size))
 		return -EBUSY;
 	madvise(m->hole, m->size, MADV_DONTNEED);
 	put_hole(ctx, m);
@@ -406,7 +458,7 @@ static bool move_out_busy(pmv_ctx *ctx, struct mig *m, int flags)
 		 */
 		_pmv_uffd_wp(ctx, m->addr, m->size, PMV_WP_SET);
 		memcpy(m->dst_slot, (void *)m->addr, m->size);
-		if (madvise((void *)m->addr, m->size, MADV_DONTNEED)) {
+		if (_pmv_discard_self(ctx, m->addr, m->size)) {
 			release(ctx, m, -EBUSY, true);
 			return false;
 		}
@@ -504,9 +556,14 @@ static void complete(pmv_ctx *ctx, struct mig *m)
 		return;
 	}
 	__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
-	if (!m->zapped &&
-	    !_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
+	if (ret != -ECANCELED && !m->zapped)
+		ret = move_back(ctx, m);
+	if (!ret) {
 		release(ctx, m, -EFAULT, false);
+		return;
+	}
+	if (ret == -ECANCELED) {
+		dropped(ctx, m);
 		return;
 	}
 	gone_outside(ctx, m);
@@ -615,7 +672,8 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 	uintptr_t a[BATCH_PAGES], b[BATCH_PAGES];
 	struct _pmv_copy_req reqs[BATCH_PAGES];
 	struct mig *out[BATCH_PAGES];
-	int res[BATCH_PAGES];
+	struct _pmv_page *pgs[BATCH_PAGES];
+	int res[BATCH_PAGES], ret;
 	size_t part[BATCH_PAGES], nout = 0;
 
 	if (!n)
@@ -650,7 +708,13 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 
 		if (!reqs[i].status)
 			continue;
-		if (_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
+		ret = move_back(ctx, m);
+		if (ret == -ECANCELED) {
+			dropped(ctx, m);
+			out[i] = NULL;
+			continue;
+		}
+		if (ret) {
 			/*
 			 * Cannot happen (the address is ours and empty), but a
 			 * torn copy must never be mapped: redo it here.
@@ -671,20 +735,27 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 		/* published before the move-in wakes anyone */
 		__atomic_store_n(&out[i]->pg->tier, (int8_t)out[i]->dst, __ATOMIC_RELAXED);
 	}
-	_pmv_move_runs(ctx, a, b, n, PMV_SIZE_4K, PMV_MV_WAKE, res, part);
+	for (size_t i = 0; i < n; i++)
+		pgs[i] = out[i]->pg;
+	_pmv_move_in(ctx, pgs, b, n, PMV_MV_WAKE, res, part);
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = out[i];
 
-		if (res[i] && !part[i])
+		if (res[i] && res[i] != -ECANCELED && !part[i])
 			res[i] = move_in(ctx, m);	/* transient EBUSY: retry alone */
 		if (!res[i]) {
 			finish(ctx, m);
 			continue;
 		}
-		/* Only an outside munmap/mremap of managed memory gets here. */
 		__atomic_store_n(&m->pg->tier, (int8_t)m->src, __ATOMIC_RELAXED);
-		if (!_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
+		if (res[i] != -ECANCELED)
+			res[i] = move_back(ctx, m);
+		if (!res[i]) {
 			release(ctx, m, -EFAULT, false);
+			continue;
+		}
+		if (res[i] == -ECANCELED) {
+			dropped(ctx, m);
 			continue;
 		}
 		gone_outside(ctx, m);
@@ -717,7 +788,7 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		_pmv_copier_enter(ctx);
 		memcpy((char *)m->dst_slot + done, (char *)m->addr + done, m->size - done);
 		_pmv_copier_exit(ctx);
-		madvise((char *)m->addr + done, m->size - done, MADV_DONTNEED);
+		_pmv_discard_self(ctx, m->addr + done, m->size - done);
 		madvise(m->hole, m->size, MADV_DONTNEED);
 		put_hole(ctx, m);
 		_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
@@ -748,8 +819,13 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 	}
 	_pmv_copy_batch(ctx, &req, 1);
 	if (req.status) {
-		if (!_pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, m->size, true, NULL)) {
+		ret = move_back(ctx, m);
+		if (!ret) {
 			release(ctx, m, req.status, false);
+			return;
+		}
+		if (ret == -ECANCELED) {
+			dropped(ctx, m);
 			return;
 		}
 		memcpy(m->dst_slot, m->hole, m->size);	/* never map a torn copy */

@@ -102,10 +102,29 @@ size_t _pmv_page_size(const struct _pmv_page *pg)
 
 void _pmv_page_unlock(pmv_ctx *ctx, struct _pmv_page *pg)
 {
-	/* Release: publish tier/mapping changes before the lock is seen free. */
-	uint32_t old = atomic_fetch_and_explicit(&pg->flags,
-						 ~(PG_locked | PG_waiters),
-						 memory_order_acq_rel);
+	uint32_t old = atomic_load_explicit(&pg->flags, memory_order_relaxed);
+
+	/*
+	 * The fault thread marks a page it finds locked (PG_discard, PG_gone)
+	 * with an RMW and then leaves it to us: the marking RMW and this CAS
+	 * are ordered on one word, so either we see the mark and settle it
+	 * before letting go, or the fault thread sees the lock free and
+	 * settles it itself. Release: publish tier/mapping changes before the
+	 * lock is seen free.
+	 */
+	for (;;) {
+		if (old & (PG_discard | PG_gone)) {
+			_pmv_page_settle(ctx, pg);
+			old = atomic_load_explicit(&pg->flags, memory_order_relaxed);
+			if (old & PG_discard)
+				continue;
+		}
+		if (atomic_compare_exchange_weak_explicit(&pg->flags, &old,
+							  old & ~(PG_locked | PG_waiters),
+							  memory_order_acq_rel,
+							  memory_order_relaxed))
+			break;
+	}
 	if (old & PG_waiters)
 		_pmv_uffd_wake(ctx, _pmv_page_addr(pg), _pmv_page_size(pg));
 }
@@ -178,7 +197,9 @@ bool _pmv_isolate_lru_page(pmv_ctx *ctx, struct _pmv_page *pg)
 void _pmv_putback_lru_page(pmv_ctx *ctx, struct _pmv_page *pg)
 {
 	_pmv_page_clear(pg, PG_isolated);
-	_pmv_lru_add(ctx, pg);
+	/* a page the program discarded meanwhile has no tier to go back to */
+	if (_pmv_page_flags(pg) & PG_present)
+		_pmv_lru_add(ctx, pg);
 }
 
 /*

@@ -57,6 +57,24 @@ void _pmv_regions_wrlock(struct _pmv_regions_lock *l)
 	pthread_mutex_unlock(&l->mu);
 }
 
+bool _pmv_regions_trywrlock_fault(struct _pmv_regions_lock *l, bool *announced)
+{
+	bool got = false;
+
+	pthread_mutex_lock(&l->mu);
+	if (!*announced) {
+		l->writers_waiting++;
+		*announced = true;
+	}
+	if (!l->writer && !l->readers) {
+		l->writers_waiting--;
+		*announced = false;
+		l->writer = got = true;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return got;
+}
+
 void _pmv_regions_wrunlock(struct _pmv_regions_lock *l)
 {
 	pthread_mutex_lock(&l->mu);
@@ -84,14 +102,32 @@ struct _pmv_region *_pmv_region_find(pmv_ctx *ctx, uintptr_t addr)
 	return NULL;
 }
 
+struct _pmv_region *_pmv_region_next(pmv_ctx *ctx, uintptr_t addr)
+{
+	size_t lo = 0, hi = ctx->nregions;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (ctx->regions[mid]->start <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < ctx->nregions ? ctx->regions[lo] : NULL;
+}
+
 struct _pmv_page *_pmv_addr_to_page(pmv_ctx *ctx, uintptr_t addr,
 				    struct _pmv_region **rp)
 {
 	struct _pmv_region *r = _pmv_region_find(ctx, addr);
+	struct _pmv_page *pg = r ? &r->pages[(addr - r->start) >> r->shift] : NULL;
 
+	if (pg && (_pmv_page_flags(pg) & PG_gone))
+		pg = NULL, r = NULL;
 	if (rp)
 		*rp = r;
-	return r ? &r->pages[(addr - r->start) >> r->shift] : NULL;
+	return pg;
 }
 
 static int region_insert(pmv_ctx *ctx, struct _pmv_region *r)
@@ -108,7 +144,13 @@ static int region_insert(pmv_ctx *ctx, struct _pmv_region *r)
 		ctx->cap_regions = ncap;
 	}
 	for (i = ctx->nregions; i > 0 && ctx->regions[i - 1]->start > r->start; i--)
-		ctx->regions[i] = ctx->regions[i - 1];
+		;
+	/* never two regions on one address: lookups would find the wrong one */
+	if ((i > 0 && ctx->regions[i - 1]->start + ctx->regions[i - 1]->len > r->start) ||
+	    (i < ctx->nregions && r->start + r->len > ctx->regions[i]->start))
+		return -EEXIST;
+	memmove(&ctx->regions[i + 1], &ctx->regions[i],
+		(ctx->nregions - i) * sizeof(*ctx->regions));
 	ctx->regions[i] = r;
 	ctx->nregions++;
 	return 0;
@@ -123,6 +165,183 @@ static void region_remove(pmv_ctx *ctx, struct _pmv_region *r)
 	memmove(&ctx->regions[i], &ctx->regions[i + 1],
 		(ctx->nregions - i - 1) * sizeof(*ctx->regions));
 	ctx->nregions--;
+}
+
+/* ---- region-table surgery: the program's own munmap and mremap ------- */
+
+/*
+ * A new region for descriptors [first, first+n) of r, placed at start.
+ * The descriptors keep their state and their place on the LRU lists: the
+ * neighbours are re-pointed to the copies. Caller holds regions_lock for
+ * writing, so no page is locked and no list is walked meanwhile.
+ */
+static struct _pmv_region *region_clone(pmv_ctx *ctx, struct _pmv_region *r,
+					size_t first, size_t n, uintptr_t start)
+{
+	struct _pmv_page *old = r->pages + first;
+	struct _pmv_region *nr = calloc(1, sizeof(*nr));
+
+	if (!nr || !(nr->pages = malloc(n * sizeof(*nr->pages)))) {
+		free(nr);
+		return NULL;
+	}
+	nr->start = start;
+	nr->shift = r->shift;
+	nr->ps = r->ps;
+	nr->npages = n;
+	nr->len = n << r->shift;
+	nr->flags = r->flags;
+	memcpy(nr->pages, old, n * sizeof(*old));
+	for (size_t i = 0; i < n; i++) {
+		struct _pmv_page *pg = &nr->pages[i];
+		struct _pmv_tier *t;
+
+		pg->region = nr;
+		_pmv_page_clear(pg, PG_gone);
+		if (!(_pmv_page_flags(pg) & PG_lru))
+			continue;
+		t = &ctx->tiers[pg->tier];
+		pthread_mutex_lock(&t->lru_lock);
+#define RELOC(p) ((p) >= old && (p) < old + n ? nr->pages + ((p) - old) : (p))
+		pg->lru_prev = RELOC(pg->lru_prev);
+		pg->lru_next = RELOC(pg->lru_next);
+#undef RELOC
+		pg->lru_prev->lru_next = pg;
+		pg->lru_next->lru_prev = pg;
+		pthread_mutex_unlock(&t->lru_lock);
+	}
+	return nr;
+}
+
+static void region_free(struct _pmv_region *r)
+{
+	free(r->pages);
+	free(r);
+}
+
+/* A page whose address is no longer ours: uncharge it. */
+static void region_page_drop(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	if (!(_pmv_page_flags(pg) & PG_present))
+		return;
+	if (_pmv_page_flags(pg) & PG_parked)
+		_pmv_park_drop(ctx, pg);
+	_pmv_lru_del(ctx, pg);
+	_pmv_tier_uncharge(&ctx->tiers[pg->tier], pg->region->ps, 1);
+	_pmv_page_clear(pg, PG_present);
+}
+
+/*
+ * A piece that cannot enter the table (no memory, or the program mapped
+ * something managed over its new place): its pages stay mapped, with their
+ * data, as plain memory the library no longer tracks.
+ */
+static void region_abandon(pmv_ctx *ctx, struct _pmv_region *r)
+{
+	for (size_t i = 0; i < r->npages; i++) {
+		struct _pmv_page *pg = &r->pages[i];
+
+		/*
+		 * A parked page goes back to its address first, directly: this
+		 * runs with regions_lock written, so it may not take event_lock.
+		 */
+		if (_pmv_page_flags(pg) & PG_parked)
+			_pmv_uffd_move(ctx, _pmv_page_addr(pg), (uintptr_t)pg->park,
+				       _pmv_page_size(pg), PMV_MV_WAKE, NULL);
+		region_page_drop(ctx, pg);
+	}
+	region_free(r);
+}
+
+/*
+ * [s, e) of the region table left its place: unmapped (to == 0) or moved
+ * to `to` by mremap. Whole pages only: a huge page that the range cuts
+ * stays where it is, partly mapped, as after a partial discard.
+ */
+static void regions_cut(pmv_ctx *ctx, uintptr_t s, uintptr_t e, uintptr_t to)
+{
+	uintptr_t a = s;
+
+	while (a < e) {
+		struct _pmv_region *r = _pmv_region_find(ctx, a), *mid = NULL, *right = NULL;
+		size_t psz, first, last;
+
+		if (!r) {
+			r = _pmv_region_next(ctx, a);
+			if (!r || r->start >= e)
+				return;
+			a = r->start;
+			continue;
+		}
+		psz = (size_t)1 << r->shift;
+		first = (a - r->start + psz - 1) >> r->shift;
+		last = ((e < r->start + r->len ? e : r->start + r->len) - r->start) >> r->shift;
+		a = r->start + r->len;
+		if (first >= last)
+			continue;
+		if (to)
+			mid = region_clone(ctx, r, first, last - first,
+					   to + (r->start + (first << r->shift) - s));
+		if (last < r->npages)
+			right = region_clone(ctx, r, last, r->npages - last,
+					     r->start + (last << r->shift));
+		if ((to && !mid) || (last < r->npages && !right)) {
+			/* no memory: the pages stay PG_gone, which loses nothing */
+			if (mid)
+				region_free(mid);
+			if (right)
+				region_free(right);
+			continue;
+		}
+		for (size_t i = first; !to && i < last; i++)
+			region_page_drop(ctx, &r->pages[i]);	/* done by the event; for safety */
+		if (!first) {
+			region_remove(ctx, r);
+			region_free(r);
+		} else {
+			r->npages = first;
+			r->len = first << r->shift;
+		}
+		if (right && region_insert(ctx, right))
+			region_abandon(ctx, right);
+		if (mid && region_insert(ctx, mid))
+			region_abandon(ctx, mid);
+	}
+}
+
+void _pmv_regions_apply(pmv_ctx *ctx)
+{
+	struct _pmv_surgery *ops;
+	size_t n;
+
+	if (!atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire))
+		return;
+	pthread_mutex_lock(&ctx->surgery_mu);
+	ops = ctx->surgery;
+	n = ctx->nsurgery;
+	ctx->surgery = NULL;
+	ctx->nsurgery = ctx->cap_surgery = 0;
+	atomic_store_explicit(&ctx->surgery_pending, 0, memory_order_release);
+	pthread_mutex_unlock(&ctx->surgery_mu);
+	for (size_t i = 0; i < n; i++)
+		regions_cut(ctx, ops[i].from, ops[i].from + ops[i].len,
+			    ops[i].kind == PMV_SURGERY_REMAP ? ops[i].to : 0);
+	free(ops);
+}
+
+/*
+ * regions_lock for writing, with the table brought up to date. The
+ * program's munmap returns once the fault thread has read its event, which
+ * may be before the change is queued: event_lock, held by the fault thread
+ * from read() until the batch's events are applied, is the barrier.
+ */
+static void regions_wrlock(pmv_ctx *ctx)
+{
+	pthread_rwlock_rdlock(&ctx->event_lock);
+	pthread_rwlock_unlock(&ctx->event_lock);
+	_pmv_regions_wrlock(&ctx->regions_lock);
+	_pmv_event_release_holds(ctx);
+	_pmv_regions_apply(ctx);
 }
 
 static bool thp_enabled(void)
@@ -264,7 +483,7 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 			r->pages[i].flags = PG_bind;
 	}
 
-	_pmv_regions_wrlock(&ctx->regions_lock);
+	regions_wrlock(ctx);
 	ret = region_insert(ctx, r);
 	_pmv_regions_wrunlock(&ctx->regions_lock);
 	if (ret) {
@@ -298,52 +517,95 @@ out:
 
 PMV_API int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len)
 {
-	struct _pmv_region *r;
-	size_t n[PMV_MAX_TIERS][PMV_PS_NR] = { { 0 } };
+	uintptr_t start = (uintptr_t)addr, end;
+	struct _pmv_region *gone[64];
+	size_t ngone = 0, more;
 
 	PMV_CHECK_CTX(ctx);
 	if (!addr)
 		return _pmv_set_errmsg(-EINVAL, "pmv_munmap: NULL address");
+	if (len > UINTPTR_MAX - start)
+		return _pmv_set_errmsg(-EINVAL, "pmv_munmap: range wraps");
 	/*
 	 * Writing the lock waits for migrations and faults in flight, which
 	 * hold it for reading; after that nobody can reach the region.
 	 */
-	_pmv_regions_wrlock(&ctx->regions_lock);
-	r = _pmv_region_find(ctx, (uintptr_t)addr);
-	if (!r || r->start != (uintptr_t)addr ||
-	    ((len + (1UL << r->shift) - 1) & ~((1UL << r->shift) - 1)) != r->len) {
+	do {
+		size_t n[PMV_MAX_TIERS][PMV_PS_NR] = { { 0 } };
+		struct _pmv_region *r;
+		sigset_t sigs;
+
+		_pmv_signals_hold(&sigs);
+		regions_wrlock(ctx);
+		r = _pmv_region_find(ctx, start);
+		if (!r)
+			r = _pmv_region_next(ctx, start);
+		/*
+		 * One region, or the pieces the program's own munmap or
+		 * mremap left of one: every region the range meets, whole.
+		 */
+		end = r ? start + (((len + (1UL << r->shift) - 1) >> r->shift) << r->shift) : start;
+		ngone = 0;
+		more = 0;
+		for (; r && r->start < end; r = _pmv_region_next(ctx, r->start)) {
+			if (r->start < start || r->start + r->len > end) {
+				_pmv_regions_wrunlock(&ctx->regions_lock);
+				_pmv_signals_release(&sigs);
+				return _pmv_set_errmsg(-EINVAL,
+						       "pmv_munmap: %p+%zu is not exactly one managed region",
+						       addr, len);
+			}
+			if (ngone == 64) {
+				more = 1;
+				break;
+			}
+			gone[ngone++] = r;
+		}
+		if (!ngone) {
+			_pmv_regions_wrunlock(&ctx->regions_lock);
+			_pmv_signals_release(&sigs);
+			return _pmv_set_errmsg(-EINVAL,
+					       "pmv_munmap: %p+%zu is not exactly one managed region",
+					       addr, len);
+		}
+		for (size_t g = 0; g < ngone; g++) {
+			r = gone[g];
+			region_remove(ctx, r);
+			for (size_t i = 0; i < r->npages; i++) {
+				struct _pmv_page *pg = &r->pages[i];
+
+				if (!(_pmv_page_flags(pg) & PG_present))
+					continue;
+				if (_pmv_page_flags(pg) & PG_parked)
+					_pmv_park_drop(ctx, pg);
+				_pmv_lru_del(ctx, pg);
+				n[pg->tier][r->ps]++;
+			}
+		}
 		_pmv_regions_wrunlock(&ctx->regions_lock);
-		return _pmv_set_errmsg(-EINVAL,
-				       "pmv_munmap: %p+%zu is not exactly one managed region", addr, len);
-	}
-	region_remove(ctx, r);
-	for (size_t i = 0; i < r->npages; i++) {
-		struct _pmv_page *pg = &r->pages[i];
+		_pmv_signals_release(&sigs);
 
-		if (!(_pmv_page_flags(pg) & PG_present))
-			continue;
-		if (_pmv_page_flags(pg) & PG_parked)
-			_pmv_park_drop(ctx, pg);
-		_pmv_lru_del(ctx, pg);
-		n[pg->tier][r->ps]++;
-	}
-	_pmv_regions_wrunlock(&ctx->regions_lock);
-
-	_pmv_uffd_unregister(ctx, addr, r->len);
-	munmap(addr, r->len);
-	/* Threads still waiting in a fault here retry and see the unmap. */
-	_pmv_uffd_wake(ctx, r->start, r->len);
-	for (unsigned t = 0; t < ctx->ntiers; t++)
-		for (int ps = 0; ps < PMV_PS_NR; ps++)
-			if (n[t][ps])
-				_pmv_tier_uncharge(&ctx->tiers[t], ps, n[t][ps]);
-	free(r->pages);
-	free(r);
+		for (size_t g = 0; g < ngone; g++) {
+			r = gone[g];
+			/* only what is still ours: the gaps may be the program's now */
+			_pmv_uffd_unregister(ctx, (void *)r->start, r->len);
+			munmap((void *)r->start, r->len);
+			/* Threads still waiting in a fault here retry and see the unmap. */
+			_pmv_uffd_wake(ctx, r->start, r->len);
+			region_free(r);
+		}
+		for (unsigned t = 0; t < ctx->ntiers; t++)
+			for (int ps = 0; ps < PMV_PS_NR; ps++)
+				if (n[t][ps])
+					_pmv_tier_uncharge(&ctx->tiers[t], ps, n[t][ps]);
+	} while (more);
 	return 0;
 }
 
 void _pmv_regions_destroy(pmv_ctx *ctx)
 {
+	regions_wrlock(ctx);
+	_pmv_regions_wrunlock(&ctx->regions_lock);
 	while (ctx->nregions) {
 		struct _pmv_region *r = ctx->regions[ctx->nregions - 1];
 

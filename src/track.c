@@ -45,30 +45,41 @@ static uint32_t now_us32(pmv_ctx *ctx)
 }
 
 /*
- * Put a parked page back at its address. Normally one move. If that stops
- * (only a park that itself stopped half way leaves pieces on both sides),
- * move back piece by piece whatever the slot still holds.
+ * Put a parked page back at its address: normally one move (through the
+ * gate, so a page discarded or unmapped while parked stays out:
+ * -ECANCELED). If that stops (only a park that itself stopped half way
+ * leaves pieces on both sides), move back piece by piece whatever the
+ * slot still holds.
  */
-static int restore(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t size, bool wake)
+static int restore(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t slot, size_t size, bool wake)
 {
+	uintptr_t addr = _pmv_page_addr(pg);
 	size_t done = 0;
-	int ret = _pmv_uffd_move(ctx, addr, slot, size, wake, &done);
+	int ret = _pmv_move_in_one(ctx, pg, (void *)slot, wake ? PMV_MV_WAKE : 0, &done);
 
-	if (!ret)
-		return 0;
+	if (!ret || ret == -ECANCELED)
+		return ret;
 	ret = 0;
 	for (size_t off = done; off < size; off += PMV_SIZE_4K) {
 		int r;
 
 		if (!_pmv_page_mapped(ctx, slot + off))
 			continue;
-		r = _pmv_uffd_move(ctx, addr + off, slot + off, PMV_SIZE_4K, false, NULL);
+		r = _pmv_uffd_move(ctx, addr + off, slot + off, PMV_SIZE_4K, 0, NULL);
 		if (r && !ret)
 			ret = r;
 	}
 	if (wake)
 		_pmv_uffd_wake(ctx, addr, size);
 	return ret;
+}
+
+/* A park that stopped half way: its moved pieces go straight back. */
+static int restore_pieces(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t done)
+{
+	size_t moved = 0;
+
+	return _pmv_uffd_move(ctx, addr, slot, done, 0, &moved);
 }
 
 static void parked_account(pmv_ctx *ctx, struct _pmv_page *pg, int d)
@@ -94,7 +105,7 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 	 * shared with a child or pinned (EBUSY) or discarded (ENOENT).
 	 */
 	ret = _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, PMV_MV_POOL, &done);
-	if (ret && done && restore(ctx, addr, (uintptr_t)slot, done, false)) {
+	if (ret && done && restore_pieces(ctx, addr, (uintptr_t)slot, done)) {
 		/*
 		 * Part of it is out and will not go back now: keep it parked,
 		 * so the next access (or any unpark) puts those pieces back.
@@ -118,8 +129,13 @@ static int unpark(pmv_ctx *ctx, struct _pmv_page *pg, bool wake)
 {
 	int ps = pg->region->ps;
 	size_t size = _pmv_page_size(pg);
-	int ret = restore(ctx, _pmv_page_addr(pg), (uintptr_t)pg->park, size, wake);
+	int ret = restore(ctx, pg, (uintptr_t)pg->park, size, wake);
 
+	if (ret == -ECANCELED) {
+		/* discarded or unmapped while parked: it dies in its slot */
+		_pmv_page_forget(ctx, pg);
+		return 0;
+	}
 	if (ret) {
 		/*
 		 * Only an outside munmap/mremap of managed memory makes the

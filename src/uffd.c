@@ -41,6 +41,11 @@ void _pmv_uffd_fault_thread(void)
 	is_fault_thread = true;
 }
 
+bool _pmv_is_fault_thread(void)
+{
+	return is_fault_thread;
+}
+
 static int fd_for(pmv_ctx *ctx, unsigned flags)
 {
 	return flags & PMV_MV_POOL ? ctx->pool_uffd : ctx->uffd;

@@ -1,0 +1,559 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the program does to its own address space: userfaultfd's
+ * non-cooperative events, read by the fault thread.
+ *
+ *   UFFD_EVENT_REMOVE  madvise(MADV_DONTNEED / MADV_FREE) on managed memory;
+ *                      sent before the kernel zaps the range;
+ *   UFFD_EVENT_UNMAP   munmap(2), an mremap(2) shrink, mmap(MAP_FIXED) over
+ *                      it; sent after the range is gone;
+ *   UFFD_EVENT_REMAP   mremap(2) that moved it; sent after the move, the
+ *                      page tables (so the mapped pages) went along.
+ *
+ * The kernel completes an event, and lets the program's call go on, when
+ * the event is read, not when we have acted on it; until then every ioctl
+ * on ctx->uffd fails with EAGAIN. So the zap of a REMOVE may run at any
+ * time after our read(). The race that matters is a mover that holds a
+ * page out of its address (a migration, an exchange, a parked page) and
+ * moves it back in after the zap: the program would read its discarded
+ * data again. event_lock closes it. The fault thread holds it for writing
+ * from before read() until it has marked every page the batch's events
+ * touch; every move into a region address by another thread holds it for
+ * reading, and checks the marks first (_pmv_move_in). A move in is thus
+ * either wholly before the read (and the zap, after it, removes what it
+ * put there) or after the marks (and it does not put back a discarded
+ * page, nor into an address that is gone or has moved).
+ *
+ * Marks. A page the fault thread can lock is dealt with at once. A page
+ * someone else holds gets PG_discard (pieces recorded in ctx->discards) or
+ * PG_gone, and its holder settles it when it unlocks (_pmv_page_unlock).
+ * Region-table changes (UNMAP, REMAP) need regions_lock for writing, which
+ * the fault thread must never wait for (a copier holding it for reading may
+ * need the fault thread, see fault.c). They queue as ctx->surgery and run
+ * when no reader is left (_pmv_event_surgery); until then the dead pages
+ * are PG_gone, and faults at a moved range's new address wait.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+
+/* ---- discarded pieces of locked pages ---------------------------------- */
+
+static int record_discard(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
+{
+	struct _pmv_discard *d;
+
+	pthread_mutex_lock(&ctx->discard_mu);
+	if (ctx->ndiscards == ctx->cap_discards) {
+		size_t ncap = ctx->cap_discards ? 2 * ctx->cap_discards : 64;
+		void *nv = realloc(ctx->discards, ncap * sizeof(*ctx->discards));
+
+		if (!nv) {
+			pthread_mutex_unlock(&ctx->discard_mu);
+			return -ENOMEM;
+		}
+		ctx->discards = nv;
+		ctx->cap_discards = ncap;
+	}
+	d = &ctx->discards[ctx->ndiscards++];
+	d->pg = pg;
+	d->off = off;
+	d->len = len;
+	pthread_mutex_unlock(&ctx->discard_mu);
+	return 0;
+}
+
+/*
+ * Zero, in the copy at `data` of pg, every piece the program discarded;
+ * with `take`, also drop those records. Returns true if they cover all of
+ * the page. Caller holds the page lock.
+ */
+static bool apply_discards(pmv_ctx *ctx, struct _pmv_page *pg, void *data, bool take)
+{
+	size_t size = _pmv_page_size(pg), npieces = size / PMV_SIZE_4K, covered = 0;
+	uint64_t bits[PMV_SIZE_2M / PMV_SIZE_4K / 64] = { 0 };
+
+	pthread_mutex_lock(&ctx->discard_mu);
+	for (size_t i = 0; i < ctx->ndiscards;) {
+		struct _pmv_discard *d = &ctx->discards[i];
+
+		if (d->pg != pg) {
+			i++;
+			continue;
+		}
+		for (size_t p = d->off / PMV_SIZE_4K; p < (d->off + d->len) / PMV_SIZE_4K; p++)
+			bits[p / 64] |= 1ULL << (p % 64);
+		if (take)
+			*d = ctx->discards[--ctx->ndiscards];
+		else
+			i++;
+	}
+	pthread_mutex_unlock(&ctx->discard_mu);
+	for (size_t p = 0; p < npieces; p++) {
+		if (!(bits[p / 64] & (1ULL << (p % 64))))
+			continue;
+		covered++;
+		if (data)
+			memset((char *)data + p * PMV_SIZE_4K, 0, PMV_SIZE_4K);
+	}
+	return covered == npieces;
+}
+
+/*
+ * The program discarded all of a locked page: it has no page now. A parked
+ * page dies in its slot; a present one is uncharged (the zap, if it has not
+ * run yet, frees it; nothing can fault on it before).
+ */
+void _pmv_page_forget(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	uint32_t f = _pmv_page_flags(pg);
+	int ps = pg->region->ps;
+
+	if (!(f & PG_present))
+		return;
+	if (f & PG_parked)
+		_pmv_park_drop(ctx, pg);
+	_pmv_lru_del(ctx, pg);
+	_pmv_tier_uncharge(&ctx->tiers[pg->tier], ps, 1);
+	_pmv_page_clear(pg, PG_present | PG_active | PG_referenced | PG_isolated);
+}
+
+/* A discard of [off, off+len) of a page we hold locked. */
+static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
+{
+	uint32_t f = _pmv_page_flags(pg);
+
+	if (!(f & PG_present))
+		return;
+	if (off == 0 && len == _pmv_page_size(pg)) {
+		_pmv_page_forget(ctx, pg);
+	} else if (f & PG_parked) {
+		/* its address is empty: the zap misses it, so zero the slot */
+		memset((char *)pg->park + off, 0, len);
+	}
+	/*
+	 * Part of a mapped huge page: the zap splits it and frees the pieces;
+	 * the page stays charged whole, as the kernel keeps the THP until it
+	 * is split for good, and the fault path knows partly mapped pages.
+	 */
+}
+
+/*
+ * The fault thread keeps a page locked until the zap of a discard has
+ * run: the program's madvise goes on once the event is read, and a mover
+ * that took the page out before the zap would put the discarded pieces
+ * back (a whole page is forgotten instead, which movers see). Only pieces
+ * of mapped huge pages wait; a mover finds them locked and retries.
+ */
+#define ZAP_WAIT_NS	1000000000UL	/* a madvise that never zaps (its VMA changed) */
+
+static bool zap_hold(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
+{
+	if (ctx->nzap_wait == PMV_MAX_ZAP_WAIT)
+		return false;
+	ctx->zap_wait[ctx->nzap_wait++] = (struct _pmv_zap_wait){
+		.pg = pg, .off = off, .len = len, .until = _pmv_now_ns() + ZAP_WAIT_NS };
+	return true;
+}
+
+void _pmv_event_release_holds(pmv_ctx *ctx)
+{
+	while (ctx->nzap_wait)
+		_pmv_page_unlock(ctx, ctx->zap_wait[--ctx->nzap_wait].pg);
+}
+
+bool _pmv_event_poll(pmv_ctx *ctx)
+{
+	uint64_t now = ctx->nzap_wait ? _pmv_now_ns() : 0;
+
+	for (size_t i = 0; i < ctx->nzap_wait;) {
+		struct _pmv_zap_wait *z = &ctx->zap_wait[i];
+		uintptr_t a = _pmv_page_addr(z->pg) + z->off;
+
+		if (_pmv_pages_mapped(ctx, a, z->len) && now < z->until) {
+			i++;
+			continue;
+		}
+		_pmv_page_unlock(ctx, z->pg);
+		*z = ctx->zap_wait[--ctx->nzap_wait];
+	}
+	return ctx->nzap_wait;
+}
+
+void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	uint32_t f = _pmv_page_flags(pg);
+
+	if (f & PG_discard) {
+		bool parked = f & PG_parked;
+		bool all = apply_discards(ctx, pg, parked ? pg->park : NULL, true);
+
+		_pmv_page_clear(pg, PG_discard);
+		if (all)
+			_pmv_page_forget(ctx, pg);
+	}
+	if (f & PG_gone) {
+		/* unmapped, or moved away: surgery owns what is left of it */
+		if (!_pmv_event_moved_to(ctx, _pmv_page_addr(pg)))
+			_pmv_page_forget(ctx, pg);
+	}
+}
+
+/* ---- the gate of every move into a region address ---------------------- */
+
+/*
+ * Where pg's page must go in, or 0 if it must not: discarded whole, or its
+ * address unmapped. Pieces discarded in part are zeroed in `slot` first.
+ * Caller holds event_lock for reading (or is the fault thread) and pg's lock.
+ */
+static uintptr_t gate(pmv_ctx *ctx, struct _pmv_page *pg, void *slot)
+{
+	uint32_t f = _pmv_page_flags(pg);
+	uintptr_t addr = _pmv_page_addr(pg);
+
+	if (f & PG_gone) {
+		addr = _pmv_event_moved_to(ctx, addr);
+		if (!addr)
+			return 0;
+	}
+	if ((f & PG_discard) && apply_discards(ctx, pg, slot, false))
+		return 0;
+	return addr;
+}
+
+/*
+ * A move in that UFFDIO_MOVE refuses with EINVAL: the program made the
+ * range read-only, PROT_NONE or mlocked after we moved the page out, and
+ * UFFDIO_MOVE only moves between writable VMAs alike in protection and
+ * VM_LOCKED. UFFDIO_COPY honours the destination VMA as it is; the slot is
+ * then emptied, so the caller sees what a move leaves.
+ */
+static int copy_in(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t len,
+		   unsigned flags, size_t *done)
+{
+	int ret = _pmv_uffd_copy(ctx, addr, slot, len, flags, done);
+
+	if (*done)
+		madvise((void *)slot, *done, MADV_DONTNEED);
+	if (!ret)
+		_pmv_stat_add(&ctx->copied_in, 1);
+	return ret;
+}
+
+static void event_rdlock(pmv_ctx *ctx, bool fault_thread)
+{
+	if (!fault_thread)
+		pthread_rwlock_rdlock(&ctx->event_lock);
+}
+
+static void event_rdunlock(pmv_ctx *ctx, bool fault_thread)
+{
+	if (!fault_thread)
+		pthread_rwlock_unlock(&ctx->event_lock);
+}
+
+/* _pmv_move_in, with the first off bytes of the first page already in */
+static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintptr_t *slot,
+			 size_t n, unsigned flags, int *res, size_t *part, size_t off)
+{
+	bool ft = _pmv_is_fault_thread();
+	size_t i = 0;
+
+	flags |= PMV_MV_ONCE;	/* never wait for an event while holding event_lock */
+	while (i < n) {
+		size_t psz = _pmv_page_size(pgs[i]), k = 1, done = 0, total, ndone;
+		uintptr_t dst;
+		int ret;
+
+		event_rdlock(ctx, ft);
+		dst = gate(ctx, pgs[i], (void *)slot[i]);
+		if (!dst) {
+			event_rdunlock(ctx, ft);
+			res[i] = -ECANCELED;
+			part[i++] = off;
+			off = 0;
+			continue;
+		}
+		/* a run of neighbours on both sides, none of them marked */
+		while (!off && i + k < n && _pmv_page_size(pgs[i + k]) == psz &&
+		       !(_pmv_page_flags(pgs[i + k]) & (PG_discard | PG_gone)) &&
+		       _pmv_page_addr(pgs[i + k]) == dst + k * psz &&
+		       slot[i + k] == slot[i] + k * psz)
+			k++;
+		ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, k * psz - off, flags, &done);
+		if (ret == -EINVAL && !done && k > 1) {
+			/* a run may cross into a VMA the program changed: head alone */
+			k = 1;
+			ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, psz - off, flags, &done);
+		}
+		total = off + done;
+		if (ret == -EINVAL) {
+			size_t f = total / psz, o = total % psz, cdone = 0;
+
+			ret = copy_in(ctx, dst + f * psz + o, slot[i + f] + o, psz - o, flags, &cdone);
+			total += cdone;
+			if (!ret)
+				k = f + 1;	/* the run ends with the page copied */
+		}
+		event_rdunlock(ctx, ft);
+		for (ndone = total / psz; ndone; ndone--) {
+			res[i] = 0;
+			part[i++] = 0;
+		}
+		off = total % psz;
+		if (!ret)
+			continue;
+		if (ret == -EAGAIN && !ft) {
+			/* an event is unread: let the fault thread read it, then see */
+			sched_yield();
+			continue;
+		}
+		res[i] = ret;
+		part[i++] = off;
+		off = 0;
+	}
+}
+
+void _pmv_move_in(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintptr_t *slot,
+		  size_t n, unsigned flags, int *res, size_t *part)
+{
+	move_in_from(ctx, pgs, slot, n, flags, res, part, 0);
+}
+
+int _pmv_move_in_one(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, unsigned flags,
+		     size_t *part)
+{
+	uintptr_t s = (uintptr_t)slot;
+	size_t p = 0, off = part ? *part : 0;
+	int res = 0;
+
+	if (off < _pmv_page_size(pg))
+		move_in_from(ctx, &pg, &s, 1, flags, &res, &p, off);
+	if (part)
+		*part = res ? p : _pmv_page_size(pg);
+	return res;
+}
+
+/* ---- our own discards of region memory --------------------------------- */
+
+int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len)
+{
+	int ret, slot = -1;
+
+	/*
+	 * The library drops region memory it has copied (un-sharing, a page
+	 * split between its address and its hole). Its REMOVE event must not
+	 * read as the program's, or the copy would be thrown away as
+	 * discarded: say which range is ours before the madvise, which waits
+	 * until the fault thread has read the event.
+	 */
+	pthread_mutex_lock(&ctx->discard_mu);
+	for (int i = 0; i < PMV_MAX_SELF; i++)
+		if (!ctx->self[i].len) {
+			ctx->self[i].start = addr;
+			ctx->self[i].len = len;
+			slot = i;
+			break;
+		}
+	pthread_mutex_unlock(&ctx->discard_mu);
+	if (slot < 0)
+		return -EBUSY;
+	ret = madvise((void *)addr, len, MADV_DONTNEED) ? -errno : 0;
+	/*
+	 * madvise returned once the event was read, maybe before the fault
+	 * thread looked at it: it holds event_lock until it has.
+	 */
+	pthread_rwlock_rdlock(&ctx->event_lock);
+	pthread_rwlock_unlock(&ctx->event_lock);
+	pthread_mutex_lock(&ctx->discard_mu);
+	ctx->self[slot].len = 0;
+	pthread_mutex_unlock(&ctx->discard_mu);
+	return ret;
+}
+
+static bool is_self(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
+{
+	bool self = false;
+
+	pthread_mutex_lock(&ctx->discard_mu);
+	for (int i = 0; i < PMV_MAX_SELF && !self; i++)
+		self = ctx->self[i].len && start >= ctx->self[i].start &&
+		       end <= ctx->self[i].start + ctx->self[i].len;
+	pthread_mutex_unlock(&ctx->discard_mu);
+	return self;
+}
+
+/* ---- region-table changes waiting for regions_lock --------------------- */
+
+int _pmv_surgery_add(pmv_ctx *ctx, int kind, uintptr_t from, uintptr_t to, size_t len)
+{
+	pthread_mutex_lock(&ctx->surgery_mu);
+	if (ctx->nsurgery == ctx->cap_surgery) {
+		size_t ncap = ctx->cap_surgery ? 2 * ctx->cap_surgery : 16;
+		void *nv = realloc(ctx->surgery, ncap * sizeof(*ctx->surgery));
+
+		if (!nv) {
+			pthread_mutex_unlock(&ctx->surgery_mu);
+			return -ENOMEM;
+		}
+		ctx->surgery = nv;
+		ctx->cap_surgery = ncap;
+	}
+	ctx->surgery[ctx->nsurgery++] = (struct _pmv_surgery){
+		.kind = kind, .from = from, .to = to, .len = len };
+	atomic_store_explicit(&ctx->surgery_pending, ctx->nsurgery, memory_order_release);
+	pthread_mutex_unlock(&ctx->surgery_mu);
+	return 0;
+}
+
+/* Follow addr through the queued changes, in order: 0 once it is unmapped. */
+uintptr_t _pmv_event_moved_to(pmv_ctx *ctx, uintptr_t addr)
+{
+	uintptr_t a = addr;
+
+	if (!atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire))
+		return 0;
+	pthread_mutex_lock(&ctx->surgery_mu);
+	for (size_t i = 0; i < ctx->nsurgery && a; i++) {
+		struct _pmv_surgery *s = &ctx->surgery[i];
+
+		if (a < s->from || a >= s->from + s->len)
+			continue;
+		a = s->kind == PMV_SURGERY_REMAP ? s->to + (a - s->from) : 0;
+	}
+	pthread_mutex_unlock(&ctx->surgery_mu);
+	return a == addr ? 0 : a;
+}
+
+bool _pmv_event_in_new_range(pmv_ctx *ctx, uintptr_t addr)
+{
+	bool in = false;
+
+	if (!atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire))
+		return false;
+	pthread_mutex_lock(&ctx->surgery_mu);
+	for (size_t i = 0; i < ctx->nsurgery && !in; i++)
+		in = ctx->surgery[i].kind == PMV_SURGERY_REMAP &&
+		     addr >= ctx->surgery[i].to && addr < ctx->surgery[i].to + ctx->surgery[i].len;
+	pthread_mutex_unlock(&ctx->surgery_mu);
+	return in;
+}
+
+/* ---- the events -------------------------------------------------------- */
+
+/*
+ * Apply fn to every page of [start, end) we know: locked by us if we can,
+ * else marked `mark` for its holder. The fault thread holds regions_lock
+ * for reading, so no region goes away meanwhile.
+ */
+static void for_each_page(pmv_ctx *ctx, uintptr_t start, uintptr_t end, uint32_t mark,
+			  bool (*fn)(pmv_ctx *, struct _pmv_page *, size_t, size_t))
+{
+	for (uintptr_t a = start; a < end;) {
+		struct _pmv_region *r = _pmv_region_find(ctx, a);
+
+		if (!r) {
+			struct _pmv_region *next = _pmv_region_next(ctx, a);
+
+			if (!next || next->start >= end)
+				return;
+			a = next->start;
+			continue;
+		}
+		for (; a < end && a < r->start + r->len;) {
+			struct _pmv_page *pg = &r->pages[(a - r->start) >> r->shift];
+			uintptr_t pa = _pmv_page_addr(pg), pe = pa + _pmv_page_size(pg);
+			size_t off = a - pa, len = (end < pe ? end : pe) - a;
+
+			for (;;) {
+				uint32_t old;
+
+				if (_pmv_page_trylock(pg)) {
+					if (!fn(ctx, pg, off, len))
+						_pmv_page_unlock(ctx, pg);
+					break;
+				}
+				/*
+				 * Record before marking: the holder reads the
+				 * records once it sees the mark.
+				 */
+				if (mark == PG_discard && record_discard(ctx, pg, off, len))
+					break;	/* no memory: the zap still does its part */
+				old = atomic_fetch_or_explicit(&pg->flags, mark, memory_order_acq_rel);
+				if (old & PG_locked)
+					break;	/* the holder settles it on unlock */
+				/* it was unlocked just now: take it and do it here */
+				if (mark == PG_discard)
+					apply_discards(ctx, pg, NULL, true);
+				_pmv_page_clear(pg, mark);
+			}
+			a = pe;
+		}
+	}
+}
+
+/* Returns true if it keeps the page locked (zap_hold). */
+static bool remove_fn(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
+{
+	uint32_t f = _pmv_page_flags(pg);
+
+	discard_locked(ctx, pg, off, len);
+	return (f & (PG_present | PG_parked)) == PG_present && len < _pmv_page_size(pg) &&
+	       _pmv_pages_mapped(ctx, _pmv_page_addr(pg) + off, len) &&
+	       zap_hold(ctx, pg, off, len);
+}
+
+static bool gone_fn(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
+{
+	(void)off;
+	(void)len;
+	_pmv_page_set(pg, PG_gone);
+	if (!_pmv_event_moved_to(ctx, _pmv_page_addr(pg)))
+		_pmv_page_forget(ctx, pg);
+	return false;
+}
+
+static void on_remove(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
+{
+	if (is_self(ctx, start, end))
+		return;
+	_pmv_stat_add(&ctx->events_remove, 1);
+	for_each_page(ctx, start, end, PG_discard, remove_fn);
+}
+
+static void on_unmap(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
+{
+	_pmv_stat_add(&ctx->events_unmap, 1);
+	if (_pmv_surgery_add(ctx, PMV_SURGERY_UNMAP, start, 0, end - start))
+		return;
+	for_each_page(ctx, start, end, PG_gone, gone_fn);
+}
+
+static void on_remap(pmv_ctx *ctx, uintptr_t from, uintptr_t to, size_t len)
+{
+	_pmv_stat_add(&ctx->events_remap, 1);
+	if (_pmv_surgery_add(ctx, PMV_SURGERY_REMAP, from, to, len))
+		return;
+	/* the pages went along: keep them, surgery gives them new descriptors */
+	for_each_page(ctx, from, from + len, PG_gone, gone_fn);
+}
+
+void _pmv_event_handle(pmv_ctx *ctx, const struct uffd_msg *msg)
+{
+	switch (msg->event) {
+	case UFFD_EVENT_REMOVE:
+		on_remove(ctx, msg->arg.remove.start, msg->arg.remove.end);
+		break;
+	case UFFD_EVENT_UNMAP:
+		on_unmap(ctx, msg->arg.remove.start, msg->arg.remove.end);
+		break;
+	case UFFD_EVENT_REMAP:
+		on_remap(ctx, msg->arg.remap.from, msg->arg.remap.to, msg->arg.remap.len);
+		break;
+	default:
+		break;
+	}
+}
