@@ -145,8 +145,6 @@ static void atfork_prepare(void)
 	pthread_mutex_lock(&ctx_list_lock);
 	for (pmv_ctx *c = ctx_list; c; c = c->next_ctx) {
 		pthread_rwlock_wrlock(&c->fork_lock);
-		/* Read by migrations under fork_lock, which orders it. */
-		c->forked = true;
 		/*
 		 * A parked page's address is empty, and the child gets no
 		 * fault handler: it would read zeros. Sampling parks only
@@ -244,10 +242,6 @@ PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 	ret = _pmv_tiers_init(ctx, cfg);
 	if (ret)
 		goto fail;
-	for (unsigned i = 1; i < ctx->ntiers; i++)
-		if (ctx->tiers[i].node >= 0 && ctx->tiers[0].node >= 0 &&
-		    ctx->tiers[i].node != ctx->tiers[0].node)
-			ctx->multi_node = true;
 	ret = _pmv_uffd_open(ctx, cfg->flags & PMV_CTX_USER_MODE_ONLY);
 	if (ret)
 		goto fail;

@@ -470,8 +470,6 @@ struct pmv_ctx {
 	unsigned inject_copy_fail;	/* tests: fail every N-th copy */
 	_Atomic unsigned inject_count;
 	bool thp_ok;			/* THP usable for PMV_HUGE regions */
-	bool multi_node;		/* tiers bound to two or more nodes */
-	bool forked;			/* set by fork: COW may have misplaced pages */
 
 	pthread_rwlock_t fork_lock;
 	struct _pmv_regions_lock regions_lock;

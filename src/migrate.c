@@ -211,7 +211,7 @@ static void gone_outside(pmv_ctx *ctx, struct mig *m)
 {
 	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
 	if (!m->zapped)
-		_pmv_pool_put_page(&ctx->tiers[m->src], m->ps, m->hole, false);
+		free_source(ctx, m);
 	_pmv_page_clear(m->pg, PG_present | PG_isolated);
 	m->state = ENT_SKIP;
 	m->status = -EFAULT;
@@ -477,45 +477,13 @@ static bool move_out_busy(pmv_ctx *ctx, struct mig *m, int flags)
 	return false;
 }
 
-/*
- * Is the source page, now in its hole, not wholly on its tier's node?
- * After fork, a parent write that breaks COW gets its new page (a 4 KB
- * piece, for a THP) from the region's policy, the preferred tier's node,
- * whatever the page's tier: kept as a pool page, it would put later
- * migrations into that tier on the wrong node, and a split 2 MB one would
- * map 512 small pages. One move_pages(2) query, only after a fork.
- */
-static bool misplaced(pmv_ctx *ctx, struct mig *m)
-{
-	int node = ctx->tiers[m->src].node, st[PMV_SIZE_2M / PMV_SIZE_4K];
-	void *pieces[PMV_SIZE_2M / PMV_SIZE_4K];
-	size_t n = m->size / PMV_SIZE_4K;
-
-	if (!ctx->forked || !ctx->multi_node || node < 0)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		pieces[i] = (char *)m->hole + i * PMV_SIZE_4K;
-	if (move_pages(0, n, pieces, NULL, st, 0))
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (st[i] != node)
-			return true;
-	return false;
-}
-
 /* Step 7: account, put back on the target's LRU, verify, unlock. */
 static void finish(pmv_ctx *ctx, struct mig *m)
 {
 	struct _pmv_page *pg = m->pg;
 
-	if (!m->zapped && misplaced(ctx, m)) {
-		/* the data is in the copy: free the page, clean the slot */
-		m->hole_suspect = true;
-		put_hole(ctx, m);
-		_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
-	} else if (!m->zapped) {
-		_pmv_pool_put_page(&ctx->tiers[m->src], m->ps, m->hole, false);
-	}
+	if (!m->zapped)
+		free_source(ctx, m);
 	/* the copy's slot is empty now: a hole of its tier again, not lost VA */
 	_pmv_pool_put_hole(&ctx->tiers[m->dst], m->ps, m->dst_slot);
 	__atomic_store_n(&pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
