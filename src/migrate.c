@@ -842,8 +842,16 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 				/*
 				 * Write-fault the page (unlocked now, so our fault
 				 * thread can serve it) to make it exclusive again.
-				 * The data is not touched.
+				 * The data is not touched. That cannot mend a huge
+				 * page split into PTEs by a COW of its first 4 KB:
+				 * UFFDIO_MOVE asks the folio's head page, which no
+				 * one maps any more, so no fault can mark it
+				 * exclusive. MADV_COLLAPSE copies such a page into
+				 * a new THP of ours (a no-op on a PMD-mapped one).
+				 * fork_lock is held: no child came since the check.
 				 */
+				if (ms[i].ps == PMV_PS_2M)
+					madvise((void *)ms[i].addr, ms[i].size, MADV_COLLAPSE);
 				madvise((void *)ms[i].addr, ms[i].size, MADV_POPULATE_WRITE);
 				retry = true;
 			}
