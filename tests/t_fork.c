@@ -358,15 +358,6 @@ static void part_bc(void)
 	       "child exited\n", A.n, W.n, Wh.n, C.n);
 }
 
-/* A failed check inside a sub-test: say it and count it, go on. */
-#define T_CHECK(bad, cond, ...)						\
-	do {								\
-		if (!(cond)) {						\
-			T_REPORT(#cond, __VA_ARGS__);			\
-			(bad)++;					\
-		}							\
-	} while (0)
-
 /* Where page i of (d) gets its word: in its first 4 KB, or in its middle. */
 static size_t word_at(size_t i, size_t psz)
 {
