@@ -209,8 +209,10 @@ int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 
 /*
  * Switch the copy engine at run time (enum pmv_copy_engine). Batches in
- * flight finish with the engine they started with. -EINVAL for an unknown
- * engine; an engine needing copy threads when there are none: -ENODEV.
+ * flight finish with the engine they started with. The copy threads of
+ * parallel, offload and auto are started here if the context has none yet.
+ * -EINVAL for an unknown engine; -ENODEV for parallel or offload when no
+ * copy thread can start.
  * Threads: any.
  */
 int pmv_set_copy_engine(pmv_ctx *ctx, int engine);
