@@ -4,6 +4,7 @@
  * page contents checked byte for byte wherever a page moves.
  */
 #include <dirent.h>
+#include <limits.h>
 
 #include "harness.h"
 
@@ -67,6 +68,20 @@ static void test_version(void)
 	T_ASSERT(strlen(pmv_strerror(-EBUSY)) > 3, "strerror");
 	T_ASSERT(strcmp(pmv_strerror(-EACCES), pmv_strerror(-ENOMEM)), "distinct texts");
 	T_ASSERT(strlen(pmv_strerror(-12345)) > 0, "unknown errno still has text");
+}
+
+/* Codes with no negation: built with SAN=1, UBSan checks there is none. */
+static int strerror_takes_any_int(void)
+{
+	static const int codes[] = { INT_MIN, INT_MIN + 1, -4096, -1 };
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		const char *s = pmv_strerror(codes[i]);
+
+		T_CHECK(bad, s && *s, "pmv_strerror(%d): no text", codes[i]);
+	}
+	return bad;
 }
 
 static void test_mmap_munmap(pmv_ctx *ctx)
@@ -425,6 +440,8 @@ int main(void)
 
 	test_create();
 	test_version();
+	if (strerror_takes_any_int())
+		return T_EXIT_FAIL;
 	ctx = t_ctx(2, NULL, 0);
 	test_mmap_munmap(ctx);
 	test_move_pages(ctx);
