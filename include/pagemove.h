@@ -343,8 +343,9 @@ int pmv_version_minor(void);
 const char *pmv_version(void);
 
 /*
- * Text for a negative errno or status code above; a status >= 0 (a tier)
- * is "success". Thread-safe (unknown codes fall back to strerror(3)).
+ * Text for a negative errno or status code above; any value >= 0 (a tier)
+ * is "success", so negate an errno value first. Thread-safe (unknown codes
+ * fall back to strerror(3)).
  */
 const char *pmv_strerror(int err);
 

@@ -84,6 +84,19 @@ static int strerror_takes_any_int(void)
 	return bad;
 }
 
+/* A status >= 0 is a tier, never a positive errno: tier 1 is not EPERM. */
+static int strerror_reads_tiers_as_success(void)
+{
+	static const int tiers[] = { 0, 1, EPERM, EBUSY, PMV_MAX_TIERS - 1, INT_MAX };
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++)
+		T_CHECK(bad, !strcmp(pmv_strerror(tiers[i]), "success"),
+			"pmv_strerror(%d) = '%s'", tiers[i], pmv_strerror(tiers[i]));
+	T_CHECK(bad, strcmp(pmv_strerror(-EPERM), "success"), "-EPERM reads as success");
+	return bad;
+}
+
 static void test_mmap_munmap(pmv_ctx *ctx)
 {
 	char stackvar[64];
@@ -440,7 +453,7 @@ int main(void)
 
 	test_create();
 	test_version();
-	if (strerror_takes_any_int())
+	if (strerror_takes_any_int() + strerror_reads_tiers_as_success())
 		return T_EXIT_FAIL;
 	ctx = t_ctx(2, NULL, 0);
 	test_mmap_munmap(ctx);
