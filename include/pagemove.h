@@ -181,10 +181,13 @@ int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len);
  *   -EIO    the copy failed (the page stayed, intact), or, with
  *           PMV_CTX_VERIFY, the page moved but is not on its tier's node
  * In a PMV_HUGE region any address inside a 2 MB page names the whole page,
- * which moves whole. Returns 0 if every page moved (or, for a query, was
- * found), else the number that did not, or a negative errno for an invalid
- * call: -EINVAL (NULL arrays with count > 0, unknown flags), -E2BIG (count
- * over INT32_MAX), -ECHILD (in a fork child).
+ * which moves whole. Entries run in order, as in move_pages(2): a page named
+ * more than once ends where its last entry sends it, and each entry's
+ * status is the page's tier after that entry (or why that entry failed).
+ * Returns 0 if every entry moved its page (or, for a query, found it),
+ * else the number that did not, or a negative errno for an invalid call:
+ * -EINVAL (NULL arrays with count > 0, unknown flags), -E2BIG (count over
+ * INT32_MAX), -ECHILD (in a fork child).
  * Threads: any.
  */
 int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
@@ -209,8 +212,10 @@ int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 
 /*
  * Switch the copy engine at run time (enum pmv_copy_engine). Batches in
- * flight finish with the engine they started with. -EINVAL for an unknown
- * engine; an engine needing copy threads when there are none: -ENODEV.
+ * flight finish with the engine they started with. The copy threads of
+ * parallel, offload and auto are started here if the context has none yet.
+ * -EINVAL for an unknown engine; -ENODEV for parallel or offload when no
+ * copy thread can start.
  * Threads: any.
  */
 int pmv_set_copy_engine(pmv_ctx *ctx, int engine);
@@ -341,8 +346,9 @@ int pmv_version_minor(void);
 const char *pmv_version(void);
 
 /*
- * Text for a negative errno or status code above; a status >= 0 (a tier)
- * is "success". Thread-safe (unknown codes fall back to strerror(3)).
+ * Text for a negative errno or status code above; any value >= 0 (a tier)
+ * is "success", so negate an errno value first. Thread-safe (unknown codes
+ * fall back to strerror(3)).
  */
 const char *pmv_strerror(int err);
 

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <numaif.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +39,8 @@ PMV_API const char *pmv_strerror(int err)
 {
 	if (err >= 0)
 		return "success";	/* a status >= 0 is a tier */
+	if (err == INT_MIN)
+		return "unknown error";	/* it has no negation */
 	switch (-err) {
 	case EFAULT: return "not in a managed region";
 	case ENOENT: return "page never touched";

@@ -43,7 +43,6 @@ struct mig {
 	bool zapped, retry_reuse, deferred;
 	bool hole_suspect;	/* a move into the hole failed: clean it first */
 	int state;
-	int alias;		/* index of an earlier entry for the same page */
 	int status;
 };
 
@@ -814,17 +813,8 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 	struct mig *act[BATCH_PAGES], *small[BATCH_PAGES];
 	size_t nact = 0, nsmall = 0;
 
-	/* 1: lock, check, isolate. A page named twice is done once. */
+	/* 1: lock, check, isolate. No page is named twice (_pmv_move_list). */
 	for (size_t i = 0; i < n; i++) {
-		ms[i].alias = -1;
-		for (size_t j = 0; j < i; j++) {
-			if (ms[j].pg == ms[i].pg && ms[j].alias < 0) {
-				ms[i].alias = j;
-				break;
-			}
-		}
-		if (ms[i].alias >= 0)
-			continue;
 		prepare(ctx, &ms[i], flags);
 		if (ms[i].state == ENT_ACTIVE)
 			act[nact++] = &ms[i];
@@ -847,9 +837,29 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 		else if (m->ps == PMV_PS_2M)
 			migrate_unmap_one(ctx, m, flags);
 	}
-	for (size_t i = 0; i < n; i++)
-		if (ms[i].alias >= 0)
-			ms[i].status = ms[ms[i].alias].status;
+}
+
+#define SEEN_SLOTS	(2 * BATCH_PAGES)	/* a power of two, never more than half full */
+
+/*
+ * Add pg to the set of a batch's pages; true if it was there already.
+ * Descriptors of neighbouring pages are neighbours in their region's
+ * array, so their index is the hash.
+ */
+static bool seen_add(const struct _pmv_page **seen, const struct _pmv_page *pg)
+{
+	size_t h = (uintptr_t)pg / sizeof(*pg);
+
+	for (;; h++) {
+		const struct _pmv_page **slot = &seen[h & (SEEN_SLOTS - 1)];
+
+		if (*slot == pg)
+			return true;
+		if (!*slot) {
+			*slot = pg;
+			return false;
+		}
+	}
 }
 
 /*
@@ -861,6 +871,7 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 		   const int *tiers, int *status, int flags)
 {
 	struct mig *ms = malloc(BATCH_PAGES * sizeof(*ms));
+	const struct _pmv_page *seen[SEEN_SLOTS];
 	int left = 0;
 
 	if (!ms)
@@ -870,8 +881,14 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 		bool retry = false;
 		sigset_t sigs;
 
-		/* bounded by pages and by bytes */
-		while (base + cnt < n && cnt < BATCH_PAGES && bytes < BATCH_BYTES)
+		/*
+		 * Bounded by pages and by bytes, and ended before a page named
+		 * again: entries run in order, as in move_pages(2), so a later
+		 * one must find the page where the earlier one left it.
+		 */
+		memset(seen, 0, sizeof(seen));
+		while (base + cnt < n && cnt < BATCH_PAGES && bytes < BATCH_BYTES &&
+		       !seen_add(seen, pgs[base + cnt]))
 			bytes += _pmv_page_size(pgs[base + cnt++]);
 		memset(ms, 0, cnt * sizeof(ms[0]));
 		for (size_t i = 0; i < cnt; i++) {
@@ -886,8 +903,16 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 				/*
 				 * Write-fault the page (unlocked now, so our fault
 				 * thread can serve it) to make it exclusive again.
-				 * The data is not touched.
+				 * The data is not touched. That cannot mend a huge
+				 * page split into PTEs by a COW of its first 4 KB:
+				 * UFFDIO_MOVE asks the folio's head page, which no
+				 * one maps any more, so no fault can mark it
+				 * exclusive. MADV_COLLAPSE copies such a page into
+				 * a new THP of ours (a no-op on a PMD-mapped one).
+				 * fork_lock is held: no child came since the check.
 				 */
+				if (ms[i].ps == PMV_PS_2M)
+					madvise((void *)ms[i].addr, ms[i].size, MADV_COLLAPSE);
 				madvise((void *)ms[i].addr, ms[i].size, MADV_POPULATE_WRITE);
 				retry = true;
 			}
@@ -912,10 +937,6 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 				ms[idx[k]].status = again[k].status;
 			free(again);
 			free(idx);
-			/* a page named twice reports its final status both times */
-			for (size_t i = 0; i < cnt; i++)
-				if (ms[i].alias >= 0)
-					ms[i].status = ms[ms[i].alias].status;
 		}
 		for (size_t i = 0; i < cnt; i++) {
 			status[base + i] = ms[i].status;

@@ -51,6 +51,15 @@
 		}							\
 	} while (0)
 
+/* In a sub-test that returns its failure count: report, count in bad, go on. */
+#define T_CHECK(bad, cond, ...)						\
+	do {								\
+		if (!(cond)) {						\
+			T_REPORT(#cond, __VA_ARGS__);			\
+			(bad)++;					\
+		}							\
+	} while (0)
+
 #define T_EQ(a, b)							\
 	do {								\
 		long long _a = (long long)(a), _b = (long long)(b);	\

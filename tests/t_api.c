@@ -3,6 +3,9 @@
  * Every public call: its success paths and every documented error, with
  * page contents checked byte for byte wherever a page moves.
  */
+#include <dirent.h>
+#include <limits.h>
+
 #include "harness.h"
 
 #define SEED 0xa11
@@ -65,6 +68,33 @@ static void test_version(void)
 	T_ASSERT(strlen(pmv_strerror(-EBUSY)) > 3, "strerror");
 	T_ASSERT(strcmp(pmv_strerror(-EACCES), pmv_strerror(-ENOMEM)), "distinct texts");
 	T_ASSERT(strlen(pmv_strerror(-12345)) > 0, "unknown errno still has text");
+}
+
+/* Codes with no negation: built with SAN=1, UBSan checks there is none. */
+static int strerror_takes_any_int(void)
+{
+	static const int codes[] = { INT_MIN, INT_MIN + 1, -4096, -1 };
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		const char *s = pmv_strerror(codes[i]);
+
+		T_CHECK(bad, s && *s, "pmv_strerror(%d): no text", codes[i]);
+	}
+	return bad;
+}
+
+/* A status >= 0 is a tier, never a positive errno: tier 1 is not EPERM. */
+static int strerror_reads_tiers_as_success(void)
+{
+	static const int tiers[] = { 0, 1, EPERM, EBUSY, PMV_MAX_TIERS - 1, INT_MAX };
+	int bad = 0;
+
+	for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++)
+		T_CHECK(bad, !strcmp(pmv_strerror(tiers[i]), "success"),
+			"pmv_strerror(%d) = '%s'", tiers[i], pmv_strerror(tiers[i]));
+	T_CHECK(bad, strcmp(pmv_strerror(-EPERM), "success"), "-EPERM reads as success");
+	return bad;
 }
 
 static void test_mmap_munmap(pmv_ctx *ctx)
@@ -160,12 +190,6 @@ static void test_move_pages(pmv_ctx *ctx)
 	T_EQ(status[N], -EFAULT);
 	T_EQ(status[N + 1], -EINVAL);
 	T_EQ(t_check(p, 4096, 0, SEED), -1);
-	/* the same page twice in one call: one move, both report it */
-	pages[1] = p + 5;
-	tiers[1] = 0;
-	T_EQ(pmv_move_pages(ctx, 2, pages, tiers, status, 0), 0);
-	T_EQ(status[0], 0);
-	T_EQ(status[1], 0);
 
 	/* invalid calls */
 	T_EQ(pmv_move_pages(NULL, 1, pages, tiers, status, 0), -EINVAL);
@@ -179,6 +203,73 @@ static void test_move_pages(pmv_ctx *ctx)
 	/* after munmap the addresses are unmanaged */
 	T_EQ(pmv_move_pages(ctx, 1, pages, NULL, status, 0), 1);
 	T_EQ(status[0], -EFAULT);
+}
+
+/*
+ * A page named more than once runs its entries in order, as move_pages(2):
+ * it ends where the last one sends it, and each entry's status is where
+ * the page was after that entry. Every move is a real one (counted), and
+ * the bytes come along. psz is 4 KB or 2 MB. Returns the failed checks.
+ */
+static int repeated_page_moves_in_order(pmv_ctx *ctx, size_t psz)
+{
+	enum { START, MIDDLE, LAST };	/* where in its page an entry points */
+	static const struct {
+		int n;
+		struct { int page, at, tier, want; } e[4];
+		int final[2], moves;
+	} cases[] = {
+		/* page 0 on tier 0: sent to 1 twice, by two addresses in it */
+		{ 2, { { 0, START, 1, 1 }, { 0, LAST, 1, 1 } }, { 1, 0 }, 1 },
+		/* page 0 on tier 1: back, out again, and back */
+		{ 3, { { 0, MIDDLE, 0, 0 }, { 0, START, 1, 1 }, { 0, LAST, 0, 0 } },
+		  { 0, 0 }, 3 },
+		/* interleaved with page 1: each ends on its last entry's tier */
+		{ 4, { { 0, START, 1, 1 }, { 1, START, 1, 1 }, { 0, MIDDLE, 0, 0 },
+		       { 1, LAST, 1, 1 } }, { 0, 1 }, 3 },
+	};
+	const char *what = psz == T_SZ_2M ? "2M" : "4K";
+	char *p = pmv_mmap(ctx, 2 * psz, 0, psz == T_SZ_2M ? PMV_HUGE : 0);
+	void *both[2];
+	int bad = 0;
+
+	T_ASSERT(p, "pmv_mmap %s: %s", what, strerror(errno));
+	for (int k = 0; k < 2; k++) {
+		both[k] = p + k * psz;
+		t_fill(both[k], psz, k, SEED + 7);
+	}
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		size_t at[] = { 0, psz / 2, psz - 1 };
+		struct pmv_ctx_stats cs0, cs1;
+		void *pages[4];
+		int tiers[4], st[4], ret;
+
+		for (int i = 0; i < cases[c].n; i++) {
+			pages[i] = (char *)both[cases[c].e[i].page] + at[cases[c].e[i].at];
+			tiers[i] = cases[c].e[i].tier;
+		}
+		T_EQ(pmv_ctx_stats(ctx, &cs0), 0);
+		ret = pmv_move_pages(ctx, cases[c].n, pages, tiers, st, 0);
+		T_EQ(pmv_ctx_stats(ctx, &cs1), 0);
+		T_CHECK(bad, ret == 0, "%s case %zu: returned %d", what, c, ret);
+		for (int i = 0; i < cases[c].n; i++)
+			T_CHECK(bad, st[i] == cases[c].e[i].want, "%s case %zu entry %d: "
+				"status %d (%s), want %d", what, c, i, st[i],
+				pmv_strerror(st[i]), cases[c].e[i].want);
+		/* every entry that changed the tier was a real move */
+		T_CHECK(bad, cs1.migrations - cs0.migrations == (uint64_t)cases[c].moves,
+			"%s case %zu: %llu migrations, want %d", what, c,
+			(unsigned long long)(cs1.migrations - cs0.migrations), cases[c].moves);
+		T_EQ(pmv_move_pages(ctx, 2, both, NULL, st, 0), 0);
+		for (int k = 0; k < 2; k++) {
+			T_CHECK(bad, st[k] == cases[c].final[k], "%s case %zu: page %d on "
+				"tier %d, want %d", what, c, k, st[k], cases[c].final[k]);
+			T_CHECK(bad, t_check(both[k], psz, k, SEED + 7) == -1,
+				"%s case %zu: page %d: bad data", what, c, k);
+		}
+	}
+	T_EQ(pmv_munmap(ctx, p, 2 * psz), 0);
+	return bad;
 }
 
 static void test_migrate(void)
@@ -312,19 +403,133 @@ static void test_stats(pmv_ctx *ctx)
 	pmv_munmap(ctx, p, 4 * 4096);
 }
 
+/* This process's threads named `name`. */
+static int count_threads(const char *name)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = 0;
+		fclose(f);
+		n += !strcmp(comm, name);
+	}
+	closedir(d);
+	return n;
+}
+
+/* Move n pages of size psz at p to tier `to`; every status and byte checked. */
+static int move_checked(pmv_ctx *ctx, char *p, int n, size_t psz, int to, unsigned seed,
+			const char *what)
+{
+	void *pages[64];
+	int tiers[64], status[64], bad = 0, ret;
+
+	for (int i = 0; i < n; i++) {
+		pages[i] = p + i * psz;
+		tiers[i] = to;
+	}
+	ret = pmv_move_pages(ctx, n, pages, tiers, status, 0);
+	T_CHECK(bad, ret == 0, "%s: %d pages not moved", what, ret);
+	for (int i = 0; i < n; i++) {
+		T_CHECK(bad, status[i] == to, "%s: page %d: status %d (%s)", what, i,
+			status[i], pmv_strerror(status[i]));
+		T_CHECK(bad, t_check(p + i * psz, psz, i, seed) == -1, "%s: page %d: bad data",
+			what, i);
+	}
+	return bad;
+}
+
+/*
+ * A context created with the memcpy engine has no copy threads; switching
+ * to parallel or offload starts them (once) and returns 0, and pages then
+ * move through them intact (offload copies nothing in the caller, so a
+ * move there proves the threads work). Returns the failed checks.
+ */
+static int copy_engine_starts_copy_threads(void)
+{
+	struct pmv_tier_config tc[2];
+	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };
+	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .copy_threads = 2,
+				  .copy_engine = PMV_COPY_MEMCPY, .policy = &pol };
+	static const int engines[] = { PMV_COPY_PARALLEL, PMV_COPY_OFFLOAD };
+	int nodes = t_test_nodes(), huge = t_thp_enabled(), bad = 0;
+	pmv_ctx *ctx;
+	char *p, *h = NULL;
+
+	for (int i = 0; i < 2; i++)
+		tc[i] = (struct pmv_tier_config){ .node = nodes > 0 ? i % nodes : PMV_NODE_ANY };
+	unsetenv("PAGEMOVE_COPY");	/* it would override the engine */
+	ctx = pmv_create(&cfg);
+	T_ASSERT(ctx, "pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
+	T_CHECK(bad, count_threads("pmv-copy") == 0, "memcpy context: %d copy threads",
+		count_threads("pmv-copy"));
+	p = pmv_mmap(ctx, 64 * T_SZ_4K, 0, 0);
+	T_ASSERT(p, "pmv_mmap: %s", strerror(errno));
+	for (int i = 0; i < 64; i++)
+		t_fill(p + i * T_SZ_4K, T_SZ_4K, i, SEED);
+	if (huge) {
+		h = pmv_mmap(ctx, 2 * T_SZ_2M, 0, PMV_HUGE);
+		T_ASSERT(h, "pmv_mmap huge: %s", strerror(errno));
+		for (int i = 0; i < 2; i++)
+			t_fill(h + i * T_SZ_2M, T_SZ_2M, i, SEED);
+	}
+	for (int k = 0; k < 2; k++) {
+		int e = engines[k], ret = pmv_set_copy_engine(ctx, e);
+
+		T_CHECK(bad, ret == 0, "engine %d: %d (%s)", e, ret, pmv_errmsg());
+		T_CHECK(bad, count_threads("pmv-copy") == 2, "engine %d: %d copy threads, "
+			"want 2", e, count_threads("pmv-copy"));
+		for (int to = 1; to >= 0; to--) {
+			bad += move_checked(ctx, p, 64, T_SZ_4K, to, SEED, "4K");
+			if (h)
+				bad += move_checked(ctx, h, 2, T_SZ_2M, to, SEED, "2M");
+		}
+	}
+	T_CHECK(bad, pmv_set_copy_engine(ctx, PMV_COPY_NR) == -EINVAL, "engine PMV_COPY_NR");
+	T_CHECK(bad, pmv_set_copy_engine(ctx, -1) == -EINVAL, "engine -1");
+	T_CHECK(bad, pmv_set_copy_engine(NULL, PMV_COPY_MEMCPY) == -EINVAL, "NULL ctx");
+	T_CHECK(bad, pmv_set_copy_engine(ctx, PMV_COPY_MEMCPY) == 0, "back to memcpy");
+	bad += move_checked(ctx, p, 64, T_SZ_4K, 1, SEED, "4K memcpy");
+	pmv_destroy(ctx);
+	return bad;
+}
+
 int main(void)
 {
 	pmv_ctx *ctx;
+	int fails = 0;
 
 	test_create();
 	test_version();
+	if (strerror_takes_any_int() + strerror_reads_tiers_as_success())
+		return T_EXIT_FAIL;
 	ctx = t_ctx(2, NULL, 0);
 	test_mmap_munmap(ctx);
 	test_move_pages(ctx);
+	fails += repeated_page_moves_in_order(ctx, T_SZ_4K);
+	if (t_thp_enabled())
+		fails += repeated_page_moves_in_order(ctx, T_SZ_2M);
 	test_mbind(ctx);
 	test_stats(ctx);
 	pmv_destroy(ctx);
 	test_migrate();
+	fails += copy_engine_starts_copy_threads();
+	if (fails)
+		return T_EXIT_FAIL;
 	printf("api: all calls and documented errors checked\n");
 	return T_EXIT_PASS;
 }

@@ -13,6 +13,8 @@
  *      2 MB page it wrote 4 KB of is still shared.
  *  (c) Once the child has exited, the same (never rewritten) pages move
  *      without PMV_MOVE_ALL.
+ *  (d) Once the child has exited, every page moves without PMV_MOVE_ALL,
+ *      also those the parent wrote a word of while it lived.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -356,6 +358,96 @@ static void part_bc(void)
 	       "child exited\n", A.n, W.n, Wh.n, C.n);
 }
 
+/* Where page i of (d) gets its word: in its first 4 KB, or in its middle. */
+static size_t word_at(size_t i, size_t psz)
+{
+	return i % 4 == 1 ? 64 : psz / 2;
+}
+
+/*
+ * (d) After fork the parent writes a word in every other page, in its
+ * first 4 KB or in its middle (for 2 MB pages a COW that splits the THP
+ * into PTEs, mostly still the child's; the first 4 KB is the folio's head).
+ * While the child lives the pages it shares get -EACCES; once it has
+ * exited and been reaped, no other process maps any of them, so every
+ * page, written or not, moves without PMV_MOVE_ALL, there and back, every
+ * byte intact. Returns the number of failed checks.
+ */
+static int movable_once_child_exits(size_t psz)
+{
+	enum { N = 8 };
+	const char *what = psz == T_SZ_2M ? "2M" : "4K";
+	unsigned seed = SEED + 4000;
+	size_t first = 1000;	/* pattern page numbers of its own */
+	char *base = pmv_mmap(ctx, N * psz, 0, psz == T_SZ_2M ? PMV_HUGE : 0);
+	void *pages[N], *even[N / 2];
+	int to[N], st[N], pfd[2], bad = 0;
+	uint64_t word = 0x5eedf00dcafe0001ULL;
+	char go = 0;
+	pid_t pid;
+
+	T_ASSERT(base, "pmv_mmap %s: %s", what, strerror(errno));
+	for (size_t i = 0; i < N; i++) {
+		pages[i] = base + i * psz;
+		t_fill(pages[i], psz, first + i, seed);
+	}
+	T_EQ(pipe(pfd), 0);
+	pid = fork();
+	T_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &go, 1) != 1)
+			_exit(2);
+		for (size_t i = 0; i < N; i++)
+			if (t_check(pages[i], psz, first + i, seed) >= 0)
+				_exit(1);
+		_exit(0);
+	}
+	close(pfd[0]);
+	/* a word in every odd page: a COW fault in the parent */
+	for (size_t i = 1; i < N; i += 2)
+		memcpy((char *)pages[i] + word_at(i, psz), &word, sizeof(word));
+	/* the even pages are still the child's too */
+	for (size_t i = 0; i < N / 2; i++) {
+		even[i] = pages[2 * i];
+		to[i] = 1;
+	}
+	T_EQ(pmv_move_pages(ctx, N / 2, even, to, st, 0), N / 2);
+	for (size_t i = 0; i < N / 2; i++)
+		T_CHECK(bad, st[i] == -EACCES, "%s page %zu shared with a live child: "
+			"status %d (%s)", what, 2 * i, st[i], pmv_strerror(st[i]));
+	T_EQ(write(pfd[1], &go, 1), 1);
+	close(pfd[1]);
+	reap(pid, what);
+
+	for (int pass = 0; pass < 2; pass++) {
+		int ret;
+
+		for (size_t i = 0; i < N; i++)
+			to[i] = 1 - pass;
+		ret = pmv_move_pages(ctx, N, pages, to, st, 0);
+		T_CHECK(bad, ret == 0, "%s pass %d: %d pages not moved", what, pass, ret);
+		for (size_t i = 0; i < N; i++)
+			T_CHECK(bad, st[i] == to[i], "%s page %zu, pass %d, no child: "
+				"status %d (%s)", what, i, pass, st[i], pmv_strerror(st[i]));
+		for (size_t i = 0; i < N; i++) {
+			const char *p = pages[i];
+			size_t w = word_at(i, psz);
+
+			T_CHECK(bad, range_ok(p, 0, w, first + i, seed) &&
+				(i & 1 ? !memcmp(p + w, &word, sizeof(word)) :
+				 range_ok(p, w, w + sizeof(word), first + i, seed)) &&
+				range_ok(p, w + sizeof(word), psz, first + i, seed),
+				"%s page %zu, pass %d: wrong data", what, i, pass);
+		}
+	}
+	T_EQ(pmv_munmap(ctx, base, N * psz), 0);
+	if (!bad)
+		printf("(d) %s: %d pages shared with a live child -EACCES; all %d moved "
+		       "there and back once it exited\n", what, N / 2, N);
+	return bad;
+}
+
 int main(void)
 {
 	int huge = t_thp_enabled();
@@ -364,6 +456,7 @@ int main(void)
 	pthread_t mv;
 	pid_t prev = 0;
 	double t0 = t_now();
+	int fails = 0;
 
 	ctx = t_ctx(2, NULL, 0);
 	areas[0].psz = T_SZ_4K;
@@ -414,6 +507,11 @@ int main(void)
 	printf("(a) %d forks, %ld pages moved, %.1fs\n", nforks, atomic_load(&moves),
 	       t_now() - t0);
 	part_bc();
+	fails += movable_once_child_exits(T_SZ_4K);
+	if (huge)
+		fails += movable_once_child_exits(T_SZ_2M);
 	pmv_destroy(ctx);
+	if (fails)
+		return T_EXIT_FAIL;
 	return T_EXIT_PASS;
 }
