@@ -410,6 +410,7 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		size_t bytes = 0;
 		sigset_t sigs;
 
+		_pmv_signals_hold(&sigs);
 		pthread_rwlock_rdlock(&ctx->fork_lock);
 		_pmv_regions_rdlock(&ctx->regions_lock, false);
 		/* bounded by pairs and by bytes, as migration batches are */
@@ -423,14 +424,13 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		 * A page named by two pairs of one batch would be locked twice:
 		 * prepare_pair() times out on it and reports -EBUSY.
 		 */
-		_pmv_signals_hold(&sigs);
 		for (size_t i = 0; i < n; i++)
 			prepare_pair(ctx, &xs[i], a[base + i], b[base + i], flags);
 		exchange_batch(ctx, xs, n, PMV_PS_4K);
 		exchange_batch(ctx, xs, n, PMV_PS_2M);
-		_pmv_signals_release(&sigs);
 		_pmv_regions_rdunlock(&ctx->regions_lock);
 		pthread_rwlock_unlock(&ctx->fork_lock);
+		_pmv_signals_release(&sigs);
 		for (size_t i = 0; i < n; i++) {
 			status[base + i] = xs[i].status;
 			left += xs[i].status != 0;

@@ -100,7 +100,10 @@ struct _pmv_lru_list {
 };
 
 PMV_HIDDEN bool _pmv_page_trylock(struct _pmv_page *pg);
-/* Around any stretch that holds page locks in a caller's thread. */
+/*
+ * Around every stretch of a caller's thread that holds or waits for a lock
+ * the fault thread may take (page.c says why).
+ */
 PMV_HIDDEN void _pmv_signals_hold(sigset_t *old);
 PMV_HIDDEN void _pmv_signals_release(const sigset_t *old);
 PMV_HIDDEN int _pmv_page_lock_timeout(struct _pmv_page *pg, unsigned usec);

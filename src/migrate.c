@@ -863,7 +863,8 @@ static bool seen_add(const struct _pmv_page **seen, const struct _pmv_page *pg)
 }
 
 /*
- * Move pgs[i] to tiers[i]. The caller holds ctx->fork_lock and
+ * Move pgs[i] to tiers[i], with asynchronous signals held (page.c). The
+ * caller holds ctx->fork_lock and
  * ctx->regions_lock for reading (so every pgs[i] stays valid). Returns the
  * number of pages that did not end on their target tier.
  */
@@ -879,7 +880,6 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 	for (size_t base = 0; base < n;) {
 		size_t cnt = 0, bytes = 0;
 		bool retry = false;
-		sigset_t sigs;
 
 		/*
 		 * Bounded by pages and by bytes, and ended before a page named
@@ -895,9 +895,7 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			ms[i].pg = pgs[base + i];
 			ms[i].dst = tiers[base + i];
 		}
-		_pmv_signals_hold(&sigs);
 		run_batch(ctx, ms, cnt, flags);
-		_pmv_signals_release(&sigs);
 		for (size_t i = 0; i < cnt; i++) {
 			if (ms[i].retry_reuse) {
 				/*
@@ -928,11 +926,8 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 				again[na].dst = ms[i].dst;
 				idx[na++] = i;
 			}
-			if (na) {
-				_pmv_signals_hold(&sigs);
+			if (na)
 				run_batch(ctx, again, na, flags);
-				_pmv_signals_release(&sigs);
-			}
 			for (size_t k = 0; k < na; k++)
 				ms[idx[k]].status = again[k].status;
 			free(again);
@@ -972,7 +967,9 @@ PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 	for (size_t base = 0; base < count; base += MOVE_CHUNK) {
 		size_t cnt = count - base < MOVE_CHUNK ? count - base : MOVE_CHUNK;
 		size_t n = 0;
+		sigset_t sigs;
 
+		_pmv_signals_hold(&sigs);
 		if (tiers)
 			pthread_rwlock_rdlock(&ctx->fork_lock);
 		_pmv_regions_rdlock(&ctx->regions_lock, false);
@@ -1013,6 +1010,7 @@ PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 		_pmv_regions_rdunlock(&ctx->regions_lock);
 		if (tiers)
 			pthread_rwlock_unlock(&ctx->fork_lock);
+		_pmv_signals_release(&sigs);
 	}
 	return (int)left;
 }
@@ -1081,7 +1079,9 @@ PMV_API long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 			int tg[BATCH_PAGES], st[BATCH_PAGES];
 			size_t want = todo[t] < BATCH_PAGES ? todo[t] : BATCH_PAGES;
 			size_t n;
+			sigset_t sigs;
 
+			_pmv_signals_hold(&sigs);
 			pthread_rwlock_rdlock(&ctx->fork_lock);
 			_pmv_regions_rdlock(&ctx->regions_lock, false);
 			n = scan_tier(ctx, &ctx->tiers[t], pgs, want);
@@ -1094,6 +1094,7 @@ PMV_API long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 			}
 			_pmv_regions_rdunlock(&ctx->regions_lock);
 			pthread_rwlock_unlock(&ctx->fork_lock);
+			_pmv_signals_release(&sigs);
 			if (!n)
 				break;
 			todo[t] -= n;

@@ -21,12 +21,16 @@ bool _pmv_page_trylock(struct _pmv_page *pg)
 }
 
 /*
- * A thread that holds page locks must not run a signal handler: a handler
- * touching one of those pages faults, and only this thread can unlock it,
- * so it would wait forever. Asynchronous signals wait until the locks are
- * dropped, as they wait for the kernel's own migration, which runs inside
- * one system call. A batch is bounded (BATCH_BYTES), so is the delay.
- * Synchronous signals cannot wait and never come from our code.
+ * A caller's thread must not run a signal handler while it holds, or waits
+ * for, anything the fault thread may need: page locks, regions_lock (and
+ * the mutex inside it), event_lock, tier and LRU locks. A handler that
+ * touches managed memory faults, and the fault thread would wait for this
+ * very thread. So every such stretch in a pmv_* call, from before the
+ * first lock to after the last, runs with asynchronous signals held; they
+ * wait for the end of a batch (BATCH_BYTES of copy) at most, as they wait
+ * for the kernel's own migration inside one system call. Synchronous
+ * signals cannot wait and never come from our code. Nesting is harmless
+ * (the inner pair restores the outer mask).
  */
 void _pmv_signals_hold(sigset_t *old)
 {

@@ -672,9 +672,12 @@ void _pmv_policy_stop(pmv_ctx *ctx)
 
 PMV_API int pmv_tier_policy(pmv_ctx *ctx, int mode)
 {
+	sigset_t sigs;
+
 	PMV_CHECK_CTX(ctx);
 	if (mode < PMV_POLICY_AUTO || mode > PMV_POLICY_OFF)
 		return _pmv_set_errmsg(-EINVAL, "pmv_tier_policy: unknown mode %d", mode);
+	_pmv_signals_hold(&sigs);
 	pthread_mutex_lock(&ctx->policy_mu);
 	atomic_store_explicit(&ctx->policy_mode, mode, memory_order_relaxed);
 	if (mode == PMV_POLICY_OFF) {
@@ -684,20 +687,25 @@ PMV_API int pmv_tier_policy(pmv_ctx *ctx, int mode)
 		pthread_rwlock_unlock(&ctx->fork_lock);
 	}
 	pthread_mutex_unlock(&ctx->policy_mu);
+	_pmv_signals_release(&sigs);
 	return 0;
 }
 
 PMV_API long pmv_tier_balance(pmv_ctx *ctx, int flags)
 {
 	long moved = 0;
+	sigset_t sigs;
 
 	PMV_CHECK_CTX(ctx);
 	if (flags)
 		return _pmv_set_errmsg(-EINVAL, "pmv_tier_balance: unknown flags");
 	if (!ctx->scratch)
 		return 0;	/* one tier: nothing to balance */
+	/* a round's locks, as any caller's: see _pmv_signals_hold */
+	_pmv_signals_hold(&sigs);
 	pthread_mutex_lock(&ctx->policy_mu);
 	moved = balance_round(ctx, true);
 	pthread_mutex_unlock(&ctx->policy_mu);
+	_pmv_signals_release(&sigs);
 	return moved;
 }

@@ -384,14 +384,19 @@ static int region_populate(pmv_ctx *ctx, struct _pmv_region *r)
 {
 	for (size_t i = 0; i < r->npages; i++) {
 		struct _pmv_page *pg = &r->pages[i];
+		sigset_t sigs;
 		int ret;
 
-		if (_pmv_page_lock_timeout(pg, 1000000))
+		_pmv_signals_hold(&sigs);
+		if (_pmv_page_lock_timeout(pg, 1000000)) {
+			_pmv_signals_release(&sigs);
 			return -EBUSY;
+		}
 		ret = 0;
 		if (!(_pmv_page_flags(pg) & PG_present))
 			ret = _pmv_first_touch(ctx, pg);
 		_pmv_page_unlock(ctx, pg);
+		_pmv_signals_release(&sigs);
 		if (ret && ret != -EEXIST)
 			return ret;
 	}
@@ -403,6 +408,7 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	struct _pmv_region *r = NULL;
 	size_t psz, maplen;
 	void *p = MAP_FAILED, *base;
+	sigset_t sigs;
 	int ret;
 
 	if (!ctx) {
@@ -483,9 +489,11 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 			r->pages[i].flags = PG_bind;
 	}
 
+	_pmv_signals_hold(&sigs);
 	regions_wrlock(ctx);
 	ret = region_insert(ctx, r);
 	_pmv_regions_wrunlock(&ctx->regions_lock);
+	_pmv_signals_release(&sigs);
 	if (ret) {
 		errno = -ret;
 		goto out;
@@ -638,6 +646,7 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 	struct _pmv_page **pgs = NULL;
 	int *tiers = NULL, *status = NULL;
 	size_t first, npages, nmove = 0;
+	sigset_t sigs;
 	int ret = 0;
 
 	PMV_CHECK_CTX(ctx);
@@ -651,6 +660,7 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 		return _pmv_set_errmsg(-EINVAL, "pmv_mbind: empty range");
 
 	/* fork_lock too: with PMV_MOVE this migrates (see _pmv_move_list) */
+	_pmv_signals_hold(&sigs);
 	pthread_rwlock_rdlock(&ctx->fork_lock);
 	_pmv_regions_rdlock(&ctx->regions_lock, false);
 	r = _pmv_region_find(ctx, (uintptr_t)addr);
@@ -712,6 +722,7 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 out:
 	_pmv_regions_rdunlock(&ctx->regions_lock);
 	pthread_rwlock_unlock(&ctx->fork_lock);
+	_pmv_signals_release(&sigs);
 	free(pgs);
 	free(tiers);
 	free(status);

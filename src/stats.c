@@ -14,6 +14,7 @@ static uint64_t rd(_Atomic uint64_t *c)
 PMV_API int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 {
 	struct _pmv_tier *t;
+	sigset_t sigs;
 
 	PMV_CHECK_CTX(ctx);
 	if (!st || tier < 0 || (unsigned)tier >= ctx->ntiers)
@@ -23,6 +24,7 @@ PMV_API int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 	memcpy(st->name, t->name, sizeof(st->name));
 	st->node = t->node;
 	st->capacity = t->capacity;
+	_pmv_signals_hold(&sigs);
 	pthread_mutex_lock(&t->lock);
 	st->resident_4k = t->resident[PMV_PS_4K];
 	st->resident_2m = t->resident[PMV_PS_2M];
@@ -43,6 +45,7 @@ PMV_API int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 	st->active = t->active.nr;
 	st->inactive = t->inactive.nr;
 	pthread_mutex_unlock(&t->lru_lock);
+	_pmv_signals_release(&sigs);
 	st->parked = rd(&t->parked);
 	st->wmark_min = t->wmark[0];
 	st->wmark_low = t->wmark[1];
@@ -54,15 +57,19 @@ PMV_API int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 
 PMV_API int pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
 {
+	sigset_t sigs;
+
 	PMV_CHECK_CTX(ctx);
 	if (!st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	st->mode = ctx->mode;
 	st->ntiers = ctx->ntiers;
+	_pmv_signals_hold(&sigs);
 	_pmv_regions_rdlock(&ctx->regions_lock, false);
 	st->regions = ctx->nregions;
 	_pmv_regions_rdunlock(&ctx->regions_lock);
+	_pmv_signals_release(&sigs);
 	st->faults_missing = rd(&ctx->faults_missing);
 	st->faults_wp = rd(&ctx->faults_wp);
 	st->faults_first_touch = rd(&ctx->faults_first_touch);
