@@ -236,6 +236,19 @@ static int copy_in(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t len,
 {
 	int ret = _pmv_uffd_copy(ctx, addr, slot, len, flags, done);
 
+	/*
+	 * One UFFDIO_COPY must stay inside one VMA, and an mprotect or mlock
+	 * of part of a huge page splits its VMA: go on a piece at a time.
+	 */
+	while (ret && ret != -EAGAIN && *done < len) {
+		size_t one = 0;
+
+		ret = _pmv_uffd_copy(ctx, addr + *done, slot + *done, PMV_SIZE_4K, flags, &one);
+		*done += one;
+		if (ret)
+			break;
+		ret = *done < len ? -EINVAL : 0;
+	}
 	if (*done)
 		madvise((void *)slot, *done, MADV_DONTNEED);
 	if (!ret)

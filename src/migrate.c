@@ -174,6 +174,17 @@ static void free_source(pmv_ctx *ctx, struct mig *m)
 	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 }
 
+/*
+ * The status of a page whose move out failed with err, the page whole at
+ * its address. UFFDIO_MOVE refuses (EINVAL) a VMA the program made
+ * read-only, PROT_NONE or mlocked: the page is in use as the kernel's
+ * migration of a page it cannot isolate would say.
+ */
+static int out_status(int err)
+{
+	return err == -EINVAL ? -EBUSY : -EFAULT;
+}
+
 /* Undo an active entry whose source is still at its address. */
 static void release(pmv_ctx *ctx, struct mig *m, int err, bool wp_set)
 {
@@ -191,6 +202,16 @@ static void release(pmv_ctx *ctx, struct mig *m, int err, bool wp_set)
 /* The page vanished under us (the program discarded it): it reads as zero. */
 static void release_gone(pmv_ctx *ctx, struct mig *m)
 {
+	unsigned char v;
+
+	/*
+	 * No VMA there (mincore says ENOMEM): not discarded but unmapped, or
+	 * moved by mremap with its page, which the event settles.
+	 */
+	if (mincore((void *)m->addr, PMV_SIZE_4K, &v) && errno == ENOMEM) {
+		release(ctx, m, -EFAULT, false);
+		return;
+	}
 	_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
 	put_hole(ctx, m);
 	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
@@ -622,7 +643,7 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 		release_gone(ctx, m);
 		return;
 	} else if (ret && !m->zapped) {
-		release(ctx, m, -EFAULT, true);
+		release(ctx, m, out_status(ret), true);
 		return;
 	}
 	complete(ctx, m);
@@ -662,7 +683,7 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 		else if (res[i] == -ENOENT)
 			release_gone(ctx, m);
 		else
-			release(ctx, m, -EFAULT, false);
+			release(ctx, m, out_status(res[i]), false);
 	}
 	for (size_t i = 0; i < nout; i++)
 		reqs[i] = (struct _pmv_copy_req){ .dst = out[i]->dst_slot,
@@ -781,7 +802,7 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		return;
 	}
 	if (ret) {
-		release(ctx, m, -EFAULT, false);
+		release(ctx, m, out_status(ret), false);
 		return;
 	}
 	_pmv_copy_batch(ctx, &req, 1);
