@@ -2,7 +2,7 @@
 /*
  * Copy engines. All sit behind one ops table (struct _pmv_copy_ops): name,
  * probe, copy, copy_batch, and asynchronous submit/wait. A request copies
- * (or, for exchange, swaps) one page; a batch is a list of requests.
+ * one page; a batch is a list of requests.
  *
  *  memcpy    glibc memcpy
  *  nt        AVX2 streaming stores: no read-for-ownership of the
@@ -59,43 +59,13 @@ static void nt_copy(void *dst, const void *src, size_t len)
 	_mm_sfence();
 }
 
-__attribute__((target("avx2")))
-static void avx2_swap(void *x, void *y, size_t len)
-{
-	__m256i *a = x, *b = y;
-
-	for (size_t i = 0; i < len / 32; i += 2) {
-		__m256i a0 = _mm256_load_si256(a + i), a1 = _mm256_load_si256(a + i + 1);
-		__m256i b0 = _mm256_load_si256(b + i), b1 = _mm256_load_si256(b + i + 1);
-
-		_mm256_store_si256(a + i, b0);
-		_mm256_store_si256(a + i + 1, b1);
-		_mm256_store_si256(b + i, a0);
-		_mm256_store_si256(b + i + 1, a1);
-	}
-}
-
-static void plain_swap(void *x, void *y, size_t len)
-{
-	uint64_t *a = x, *b = y;
-
-	for (size_t i = 0; i < len / 8; i++) {
-		uint64_t t = a[i];
-
-		a[i] = b[i];
-		b[i] = t;
-	}
-}
-
 /* One contiguous piece of work: part of one request, or whole requests. */
 static void do_range(const struct _pmv_copy_req *r, size_t off, size_t len, bool nt)
 {
 	char *d = (char *)r->dst + off;
 	char *s = (char *)r->src + off;
 
-	if (r->swap)
-		(nt && have_avx2() ? avx2_swap : plain_swap)(d, s, len);
-	else if (nt && len >= 4096 && have_avx2())
+	if (nt && len >= 4096 && have_avx2())
 		nt_copy(d, s, len);
 	else
 		memcpy(d, s, len);
@@ -537,7 +507,7 @@ static void calibrate(pmv_ctx *ctx)
 }
 
 /*
- * Copy (or swap) every request; each request's status is 0 or -EIO.
+ * Copy every request; each request's status is 0 or -EIO.
  * Fault injection (PAGEMOVE_INJECT_COPY_FAIL=N, for tests): every N-th
  * request fails after copying half of its page, as a failing engine might.
  */
@@ -568,11 +538,6 @@ int _pmv_copy_batch(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n)
 			reqs[i].status = ret;
 	}
 	return ret;
-}
-
-void _pmv_swap_range(void *a, void *b, size_t len)
-{
-	(have_avx2() ? avx2_swap : plain_swap)(a, b, len);
 }
 
 int _pmv_copy_engine_parse(const char *name)

@@ -215,8 +215,48 @@ static void take_holes(pmv_ctx *ctx, struct xpage **pgs, size_t n, int ps)
 	}
 }
 
+/*
+ * Step 3: a's data to b's hole and b's to a's, each into a fresh page. The
+ * old pages are given back to the kernel, not overwritten: a reference
+ * from outside their mappings (a pipe after vmsplice) may still hold one,
+ * and must never see the other page's data. Each hole is dropped and then
+ * written, so its tier's pool VMA (bound to the tier's node) faults in a
+ * new page in the same place: no tier's usage changes at any moment, and
+ * exchange still works at exactly full tiers. a's data waits in `bounce`.
+ * reqs[i].status is 0, or the error of a copy that failed before anything
+ * changed (the pair goes back as it was).
+ */
+static void trade(pmv_ctx *ctx, struct xpair **rx, struct _pmv_copy_req *reqs, size_t nr,
+		  size_t psz, char *bounce)
+{
+	int st[XCHG_BATCH];
+
+	for (size_t i = 0; i < nr; i++)
+		reqs[i] = (struct _pmv_copy_req){ .dst = bounce + i * psz,
+						  .src = rx[i]->p[0].hole, .len = psz };
+	_pmv_copy_batch(ctx, reqs, nr);
+	for (int k = 0; k < 2; k++) {
+		for (size_t i = 0; i < nr; i++) {
+			st[i] = k ? st[i] : reqs[i].status;
+			if (st[i])
+				continue;
+			madvise(rx[i]->p[k].hole, psz, MADV_DONTNEED);
+			reqs[i] = (struct _pmv_copy_req){ .dst = rx[i]->p[k].hole,
+							  .src = k ? bounce + i * psz : rx[i]->p[1].hole,
+							  .len = psz };
+		}
+		_pmv_copy_batch(ctx, reqs, nr);
+		/* past the point of return: a failed copy is done again, plainly */
+		for (size_t i = 0; i < nr; i++)
+			if (!st[i] && reqs[i].status)
+				memcpy(reqs[i].dst, reqs[i].src, psz);
+	}
+	for (size_t i = 0; i < nr; i++)
+		reqs[i].status = st[i];
+}
+
 /* Steps 2-5 for the active pairs of one page size. */
-static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
+static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, char *bounce)
 {
 	size_t psz = _pmv_ps_size(ps), np = 0, nr = 0;
 	struct xpage *pgs[2 * XCHG_BATCH];
@@ -274,11 +314,7 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 		x->p[0].addr &= ~1UL;
 		x->p[1].addr &= ~1UL;
 		if (!in0 && !in1) {
-			rx[nr] = x;
-			/* the swap happens between the holes, on the pages' own tiers */
-			reqs[nr++] = (struct _pmv_copy_req){ .dst = x->p[0].hole,
-							     .src = x->p[1].hole,
-							     .len = psz, .swap = true };
+			rx[nr++] = x;
 			continue;
 		}
 		/* one side could not leave: put the other back, report */
@@ -298,8 +334,8 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 		fail_pair(ctx, x, x->p[0].hole && x->p[1].hole ? -EBUSY : -ENOMEM);
 	}
 
-	/* 3: swap contents */
-	_pmv_copy_batch(ctx, reqs, nr);
+	/* 3: the contents change pages */
+	trade(ctx, rx, reqs, nr, psz, bounce);
 
 	/* 4: cross the pages over; publish tiers before the moves wake anyone */
 	np = 0;
@@ -307,11 +343,7 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps)
 		struct xpair *x = rx[i];
 		bool ok = !reqs[i].status;
 
-		if (!ok) {
-			/* undo the part that was swapped, then put both back */
-			if (reqs[i].done)
-				_pmv_swap_range(x->p[0].hole, x->p[1].hole, reqs[i].done);
-		} else {
+		if (ok) {
 			__atomic_store_n(&x->p[0].pg->tier, (int8_t)x->p[1].tier, __ATOMIC_RELAXED);
 			__atomic_store_n(&x->p[1].pg->tier, (int8_t)x->p[0].tier, __ATOMIC_RELAXED);
 		}
@@ -394,6 +426,7 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 			       void *const b[], int status[], int flags)
 {
 	struct xpair *xs;
+	char *bounce;
 	int left = 0;
 
 	PMV_CHECK_CTX(ctx);
@@ -404,8 +437,13 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 	if (count > INT32_MAX)
 		return _pmv_set_errmsg(-E2BIG, "pmv_exchange_pages: count too large");
 	xs = malloc(XCHG_BATCH * sizeof(*xs));
-	if (!xs)
+	/* a batch's first pages wait here (trade), aligned for the copy engines */
+	bounce = count ? aligned_alloc(PMV_SIZE_4K, XCHG_BYTES / 2 + PMV_SIZE_2M) : NULL;
+	if (!xs || (count && !bounce)) {
+		free(xs);
+		free(bounce);
 		return -ENOMEM;
+	}
 	for (size_t base = 0, n; base < count; base += n) {
 		size_t bytes = 0;
 		sigset_t sigs;
@@ -426,8 +464,8 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		 */
 		for (size_t i = 0; i < n; i++)
 			prepare_pair(ctx, &xs[i], a[base + i], b[base + i], flags);
-		exchange_batch(ctx, xs, n, PMV_PS_4K);
-		exchange_batch(ctx, xs, n, PMV_PS_2M);
+		exchange_batch(ctx, xs, n, PMV_PS_4K, bounce);
+		exchange_batch(ctx, xs, n, PMV_PS_2M, bounce);
 		_pmv_regions_rdunlock(&ctx->regions_lock);
 		pthread_rwlock_unlock(&ctx->fork_lock);
 		_pmv_signals_release(&sigs);
@@ -437,5 +475,6 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		}
 	}
 	free(xs);
+	free(bounce);
 	return left;
 }

@@ -422,10 +422,8 @@ PMV_HIDDEN int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 struct _pmv_copy_req {
 	void *dst, *src;
 	size_t len;
-	bool swap;		/* exchange dst and src instead of copying */
 	int status;		/* 0 or -EIO, set by _pmv_copy_batch() */
-	size_t done;		/* on failure: leading bytes processed (a swap
-				 * undoes them by swapping them again) */
+	size_t done;		/* on failure: leading bytes copied */
 };
 
 struct _pmv_copy_job;
@@ -447,7 +445,6 @@ PMV_HIDDEN int _pmv_copy_pool_start(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_copy_pool_stop(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_copy_pool_forget(pmv_ctx *ctx);
 PMV_HIDDEN int _pmv_copy_engine_parse(const char *name);
-PMV_HIDDEN void _pmv_swap_range(void *a, void *b, size_t len);
 PMV_HIDDEN const char *_pmv_copy_engine_name(int engine);
 
 /* ---- context (context.c) --------------------------------------------- */
