@@ -21,6 +21,7 @@
 
 #define POOL_CHUNK_4K	(8192UL * PMV_SIZE_4K)	/* 32 MB of VA per chunk */
 #define POOL_CHUNK_2M	(256UL * PMV_SIZE_2M)	/* 512 MB of VA per chunk */
+#define POOL_CHUNK_MIN	16			/* slots, when VA is short */
 /*
  * Free pages kept per tier and page size. Trimming below what a round trip
  * of migrations needs makes every round re-populate, i.e. zero, its
@@ -139,9 +140,16 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	if (!nc)
 		return -ENOMEM;
 	p->chunks = nc;
-	base = map_aligned(len, psz);
-	if (!base)
-		return -ENOMEM;
+	/*
+	 * Under RLIMIT_AS (or, with mlockall(MCL_FUTURE), RLIMIT_MEMLOCK:
+	 * EAGAIN) the full chunk may not fit where a smaller one does, and
+	 * a first touch needs only one slot.
+	 */
+	while (!(base = map_aligned(len, psz))) {
+		if ((errno != ENOMEM && errno != EAGAIN) || len / 2 < POOL_CHUNK_MIN * psz)
+			return -ENOMEM;
+		len /= 2;
+	}
 	/*
 	 * 4 KB pools must never get a THP (moving a piece of one splits it);
 	 * 2 MB pools want one per slot. Pools are not inherited by fork: a
