@@ -184,6 +184,7 @@ struct _pmv_pool {
 	struct { void *base; size_t len; } *chunks;
 	size_t nchunks;
 	size_t high;		/* trim the pool above this many pages */
+	void *reserve;		/* a hole only the fault thread may use */
 };
 
 struct _pmv_tier {
@@ -223,6 +224,8 @@ PMV_HIDDEN size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps
 /* A hole to move a page out into; NULL only when VA is exhausted. */
 PMV_HIDDEN void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot);
+/* Before a region is published: its first touch must never need new VA. */
+PMV_HIDDEN int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 /* A resident page left the tier without coming to the pool (zap, munmap). */
 PMV_HIDDEN void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);

@@ -46,6 +46,20 @@ static bool stack_push(void ***v, size_t *n, size_t *cap, void *x)
 	return true;
 }
 
+/*
+ * A hole back into the pool. The reserve is refilled first: it needs no
+ * bookkeeping memory, and it is what keeps the fault thread from needing
+ * address space (see reserve_page()).
+ */
+static bool push_hole(struct _pmv_pool *p, void *slot)
+{
+	if (!p->reserve) {
+		p->reserve = slot;
+		return true;
+	}
+	return stack_push(&p->holes, &p->nholes, &p->cap_holes, slot);
+}
+
 static size_t pool_pages(const struct _pmv_pool *p)
 {
 	return p->nclean + p->ndirty;
@@ -174,6 +188,8 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 			break;
 		}
 	}
+	if (!p->reserve && p->nholes)
+		p->reserve = p->holes[--p->nholes];
 	p->chunks[p->nchunks].base = base;
 	p->chunks[p->nchunks].len = len;
 	p->nchunks++;
@@ -204,7 +220,7 @@ static void make_room(struct _pmv_tier *t, int ps)
 		void *slot = o->ndirty ? o->dirty[--o->ndirty] : o->clean[--o->nclean];
 
 		madvise(slot, _pmv_ps_size(o->ps), MADV_DONTNEED);
-		if (!stack_push(&o->holes, &o->nholes, &o->cap_holes, slot))
+		if (!push_hole(o, slot))
 			break;	/* the slot is lost VA; the page is freed */
 	}
 }
@@ -259,6 +275,32 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 	return got ? 0 : -ENOMEM;
 }
 
+/*
+ * The fault thread's last resort, when the pool has neither pages nor
+ * holes (parked pages and migrations hold its slots) and no address space
+ * is left for a chunk: the reserve hole, populated and handed out without
+ * any bookkeeping to grow. A first touch gives its slot back as a hole at
+ * once, which refills the reserve, so one is enough. A migration can fail
+ * a page with -ENOMEM, a first touch only with SIGBUS: nobody else takes
+ * it. Called with t->lock held.
+ */
+static void *reserve_page(struct _pmv_tier *t, struct _pmv_pool *p)
+{
+	size_t psz = _pmv_ps_size(p->ps);
+	void *slot = p->reserve;
+
+	if (!slot || !room_for(t, psz))
+		return NULL;
+	if (madvise(slot, psz, MADV_POPULATE_WRITE) ||
+	    (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE))) {
+		/* kept: it is only ever populated and collapsed, never moved into */
+		madvise(slot, psz, MADV_DONTNEED);
+		return NULL;
+	}
+	p->reserve = NULL;
+	return slot;
+}
+
 void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 			  bool want_clean, bool *clean)
 {
@@ -266,9 +308,14 @@ void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 	void *slot = NULL;
 
 	pthread_mutex_lock(&t->lock);
-	if (!pool_pages(p))
+	if (!pool_pages(p)) {
 		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
-	if (want_clean ? p->nclean : !p->ndirty && p->nclean) {
+		if (!pool_pages(p) && pthread_equal(pthread_self(), ctx->fault_thread))
+			slot = reserve_page(t, p);
+	}
+	if (slot) {
+		*clean = true;	/* the reserve, just populated */
+	} else if (want_clean ? p->nclean : !p->ndirty && p->nclean) {
 		slot = p->clean[--p->nclean];
 		*clean = true;
 	} else if (p->ndirty) {
@@ -367,6 +414,22 @@ void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 	return slot;
 }
 
+int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+	int ret = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (!p->reserve) {
+		if (p->nholes)
+			p->reserve = p->holes[--p->nholes];
+		else
+			ret = pool_add_chunk(ctx, t, p);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
 void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
 {
 	struct _pmv_pool *p = &t->pool[ps];
@@ -377,7 +440,7 @@ void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
 	 * other holes and filled the array. Without memory, the slot is lost
 	 * VA, which is harmless.
 	 */
-	stack_push(&p->holes, &p->nholes, &p->cap_holes, slot);
+	push_hole(p, slot);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -407,7 +470,7 @@ void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
 					       : p->clean[--p->nclean];
 
 			madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
-			if (!stack_push(&p->holes, &p->nholes, &p->cap_holes, slot))
+			if (!push_hole(p, slot))
 				break;	/* the slot is lost VA; the page is freed */
 		}
 	}
