@@ -255,6 +255,23 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 		errno = -ret;
 		goto out;
 	}
+	/*
+	 * A first touch that finds no pool page and no address space for a
+	 * chunk could only send SIGBUS: fail here instead, as mmap(2) does
+	 * when RLIMIT_AS does not allow the mapping. Every tier the fault
+	 * thread may try (first_touch_tiers()) needs its pool's reserve.
+	 */
+	for (unsigned t = 0; t < ctx->ntiers; t++) {
+		if ((flags & PMV_BIND) && (int)t != tier)
+			continue;
+		ret = _pmv_pool_reserve(ctx, &ctx->tiers[t], r->ps);
+		if (ret) {
+			_pmv_set_errmsg(ret, "pmv_mmap: no address space for tier %s's pool "
+					"(RLIMIT_AS?)", ctx->tiers[t].name);
+			errno = -ret;
+			goto out;
+		}
+	}
 	r->start = (uintptr_t)p;
 	for (size_t i = 0; i < r->npages; i++) {
 		r->pages[i].region = r;
