@@ -231,6 +231,8 @@ PMV_HIDDEN void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
+/* Anonymous VA for pools and regions, never populated or locked by mlockall. */
+PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
 
 /* ---- userfaultfd wrappers (uffd.c) ----------------------------------- */
 

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -112,12 +114,23 @@ bool _pmv_tier_has_room(struct _pmv_tier *t, int ps)
 	return ok;
 }
 
-static void *map_aligned(size_t len, size_t align)
+/*
+ * Aligned anonymous VA that is neither populated nor locked. After
+ * mlockall(MCL_FUTURE) every new mapping is locked and populated in full:
+ * a pool chunk's holes would all hold pages (a move into one fails), a
+ * region would hold pages the library never placed, and the memory is
+ * charged to no tier. mlock's population skips PROT_NONE; munlock then
+ * drops VM_LOCKED (a no-op when it is not set; a raw syscall because
+ * ASan's interceptor ignores it), and mprotect populates only locked
+ * mappings. Sets errno on failure.
+ */
+void *_pmv_map_anon(size_t len, size_t align)
 {
-	size_t over = len + align;
-	char *p = mmap(NULL, over, PROT_READ | PROT_WRITE,
+	size_t over = align > PMV_SIZE_4K ? len + align : len;
+	char *p = mmap(NULL, over, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	uintptr_t a;
+	int err;
 
 	if (p == MAP_FAILED)
 		return NULL;
@@ -126,6 +139,13 @@ static void *map_aligned(size_t len, size_t align)
 		munmap(p, a - (uintptr_t)p);
 	if ((uintptr_t)p + over > a + len)
 		munmap((void *)(a + len), (uintptr_t)p + over - (a + len));
+	if (syscall(SYS_munlock, a, len) ||
+	    mprotect((void *)a, len, PROT_READ | PROT_WRITE)) {
+		err = errno;
+		munmap((void *)a, len);
+		errno = err;
+		return NULL;
+	}
 	return (void *)a;
 }
 
@@ -159,7 +179,7 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	 * EAGAIN) the full chunk may not fit where a smaller one does, and
 	 * a first touch needs only one slot.
 	 */
-	while (!(base = map_aligned(len, psz))) {
+	while (!(base = _pmv_map_anon(len, psz))) {
 		if ((errno != ENOMEM && errno != EAGAIN) || len / 2 < POOL_CHUNK_MIN * psz)
 			return -ENOMEM;
 		len /= 2;
