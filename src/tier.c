@@ -132,6 +132,27 @@ void *_pmv_map_anon(size_t len, size_t align)
 	uintptr_t a;
 	int err;
 
+	/*
+	 * EAGAIN: mlockall(MCL_FUTURE) charged the new mapping to
+	 * RLIMIT_MEMLOCK, though it would be unlocked at once. Unlock one
+	 * page first and grow it: an unlocked mapping grows uncharged.
+	 */
+	if (p == MAP_FAILED && errno == EAGAIN) {
+		p = mmap(NULL, PMV_SIZE_4K, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p != MAP_FAILED) {
+			char *q = MAP_FAILED;
+
+			if (!syscall(SYS_munlock, p, PMV_SIZE_4K))
+				q = mremap(p, PMV_SIZE_4K, over, MREMAP_MAYMOVE);
+			if (q == MAP_FAILED) {
+				err = errno;
+				munmap(p, PMV_SIZE_4K);
+				errno = err;
+			}
+			p = q;
+		}
+	}
 	if (p == MAP_FAILED)
 		return NULL;
 	a = ((uintptr_t)p + align - 1) & ~(align - 1);
@@ -175,12 +196,11 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 		return -ENOMEM;
 	p->chunks = nc;
 	/*
-	 * Under RLIMIT_AS (or, with mlockall(MCL_FUTURE), RLIMIT_MEMLOCK:
-	 * EAGAIN) the full chunk may not fit where a smaller one does, and
-	 * a first touch needs only one slot.
+	 * Under RLIMIT_AS the full chunk may not fit where a smaller one
+	 * does, and a first touch needs only one slot.
 	 */
 	while (!(base = _pmv_map_anon(len, psz))) {
-		if ((errno != ENOMEM && errno != EAGAIN) || len / 2 < POOL_CHUNK_MIN * psz)
+		if (errno != ENOMEM || len / 2 < POOL_CHUNK_MIN * psz)
 			return -ENOMEM;
 		len /= 2;
 	}
