@@ -188,6 +188,7 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 {
 	size_t psz = _pmv_ps_size(p->ps);
 	size_t len = p->ps == PMV_PS_2M ? POOL_CHUNK_2M : POOL_CHUNK_4K;
+	bool short_va = false;
 	void *base, *nc;
 	int ret;
 
@@ -202,6 +203,17 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	while (!(base = _pmv_map_anon(len, psz))) {
 		if (errno != ENOMEM || len / 2 < POOL_CHUNK_MIN * psz)
 			return -ENOMEM;
+		len /= 2;
+		short_va = true;
+	}
+	/*
+	 * Keep half of the largest chunk that fit: whatever VA is left is at
+	 * least as much as the chunk takes, for the program and for the other
+	 * tiers' pools. Taking all of it, a pmv_mmap that reserves several
+	 * tiers failed under some limits where it passed under smaller ones.
+	 */
+	if (short_va && len / 2 >= POOL_CHUNK_MIN * psz) {
+		munmap((char *)base + len / 2, len / 2);
 		len /= 2;
 	}
 	/*
