@@ -206,6 +206,7 @@ struct _pmv_pool {
 	struct { void *base; size_t len; } *chunks;
 	size_t nchunks;
 	size_t high;		/* trim the pool above this many pages */
+	void *reserve;		/* a hole only the fault thread may use */
 };
 
 struct _pmv_tier {
@@ -245,11 +246,15 @@ PMV_HIDDEN size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps
 /* A hole to move a page out into; NULL only when VA is exhausted. */
 PMV_HIDDEN void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot);
+/* Before a region is published: its first touch must never need new VA. */
+PMV_HIDDEN int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 /* A resident page left the tier without coming to the pool (zap, munmap). */
 PMV_HIDDEN void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
+/* Anonymous VA for pools and regions, never populated or locked by mlockall. */
+PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
 
 /* ---- userfaultfd wrappers (uffd.c) ----------------------------------- */
 

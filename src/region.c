@@ -406,7 +406,7 @@ static int region_populate(pmv_ctx *ctx, struct _pmv_region *r)
 PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 {
 	struct _pmv_region *r = NULL;
-	size_t psz, maplen;
+	size_t psz;
 	void *p = MAP_FAILED, *base;
 	sigset_t sigs;
 	int ret;
@@ -451,20 +451,18 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	if (!r->pages)
 		goto nomem;
 
-	maplen = len + (flags & PMV_HUGE ? PMV_SIZE_2M : 0);
-	p = mmap(NULL, maplen, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
-		goto nomem;
-	base = p;
-	if (flags & PMV_HUGE) {
-		uintptr_t a = ((uintptr_t)p + PMV_SIZE_2M - 1) & ~(PMV_SIZE_2M - 1);
-
-		if (a > (uintptr_t)p)
-			munmap(p, a - (uintptr_t)p);
-		if ((uintptr_t)p + maplen > a + len)
-			munmap((void *)(a + len), (uintptr_t)p + maplen - (a + len));
-		base = (void *)a;
+	/*
+	 * Never populated, even after mlockall(MCL_FUTURE): every page must
+	 * come from a pool, through the fault thread. Nor locked: UFFDIO_MOVE
+	 * refuses to move between a locked and an unlocked mapping, and the
+	 * pools cannot be locked (a locked hole refuses MADV_DONTNEED).
+	 */
+	base = _pmv_map_anon(len, psz);
+	if (!base) {
+		ret = errno;
+		_pmv_set_errmsg(-ret, "pmv_mmap: cannot map %zu bytes: %s", len, strerror(ret));
+		errno = ret;
+		goto out;
 	}
 	p = base;
 	/*
@@ -479,6 +477,23 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	if (ret) {
 		errno = -ret;
 		goto out;
+	}
+	/*
+	 * A first touch that finds no pool page and no address space for a
+	 * chunk could only send SIGBUS: fail here instead, as mmap(2) does
+	 * when RLIMIT_AS does not allow the mapping. Every tier the fault
+	 * thread may try (first_touch_tiers()) needs its pool's reserve.
+	 */
+	for (unsigned t = 0; t < ctx->ntiers; t++) {
+		if ((flags & PMV_BIND) && (int)t != tier)
+			continue;
+		ret = _pmv_pool_reserve(ctx, &ctx->tiers[t], r->ps);
+		if (ret) {
+			_pmv_set_errmsg(ret, "pmv_mmap: no address space for tier %s's pool "
+					"(RLIMIT_AS?)", ctx->tiers[t].name);
+			errno = -ret;
+			goto out;
+		}
 	}
 	r->start = (uintptr_t)p;
 	for (size_t i = 0; i < r->npages; i++) {

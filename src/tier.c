@@ -16,11 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "internal.h"
 
 #define POOL_CHUNK_4K	(8192UL * PMV_SIZE_4K)	/* 32 MB of VA per chunk */
 #define POOL_CHUNK_2M	(256UL * PMV_SIZE_2M)	/* 512 MB of VA per chunk */
+#define POOL_CHUNK_MIN	16			/* slots, when VA is short */
 /*
  * Free pages kept per tier and page size. Trimming below what a round trip
  * of migrations needs makes every round re-populate, i.e. zero, its
@@ -43,6 +46,20 @@ static bool stack_push(void ***v, size_t *n, size_t *cap, void *x)
 	}
 	(*v)[(*n)++] = x;
 	return true;
+}
+
+/*
+ * A hole back into the pool. The reserve is refilled first: it needs no
+ * bookkeeping memory, and it is what keeps the fault thread from needing
+ * address space (see reserve_page()).
+ */
+static bool push_hole(struct _pmv_pool *p, void *slot)
+{
+	if (!p->reserve) {
+		p->reserve = slot;
+		return true;
+	}
+	return stack_push(&p->holes, &p->nholes, &p->cap_holes, slot);
 }
 
 static size_t pool_pages(const struct _pmv_pool *p)
@@ -97,13 +114,45 @@ bool _pmv_tier_has_room(struct _pmv_tier *t, int ps)
 	return ok;
 }
 
-static void *map_aligned(size_t len, size_t align)
+/*
+ * Aligned anonymous VA that is neither populated nor locked. After
+ * mlockall(MCL_FUTURE) every new mapping is locked and populated in full:
+ * a pool chunk's holes would all hold pages (a move into one fails), a
+ * region would hold pages the library never placed, and the memory is
+ * charged to no tier. mlock's population skips PROT_NONE; munlock then
+ * drops VM_LOCKED (a no-op when it is not set; a raw syscall because
+ * ASan's interceptor ignores it), and mprotect populates only locked
+ * mappings. Sets errno on failure.
+ */
+void *_pmv_map_anon(size_t len, size_t align)
 {
-	size_t over = len + align;
-	char *p = mmap(NULL, over, PROT_READ | PROT_WRITE,
+	size_t over = align > PMV_SIZE_4K ? len + align : len;
+	char *p = mmap(NULL, over, PROT_NONE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	uintptr_t a;
+	int err;
 
+	/*
+	 * EAGAIN: mlockall(MCL_FUTURE) charged the new mapping to
+	 * RLIMIT_MEMLOCK, though it would be unlocked at once. Unlock one
+	 * page first and grow it: an unlocked mapping grows uncharged.
+	 */
+	if (p == MAP_FAILED && errno == EAGAIN) {
+		p = mmap(NULL, PMV_SIZE_4K, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p != MAP_FAILED) {
+			char *q = MAP_FAILED;
+
+			if (!syscall(SYS_munlock, p, PMV_SIZE_4K))
+				q = mremap(p, PMV_SIZE_4K, over, MREMAP_MAYMOVE);
+			if (q == MAP_FAILED) {
+				err = errno;
+				munmap(p, PMV_SIZE_4K);
+				errno = err;
+			}
+			p = q;
+		}
+	}
 	if (p == MAP_FAILED)
 		return NULL;
 	a = ((uintptr_t)p + align - 1) & ~(align - 1);
@@ -111,6 +160,13 @@ static void *map_aligned(size_t len, size_t align)
 		munmap(p, a - (uintptr_t)p);
 	if ((uintptr_t)p + over > a + len)
 		munmap((void *)(a + len), (uintptr_t)p + over - (a + len));
+	if (syscall(SYS_munlock, a, len) ||
+	    mprotect((void *)a, len, PROT_READ | PROT_WRITE)) {
+		err = errno;
+		munmap((void *)a, len);
+		errno = err;
+		return NULL;
+	}
 	return (void *)a;
 }
 
@@ -132,6 +188,7 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 {
 	size_t psz = _pmv_ps_size(p->ps);
 	size_t len = p->ps == PMV_PS_2M ? POOL_CHUNK_2M : POOL_CHUNK_4K;
+	bool short_va = false;
 	void *base, *nc;
 	int ret;
 
@@ -139,9 +196,26 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	if (!nc)
 		return -ENOMEM;
 	p->chunks = nc;
-	base = map_aligned(len, psz);
-	if (!base)
-		return -ENOMEM;
+	/*
+	 * Under RLIMIT_AS the full chunk may not fit where a smaller one
+	 * does, and a first touch needs only one slot.
+	 */
+	while (!(base = _pmv_map_anon(len, psz))) {
+		if (errno != ENOMEM || len / 2 < POOL_CHUNK_MIN * psz)
+			return -ENOMEM;
+		len /= 2;
+		short_va = true;
+	}
+	/*
+	 * Keep half of the largest chunk that fit: whatever VA is left is at
+	 * least as much as the chunk takes, for the program and for the other
+	 * tiers' pools. Taking all of it, a pmv_mmap that reserves several
+	 * tiers failed under some limits where it passed under smaller ones.
+	 */
+	if (short_va && len / 2 >= POOL_CHUNK_MIN * psz) {
+		munmap((char *)base + len / 2, len / 2);
+		len /= 2;
+	}
 	/*
 	 * 4 KB pools must never get a THP (moving a piece of one splits it);
 	 * 2 MB pools want one per slot. Pools are not inherited by fork: a
@@ -166,6 +240,8 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 			break;
 		}
 	}
+	if (!p->reserve && p->nholes)
+		p->reserve = p->holes[--p->nholes];
 	p->chunks[p->nchunks].base = base;
 	p->chunks[p->nchunks].len = len;
 	p->nchunks++;
@@ -196,7 +272,7 @@ static void make_room(struct _pmv_tier *t, int ps)
 		void *slot = o->ndirty ? o->dirty[--o->ndirty] : o->clean[--o->nclean];
 
 		madvise(slot, _pmv_ps_size(o->ps), MADV_DONTNEED);
-		if (!stack_push(&o->holes, &o->nholes, &o->cap_holes, slot))
+		if (!push_hole(o, slot))
 			break;	/* the slot is lost VA; the page is freed */
 	}
 }
@@ -251,6 +327,32 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 	return got ? 0 : -ENOMEM;
 }
 
+/*
+ * The fault thread's last resort, when the pool has neither pages nor
+ * holes (parked pages and migrations hold its slots) and no address space
+ * is left for a chunk: the reserve hole, populated and handed out without
+ * any bookkeeping to grow. A first touch gives its slot back as a hole at
+ * once, which refills the reserve, so one is enough. A migration can fail
+ * a page with -ENOMEM, a first touch only with SIGBUS: nobody else takes
+ * it. Called with t->lock held.
+ */
+static void *reserve_page(struct _pmv_tier *t, struct _pmv_pool *p)
+{
+	size_t psz = _pmv_ps_size(p->ps);
+	void *slot = p->reserve;
+
+	if (!slot || !room_for(t, psz))
+		return NULL;
+	if (madvise(slot, psz, MADV_POPULATE_WRITE) ||
+	    (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE))) {
+		/* kept: it is only ever populated and collapsed, never moved into */
+		madvise(slot, psz, MADV_DONTNEED);
+		return NULL;
+	}
+	p->reserve = NULL;
+	return slot;
+}
+
 void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 			  bool want_clean, bool *clean)
 {
@@ -258,9 +360,14 @@ void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 	void *slot = NULL;
 
 	pthread_mutex_lock(&t->lock);
-	if (!pool_pages(p))
+	if (!pool_pages(p)) {
 		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
-	if (want_clean ? p->nclean : !p->ndirty && p->nclean) {
+		if (!pool_pages(p) && pthread_equal(pthread_self(), ctx->fault_thread))
+			slot = reserve_page(t, p);
+	}
+	if (slot) {
+		*clean = true;	/* the reserve, just populated */
+	} else if (want_clean ? p->nclean : !p->ndirty && p->nclean) {
 		slot = p->clean[--p->nclean];
 		*clean = true;
 	} else if (p->ndirty) {
@@ -359,6 +466,22 @@ void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 	return slot;
 }
 
+int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+	int ret = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (!p->reserve) {
+		if (p->nholes)
+			p->reserve = p->holes[--p->nholes];
+		else
+			ret = pool_add_chunk(ctx, t, p);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
 void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
 {
 	struct _pmv_pool *p = &t->pool[ps];
@@ -369,7 +492,7 @@ void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
 	 * other holes and filled the array. Without memory, the slot is lost
 	 * VA, which is harmless.
 	 */
-	stack_push(&p->holes, &p->nholes, &p->cap_holes, slot);
+	push_hole(p, slot);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -399,7 +522,7 @@ void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
 					       : p->clean[--p->nclean];
 
 			madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
-			if (!stack_push(&p->holes, &p->nholes, &p->cap_holes, slot))
+			if (!push_hole(p, slot))
 				break;	/* the slot is lost VA; the page is freed */
 		}
 	}
