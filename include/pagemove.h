@@ -150,7 +150,10 @@ void pmv_destroy(pmv_ctx *ctx);
  * are first placed on `tier` (or PMV_TIER_DEFAULT = 0). Without PMV_BIND a
  * full tier falls back to the other tiers in index order; with PMV_BIND a
  * first touch that finds the tier full gets SIGBUS, as a fault the kernel
- * cannot satisfy would. Returns NULL and sets errno: EINVAL, ENOMEM,
+ * cannot satisfy would; lack of address space never does: it is reserved
+ * here, and under RLIMIT_AS the call fails with ENOMEM instead. Managed
+ * memory is never populated here nor locked, even after
+ * mlockall(MCL_FUTURE). Returns NULL and sets errno: EINVAL, ENOMEM,
  * EOPNOTSUPP (PMV_HUGE with THP disabled), ECHILD.
  * Threads: any.
  */
