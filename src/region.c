@@ -691,6 +691,13 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 		ret = _pmv_set_errmsg(-EFAULT, "pmv_mbind: range leaves its region");
 		goto out;
 	}
+	/* a first touch there may now use this tier's pool: see pmv_mmap */
+	ret = _pmv_pool_reserve(ctx, &ctx->tiers[tier], r->ps);
+	if (ret) {
+		_pmv_set_errmsg(ret, "pmv_mbind: no address space for tier %s's pool (RLIMIT_AS?)",
+				ctx->tiers[tier].name);
+		goto out;
+	}
 	first = ((uintptr_t)addr - r->start) >> r->shift;
 	npages = len >> r->shift;
 	for (size_t i = 0; i < npages; i++) {
