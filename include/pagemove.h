@@ -161,8 +161,10 @@ void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags);
 
 /*
  * Unmap a whole region: addr is what pmv_mmap() returned and len its length.
- * Waits for migrations in flight on it. -EINVAL for anything that is not
- * exactly one live region (including a second unmap).
+ * After the program's own munmap(2) or mremap(2) of part of it, the same
+ * range unmaps the pieces left (and only those). Waits for migrations in
+ * flight on it. -EINVAL for anything that is not exactly one region or its
+ * pieces (including a second unmap).
  * Threads: any.
  */
 int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len);
@@ -178,11 +180,15 @@ int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len);
  * pages[i]. Otherwise pages[i] moves to tiers[i] and status[i] is its tier
  * afterwards or a negative errno:
  *   -EFAULT not in a managed region    -ENOENT never touched
- *   -EBUSY  in use, could not move      -ENOMEM target full / no pool page
+ *   -EBUSY  in use, could not move (locked by another move, pinned, or
+ *           in a range the program made read-only, PROT_NONE or mlocked)
+ *   -ENOMEM target full / no pool page
  *   -EACCES shared with another process and no PMV_MOVE_ALL
  *   -EINVAL no such tier
  *   -EIO    the copy failed (the page stayed, intact), or, with
  *           PMV_CTX_VERIFY, the page moved but is not on its tier's node
+ * A page the program discards (MADV_DONTNEED/FREE) or unmaps while it
+ * moves reads as the kernel says it must, and reports -ENOENT (or -EFAULT).
  * In a PMV_HUGE region any address inside a 2 MB page names the whole page,
  * which moves whole. Entries run in order, as in move_pages(2): a page named
  * more than once ends where its last entry sends it, and each entry's
@@ -199,8 +205,10 @@ int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 /*
  * Exchange pages pairwise (seed 004): a[i] takes b[i]'s tier and b[i] takes
  * a[i]'s, with no free page needed on either tier, so it works when both
- * are exactly full. Both pages are unmapped while their contents swap, so
- * no thread ever sees a half-swapped page. A pair is two 4 KB or two 2 MB
+ * are exactly full. Both pages are unmapped while their contents change
+ * pages, so no thread ever sees a half-exchanged page; each side's data
+ * goes into a fresh page, so a pipe holding an old one (vmsplice) never
+ * sees the other's data. A pair is two 4 KB or two 2 MB
  * pages. status[i] is 0 or a negative errno as in pmv_move_pages(), plus
  * -EINVAL for a mixed pair or a page paired with itself. Exchange does not
  * un-share: a page known to be shared with another process gets -EACCES
