@@ -123,8 +123,12 @@ int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node)
 	void *p = (void *)addr;
 	int st = -1;
 
-	if (move_pages(0, 1, &p, NULL, &st, 0))
-		return 0;	/* cannot tell: not an error of placement */
+	/*
+	 * Cannot tell: not an error of placement. A negative status says the
+	 * address has no page now (the program's mremap moved it meanwhile).
+	 */
+	if (move_pages(0, 1, &p, NULL, &st, 0) || st < 0)
+		return 0;
 	if (st == node)
 		return 0;
 	return _pmv_set_errmsg(-EIO, "page %p is on node %d, its tier is on node %d",
