@@ -116,7 +116,8 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 		x->p[k].addr = _pmv_page_addr(pg);
 		x->p[k].tier = pg->tier;
 		if (!(f & PG_present)) {
-			x->status = -ENOENT;
+			/* unmapped by the program since the lookup: not in a region */
+			x->status = f & PG_gone ? -EFAULT : -ENOENT;
 			goto unlock;
 		}
 		/*

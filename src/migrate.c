@@ -335,8 +335,9 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 	m->ps = pg->region->ps;
 	m->src = pg->tier;
 	if (!(f & PG_present)) {
-		m->status = -ENOENT;
-		_pmv_count_fail(ctx, m->dst, -ENOENT);
+		/* unmapped by the program since the lookup: not in a region now */
+		m->status = f & PG_gone ? -EFAULT : -ENOENT;
+		_pmv_count_fail(ctx, m->dst, m->status);
 		goto unlock;
 	}
 	if (m->src == m->dst) {
