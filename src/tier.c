@@ -362,7 +362,7 @@ void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 	pthread_mutex_lock(&t->lock);
 	if (!pool_pages(p)) {
 		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
-		if (!pool_pages(p) && pthread_equal(pthread_self(), ctx->fault_thread))
+		if (!pool_pages(p) && _pmv_is_fault_thread())
 			slot = reserve_page(t, p);
 	}
 	if (slot) {

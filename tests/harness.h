@@ -1407,4 +1407,29 @@ static inline void t_region_free(struct t_region *r)
 	r->gen = r->state = NULL;
 }
 
+/*
+ * Run fn(a, b) in a forked child under a 60 s watchdog (a hang is a
+ * failure); print PASS or FAIL with name. Returns 0 or 1.
+ */
+static inline int t_run_child(const char *name, int (*fn)(int, int), int a, int b)
+{
+	int ws;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		alarm(60);
+		_exit(fn(a, b) ? 1 : 0);
+	}
+	if (pid < 0 || waitpid(pid, &ws, 0) != pid) {
+		printf("FAIL %s (fork or wait failed)\n", name);
+		return 1;
+	}
+	if (WIFEXITED(ws) && !WEXITSTATUS(ws)) {
+		printf("PASS %s\n", name);
+		return 0;
+	}
+	printf("FAIL %s (%s)\n", name, WIFSIGNALED(ws) ? strsignal(WTERMSIG(ws)) : "bad bytes");
+	return 1;
+}
+
 #endif

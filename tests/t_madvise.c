@@ -96,34 +96,16 @@ static int discard_reads_zeros_while_migrating(int huge, int advice)
 	return (int)bad + (res != 0);
 }
 
-static int run(const char *name, int huge, int advice)
-{
-	int ws;
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		alarm(60);	/* a hang is a failure */
-		_exit(discard_reads_zeros_while_migrating(huge, advice) ? 1 : 0);
-	}
-	waitpid(pid, &ws, 0);
-	if (WIFEXITED(ws) && !WEXITSTATUS(ws)) {
-		printf("PASS %s\n", name);
-		return 0;
-	}
-	printf("FAIL %s (%s)\n", name, WIFSIGNALED(ws) ? strsignal(WTERMSIG(ws)) : "bad bytes");
-	return 1;
-}
-
 int main(void)
 {
 	int failed = 0, huge = t_thp_enabled();
 
 	atomic_store(&stop, 0);
-	failed += run("dontneed_reads_zeros_while_migrating_4k", 0, MADV_DONTNEED);
-	failed += run("free_reads_zeros_or_old_while_migrating_4k", 0, MADV_FREE);
+	failed += t_run_child("dontneed_reads_zeros_while_migrating_4k", discard_reads_zeros_while_migrating, 0, MADV_DONTNEED);
+	failed += t_run_child("free_reads_zeros_or_old_while_migrating_4k", discard_reads_zeros_while_migrating, 0, MADV_FREE);
 	if (huge) {
-		failed += run("dontneed_reads_zeros_while_migrating_2m", 1, MADV_DONTNEED);
-		failed += run("free_reads_zeros_or_old_while_migrating_2m", 1, MADV_FREE);
+		failed += t_run_child("dontneed_reads_zeros_while_migrating_2m", discard_reads_zeros_while_migrating, 1, MADV_DONTNEED);
+		failed += t_run_child("free_reads_zeros_or_old_while_migrating_2m", discard_reads_zeros_while_migrating, 1, MADV_FREE);
 	} else {
 		printf("note: THP disabled, 2 MB parts not run\n");
 	}

@@ -29,33 +29,15 @@ static int pipe_never_sees_another_page(int huge, int xonly){ psz=huge?T_SZ_2M:T
   int ok=0; for(int s=0;s<200&&!ok;s++) ok=t_check(buf,4096,victim,s)<0; if(!ok){ bad++; fprintf(stderr,"round %d: pipe has foreign data\n",round);} }
  printf("bad %ld\n",bad); pmv_destroy(ctx); return bad!=0;}
 
-static int run(const char *name, int huge, int xonly)
-{
-	int ws;
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		alarm(60);	/* a hang is a failure */
-		_exit(pipe_never_sees_another_page(huge, xonly) ? 1 : 0);
-	}
-	waitpid(pid, &ws, 0);
-	if (WIFEXITED(ws) && !WEXITSTATUS(ws)) {
-		printf("PASS %s\n", name);
-		return 0;
-	}
-	printf("FAIL %s\n", name);
-	return 1;
-}
-
 int main(void)
 {
 	int failed = 0;
 
-	failed += run("vmsplice_then_migrate_4k", 0, 0);
-	failed += run("vmsplice_then_exchange_4k", 0, 1);
+	failed += t_run_child("vmsplice_then_migrate_4k", pipe_never_sees_another_page, 0, 0);
+	failed += t_run_child("vmsplice_then_exchange_4k", pipe_never_sees_another_page, 0, 1);
 	if (t_thp_enabled()) {
-		failed += run("vmsplice_then_migrate_2m", 1, 0);
-		failed += run("vmsplice_then_exchange_2m", 1, 1);
+		failed += t_run_child("vmsplice_then_migrate_2m", pipe_never_sees_another_page, 1, 0);
+		failed += t_run_child("vmsplice_then_exchange_2m", pipe_never_sees_another_page, 1, 1);
 	} else {
 		printf("note: THP disabled, 2 MB parts not run\n");
 	}

@@ -22,7 +22,7 @@ static void *mover(void *a){ void *pages[512]; int to[512], st[512]; int t=1; (v
  return NULL;
 }
 static uint64_t resident(void){ struct pmv_tier_stats a,b; pmv_tier_stats(ctx,0,&a); pmv_tier_stats(ctx,1,&b); return a.resident_bytes+b.resident_bytes;}
-static int unmap_and_mremap_while_migrating(int huge){ psz=huge?T_SZ_2M:T_SZ_4K; np=huge?16:256; long bad=0;
+static int unmap_and_mremap_while_migrating(int huge, int unused){ (void)unused; psz=huge?T_SZ_2M:T_SZ_4K; np=huge?16:256; long bad=0;
  ctx=t_ctx(2,NULL,0); base=pmv_mmap(ctx,np*psz,0,huge?PMV_HUGE:0);
  for(size_t i=0;i<np;i++) t_fill(base+i*psz,psz,i,3);
  pthread_t th; pthread_create(&th,NULL,mover,NULL); usleep(50000);
@@ -46,30 +46,12 @@ static int unmap_and_mremap_while_migrating(int huge){ psz=huge?T_SZ_2M:T_SZ_4K;
  printf("resident after %llu\n",(unsigned long long)resident());
  pmv_destroy(ctx); return bad||badst||got!=want; }
 
-static int run(const char *name, int huge)
-{
-	int ws;
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		alarm(60);	/* a hang is a failure */
-		_exit(unmap_and_mremap_while_migrating(huge) ? 1 : 0);
-	}
-	waitpid(pid, &ws, 0);
-	if (WIFEXITED(ws) && !WEXITSTATUS(ws)) {
-		printf("PASS %s\n", name);
-		return 0;
-	}
-	printf("FAIL %s\n", name);
-	return 1;
-}
-
 int main(void)
 {
-	int failed = run("unmap_and_mremap_while_migrating_4k", 0);
+	int failed = t_run_child("unmap_and_mremap_while_migrating_4k", unmap_and_mremap_while_migrating, 0, 0);
 
 	if (t_thp_enabled())
-		failed += run("unmap_and_mremap_while_migrating_2m", 1);
+		failed += t_run_child("unmap_and_mremap_while_migrating_2m", unmap_and_mremap_while_migrating, 1, 0);
 	else
 		printf("note: THP disabled, 2 MB part not run\n");
 	printf("unmap: %d sub-tests failed\n", failed);
