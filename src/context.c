@@ -309,6 +309,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		_pmv_policy_stop(ctx);
 		_pmv_copy_pool_forget(ctx);
 		free(ctx->discards);
+		free(ctx->zap_wait);
 		free(ctx->surgery);
 		for (unsigned i = 0; i < ctx->ntiers; i++)
 			for (int ps = 0; ps < PMV_PS_NR; ps++) {
@@ -340,6 +341,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 	pthread_mutex_destroy(&ctx->discard_mu);
 	pthread_mutex_destroy(&ctx->surgery_mu);
 	free(ctx->discards);
+	free(ctx->zap_wait);
 	free(ctx->surgery);
 	if (ctx->policy_inited) {
 		pthread_mutex_destroy(&ctx->policy_mu);

@@ -34,6 +34,7 @@
  * are PG_gone, and faults at a moved range's new address wait.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -67,14 +68,18 @@ static int record_discard(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t
 }
 
 /*
- * Zero, in the copy at `data` of pg, every piece the program discarded;
- * with `take`, also drop those records. Returns true if they cover all of
- * the page. Caller holds the page lock.
+ * Zero, in the copy at `data` of pg, every piece the program discarded
+ * below `limit` bytes (the copy may hold only a head of the page); with
+ * `take`, also drop those records. Returns true if they cover all of the
+ * page. Caller holds the page lock.
  */
-static bool apply_discards(pmv_ctx *ctx, struct _pmv_page *pg, void *data, bool take)
+#define PIECE_WORDS	(PMV_SIZE_2M / PMV_SIZE_4K / 64)
+
+static bool apply_discards(pmv_ctx *ctx, struct _pmv_page *pg, void *data, size_t limit,
+			   bool take)
 {
 	size_t size = _pmv_page_size(pg), npieces = size / PMV_SIZE_4K, covered = 0;
-	uint64_t bits[PMV_SIZE_2M / PMV_SIZE_4K / 64] = { 0 };
+	uint64_t bits[PIECE_WORDS] = { 0 };
 
 	pthread_mutex_lock(&ctx->discard_mu);
 	for (size_t i = 0; i < ctx->ndiscards;) {
@@ -96,7 +101,7 @@ static bool apply_discards(pmv_ctx *ctx, struct _pmv_page *pg, void *data, bool 
 		if (!(bits[p / 64] & (1ULL << (p % 64))))
 			continue;
 		covered++;
-		if (data)
+		if (data && p * PMV_SIZE_4K < limit)
 			memset((char *)data + p * PMV_SIZE_4K, 0, PMV_SIZE_4K);
 	}
 	return covered == npieces;
@@ -142,27 +147,51 @@ static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_
 }
 
 /*
- * The fault thread keeps a page locked until the zap of a discard has
- * run: the program's madvise goes on once the event is read, and a mover
- * that took the page out before the zap would put the discarded pieces
- * back (a whole page is forgotten instead, which movers see). Only pieces
- * of mapped huge pages wait; a mover finds them locked and retries.
+ * A discard of pieces of a page that stays present (part of a huge page).
+ * The program's madvise goes on, and zaps, once the event is read; the
+ * records that cover a page someone holds are dropped when it unlocks,
+ * which may come first. A page moved out after that and before the zap
+ * (a migration, a park) would escape it and come back with the discarded
+ * bytes. So PG_zap keeps movers off the page until its pieces are seen
+ * unmapped. A whole page is forgotten instead, which movers see.
  */
-#define ZAP_WAIT_NS	1000000000UL	/* a madvise that never zaps (its VMA changed) */
+#define ZAP_WAIT_NS	1000000000UL	/* MADV_FREE never unmaps; nor does a madvise whose VMA changed */
 
-static bool zap_hold(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
+static void zap_watch(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
 {
-	if (ctx->nzap_wait == PMV_MAX_ZAP_WAIT)
-		return false;
+	if (ctx->nzap_wait == ctx->cap_zap_wait) {
+		size_t ncap = ctx->cap_zap_wait ? 2 * ctx->cap_zap_wait : 16;
+		void *nv = realloc(ctx->zap_wait, ncap * sizeof(*ctx->zap_wait));
+
+		if (!nv)
+			return;	/* no memory: the page goes unwatched */
+		ctx->zap_wait = nv;
+		ctx->cap_zap_wait = ncap;
+	}
 	ctx->zap_wait[ctx->nzap_wait++] = (struct _pmv_zap_wait){
 		.pg = pg, .off = off, .len = len, .until = _pmv_now_ns() + ZAP_WAIT_NS };
-	return true;
+	/*
+	 * Before the page is locked or marked (same word, later RMWs): whoever
+	 * locks it after its present holder lets go sees PG_zap.
+	 */
+	atomic_fetch_or_explicit(&pg->flags, PG_zap, memory_order_acq_rel);
 }
 
-void _pmv_event_release_holds(pmv_ctx *ctx)
+static void zap_unwatch(pmv_ctx *ctx, size_t i)
+{
+	struct _pmv_page *pg = ctx->zap_wait[i].pg;
+
+	ctx->zap_wait[i] = ctx->zap_wait[--ctx->nzap_wait];
+	for (size_t k = 0; k < ctx->nzap_wait; k++)
+		if (ctx->zap_wait[k].pg == pg)
+			return;	/* another discard of it is still unzapped */
+	_pmv_page_clear(pg, PG_zap);
+}
+
+void _pmv_event_unwatch_all(pmv_ctx *ctx)
 {
 	while (ctx->nzap_wait)
-		_pmv_page_unlock(ctx, ctx->zap_wait[--ctx->nzap_wait].pg);
+		zap_unwatch(ctx, ctx->nzap_wait - 1);
 }
 
 bool _pmv_event_poll(pmv_ctx *ctx)
@@ -173,12 +202,16 @@ bool _pmv_event_poll(pmv_ctx *ctx)
 		struct _pmv_zap_wait *z = &ctx->zap_wait[i];
 		uintptr_t a = _pmv_page_addr(z->pg) + z->off;
 
-		if (_pmv_pages_mapped(ctx, a, z->len) && now < z->until) {
+		/*
+		 * A holder may have the page out of its address right now (a
+		 * migration): its pieces look unmapped, zapped or not.
+		 */
+		if (now < z->until && ((_pmv_page_flags(z->pg) & PG_locked) ||
+				       _pmv_pages_mapped(ctx, a, z->len))) {
 			i++;
 			continue;
 		}
-		_pmv_page_unlock(ctx, z->pg);
-		*z = ctx->zap_wait[--ctx->nzap_wait];
+		zap_unwatch(ctx, i);
 	}
 	return ctx->nzap_wait;
 }
@@ -188,10 +221,17 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 	uint32_t f = _pmv_page_flags(pg);
 
 	if (f & PG_discard) {
-		bool parked = f & PG_parked;
-		bool all = apply_discards(ctx, pg, parked ? pg->park : NULL, true);
+		bool parked = f & PG_parked, all;
 
-		_pmv_page_clear(pg, PG_discard);
+		/*
+		 * Clear the mark before taking the records. The fault thread
+		 * records, then marks (both acq_rel RMWs on pg->flags): a record
+		 * this take misses comes with a mark set after our clear, which
+		 * the unlock loop sees and settles. Clearing after the take
+		 * would orphan it, and a later settle would zero newer data.
+		 */
+		atomic_fetch_and_explicit(&pg->flags, ~(uint32_t)PG_discard, memory_order_acq_rel);
+		all = apply_discards(ctx, pg, parked ? pg->park : NULL, _pmv_page_size(pg), true);
 		if (all)
 			_pmv_page_forget(ctx, pg);
 	}
@@ -206,10 +246,11 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 
 /*
  * Where pg's page must go in, or 0 if it must not: discarded whole, or its
- * address unmapped. Pieces discarded in part are zeroed in `slot` first.
- * Caller holds event_lock for reading (or is the fault thread) and pg's lock.
+ * address unmapped. Pieces discarded in part are zeroed in `slot` first
+ * (below `limit`: what the slot holds). Caller holds event_lock for reading
+ * (or is the fault thread) and pg's lock.
  */
-static uintptr_t gate(pmv_ctx *ctx, struct _pmv_page *pg, void *slot)
+static uintptr_t gate(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t limit)
 {
 	uint32_t f = _pmv_page_flags(pg);
 	uintptr_t addr = _pmv_page_addr(pg);
@@ -219,7 +260,7 @@ static uintptr_t gate(pmv_ctx *ctx, struct _pmv_page *pg, void *slot)
 		if (!addr)
 			return 0;
 	}
-	if ((f & PG_discard) && apply_discards(ctx, pg, slot, false))
+	if ((f & PG_discard) && apply_discards(ctx, pg, slot, limit, false))
 		return 0;
 	return addr;
 }
@@ -268,9 +309,13 @@ static void event_rdunlock(pmv_ctx *ctx, bool fault_thread)
 		pthread_rwlock_unlock(&ctx->event_lock);
 }
 
-/* _pmv_move_in, with the first off bytes of the first page already in */
+/*
+ * _pmv_move_in, with the first off bytes of the first page already in; with
+ * end (n == 1 only), just [off, end) of the page goes in, the rest of it
+ * being at its address already.
+ */
 static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintptr_t *slot,
-			 size_t n, unsigned flags, int *res, size_t *part, size_t off)
+			 size_t n, unsigned flags, int *res, size_t *part, size_t off, size_t end)
 {
 	bool ft = _pmv_is_fault_thread();
 	size_t i = 0;
@@ -278,11 +323,12 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 	flags |= PMV_MV_ONCE;	/* never wait for an event while holding event_lock */
 	while (i < n) {
 		size_t psz = _pmv_page_size(pgs[i]), k = 1, done = 0, total, ndone;
+		size_t lim = end ? end : psz;
 		uintptr_t dst;
 		int ret;
 
 		event_rdlock(ctx, ft);
-		dst = gate(ctx, pgs[i], (void *)slot[i]);
+		dst = gate(ctx, pgs[i], (void *)slot[i], lim);
 		if (!dst) {
 			event_rdunlock(ctx, ft);
 			res[i] = -ECANCELED;
@@ -291,12 +337,13 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 			continue;
 		}
 		/* a run of neighbours on both sides, none of them marked */
-		while (!off && i + k < n && _pmv_page_size(pgs[i + k]) == psz &&
+		while (!off && !end && i + k < n && _pmv_page_size(pgs[i + k]) == psz &&
 		       !(_pmv_page_flags(pgs[i + k]) & (PG_discard | PG_gone)) &&
 		       _pmv_page_addr(pgs[i + k]) == dst + k * psz &&
 		       slot[i + k] == slot[i] + k * psz)
 			k++;
-		ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, k * psz - off, flags, &done);
+		ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, (k - 1) * psz + lim - off,
+				     flags, &done);
 		if (ret == -EINVAL && !done && k > 1) {
 			/* a run may cross into a VMA the program changed: head alone */
 			k = 1;
@@ -306,12 +353,16 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 		if (ret == -EINVAL) {
 			size_t f = total / psz, o = total % psz, cdone = 0;
 
-			ret = copy_in(ctx, dst + f * psz + o, slot[i + f] + o, psz - o, flags, &cdone);
+			ret = copy_in(ctx, dst + f * psz + o, slot[i + f] + o, lim - o, flags, &cdone);
 			total += cdone;
 			if (!ret)
 				k = f + 1;	/* the run ends with the page copied */
 		}
 		event_rdunlock(ctx, ft);
+		if (end && (!ret || total >= end)) {
+			ret = 0;
+			total = psz;	/* the tail was in already */
+		}
 		for (ndone = total / psz; ndone; ndone--) {
 			res[i] = 0;
 			part[i++] = 0;
@@ -333,7 +384,7 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 void _pmv_move_in(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintptr_t *slot,
 		  size_t n, unsigned flags, int *res, size_t *part)
 {
-	move_in_from(ctx, pgs, slot, n, flags, res, part, 0);
+	move_in_from(ctx, pgs, slot, n, flags, res, part, 0, 0);
 }
 
 int _pmv_move_in_one(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, unsigned flags,
@@ -344,9 +395,20 @@ int _pmv_move_in_one(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, unsigned fl
 	int res = 0;
 
 	if (off < _pmv_page_size(pg))
-		move_in_from(ctx, &pg, &s, 1, flags, &res, &p, off);
+		move_in_from(ctx, &pg, &s, 1, flags, &res, &p, off, 0);
 	if (part)
 		*part = res ? p : _pmv_page_size(pg);
+	return res;
+}
+
+int _pmv_move_in_head(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t len,
+		      unsigned flags)
+{
+	uintptr_t s = (uintptr_t)slot;
+	size_t p = 0;
+	int res = 0;
+
+	move_in_from(ctx, &pg, &s, 1, flags, &res, &p, 0, len);
 	return res;
 }
 
@@ -463,7 +525,7 @@ bool _pmv_event_in_new_range(pmv_ctx *ctx, uintptr_t addr)
  * for reading, so no region goes away meanwhile.
  */
 static void for_each_page(pmv_ctx *ctx, uintptr_t start, uintptr_t end, uint32_t mark,
-			  bool (*fn)(pmv_ctx *, struct _pmv_page *, size_t, size_t))
+			  void (*fn)(pmv_ctx *, struct _pmv_page *, size_t, size_t))
 {
 	for (uintptr_t a = start; a < end;) {
 		struct _pmv_region *r = _pmv_region_find(ctx, a);
@@ -481,12 +543,14 @@ static void for_each_page(pmv_ctx *ctx, uintptr_t start, uintptr_t end, uint32_t
 			uintptr_t pa = _pmv_page_addr(pg), pe = pa + _pmv_page_size(pg);
 			size_t off = a - pa, len = (end < pe ? end : pe) - a;
 
+			if (mark == PG_discard && len < pe - pa)
+				zap_watch(ctx, pg, off, len);
 			for (;;) {
 				uint32_t old;
 
 				if (_pmv_page_trylock(pg)) {
-					if (!fn(ctx, pg, off, len))
-						_pmv_page_unlock(ctx, pg);
+					fn(ctx, pg, off, len);
+					_pmv_page_unlock(ctx, pg);
 					break;
 				}
 				/*
@@ -500,7 +564,7 @@ static void for_each_page(pmv_ctx *ctx, uintptr_t start, uintptr_t end, uint32_t
 					break;	/* the holder settles it on unlock */
 				/* it was unlocked just now: take it and do it here */
 				if (mark == PG_discard)
-					apply_discards(ctx, pg, NULL, true);
+					apply_discards(ctx, pg, NULL, 0, true);
 				_pmv_page_clear(pg, mark);
 			}
 			a = pe;
@@ -508,25 +572,18 @@ static void for_each_page(pmv_ctx *ctx, uintptr_t start, uintptr_t end, uint32_t
 	}
 }
 
-/* Returns true if it keeps the page locked (zap_hold). */
-static bool remove_fn(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
+static void remove_fn(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
 {
-	uint32_t f = _pmv_page_flags(pg);
-
 	discard_locked(ctx, pg, off, len);
-	return (f & (PG_present | PG_parked)) == PG_present && len < _pmv_page_size(pg) &&
-	       _pmv_pages_mapped(ctx, _pmv_page_addr(pg) + off, len) &&
-	       zap_hold(ctx, pg, off, len);
 }
 
-static bool gone_fn(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
+static void gone_fn(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
 {
 	(void)off;
 	(void)len;
 	_pmv_page_set(pg, PG_gone);
 	if (!_pmv_event_moved_to(ctx, _pmv_page_addr(pg)))
 		_pmv_page_forget(ctx, pg);
-	return false;
 }
 
 static void on_remove(pmv_ctx *ctx, uintptr_t start, uintptr_t end)

@@ -120,6 +120,10 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 			x->status = f & PG_gone ? -EFAULT : -ENOENT;
 			goto unlock;
 		}
+		if (f & PG_zap) {
+			x->status = -EBUSY;	/* its discard's zap is due (event.c) */
+			goto unlock;
+		}
 		/*
 		 * A page shared with a child cannot be moved out, and exchange
 		 * does not un-share: pmv_move_pages(PMV_MOVE_ALL) does.

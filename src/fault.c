@@ -250,7 +250,7 @@ static void surgery(pmv_ctx *ctx, bool *announced, struct uffd_msg *deferred,
 
 	if (!_pmv_regions_trywrlock_fault(&ctx->regions_lock, announced))
 		return;
-	_pmv_event_release_holds(ctx);
+	_pmv_event_unwatch_all(ctx);
 	_pmv_regions_apply(ctx);
 	_pmv_regions_wrunlock(&ctx->regions_lock);
 	*ndeferred = 0;

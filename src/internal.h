@@ -73,6 +73,12 @@ enum {
 	 */
 	PG_discard	= 1u << 12,	/* the program discarded pieces (ctx->discards) */
 	PG_gone		= 1u << 13,	/* its address was unmapped or moved away */
+	/*
+	 * The program discarded pieces of the page and their zap may not
+	 * have run yet: nobody moves it out until the fault thread sees the
+	 * zap (event.c), or the zap would miss what it moved.
+	 */
+	PG_zap		= 1u << 14,
 };
 
 struct _pmv_region;
@@ -336,13 +342,13 @@ PMV_HIDDEN void _pmv_event_handle(pmv_ctx *ctx, const struct uffd_msg *msg);
  */
 PMV_HIDDEN void _pmv_page_forget(pmv_ctx *ctx, struct _pmv_page *pg);
 /*
- * The fault thread, once per loop, with regions_lock read: release pages
- * it holds until a discard's zap has run. True while some are still held
- * (poll again soon).
+ * The fault thread, once per loop, with regions_lock read: clear PG_zap of
+ * pages whose discarded pieces are unmapped now. True while some are still
+ * watched (poll again soon).
  */
 PMV_HIDDEN bool _pmv_event_poll(pmv_ctx *ctx);
-/* regions_lock written: release them all (no page may stay locked then). */
-PMV_HIDDEN void _pmv_event_release_holds(pmv_ctx *ctx);
+/* Before regions_lock written (descriptors may go): stop every watch. */
+PMV_HIDDEN void _pmv_event_unwatch_all(pmv_ctx *ctx);
 /* Settle the marks of a locked page (called by _pmv_page_unlock). */
 PMV_HIDDEN void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg);
 /*
@@ -365,6 +371,15 @@ PMV_HIDDEN void _pmv_move_in(pmv_ctx *ctx, struct _pmv_page *const *pgs,
 /* One page; *part (if given): bytes already in on entry, in on return. */
 PMV_HIDDEN int _pmv_move_in_one(pmv_ctx *ctx, struct _pmv_page *pg, void *slot,
 				unsigned flags, size_t *part);
+/*
+ * A move out that stopped part way: put the first len bytes of pg's page
+ * back from slot, through the gate (pieces the program discarded meanwhile
+ * go back as zeros). 0; -ECANCELED if the page was discarded whole or its
+ * address is gone (the bytes stay in slot); another error if the move
+ * failed, with an unknown part of the head back in.
+ */
+PMV_HIDDEN int _pmv_move_in_head(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t len,
+				 unsigned flags);
 /* madvise(MADV_DONTNEED) of region memory by the library itself. */
 PMV_HIDDEN int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len);
 /* Queue a region-table change: 0, or -ENOMEM. */
@@ -499,10 +514,9 @@ struct pmv_ctx {
 	size_t nsurgery, cap_surgery;
 	_Atomic size_t surgery_pending;
 	_Atomic uint64_t events_remove, events_unmap, events_remap, copied_in;
-#define PMV_MAX_ZAP_WAIT	64
-	/* pages the fault thread holds (read: regions_lock; write: it, or a writer) */
-	struct _pmv_zap_wait zap_wait[PMV_MAX_ZAP_WAIT];
-	size_t nzap_wait;
+	/* PG_zap pages (the fault thread's alone) */
+	struct _pmv_zap_wait *zap_wait;
+	size_t nzap_wait, cap_zap_wait;
 
 	/* tiering (track.c, policy.c) */
 	uint64_t epoch_ns;		/* CLOCK_MONOTONIC at create */

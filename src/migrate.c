@@ -205,6 +205,14 @@ static void release_gone(pmv_ctx *ctx, struct mig *m)
 	unsigned char v;
 
 	/*
+	 * Only in part (a discard of pieces of a huge page raced the move
+	 * out): what is left is still the page, at its address.
+	 */
+	if (_pmv_pages_mapped(ctx, m->addr, m->size)) {
+		release(ctx, m, -EBUSY, false);
+		return;
+	}
+	/*
 	 * No VMA there (mincore says ENOMEM): not discarded but unmapped, or
 	 * moved by mremap with its page, which the event settles.
 	 */
@@ -342,6 +350,12 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 	}
 	if (m->src == m->dst) {
 		m->status = m->dst;
+		goto unlock;
+	}
+	if (f & PG_zap) {
+		/* pieces discarded but not zapped yet: moved out, they would escape it */
+		m->status = -EBUSY;
+		_pmv_count_fail(ctx, m->dst, -EBUSY);
 		goto unlock;
 	}
 	/* A sampled page comes home first: every step below expects it mapped. */
@@ -578,9 +592,20 @@ static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split)
 		if (!ret)
 			return 0;
 		m->hole_suspect = true;
-		if (done && _pmv_uffd_move(ctx, m->addr, (uintptr_t)m->hole, done, false, NULL)) {
-			*split = done;
-			return ret;
+		if (done) {
+			/*
+			 * Through the gate: the program may have discarded
+			 * pieces of the head since it left, and their zap found
+			 * the address empty.
+			 */
+			int back = _pmv_move_in_head(ctx, m->pg, m->hole, done, 0);
+
+			if (back == -ECANCELED)
+				return -ENOENT;	/* discarded whole, or unmapped */
+			if (back) {
+				*split = done;
+				return ret;
+			}
 		}
 		if (ret != -ENOENT || attempt || m->ps != PMV_PS_2M ||
 		    !_pmv_pages_mapped(ctx, m->addr, m->size))

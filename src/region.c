@@ -340,7 +340,7 @@ static void regions_wrlock(pmv_ctx *ctx)
 	pthread_rwlock_rdlock(&ctx->event_lock);
 	pthread_rwlock_unlock(&ctx->event_lock);
 	_pmv_regions_wrlock(&ctx->regions_lock);
-	_pmv_event_release_holds(ctx);
+	_pmv_event_unwatch_all(ctx);
 	_pmv_regions_apply(ctx);
 }
 

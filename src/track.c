@@ -74,13 +74,6 @@ static int restore(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t slot, size_t si
 	return ret;
 }
 
-/* A park that stopped half way: its moved pieces go straight back. */
-static int restore_pieces(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t done)
-{
-	size_t moved = 0;
-
-	return _pmv_uffd_move(ctx, addr, slot, done, 0, &moved);
-}
 
 static void parked_account(pmv_ctx *ctx, struct _pmv_page *pg, int d)
 {
@@ -95,9 +88,12 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 	int ps = pg->region->ps;
 	size_t size = _pmv_page_size(pg), done = 0;
 	uintptr_t addr = _pmv_page_addr(pg);
-	void *slot = _pmv_pool_take_hole(ctx, t, ps);
+	void *slot;
 	int ret;
 
+	if (_pmv_page_flags(pg) & PG_zap)
+		return -EBUSY;	/* its discard's zap is due (event.c) */
+	slot = _pmv_pool_take_hole(ctx, t, ps);
 	if (!slot)
 		return -ENOMEM;
 	/*
@@ -105,7 +101,8 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 	 * shared with a child or pinned (EBUSY) or discarded (ENOENT).
 	 */
 	ret = _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, PMV_MV_POOL, &done);
-	if (ret && done && restore_pieces(ctx, addr, (uintptr_t)slot, done)) {
+	/* a park that stopped half way: the moved pieces go back through the gate */
+	if (ret && done && _pmv_move_in_head(ctx, pg, slot, done, 0)) {
 		/*
 		 * Part of it is out and will not go back now: keep it parked,
 		 * so the next access (or any unpark) puts those pieces back.
