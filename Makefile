@@ -3,8 +3,21 @@
 # SAN=1 builds an ASan+UBSan tree in build-san/).
 
 NAME      := pagemove
-VERSION   := 0.1.0
-SOVERSION := 0
+# The one version source: PMV_VERSION_MAJOR and PMV_VERSION_MINOR in the
+# public header. The library's pmv_version(), `pagemove --version`,
+# pagemove.pc, the shared library's file name and soname, and the man
+# pages' footers all come from it. The soname carries the major number
+# only: minor releases keep the ABI (tests/abi checks that they do).
+VERSION_MAJOR := $(shell awk '$$2 == "PMV_VERSION_MAJOR" { print $$3 }' include/pagemove.h)
+VERSION_MINOR := $(shell awk '$$2 == "PMV_VERSION_MINOR" { print $$3 }' include/pagemove.h)
+ifeq ($(VERSION_MAJOR),)
+$(error no PMV_VERSION_MAJOR in include/pagemove.h)
+endif
+ifeq ($(VERSION_MINOR),)
+$(error no PMV_VERSION_MINOR in include/pagemove.h)
+endif
+VERSION   := $(VERSION_MAJOR).$(VERSION_MINOR)
+SOVERSION := $(VERSION_MAJOR)
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
 INCDIR    ?= $(PREFIX)/include
@@ -38,6 +51,10 @@ TOOL_HDRS := $(wildcard tools/*.h) $(wildcard bench/*.h)
 TEST_SRCS := $(wildcard tests/t_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 TEST_HELPERS := $(B)/tests/cli_child
+# Man pages get the version at build time; a page that is only a .so link
+# is copied as it is.
+MAN_SRCS  := $(wildcard man/*.1 man/*.3)
+MANS      := $(MAN_SRCS:man/%=$(B)/man/%)
 
 STATIC_LIB := $(B)/libpagemove.a
 SHARED_LIB := $(B)/libpagemove.so.$(VERSION)
@@ -45,7 +62,7 @@ CLI        := $(B)/pagemove
 
 .PHONY: all lib test test-unit test-san test-numa stress bench demo install clean deps
 
-all: lib $(CLI) $(TESTS) $(TEST_HELPERS) $(B)/pagemove.pc
+all: lib $(CLI) $(TESTS) $(TEST_HELPERS) $(B)/pagemove.pc $(MANS)
 
 ifeq ($(STATIC),1)
 lib: $(STATIC_LIB)
@@ -85,9 +102,15 @@ $(B)/tests/cli_child: tests/cli_child.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
-$(B)/pagemove.pc: pagemove.pc.in Makefile
+$(B)/pagemove.pc: pagemove.pc.in Makefile include/pagemove.h
+	@mkdir -p $(dir $@)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(B)/man/%: man/% Makefile include/pagemove.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+	    -e 's|@VERSION_MINOR@|$(VERSION_MINOR)|g' $< > $@
 
 # `make test`: the suite, then the same suite under ASan+UBSan, then the
 # multi-node NUMA guest. Each step installs what it is missing (as root).
@@ -125,8 +148,8 @@ install: all
 	ln -sf libpagemove.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpagemove.so
 	install -m 644 $(B)/pagemove.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
-	for m in man/*.1; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done; true
-	for m in man/*.3; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man3/; done; true
+	for m in $(B)/man/*.1; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done; true
+	for m in $(B)/man/*.3; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man3/; done; true
 
 clean:
 	rm -rf build build-san build-static
