@@ -42,7 +42,8 @@ B         ?= build
 endif
 
 LIB_SRCS  := $(wildcard src/*.c)
-LIB_OBJS  := $(LIB_SRCS:src/%.c=$(B)/src/%.o)
+# src/abi.c: the old symbol versions, which only a shared library has
+LIB_OBJS  := $(filter-out $(B)/src/abi.o,$(LIB_SRCS:src/%.c=$(B)/src/%.o))
 LIB_SOBJS := $(LIB_SRCS:src/%.c=$(B)/src/%.os)
 HDRS      := include/pagemove.h $(wildcard src/*.h)
 
@@ -79,7 +80,7 @@ $(B)/src/%.o: src/%.c $(HDRS)
 
 $(B)/src/%.os: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -DPMV_SHARED -c -o $@ $<
 
 $(STATIC_LIB): $(LIB_OBJS)
 	rm -f $@
