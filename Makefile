@@ -52,6 +52,12 @@ TOOL_HDRS := $(wildcard tools/*.h) $(wildcard bench/*.h)
 TEST_SRCS := $(wildcard tests/t_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 TEST_HELPERS := $(B)/tests/cli_child
+# The ABI test (tests/abi/README.md): one program per released header, and
+# one for today's, each against the shared library (so none in a static tree).
+ifneq ($(STATIC),1)
+ABI_RELEASES := $(patsubst tests/abi/pagemove-%.h,%,$(wildcard tests/abi/pagemove-*.h))
+ABI_TESTS := $(ABI_RELEASES:%=$(B)/tests/t_abi_%) $(B)/tests/t_abi_current
+endif
 # Man pages get the version at build time; a page that is only a .so link
 # is copied as it is.
 MAN_SRCS  := $(wildcard man/*.1 man/*.3)
@@ -63,7 +69,7 @@ CLI        := $(B)/pagemove
 
 .PHONY: all lib test test-unit test-san test-numa stress bench demo install clean deps
 
-all: lib $(CLI) $(TESTS) $(TEST_HELPERS) $(B)/pagemove.pc $(MANS)
+all: lib $(CLI) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(B)/pagemove.pc $(MANS)
 
 ifeq ($(STATIC),1)
 lib: $(STATIC_LIB)
@@ -98,6 +104,29 @@ $(CLI): $(TOOL_SRCS) $(TOOL_HDRS) $(STATIC_LIB)
 $(B)/tests/%: tests/%.c tests/harness.h $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
+
+# Release X.Y's library as its users linked against it: a stub with the
+# soname, every symbol of X.Y's version script in X.Y's nodes. A program
+# linked with it binds to X.Y's symbol versions; at run time the rpath
+# ($(B), searched before LD_LIBRARY_PATH) gives it today's library.
+$(B)/tests/abi/%/libpagemove.so: tests/abi/libpagemove-%.map
+	@mkdir -p $(dir $@)
+	sed -n 's/^[[:space:]]*\(pmv_[a-z0-9_]*\);.*/void \1(void) {}/p' $< | sort -u > $(dir $@)stub.c
+	$(CC) -shared -fPIC -Wl,-soname,libpagemove.so.$(SOVERSION) \
+		-Wl,--version-script=$< -o $@ $(dir $@)stub.c
+
+# kept: every t_abi_X.Y would relink at each make otherwise
+.SECONDARY: $(ABI_RELEASES:%=$(B)/tests/abi/%/libpagemove.so)
+ABI_LINK = -Wl,-z,now -Wl,--disable-new-dtags -Wl,-rpath,'$$ORIGIN/..'
+
+$(B)/tests/t_abi_%: tests/abi/abi.c tests/abi/pagemove-%.h $(B)/tests/abi/%/libpagemove.so $(SHARED_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -DPMV_ABI_HEADER='"pagemove-$*.h"' -o $@ $< \
+		-L$(B)/tests/abi/$* -lpagemove $(ABI_LINK)
+
+$(B)/tests/t_abi_current: tests/abi/abi.c include/pagemove.h $(SHARED_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -DPMV_ABI_HEADER='"pagemove.h"' -o $@ $< \
+		-L$(B) -lpagemove $(ABI_LINK)
 
 $(B)/tests/cli_child: tests/cli_child.c
 	@mkdir -p $(dir $@)
