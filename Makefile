@@ -41,6 +41,21 @@ else
 B         ?= build
 endif
 
+# A build whose Debian packages are missing stops here, before compiling,
+# and says which to install; only `make deps`, `make test` and `make demo`
+# install them (scripts/deps.sh has the list). BUILD_DEPS=HEADER:PACKAGE...
+# replaces the list (for tests/t_build.sh). Goals that install first check
+# in the make they start after installing.
+BUILD_DEPS ?=
+ifneq ($(filter-out deps test demo clean,$(or $(MAKECMDGOALS),all)),)
+DEPS_MISSING := $(shell PMV_BUILD_HEADERS='$(BUILD_DEPS)' sh scripts/deps.sh missing $(CC) $(CPPFLAGS) $(CFLAGS))
+ifneq ($(DEPS_MISSING),)
+$(info pagemove: cannot build: missing Debian packages: $(DEPS_MISSING))
+$(info pagemove: `make deps` installs them (as root), or: apt-get install $(DEPS_MISSING))
+$(error missing build dependencies)
+endif
+endif
+
 LIB_SRCS  := $(wildcard src/*.c)
 # src/abi.c: the old symbol versions, which only a shared library has
 LIB_OBJS  := $(filter-out $(B)/src/abi.o,$(LIB_SRCS:src/%.c=$(B)/src/%.o))
@@ -143,29 +158,33 @@ $(B)/man/%: man/% Makefile include/pagemove.h
 	    -e 's|@VERSION_MINOR@|$(VERSION_MINOR)|g' $< > $@
 
 # `make test`: the suite, then the same suite under ASan+UBSan, then the
-# multi-node NUMA guest. Each step installs what it is missing (as root).
+# multi-node NUMA guest. Each step installs what it is missing (as root):
+# `make deps` here, the guest's qemu, busybox and cpio in tests/numa/run.sh.
+# The other targets install nothing; the ones below that build stop with
+# the list of missing packages.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/all.sh $(B)
 
-test-unit: deps all
+test-unit: all
 	sh tests/run.sh $(B)
 
-test-san: deps
+test-san:
 	$(MAKE) SAN=1 all
 	sh tests/run.sh build-san
 
-test-numa: deps
+test-numa:
 	@if [ -x tests/numa/run-suite.sh ]; then sh tests/numa/run-suite.sh; \
 	else echo "test-numa: tests/numa/run-suite.sh missing"; exit 1; fi
 
-stress: deps all
+stress: all
 	PMV_STRESS=1 sh tests/run.sh $(B)
 
-bench: deps all
+bench: all
 	$(CLI) bench
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	$(CLI) demo
 
 install: all

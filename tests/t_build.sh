@@ -1,0 +1,69 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# t_build.sh PAGEMOVE [ignored]
+#
+# The build as a new user and a packager meet it. Each make runs in the
+# source tree with its outputs in a temporary directory (B=...), and
+# packages are never removed: a missing one is simulated with BUILD_DEPS.
+# Exit: 0 pass, 1 fail, 77 skip (reason printed).
+
+PM=$1
+[ -x "$PM" ] || { echo "FAIL: $PM: not an executable file"; exit 1; }
+B=$(cd "$(dirname "$PM")" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+fails=0 skipped=0
+ok()   { echo "ok   - $*"; }
+bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
+show() { sed 's/^/#      /' "$@"; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/t_build.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+# our own makes: nothing of a calling make (-j, SAN=1, -n...) leaks in
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
+command -v make >/dev/null 2>&1 || { echo "SKIP: no make"; exit 77; }
+mk() { make -C "$ROOT" --no-print-directory "$@"; }
+
+# A missing header stops `make all` before anything compiles, naming the
+# package and `make deps`; a header that is there is not named.
+test_missing_package_is_named() {
+	mk B="$tmp/b" BUILD_DEPS="pmv_no_such_header.h:libpmv-missing-dev numaif.h:libnuma-dev" \
+		all >"$tmp/out" 2>&1
+	rc=$?
+	[ "$rc" != 0 ] || { bad "make all succeeded with a missing header"; return; }
+	grep -q "missing Debian packages: libpmv-missing-dev\$" "$tmp/out" &&
+		grep -q 'make deps. installs them' "$tmp/out" ||
+		{ bad "make all did not name the missing package and make deps:"; show "$tmp/out"; return; }
+	if grep -q 'No such file\|error:' "$tmp/out"; then
+		bad "make all compiled before checking:"; show "$tmp/out"; return
+	fi
+	[ ! -e "$tmp/b" ] || { bad "make all made $tmp/b before failing"; return; }
+	ok "make all without a package: names it and make deps, exit $rc, nothing compiled"
+}
+
+# all and install never install: no deps.sh install, apt-get or dpkg in
+# what they run (make -n prints it), while test and demo do run make deps.
+test_all_and_install_never_install() {
+	for goal in all install; do
+		mk -n B="$tmp/n" DESTDIR="$tmp/dest" "$goal" >"$tmp/out" 2>&1 ||
+			{ bad "make -n $goal failed:"; show "$tmp/out"; return; }
+		if grep -E 'deps\.sh( build| numa|$| *;)|apt-get|dpkg' "$tmp/out"; then
+			bad "make $goal would install packages (above)"; return
+		fi
+	done
+	for goal in test demo; do
+		mk -n B="$tmp/n" "$goal" 2>&1 | grep -q 'scripts/deps.sh build' ||
+			{ bad "make $goal does not run make deps first"; return; }
+	done
+	ok "make all and make install install nothing; test and demo run make deps"
+}
+
+for t in test_missing_package_is_named test_all_and_install_never_install; do
+	$t
+	[ $? = 77 ] && skipped=1
+done
+if [ "$fails" -gt 0 ]; then
+	echo "t_build: $fails check(s) failed"; exit 1
+fi
+[ "$skipped" = 1 ] && exit 77
+echo "t_build: missing packages named, all and install install nothing"
+exit 0
