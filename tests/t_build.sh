@@ -57,7 +57,21 @@ test_all_and_install_never_install() {
 	ok "make all and make install install nothing; test and demo run make deps"
 }
 
-for t in test_missing_package_is_named test_all_and_install_never_install; do
+# -Werror by default (CI and make test set nothing), not with WERROR=0.
+test_werror_default_and_off() {
+	obj="$tmp/w/src/context.o"
+	mk -n -B B="$tmp/w" "$obj" >"$tmp/out" 2>&1 || { bad "make -n $obj failed"; show "$tmp/out"; return; }
+	grep -q -- '-Werror' "$tmp/out" || { bad "no -Werror by default:"; show "$tmp/out"; return; }
+	mk -n -B B="$tmp/w" WERROR=0 "$obj" >"$tmp/out" 2>&1 || { bad "make -n WERROR=0 failed"; return; }
+	if grep -q -- '-Werror' "$tmp/out"; then
+		bad "WERROR=0 still passes -Werror:"; show "$tmp/out"; return
+	fi
+	grep -q -- '-Wall -Wextra' "$tmp/out" || { bad "WERROR=0 dropped the warnings too"; return; }
+	ok "-Werror by default, off with WERROR=0 (warnings kept)"
+}
+
+for t in test_missing_package_is_named test_all_and_install_never_install \
+	 test_werror_default_and_off; do
 	$t
 	[ $? = 77 ] && skipped=1
 done
@@ -65,5 +79,5 @@ if [ "$fails" -gt 0 ]; then
 	echo "t_build: $fails check(s) failed"; exit 1
 fi
 [ "$skipped" = 1 ] && exit 77
-echo "t_build: missing packages named, all and install install nothing"
+echo "t_build: missing packages named, all and install install nothing, -Werror unless WERROR=0"
 exit 0
