@@ -151,10 +151,14 @@ $(B)/tests/cli_child: tests/cli_child.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
+# Directories under PREFIX are written from ${prefix}, so that the file can
+# move with its tree (pkg-config --define-prefix); others stay absolute.
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
 $(B)/pagemove.pc: pagemove.pc.in Makefile include/pagemove.h
 	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|' \
+	    -e 's|@INCDIR@|$(call pc_dir,$(INCDIR))|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
 $(B)/man/%: man/% Makefile include/pagemove.h
 	@mkdir -p $(dir $@)

@@ -70,8 +70,29 @@ test_werror_default_and_off() {
 	ok "-Werror by default, off with WERROR=0 (warnings kept)"
 }
 
+# pagemove.pc names its directories from ${prefix}: moved with its tree,
+# pkg-config --define-prefix finds the tree; a LIBDIR outside PREFIX stays.
+test_pc_relocatable() {
+	if ! command -v pkg-config >/dev/null 2>&1; then
+		echo "SKIP: no pkg-config (make deps installs it)"; return 77
+	fi
+	if grep -v '^prefix=' "$B/pagemove.pc" | grep -n '=/'; then
+		bad "$B/pagemove.pc has an absolute directory besides prefix (above)"; return
+	fi
+	mkdir -p "$tmp/r/lib/pkgconfig" && cp "$B/pagemove.pc" "$tmp/r/lib/pkgconfig/" || return
+	got=$(PKG_CONFIG_PATH="$tmp/r/lib/pkgconfig" pkg-config --define-prefix --cflags --libs pagemove)
+	want="-I$tmp/r/include -L$tmp/r/lib -lpagemove"
+	[ "$(echo $got)" = "$want" ] || { bad "pkg-config --define-prefix: '$got', want '$want'"; return; }
+	mk B="$tmp/pc" PREFIX=/opt/pm LIBDIR=/usr/lib64 "$tmp/pc/pagemove.pc" >"$tmp/out" 2>&1 ||
+		{ bad "make pagemove.pc with PREFIX, LIBDIR failed"; show "$tmp/out"; return; }
+	grep -qx 'libdir=/usr/lib64' "$tmp/pc/pagemove.pc" && grep -qx 'prefix=/opt/pm' "$tmp/pc/pagemove.pc" &&
+		grep -qx 'includedir=${prefix}/include' "$tmp/pc/pagemove.pc" ||
+		{ bad "PREFIX=/opt/pm LIBDIR=/usr/lib64 gave:"; show "$tmp/pc/pagemove.pc"; return; }
+	ok "pagemove.pc relocates with --define-prefix; a LIBDIR outside PREFIX stays absolute"
+}
+
 for t in test_missing_package_is_named test_all_and_install_never_install \
-	 test_werror_default_and_off; do
+	 test_werror_default_and_off test_pc_relocatable; do
 	$t
 	[ $? = 77 ] && skipped=1
 done
@@ -79,5 +100,5 @@ if [ "$fails" -gt 0 ]; then
 	echo "t_build: $fails check(s) failed"; exit 1
 fi
 [ "$skipped" = 1 ] && exit 77
-echo "t_build: missing packages named, all and install install nothing, -Werror unless WERROR=0"
+echo "t_build: missing packages named, all and install install nothing, -Werror unless WERROR=0, pagemove.pc relocatable"
 exit 0
