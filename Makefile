@@ -71,6 +71,7 @@ TOOL_HDRS := $(wildcard tools/*.h) $(wildcard bench/*.h)
 TEST_SRCS := $(wildcard tests/t_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 TEST_HELPERS := $(B)/tests/cli_child
+EXAMPLES  := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 # The ABI test (tests/abi/README.md): one program per released header, and
 # one for today's, each against the shared library (so none in a static tree).
 ifneq ($(STATIC),1)
@@ -88,7 +89,7 @@ CLI        := $(B)/pagemove
 
 .PHONY: all lib test test-unit test-san test-numa stress bench demo install clean deps
 
-all: lib $(CLI) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(B)/pagemove.pc $(MANS)
+all: lib $(CLI) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(EXAMPLES) $(B)/pagemove.pc $(MANS)
 
 ifeq ($(STATIC),1)
 lib: $(STATIC_LIB)
@@ -146,6 +147,12 @@ $(B)/tests/t_abi_current: tests/abi/abi.c include/pagemove.h $(SHARED_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -DPMV_ABI_HEADER='"pagemove.h"' -o $@ $< \
 		-L$(B) -lpagemove $(ABI_LINK)
+
+# As a program outside the tree would be built, from the public header only
+# (static, so that it runs from the build tree without LD_LIBRARY_PATH).
+$(B)/examples/%: examples/%.c include/pagemove.h $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
 
 $(B)/tests/cli_child: tests/cli_child.c
 	@mkdir -p $(dir $@)

@@ -91,8 +91,48 @@ test_pc_relocatable() {
 	ok "pagemove.pc relocates with --define-prefix; a LIBDIR outside PREFIX stays absolute"
 }
 
+# The README's example is examples/hello.c, byte for byte.
+test_readme_example_is_hello_c() {
+	awk '/^## Example/ { ex = 1 } ex && /^```c$/ { on = 1; next } on && /^```$/ { exit } on' \
+		"$ROOT/README.md" >"$tmp/readme.c"
+	[ -s "$tmp/readme.c" ] || { bad "README.md: no \`\`\`c block under ## Example"; return; }
+	if ! diff -u "$ROOT/examples/hello.c" "$tmp/readme.c" >"$tmp/out"; then
+		bad "README.md's example differs from examples/hello.c:"; show "$tmp/out"; return
+	fi
+	ok "README's example is examples/hello.c ($(wc -l <"$tmp/readme.c") lines)"
+}
+
+# The README's in-tree build line works in a checkout (with this build
+# tree for build/), and so does the example make all built.
+test_readme_in_tree_line_works() {
+	line=$(grep -m1 '^cc -Iinclude examples/hello.c ' "$ROOT/README.md")
+	run=$(grep -m1 '^LD_LIBRARY_PATH=build ./hello$' "$ROOT/README.md")
+	[ -n "$line" ] && [ -n "$run" ] ||
+		{ bad "README.md: no in-tree 'cc -Iinclude examples/hello.c ...' and 'LD_LIBRARY_PATH=build ./hello' lines"; return; }
+	cmd=$(echo "$line" | sed -e "s| -Lbuild | -L$B |" -e "s| -o hello\$| -o $tmp/hello|")
+	case $cmd in
+	*" -L$B "*" -o $tmp/hello") ;;
+	*) bad "README.md's line is not '... -Lbuild ... -o hello': $line"; return ;;
+	esac
+	(cd "$ROOT" && eval "$cmd") >"$tmp/out" 2>&1 || { bad "$line failed:"; show "$tmp/out"; return; }
+	# a sanitized library needs its runtime loaded first
+	pre=
+	if [ -e "$B/libpagemove.so" ] && readelf -d "$B/libpagemove.so" | grep -q 'NEEDED.*libasan'; then
+		pre=$(cc -print-file-name=libasan.so)
+	fi
+	for prog in "$tmp/hello" "$B/examples/hello"; do
+		[ -x "$prog" ] || { bad "$prog was not built"; return; }
+		LD_PRELOAD=$pre LD_LIBRARY_PATH=$B "$prog" >"$tmp/out" 2>&1 ||
+			{ bad "$prog failed:"; show "$tmp/out"; return; }
+		grep -qx '0 pages not moved; page 0 now on tier 1; data intact' "$tmp/out" ||
+			{ bad "$prog said:"; show "$tmp/out"; return; }
+	done
+	ok "README's in-tree line builds hello; it and $B/examples/hello run, data intact"
+}
+
 for t in test_missing_package_is_named test_all_and_install_never_install \
-	 test_werror_default_and_off test_pc_relocatable; do
+	 test_werror_default_and_off test_pc_relocatable test_readme_example_is_hello_c \
+	 test_readme_in_tree_line_works; do
 	$t
 	[ $? = 77 ] && skipped=1
 done
@@ -100,5 +140,5 @@ if [ "$fails" -gt 0 ]; then
 	echo "t_build: $fails check(s) failed"; exit 1
 fi
 [ "$skipped" = 1 ] && exit 77
-echo "t_build: missing packages named, all and install install nothing, -Werror unless WERROR=0, pagemove.pc relocatable"
+echo "t_build: missing packages named, nothing installs but deps/test/demo, WERROR=0, relocatable .pc, README example current"
 exit 0
