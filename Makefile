@@ -3,8 +3,21 @@
 # SAN=1 builds an ASan+UBSan tree in build-san/).
 
 NAME      := pagemove
-VERSION   := 0.1.0
-SOVERSION := 0
+# The one version source: PMV_VERSION_MAJOR and PMV_VERSION_MINOR in the
+# public header. The library's pmv_version(), `pagemove --version`,
+# pagemove.pc, the shared library's file name and soname, and the man
+# pages' footers all come from it. The soname carries the major number
+# only: minor releases keep the ABI (tests/abi checks that they do).
+VERSION_MAJOR := $(shell awk '$$2 == "PMV_VERSION_MAJOR" { print $$3 }' include/pagemove.h)
+VERSION_MINOR := $(shell awk '$$2 == "PMV_VERSION_MINOR" { print $$3 }' include/pagemove.h)
+ifeq ($(VERSION_MAJOR),)
+$(error no PMV_VERSION_MAJOR in include/pagemove.h)
+endif
+ifeq ($(VERSION_MINOR),)
+$(error no PMV_VERSION_MINOR in include/pagemove.h)
+endif
+VERSION   := $(VERSION_MAJOR).$(VERSION_MINOR)
+SOVERSION := $(VERSION_MAJOR)
 PREFIX    ?= /usr/local
 LIBDIR    ?= $(PREFIX)/lib
 INCDIR    ?= $(PREFIX)/include
@@ -13,7 +26,11 @@ MANDIR    ?= $(PREFIX)/share/man
 
 CC        ?= gcc
 CFLAGS    ?= -O2 -g
-override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -Iinclude
+# Warnings are errors here, in CI and in `make test`; a packager whose
+# compiler warns where ours does not can build with WERROR=0.
+WERROR    ?= 1
+override CFLAGS += -std=gnu11 -Wall -Wextra $(if $(filter 0,$(WERROR)),,-Werror) \
+		   -D_GNU_SOURCE -pthread -Iinclude
 LDLIBS    := -lnuma -pthread
 
 ifeq ($(STATIC),1)
@@ -28,8 +45,24 @@ else
 B         ?= build
 endif
 
+# A build whose Debian packages are missing stops here, before compiling,
+# and says which to install; only `make deps`, `make test` and `make demo`
+# install them (scripts/deps.sh has the list). BUILD_DEPS=HEADER:PACKAGE...
+# replaces the list (for tests/t_build.sh). Goals that install first check
+# in the make they start after installing.
+BUILD_DEPS ?=
+ifneq ($(filter-out deps test demo clean,$(or $(MAKECMDGOALS),all)),)
+DEPS_MISSING := $(shell PMV_BUILD_HEADERS='$(BUILD_DEPS)' sh scripts/deps.sh missing $(CC) $(CPPFLAGS) $(CFLAGS))
+ifneq ($(DEPS_MISSING),)
+$(info pagemove: cannot build: missing Debian packages: $(DEPS_MISSING))
+$(info pagemove: `make deps` installs them (as root), or: apt-get install $(DEPS_MISSING))
+$(error missing build dependencies)
+endif
+endif
+
 LIB_SRCS  := $(wildcard src/*.c)
-LIB_OBJS  := $(LIB_SRCS:src/%.c=$(B)/src/%.o)
+# src/abi.c: the old symbol versions, which only a shared library has
+LIB_OBJS  := $(filter-out $(B)/src/abi.o,$(LIB_SRCS:src/%.c=$(B)/src/%.o))
 LIB_SOBJS := $(LIB_SRCS:src/%.c=$(B)/src/%.os)
 HDRS      := include/pagemove.h $(wildcard src/*.h)
 
@@ -38,6 +71,17 @@ TOOL_HDRS := $(wildcard tools/*.h) $(wildcard bench/*.h)
 TEST_SRCS := $(wildcard tests/t_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 TEST_HELPERS := $(B)/tests/cli_child
+EXAMPLES  := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
+# The ABI test (tests/abi/README.md): one program per released header, and
+# one for today's, each against the shared library (so none in a static tree).
+ifneq ($(STATIC),1)
+ABI_RELEASES := $(patsubst tests/abi/pagemove-%.h,%,$(wildcard tests/abi/pagemove-*.h))
+ABI_TESTS := $(ABI_RELEASES:%=$(B)/tests/t_abi_%) $(B)/tests/t_abi_current
+endif
+# Man pages get the version at build time; a page that is only a .so link
+# is copied as it is.
+MAN_SRCS  := $(wildcard man/*.1 man/*.3)
+MANS      := $(MAN_SRCS:man/%=$(B)/man/%)
 
 STATIC_LIB := $(B)/libpagemove.a
 SHARED_LIB := $(B)/libpagemove.so.$(VERSION)
@@ -45,7 +89,7 @@ CLI        := $(B)/pagemove
 
 .PHONY: all lib test test-unit test-san test-numa stress bench demo install clean deps
 
-all: lib $(CLI) $(TESTS) $(TEST_HELPERS) $(B)/pagemove.pc
+all: lib $(CLI) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(EXAMPLES) $(B)/pagemove.pc $(MANS)
 
 ifeq ($(STATIC),1)
 lib: $(STATIC_LIB)
@@ -62,7 +106,7 @@ $(B)/src/%.o: src/%.c $(HDRS)
 
 $(B)/src/%.os: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+	$(CC) $(CFLAGS) -fPIC -fvisibility=hidden -DPMV_SHARED -c -o $@ $<
 
 $(STATIC_LIB): $(LIB_OBJS)
 	rm -f $@
@@ -81,38 +125,81 @@ $(B)/tests/%: tests/%.c tests/harness.h $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
 
+# Release X.Y's library as its users linked against it: a stub with the
+# soname, every symbol of X.Y's version script in X.Y's nodes. A program
+# linked with it binds to X.Y's symbol versions; at run time the rpath
+# ($(B), searched before LD_LIBRARY_PATH) gives it today's library.
+$(B)/tests/abi/%/libpagemove.so: tests/abi/libpagemove-%.map
+	@mkdir -p $(dir $@)
+	sed -n 's/^[[:space:]]*\(pmv_[a-z0-9_]*\);.*/void \1(void) {}/p' $< | sort -u > $(dir $@)stub.c
+	$(CC) -shared -fPIC -Wl,-soname,libpagemove.so.$(SOVERSION) \
+		-Wl,--version-script=$< -o $@ $(dir $@)stub.c
+
+# kept: every t_abi_X.Y would relink at each make otherwise
+.SECONDARY: $(ABI_RELEASES:%=$(B)/tests/abi/%/libpagemove.so)
+ABI_LINK = -Wl,-z,now -Wl,--disable-new-dtags -Wl,-rpath,'$$ORIGIN/..'
+
+$(B)/tests/t_abi_%: tests/abi/abi.c tests/abi/pagemove-%.h $(B)/tests/abi/%/libpagemove.so $(SHARED_LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -DPMV_ABI_HEADER='"pagemove-$*.h"' -o $@ $< \
+		-L$(B)/tests/abi/$* -lpagemove $(ABI_LINK)
+
+$(B)/tests/t_abi_current: tests/abi/abi.c include/pagemove.h $(SHARED_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -DPMV_ABI_HEADER='"pagemove.h"' -o $@ $< \
+		-L$(B) -lpagemove $(ABI_LINK)
+
+# As a program outside the tree would be built, from the public header only
+# (static, so that it runs from the build tree without LD_LIBRARY_PATH).
+$(B)/examples/%: examples/%.c include/pagemove.h $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
+
 $(B)/tests/cli_child: tests/cli_child.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
 
-$(B)/pagemove.pc: pagemove.pc.in Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCDIR@|$(INCDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+# Directories under PREFIX are written from ${prefix}, so that the file can
+# move with its tree (pkg-config --define-prefix); others stay absolute.
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+$(B)/pagemove.pc: pagemove.pc.in Makefile include/pagemove.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(call pc_dir,$(LIBDIR))|' \
+	    -e 's|@INCDIR@|$(call pc_dir,$(INCDIR))|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+$(B)/man/%: man/% Makefile include/pagemove.h
+	@mkdir -p $(dir $@)
+	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@VERSION_MAJOR@|$(VERSION_MAJOR)|g' \
+	    -e 's|@VERSION_MINOR@|$(VERSION_MINOR)|g' $< > $@
 
 # `make test`: the suite, then the same suite under ASan+UBSan, then the
-# multi-node NUMA guest. Each step installs what it is missing (as root).
+# multi-node NUMA guest. Each step installs what it is missing (as root):
+# `make deps` here, the guest's qemu, busybox and cpio in tests/numa/run.sh.
+# The other targets install nothing; the ones below that build stop with
+# the list of missing packages.
 test: deps
 	@$(MAKE) --no-print-directory all
 	@sh tests/all.sh $(B)
 
-test-unit: deps all
+test-unit: all
 	sh tests/run.sh $(B)
 
-test-san: deps
+test-san:
 	$(MAKE) SAN=1 all
 	sh tests/run.sh build-san
 
-test-numa: deps
+test-numa:
 	@if [ -x tests/numa/run-suite.sh ]; then sh tests/numa/run-suite.sh; \
 	else echo "test-numa: tests/numa/run-suite.sh missing"; exit 1; fi
 
-stress: deps all
+stress: all
 	PMV_STRESS=1 sh tests/run.sh $(B)
 
-bench: deps all
+bench: all
 	$(CLI) bench
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	$(CLI) demo
 
 install: all
@@ -125,8 +212,8 @@ install: all
 	ln -sf libpagemove.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpagemove.so
 	install -m 644 $(B)/pagemove.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
 	install -m 755 $(CLI) $(DESTDIR)$(BINDIR)/
-	for m in man/*.1; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done; true
-	for m in man/*.3; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man3/; done; true
+	for m in $(B)/man/*.1; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man1/; done; true
+	for m in $(B)/man/*.3; do [ -f "$$m" ] && install -m 644 $$m $(DESTDIR)$(MANDIR)/man3/; done; true
 
 clean:
 	rm -rf build build-san build-static

@@ -286,7 +286,7 @@ static int usage(FILE *f)
 int pmv_cmd_bench(int argc, char **argv)
 {
 	struct pmv_tier_config tc[2] = {
-		{ "fast", PMV_NODE_ANY, 0 }, { "slow", PMV_NODE_ANY, 0 },
+		{ .name = "fast", .node = PMV_NODE_ANY }, { .name = "slow", .node = PMV_NODE_ANY },
 	};
 	/* the policy must not move pages behind the measurements' back */
 	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };

@@ -142,7 +142,8 @@ static int run_pattern(int pat, const struct opts *o, struct result *r)
 {
 	size_t size = o->mb << 20;
 	struct pmv_tier_config tc[2] = {
-		{ "fast", o->n0, size / 4 }, { "slow", o->n1, 0 },
+		{ .name = "fast", .node = o->n0, .capacity = size / 4 },
+		{ .name = "slow", .node = o->n1 },
 	};
 	/* off until first touch is measured: tier 0 fills in address order */
 	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };

@@ -27,6 +27,40 @@
  * itself is not usable in the child: every call there returns -ECHILD.
  * In the parent, pages still shared with a child report -EACCES from
  * pmv_move_pages() unless PMV_MOVE_ALL is given, which un-shares them.
+ *
+ * ABI: a program built against any release runs with every later one
+ * (soname libpagemove.so.0; tests/abi keeps each release's header and
+ * runs a program built with it). The rule for the structs below:
+ *  - A struct never changes its size, nor the offset of any field. A new
+ *    field takes the first words of its struct's resv[] that it needs, and
+ *    its zero means what the library did before the field existed.
+ *  - Structs a program passes in (pmv_config, pmv_tier_config,
+ *    pmv_policy_config): zero them whole, with = { 0 } or a designated
+ *    initializer. A non-zero resv word is refused with EINVAL, so a
+ *    program that sets a field of a later release fails cleanly on an
+ *    earlier library rather than having the field ignored.
+ *  - Structs the library fills (the stats): it writes all of them, resv
+ *    as zeros, and nothing past them.
+ *  - When a struct's resv runs out, the struct gets a new layout and each
+ *    call taking it a new default symbol version, in a new node of
+ *    src/libpagemove.map; the old symbol stays and keeps the old layout.
+ * Why resv rather than a size field, as perf_event_attr has: every caller
+ * already zero-initializes these structs (a size field would have to be
+ * set by each), and pmv_config.tiers is an array, whose stride must not
+ * depend on the caller. Symbol versions are the way out only when resv
+ * cannot serve: they cost a compatibility function per call and release.
+ *
+ * They served once. 0.2 put new fields past the end of 0.1's pmv_config,
+ * pmv_tier_stats and pmv_ctx_stats under the same PAGEMOVE_0.1 symbols, so
+ * a 0.1 program had policy read from beyond its struct and stats written
+ * beyond its. Since 0.3 the structs have the layout below, with room to
+ * grow, and pmv_create, pmv_tier_stats and pmv_ctx_stats are PAGEMOVE_0.3
+ * symbols. Programs built against 0.1 or 0.2 still call the PAGEMOVE_0.1
+ * ones, which read a 0.1 pmv_config and fill a 0.1-sized struct: a 0.1
+ * program works as before. A 0.2 program, which cannot be told apart,
+ * has its pmv_config.policy ignored (the PAGEMOVE_POLICY* variables still
+ * apply) and its pmv_ctx_stats fields from demoted on left as they were;
+ * every field of its pmv_tier_stats is filled. Rebuild it to get them all.
  */
 
 #include <stddef.h>
@@ -37,7 +71,7 @@ extern "C" {
 #endif
 
 #define PMV_VERSION_MAJOR	0
-#define PMV_VERSION_MINOR	2
+#define PMV_VERSION_MINOR	3
 
 #define PMV_MAX_TIERS		16
 #define PMV_NODE_ANY		(-1)	/* tier not bound to a NUMA node */
@@ -49,6 +83,7 @@ struct pmv_tier_config {
 	const char *name;	/* for stats and messages; may be NULL */
 	int node;		/* NUMA node, or PMV_NODE_ANY */
 	size_t capacity;	/* bytes; 0 means unlimited */
+	uint64_t resv[5];	/* zero */
 };
 
 /* pmv_config.flags */
@@ -109,6 +144,7 @@ struct pmv_policy_config {
 	/* free-space watermarks, per mille of capacity, each at least one page
 	 * [WMARK_MIN_PERMILLE...]: 10, 20, 40 */
 	unsigned wmark_min_permille, wmark_low_permille, wmark_high_permille;
+	unsigned resv[6];		/* zero */
 };
 
 struct pmv_config {
@@ -118,13 +154,15 @@ struct pmv_config {
 	unsigned flags;				/* PMV_CTX_* */
 	int copy_engine;			/* enum pmv_copy_engine */
 	const struct pmv_policy_config *policy;	/* NULL: all defaults */
+	uint64_t resv[8];			/* zero */
 };
 
 /*
  * Create a context: probe the kernel, open the userfaultfd, set up the tiers'
  * pools and start the fault-handler thread (and copy threads for the auto,
  * parallel and offload engines, and the policy thread with 2+ tiers).
- * Returns NULL and sets errno: EINVAL (bad config, unknown PAGEMOVE_COPY,
+ * Returns NULL and sets errno: EINVAL (bad config, a non-zero resv word in
+ * cfg, its tiers or its policy, unknown PAGEMOVE_COPY,
  * bad policy knob or PAGEMOVE_POLICY* variable), ENODEV (a tier's node does not exist or
  * has no memory), EOPNOTSUPP (kernel lacks UFFD_FEATURE_MOVE or anonymous
  * WP), EPERM (userfaultfd not permitted at all), EACCES (/proc/self/pagemap
@@ -306,7 +344,7 @@ struct pmv_tier_stats {
 	uint64_t wmark_min, wmark_low, wmark_high;	/* free bytes */
 	uint64_t promote_in;		/* pages the policy promoted here */
 	uint64_t demote_in;		/* pages the policy demoted here */
-	uint64_t resv[8];
+	uint64_t resv[16];		/* zero */
 };
 
 /*
@@ -342,7 +380,7 @@ struct pmv_ctx_stats {
 	uint64_t exchanged;		/* pairs exchanged by the policy */
 	uint64_t policy_bytes;		/* bytes the policy moved */
 	uint64_t policy_rounds;
-	uint64_t resv[8];
+	uint64_t resv[16];		/* zero */
 };
 
 /* Threads: any. */

@@ -1,8 +1,44 @@
 #!/bin/sh
-# Install the Debian packages pagemove needs, if missing. Usage: deps.sh [build|numa]
-# As root it installs; otherwise it says what is missing and fails.
+# The Debian packages pagemove needs. One list, two uses:
+#   deps.sh [build|numa]   install the missing ones (make deps, test, demo);
+#                          as root only, otherwise it says what is missing
+#   deps.sh missing CC...  print the packages whose headers the compiler
+#                          command CC... cannot find, nothing if none: the
+#                          check with which make all and make install stop
+#                          (they never install)
+# PMV_BUILD_HEADERS (HEADER:PACKAGE ...) replaces the list of build headers,
+# for the test of that check (make BUILD_DEPS=...).
 set -e
-want="libnuma-dev"
+
+# What the library, the CLI and the tests include, with the package that has it.
+build_headers=${PMV_BUILD_HEADERS:-"numaif.h:libnuma-dev numa.h:libnuma-dev"}
+# What the test suite runs besides (t_version.sh: pkg-config --modversion).
+test_packages="pkg-config"
+
+packages_of() {
+	for d in $build_headers; do echo "${d#*:}"; done | sort -u | tr '\n' ' '
+}
+
+if [ "${1:-}" = missing ]; then
+	shift
+	cc="$*"
+	set -- ${cc:-cc}
+	# no compiler at all: that is what is missing (cc and gcc are in gcc)
+	if ! "$1" --version >/dev/null 2>&1; then
+		case ${1##*/} in cc|gcc*) echo gcc ;; *) echo "${1##*/}" ;; esac
+		exit 0
+	fi
+	out=""
+	for d in $build_headers; do
+		h=${d%%:*} p=${d#*:}
+		printf '#include <%s>\n' "$h" | $cc -E -x c - >/dev/null 2>&1 && continue
+		case " $out " in *" $p "*) ;; *) out="$out $p" ;; esac
+	done
+	echo $out
+	exit 0
+fi
+
+want="$(packages_of) $test_packages"
 case "${1:-build}" in
 numa) want="$want qemu-system-x86 busybox-static cpio" ;;
 esac

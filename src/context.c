@@ -195,7 +195,7 @@ static int env_flag(const char *name)
 	return v && *v && strcmp(v, "0") != 0;
 }
 
-PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
+pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 {
 	pthread_rwlockattr_t ra;
 	pmv_ctx *ctx;
@@ -287,6 +287,44 @@ fail:
 	errno = -ret;
 	return NULL;
 }
+
+static bool all_zero(const void *p, size_t size)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < size; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+static pmv_ctx *resv_refused(const char *what)
+{
+	_pmv_set_errmsg(-EINVAL, "pmv_create: %s is not zero (zero the whole struct)", what);
+	errno = EINVAL;
+	return NULL;
+}
+
+/*
+ * PAGEMOVE_0.3. The resv words must be zero (the ABI rule in pagemove.h):
+ * then a field that a later release puts there is never ignored unseen.
+ */
+PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
+{
+	errmsg[0] = 0;
+	if (!cfg)
+		return _pmv_create(cfg);
+	if (!all_zero(cfg->resv, sizeof(cfg->resv)))
+		return resv_refused("pmv_config.resv");
+	if (cfg->policy && !all_zero(cfg->policy->resv, sizeof(cfg->policy->resv)))
+		return resv_refused("pmv_policy_config.resv");
+	/* a bad tier count or NULL tiers: _pmv_create() says so */
+	for (unsigned i = 0; cfg->tiers && cfg->ntiers <= PMV_MAX_TIERS && i < cfg->ntiers; i++)
+		if (!all_zero(cfg->tiers[i].resv, sizeof(cfg->tiers[i].resv)))
+			return resv_refused("a pmv_tier_config's resv");
+	return _pmv_create(cfg);
+}
+PMV_SYMVER_DEFAULT(pmv_create, "PAGEMOVE_0.3");
 
 PMV_API void pmv_destroy(pmv_ctx *ctx)
 {

@@ -39,6 +39,25 @@
 #define PMV_HIDDEN	__attribute__((visibility("hidden")))
 #define PMV_API		__attribute__((visibility("default")))
 
+/*
+ * Symbol versions (the ABI rule in pagemove.h; docs/DESIGN.md "ABI"). In
+ * the shared library (built with -DPMV_SHARED) a public function whose
+ * struct layout changed is exported as the default version of its node
+ * (name@@node: what programs linked from now on get), and src/abi.c
+ * exports the function for the old layout as name@old-node. The static
+ * library has no versions: a static link always has the current header.
+ * Use at file scope, after the function.
+ */
+#ifdef PMV_SHARED
+#define PMV_SYMVER_DEFAULT(name, node) \
+	__asm__(".symver " #name ", " #name "@@@" node)
+#define PMV_SYMVER_COMPAT(impl, name, node) \
+	__asm__(".symver " #impl ", " #name "@" node)
+#else
+#define PMV_SYMVER_DEFAULT(name, node)		_Static_assert(1, "")
+#define PMV_SYMVER_COMPAT(impl, name, node)	_Static_assert(1, "")
+#endif
+
 #define PMV_SHIFT_4K	12
 #define PMV_SHIFT_2M	21
 #define PMV_SIZE_4K	(1UL << PMV_SHIFT_4K)
@@ -564,6 +583,15 @@ static inline void _pmv_stat_add(_Atomic uint64_t *c, uint64_t v)
 	/* Counters are advisory: no ordering with anything else. */
 	atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
+
+/*
+ * The public calls whose structs changed, as the compatibility symbols of
+ * src/abi.c reach them: the current layout, no resv check (abi.c builds
+ * the current structs itself). Same returns and errnos as the public ones.
+ */
+PMV_HIDDEN pmv_ctx *_pmv_create(const struct pmv_config *cfg);
+PMV_HIDDEN int _pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st);
+PMV_HIDDEN int _pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st);
 
 /* Calls made in a fork child on the parent's context fail with -ECHILD. */
 #define PMV_CHECK_CTX(ctx)						\

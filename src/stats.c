@@ -11,7 +11,7 @@ static uint64_t rd(_Atomic uint64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
-PMV_API int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
+int _pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 {
 	struct _pmv_tier *t;
 	sigset_t sigs;
@@ -55,7 +55,7 @@ PMV_API int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 	return 0;
 }
 
-PMV_API int pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
+int _pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
 {
 	sigset_t sigs;
 
@@ -92,6 +92,19 @@ PMV_API int pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
 	st->policy_rounds = rd(&ctx->policy_rounds);
 	return 0;
 }
+
+/* PAGEMOVE_0.3: the layouts with room to grow (src/abi.c has 0.1's). */
+PMV_API int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
+{
+	return _pmv_tier_stats(ctx, tier, st);
+}
+PMV_SYMVER_DEFAULT(pmv_tier_stats, "PAGEMOVE_0.3");
+
+PMV_API int pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
+{
+	return _pmv_ctx_stats(ctx, st);
+}
+PMV_SYMVER_DEFAULT(pmv_ctx_stats, "PAGEMOVE_0.3");
 
 PMV_API int pmv_tier_count(pmv_ctx *ctx)
 {

@@ -144,10 +144,12 @@ static inline pmv_ctx *t_ctx_pol(unsigned n, const size_t *caps, unsigned flags,
 	int nnodes = t_test_nodes();
 
 	for (unsigned i = 0; i < n; i++) {
-		tc[i].name = i < 4 ? names[i] : NULL;
-		/* PMV_TEST_NODES=N (the NUMA guest): tier i on node i mod N */
-		tc[i].node = nnodes > 0 ? (int)(i % nnodes) : PMV_NODE_ANY;
-		tc[i].capacity = caps ? caps[i] : 0;
+		tc[i] = (struct pmv_tier_config){
+			.name = i < 4 ? names[i] : NULL,
+			/* PMV_TEST_NODES=N (the NUMA guest): tier i on node i mod N */
+			.node = nnodes > 0 ? (int)(i % nnodes) : PMV_NODE_ANY,
+			.capacity = caps ? caps[i] : 0,
+		};
 	}
 	if (nnodes > 0)
 		flags |= PMV_CTX_VERIFY;

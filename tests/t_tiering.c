@@ -121,9 +121,10 @@ static pmv_ctx *mk_ctx(unsigned n, const size_t *caps, const struct pmv_policy_c
 	pmv_ctx *ctx;
 
 	for (unsigned i = 0; i < n; i++) {
-		tc[i].name = NULL;
-		tc[i].node = nodes > 0 ? (int)(i % nodes) : PMV_NODE_ANY;
-		tc[i].capacity = caps ? caps[i] : 0;
+		tc[i] = (struct pmv_tier_config){
+			.node = nodes > 0 ? (int)(i % nodes) : PMV_NODE_ANY,
+			.capacity = caps ? caps[i] : 0,
+		};
 	}
 	if (nodes > 0)
 		cfg.flags |= PMV_CTX_VERIFY;
@@ -799,7 +800,7 @@ static void part_parked(void)
 
 static void expect_create_fails(const struct pmv_policy_config *pol, const char *what)
 {
-	struct pmv_tier_config tc[2] = { { NULL, PMV_NODE_ANY, 0 }, { NULL, PMV_NODE_ANY, 0 } };
+	struct pmv_tier_config tc[2] = { { .node = PMV_NODE_ANY }, { .node = PMV_NODE_ANY } };
 	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = pol };
 	pmv_ctx *ctx;
 

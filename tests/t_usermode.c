@@ -237,8 +237,8 @@ static int read_sysctl(const char *path)
 /* (b), in a child: a context without the flag, small move + verify. */
 static int part_b_child(int dropped)
 {
-	struct pmv_tier_config tc[2] = { { "fast", PMV_NODE_ANY, 0 },
-					  { "slow", PMV_NODE_ANY, 0 } };
+	struct pmv_tier_config tc[2] = { { .name = "fast", .node = PMV_NODE_ANY },
+					  { .name = "slow", .node = PMV_NODE_ANY } };
 	struct pmv_config cfg = { .ntiers = 2, .tiers = tc };
 	int sysctl = read_sysctl("/proc/sys/vm/unprivileged_userfaultfd");
 	int dev_ok = access("/dev/userfaultfd", R_OK | W_OK) == 0;
