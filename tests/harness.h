@@ -589,6 +589,8 @@ struct t_agit {
 	int allow[6];
 	/* pages the test marked gone (unmapped): -EFAULT is right for those */
 	const _Atomic uint8_t *gone;
+	/* pages never touched: -ENOENT (no page to move) is right for those */
+	const _Atomic uint8_t *untouched;
 	atomic_int judge;	/* calls starting after this is set are judged */
 	atomic_int stop;
 	atomic_long rounds, moved, calls;
@@ -602,6 +604,8 @@ struct t_agit {
 static inline int t_agit_allowed(const struct t_agit *a, int st, size_t page)
 {
 	if (st == -EBUSY)
+		return 1;
+	if (st == -ENOENT && a->untouched && atomic_load(&a->untouched[page]))
 		return 1;
 	if (a->gone && atomic_load(&a->gone[page]))
 		return st == -EFAULT;
@@ -682,9 +686,12 @@ static inline void *t_agit_thread(void *arg)
 	return NULL;
 }
 
-/* Start an agitator of mode m on npages pages of psz at base. */
-static inline void t_agit_start(struct t_agit *a, pmv_ctx *ctx, int m, void *base,
-				size_t psz, size_t npages, unsigned seed)
+/*
+ * Set up an agitator of mode m on npages pages of psz at base; the caller
+ * may then fill in allow, gone and untouched before t_agit_run().
+ */
+static inline void t_agit_init(struct t_agit *a, pmv_ctx *ctx, int m, void *base,
+			       size_t psz, size_t npages, unsigned seed)
 {
 	memset(a, 0, sizeof(*a));
 	a->ctx = ctx;
@@ -696,8 +703,20 @@ static inline void t_agit_start(struct t_agit *a, pmv_ctx *ctx, int m, void *bas
 	if (m == T_POLICY)
 		a->allow[0] = -ENOMEM;	/* its fast tier is small */
 	atomic_store(&a->judge, 1);
+}
+
+static inline void t_agit_run(struct t_agit *a)
+{
 	T_EQ(pthread_create(&a->th, NULL, t_agit_thread, a), 0);
 	a->running = 1;
+}
+
+/* Start an agitator of mode m on npages pages of psz at base. */
+static inline void t_agit_start(struct t_agit *a, pmv_ctx *ctx, int m, void *base,
+				size_t psz, size_t npages, unsigned seed)
+{
+	t_agit_init(a, ctx, m, base, psz, npages, seed);
+	t_agit_run(a);
 }
 
 /* Wait until the agitator has finished k more rounds. */
