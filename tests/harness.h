@@ -589,6 +589,12 @@ struct t_agit {
 	int allow[6];
 	/* pages the test marked gone (unmapped): -EFAULT is right for those */
 	const _Atomic uint8_t *gone;
+	/*
+	 * ...and -ENOENT too: a new mapping is there (MAP_FIXED), and until its
+	 * UNMAP event is read the library sees an address with no page, as
+	 * move_pages(2) does.
+	 */
+	int gone_enoent;
 	/* pages never touched: -ENOENT (no page to move) is right for those */
 	const _Atomic uint8_t *untouched;
 	atomic_int judge;	/* calls starting after this is set are judged */
@@ -608,7 +614,7 @@ static inline int t_agit_allowed(const struct t_agit *a, int st, size_t page)
 	if (st == -ENOENT && a->untouched && atomic_load(&a->untouched[page]))
 		return 1;
 	if (a->gone && atomic_load(&a->gone[page]))
-		return st == -EFAULT;
+		return st == -EFAULT || (a->gone_enoent && st == -ENOENT);
 	for (int i = 0; i < 6; i++)
 		if (a->allow[i] && st == a->allow[i])
 			return 1;

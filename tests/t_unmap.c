@@ -18,7 +18,8 @@
  *   fixed_over     mmap(MAP_FIXED|MAP_ANONYMOUS) over the middle third
  *
  * A mover's status may be a tier, -EBUSY, -EFAULT for a page of the
- * changed range, and -ENOENT for a page never touched; nothing else.
+ * changed range (or -ENOENT under MAP_FIXED, where a new mapping is), and
+ * -ENOENT for a page never touched; nothing else.
  *
  * Afterwards: the unmapped or moved-away range is gone (a forked child that
  * reads it dies of SIGSEGV); every other page keeps every byte (a page
@@ -186,6 +187,7 @@ static int test_only_the_range_changes(const struct t_case *c)
 	}
 
 	/* the agitator may see -EFAULT for these from now on */
+	AG.gone_enoent = op == OP_FIXED_OVER;
 	for (size_t i = op_lo; i < op_hi; i++)
 		atomic_store(&gone[i], 1);
 	t_step("%s of pages [%zu, %zu)", op_names[op], op_lo, op_hi);
