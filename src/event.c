@@ -350,7 +350,8 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 			ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, psz - off, flags, &done);
 		}
 		total = off + done;
-		if (ret == -EINVAL) {
+		/* a head's caller has its own way out (it assembles the page) */
+		if (ret == -EINVAL && !end) {
 			size_t f = total / psz, o = total % psz, cdone = 0;
 
 			ret = copy_in(ctx, dst + f * psz + o, slot[i + f] + o, lim - o, flags, &cdone);

@@ -393,9 +393,11 @@ PMV_HIDDEN int _pmv_move_in_one(pmv_ctx *ctx, struct _pmv_page *pg, void *slot,
 /*
  * A move out that stopped part way: put the first len bytes of pg's page
  * back from slot, through the gate (pieces the program discarded meanwhile
- * go back as zeros). 0; -ECANCELED if the page was discarded whole or its
- * address is gone (the bytes stay in slot); another error if the move
- * failed, with an unknown part of the head back in.
+ * go back as zeros). No UFFDIO_COPY fallback: a refused move (-EINVAL,
+ * the program changed the VMA) leaves the head in slot for the caller.
+ * 0; -ECANCELED if the page was discarded whole or its address is gone
+ * (the bytes stay in slot); another error if the move failed, with an
+ * unknown part of the head back in.
  */
 PMV_HIDDEN int _pmv_move_in_head(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t len,
 				 unsigned flags);
