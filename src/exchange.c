@@ -15,6 +15,7 @@
  * Runs of neighbouring pages take one ioctl per step.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -260,6 +261,26 @@ static void trade(pmv_ctx *ctx, struct xpair **rx, struct _pmv_copy_req *reqs, s
 		reqs[i].status = st[i];
 }
 
+/*
+ * A move in that UFFDIO_MOVE refused for now, as migrate.c's move_in
+ * retries it: EAGAIN (a fault or an event in between), and EBUSY, seen
+ * when a huge page that was mapped by PTEs (a partial MADV_COLD or
+ * mprotect splits the mapping) left its address a page table: the kernel
+ * then has to split the huge page going in, which a passing reference to
+ * it (the page was written in step 3) refuses. Giving up there lost the
+ * page's data. Retry it alone, from where it stopped.
+ */
+static int move_in_retry(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t *part)
+{
+	int ret = -EBUSY;
+
+	for (int i = 0; i < 64 && (ret == -EBUSY || ret == -EAGAIN); i++) {
+		sched_yield();
+		ret = _pmv_move_in_one(ctx, pg, slot, PMV_MV_WAKE, part);
+	}
+	return ret;
+}
+
 /* Steps 2-5 for the active pairs of one page size. */
 static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, char *bounce)
 {
@@ -369,6 +390,8 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, cha
 	}
 	_pmv_move_in(ctx, ipg, src, np, PMV_MV_WAKE, res, part);
 	for (size_t i = 0; i < np; i++) {
+		if (res[i] == -EBUSY || res[i] == -EAGAIN)
+			res[i] = move_in_retry(ctx, in[i].pg, (void *)in[i].slot, &part[i]);
 		if (res[i] == -ECANCELED) {
 			/* discarded or unmapped meanwhile: nothing goes in there */
 			xdropped(ctx, in[i].pg, (void *)in[i].slot, in[i].tier, ps);
@@ -377,7 +400,8 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, cha
 		}
 		/*
 		 * The destinations were emptied by us and are locked, so this
-		 * cannot fail short of an outside munmap of managed memory.
+		 * cannot fail, past the retries, short of an outside munmap
+		 * of managed memory.
 		 */
 		if (res[i]) {
 			_pmv_set_errmsg(res[i], "exchange: move-in at %p failed", (void *)in[i].addr);
