@@ -213,10 +213,14 @@ static void release_gone(pmv_ctx *ctx, struct mig *m)
 		return;
 	}
 	/*
-	 * No VMA there (mincore says ENOMEM): not discarded but unmapped, or
-	 * moved by mremap with its page, which the event settles.
+	 * No VMA there (mincore says ENOMEM), or one that is not ours
+	 * (mmap(MAP_FIXED) over it: UFFDIO_WRITEPROTECT says ENOENT where no
+	 * VMA registered for WP is; on ours it clears nothing, as the range
+	 * is empty): not discarded but unmapped or replaced, or moved by
+	 * mremap with its page, which the event settles.
 	 */
-	if (mincore((void *)m->addr, PMV_SIZE_4K, &v) && errno == ENOMEM) {
+	if ((mincore((void *)m->addr, PMV_SIZE_4K, &v) && errno == ENOMEM) ||
+	    _pmv_uffd_wp(ctx, m->addr, PMV_SIZE_4K, 0) == -ENOENT) {
 		release(ctx, m, -EFAULT, false);
 		return;
 	}
