@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -399,6 +400,19 @@ static inline void *t_sys_mremap(void *old, size_t old_len, size_t new_len, int 
 static inline void *t_sys_mmap(void *a, size_t len, int prot, int flags, int fd, off_t off)
 {
 	return (void *)syscall(SYS_mmap, a, len, prot, flags, fd, off);
+}
+
+/* Root passes every RLIMIT_MEMLOCK check with CAP_IPC_LOCK: drop it. 0 or -1. */
+static inline int t_drop_cap_ipc_lock(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		return -1;
+	d[CAP_IPC_LOCK / 32].effective &= ~(1U << (CAP_IPC_LOCK % 32));
+	d[CAP_IPC_LOCK / 32].permitted &= ~(1U << (CAP_IPC_LOCK % 32));
+	return (int)syscall(SYS_capset, &h, d);
 }
 
 /* Default disposition for sig, past any interceptor (ASan's SIGSEGV handler). */

@@ -18,7 +18,6 @@
  * fails that part only.
  */
 #include <dirent.h>
-#include <linux/capability.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -584,19 +583,6 @@ static int mlockall_over_live_pools_loses_no_data(void)
 
 #define MEMLOCK_LIMIT	(4 * MB)
 
-/* Root passes every RLIMIT_MEMLOCK check with CAP_IPC_LOCK: drop it. */
-static int drop_cap_ipc_lock(void)
-{
-	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct d[2];
-
-	if (syscall(SYS_capget, &h, d))
-		return -1;
-	d[CAP_IPC_LOCK / 32].effective &= ~(1U << (CAP_IPC_LOCK % 32));
-	d[CAP_IPC_LOCK / 32].permitted &= ~(1U << (CAP_IPC_LOCK % 32));
-	return syscall(SYS_capset, &h, d);
-}
-
 static int lock_refused(long ret)
 {
 	return ret == -1 && (errno == ENOMEM || errno == EPERM);
@@ -617,7 +603,7 @@ static int memlock_body(const void *arg)
 	char *p, *q;
 
 	(void)arg;
-	if (drop_cap_ipc_lock() || setrlimit(RLIMIT_MEMLOCK, &rl)) {
+	if (t_drop_cap_ipc_lock() || setrlimit(RLIMIT_MEMLOCK, &rl)) {
 		T_REPORT("limits", "%s", strerror(errno));
 		return 1;
 	}
