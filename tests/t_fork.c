@@ -15,8 +15,18 @@
  *      without PMV_MOVE_ALL.
  *  (d) Once the child has exited, every page moves without PMV_MOVE_ALL,
  *      also those the parent wrote a word of while it lived.
+ * Then sub-tests, each in a watchdog child, in every mode (pages
+ * migrating, exchanging, parked, the policy on) and page size:
+ *  - fork: a child forked while pages move reads every byte of its
+ *    snapshot while the parent rewrites the region;
+ *  - vfork and clone(CLONE_VM): a child sharing the address space reads
+ *    every byte and writes new data, which the parent then reads;
+ *  - exec and exit: a process whose pages are moving (and a thread
+ *    writing them) calls execve(), exit() or _exit(); it must end (the
+ *    exec'd image runs), with no hang.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
 
@@ -448,7 +458,222 @@ static int movable_once_child_exits(size_t psz)
 	return bad;
 }
 
-int main(void)
+/* ---- sub-tests in every mode ------------------------------------------- */
+
+#define NP_4K		64
+#define NP_2M		4
+#define EXEC_CHILD_CODE	7
+
+static struct t_region R;
+static struct t_agit AG;
+
+static void setup(const struct t_case *c)
+{
+	size_t n = c->huge ? NP_2M : NP_4K, psz = c->huge ? T_SZ_2M : T_SZ_4K;
+
+	ctx = t_ctx_mode(c->mode, (c->huge ? 2 : n / 4) * psz, NULL);
+	t_region_map(&R, ctx, n, c->huge, 0, 0, SEED + 50 * c->mode + c->huge);
+	t_region_fill(&R);
+	t_region_spread(&R, c->mode);
+	t_agit_init(&AG, ctx, c->mode, R.base, R.psz, R.npages, SEED + 7 * c->mode + c->huge);
+	AG.allow[1] = -EACCES;	/* shared with a fork child */
+	t_agit_run(&AG);
+	t_agit_sync(&AG, 4);
+}
+
+static long finish(const struct t_case *c, long bad, const char *who)
+{
+	struct pmv_ctx_stats cs = { 0 };
+
+	bad += t_agit_check(&AG, who, 1);
+	bad += t_region_check(&R, "final check of every byte");
+	if (ctx) {
+		pmv_ctx_stats(ctx, &cs);
+		printf("  %llu migrations, %llu samples (%s)\n", (unsigned long long)cs.migrations,
+		       (unsigned long long)cs.samples, t_mode_names[c->mode]);
+	}
+	t_region_free(&R);
+	t_destroy(ctx);
+	return bad;
+}
+
+/*
+ * Fork while pages move (parked ones too: waited for); the child checks
+ * every byte of its snapshot while the parent rewrites the region (COW),
+ * then the parent checks its own new data.
+ */
+static int test_fork_child_reads_snapshot(const struct t_case *c)
+{
+	int rounds = t_rounds(4);
+	long bad = 0;
+
+	setup(c);
+	for (int r = 0; r < rounds; r++) {
+		int pfd[2], ws;
+		char go = 0;
+		pid_t pid;
+
+		t_wait_parked(c->mode, R.base, R.psz, R.npages, 1);
+		T_EQ(pipe(pfd), 0);
+		t_step("round %d: fork", r);
+		fflush(stdout);
+		pid = fork();
+		T_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+		if (pid == 0) {
+			close(pfd[1]);
+			if (read(pfd[0], &go, 1) != 1)
+				_exit(2);
+			_exit(t_region_check(&R, "fork child") ? 1 : 0);
+		}
+		close(pfd[0]);
+		/* the child checks against its copy of the model: as of the fork */
+		t_region_fill(&R);
+		T_EQ(write(pfd[1], &go, 1), 1);
+		close(pfd[1]);
+		t_agit_sync(&AG, 2);
+		t_step("round %d: wait for the fork child", r);
+		T_EQ(t_wait_child(pid, 30, &ws), 0);
+		T_CHECK(bad, WIFEXITED(ws) && !WEXITSTATUS(ws),
+			"round %d: the fork child found bad data (status %#x)", r, ws);
+		bad += t_region_check(&R, "parent after fork and rewrite");
+	}
+	return (int)finish(c, bad, "fork");
+}
+
+/* The clone(CLONE_VM) child: check every byte, write the odd pieces anew. */
+static int vm_child(void *arg)
+{
+	long bad = t_region_check(&R, "CLONE_VM child");
+
+	(void)arg;
+	for (size_t p = 1; p < R.npieces; p += 2)
+		t_fill(t_piece(&R, p), T_SZ_4K, p, t_gen_seed(&R, R.gen[p] + 1));
+	return bad ? 1 : 0;
+}
+
+/*
+ * vfork (clone CLONE_VM | CLONE_VFORK: this thread waits, the agitator
+ * does not) or clone(CLONE_VM) (both run): a child in this address space
+ * reads every byte, faulting parked and moving pages like any thread,
+ * and writes new data into every other piece, which this process reads.
+ */
+static int test_vm_child_reads_and_writes(const struct t_case *c)
+{
+	int vfork_like = c->variant == 0, rounds = t_rounds(4);
+	size_t stack_len = 256 << 10;
+	char *stack;
+	long bad = 0;
+
+	setup(c);
+	stack = t_sys_mmap(NULL, stack_len, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	T_ASSERT(stack != MAP_FAILED, "mmap stack");
+	for (int r = 0; r < rounds; r++) {
+		int ws;
+		pid_t pid;
+
+		t_wait_parked(c->mode, R.base, R.psz, R.npages, 1);
+		t_step("round %d: %s", r, vfork_like ? "vfork" : "clone(CLONE_VM)");
+		fflush(stdout);
+		pid = clone(vm_child, stack + stack_len,
+			    CLONE_VM | (vfork_like ? CLONE_VFORK : 0) | SIGCHLD, NULL);
+		T_ASSERT(pid > 0, "clone: %s", strerror(errno));
+		if (!vfork_like)
+			t_agit_sync(&AG, 2);
+		T_EQ(t_wait_child(pid, 30, &ws), 0);
+		T_CHECK(bad, WIFEXITED(ws) && !WEXITSTATUS(ws),
+			"round %d: the child found bad data (status %#x)", r, ws);
+		for (size_t p = 1; p < R.npieces; p += 2)
+			R.gen[p]++;
+		t_agit_sync(&AG, 2);
+		bad += t_region_check(&R, "after the child's writes");
+	}
+	munmap(stack, stack_len);
+	return (int)finish(c, bad, vfork_like ? "vfork" : "clone");
+}
+
+static void *writer(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+
+	for (;;) {
+		size_t p = rand_r(&seed) % R.npieces;
+
+		t_fill(t_piece(&R, p), T_SZ_4K, p, seed);
+	}
+	return NULL;
+}
+
+enum { END_EXEC, END_EXIT, END__EXIT };
+static const char *const end_names[] = { "exec", "exit", "_exit" };
+
+/*
+ * A process (forked from the sub-test) with a context, pages moving and a
+ * thread writing them ends with execve() of this program (which exits
+ * EXEC_CHILD_CODE at once), exit(0) or _exit(0), at a random moment: it
+ * must end as it says, within the limit.
+ */
+static int test_end_while_moving(const struct t_case *c)
+{
+	int rounds = t_rounds(3), bad = 0;
+
+	for (int r = 0; r < rounds; r++) {
+		int ws, want = c->variant == END_EXEC ? EXEC_CHILD_CODE : 0;
+		pid_t pid;
+
+		t_step("round %d: a process that will %s while moving", r,
+		       end_names[c->variant]);
+		fflush(stdout);
+		pid = fork();
+		T_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+		if (pid == 0) {
+			pthread_t w;
+			char *const argv[] = { "t_fork", "--exec-child", NULL };
+
+			setup(c);
+			T_EQ(pthread_create(&w, NULL, writer, (void *)(uintptr_t)(SEED + r)), 0);
+			t_agit_sync(&AG, 2 + r * 3);
+			if (c->variant == END_EXEC) {
+				execv("/proc/self/exe", argv);
+				_exit(3);
+			}
+			if (c->variant == END_EXIT)
+				exit(0);
+			_exit(0);
+		}
+		if (t_wait_child(pid, 30, &ws)) {
+			printf("  FAIL round %d: the process did not end after %s: hung\n", r,
+			       end_names[c->variant]);
+			bad++;
+			continue;
+		}
+		T_CHECK(bad, WIFEXITED(ws) && WEXITSTATUS(ws) == want,
+			"round %d: after %s: status %#x (%s %d), want exit %d", r,
+			end_names[c->variant], ws, WIFSIGNALED(ws) ? "signal" : "exit",
+			WIFSIGNALED(ws) ? WTERMSIG(ws) : WEXITSTATUS(ws), want);
+	}
+	return bad;
+}
+
+static int run_suite(void)
+{
+	struct t_suite s;
+
+	t_suite_init(&s);
+	T_CASE_ALL(&s, test_fork_child_reads_snapshot);
+	for (int v = 0; v < 2; v++)
+		for (int h = 0; h < 2; h++)
+			for (int m = 0; m < T_NMODES; m++)
+				T_CASE_V(&s, test_vm_child_reads_and_writes, v,
+					 v ? "clone_vm" : "vfork", m, h);
+	for (int v = 0; v < 3; v++)
+		for (int h = 0; h < 2; h++)
+			for (int m = 0; m < T_NMODES; m++)
+				T_CASE_V(&s, test_end_while_moving, v, end_names[v], m, h);
+	return t_suite_end(&s);
+}
+
+int main(int argc, char **argv)
 {
 	int huge = t_thp_enabled();
 	int nforks = (int)(20 * t_duration(1));
@@ -458,6 +683,8 @@ int main(void)
 	double t0 = t_now();
 	int fails = 0;
 
+	if (argc > 1 && !strcmp(argv[1], "--exec-child"))
+		return EXEC_CHILD_CODE;	/* test_end_while_moving's exec'd image */
 	ctx = t_ctx(2, NULL, 0);
 	areas[0].psz = T_SZ_4K;
 	areas[0].npages = SMALL_PAGES;
@@ -511,6 +738,9 @@ int main(void)
 	if (huge)
 		fails += movable_once_child_exits(T_SZ_2M);
 	pmv_destroy(ctx);
+	ctx = NULL;
+	if (run_suite())
+		fails++;
 	if (fails)
 		return T_EXIT_FAIL;
 	return T_EXIT_PASS;
