@@ -424,6 +424,35 @@ static inline void t_default_signal(int sig)
 	syscall(SYS_rt_sigaction, sig, &ksa, NULL, sizeof(ksa.mask));
 }
 
+/*
+ * Is addr in a VMA registered for userfaultfd MISSING faults (VmFlags
+ * "um" in /proc/self/smaps), as managed memory is? 1, 0 (another mapping,
+ * or none), -1 if smaps cannot be read.
+ */
+static inline int t_uffd_missing_vma(const void *addr)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int in = 0, r = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		if (line[strspn(line, "0123456789abcdef")] == '-' &&
+		    sscanf(line, "%lx-%lx", &s, &e) == 2) {
+			in = (uintptr_t)addr >= s && (uintptr_t)addr < e;
+		} else if (in && !strncmp(line, "VmFlags:", 8)) {
+			for (char *t = strtok(line + 8, " \n"); t; t = strtok(NULL, " \n"))
+				r |= !strcmp(t, "um");
+			break;
+		}
+	}
+	fclose(f);
+	return r;
+}
+
 /* Is any of [p, p+len) mapped? mincore() says ENOMEM where nothing is. */
 static inline int t_mapped(const void *p, size_t len)
 {
@@ -603,12 +632,6 @@ struct t_agit {
 	int allow[6];
 	/* pages the test marked gone (unmapped): -EFAULT is right for those */
 	const _Atomic uint8_t *gone;
-	/*
-	 * ...and -ENOENT too: a new mapping is there (MAP_FIXED), and until its
-	 * UNMAP event is read the library sees an address with no page, as
-	 * move_pages(2) does.
-	 */
-	int gone_enoent;
 	/* pages never touched: -ENOENT (no page to move) is right for those */
 	const _Atomic uint8_t *untouched;
 	atomic_int judge;	/* calls starting after this is set are judged */
@@ -628,7 +651,7 @@ static inline int t_agit_allowed(const struct t_agit *a, int st, size_t page)
 	if (st == -ENOENT && a->untouched && atomic_load(&a->untouched[page]))
 		return 1;
 	if (a->gone && atomic_load(&a->gone[page]))
-		return st == -EFAULT || (a->gone_enoent && st == -ENOENT);
+		return st == -EFAULT;
 	for (int i = 0; i < 6; i++)
 		if (a->allow[i] && st == a->allow[i])
 			return 1;
