@@ -413,6 +413,36 @@ int _pmv_move_in_head(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t len
 	return res;
 }
 
+/* ---- the gate of every move out of a region address -------------------- */
+
+/*
+ * A holder that moves its locked page out of its address, or
+ * write-protects it there (which also stops the program's writes), must
+ * know that no discard reached the page since it locked it. If one did,
+ * the program's madvise may have gone on with the page still at its
+ * address: the kernel's zap there counts, and after MADV_FREE, which
+ * leaves the pieces mapped, the program may have written them again, so
+ * the gate's zeroing of a copy taken now would erase new data. Under
+ * event_lock read no event is read: one read after the move finds the
+ * page out (its pieces are then zeroed on the way in, and the program's
+ * writes wait for it), one read before has marked it: PG_discard, or
+ * PG_zap where the fault thread could lock the page itself.
+ */
+void _pmv_out_lock(pmv_ctx *ctx)
+{
+	event_rdlock(ctx, _pmv_is_fault_thread());
+}
+
+void _pmv_out_unlock(pmv_ctx *ctx)
+{
+	event_rdunlock(ctx, _pmv_is_fault_thread());
+}
+
+bool _pmv_out_refused(const struct _pmv_page *pg)
+{
+	return _pmv_page_flags(pg) & (PG_discard | PG_zap);
+}
+
 /* ---- our own discards of region memory --------------------------------- */
 
 int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len)

@@ -310,23 +310,39 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, cha
 		dst[i] = (uintptr_t)pgs[i]->hole;
 		src[i] = pgs[i]->addr;
 	}
+	_pmv_out_lock(ctx);
 	for (size_t i = 0, j = 0; i < np; i = j) {
-		/* only pages that got a hole; runs must not cross a missing one */
-		for (j = i; j < np && pgs[j]->hole; j++)
+		/*
+		 * Only pages that got a hole and that no discard reached since
+		 * step 1; runs must not cross one of the others.
+		 */
+		for (j = i; j < np && pgs[j]->hole && !_pmv_out_refused(pgs[j]->pg); j++)
 			;
 		if (j > i)
 			_pmv_move_runs(ctx, dst + i, src + i, j - i, psz, PMV_MV_POOL, res + i, part + i);
 		if (j < np) {
-			res[j] = -ENOMEM;
+			res[j] = pgs[j]->hole ? -EBUSY : -ENOMEM;
 			part[j] = 0;
 			j++;
 		}
 	}
+	_pmv_out_unlock(ctx);
 	for (size_t i = 0; i < np; i++) {
-		/* a move that stopped part way goes back now */
-		if (res[i] && part[i] &&
-		    _pmv_uffd_move(ctx, src[i], dst[i], part[i], false, NULL))
-			lost_out(ctx, pgs[i]);
+		/*
+		 * A move that stopped part way goes back now, through the gate:
+		 * the program may have discarded pieces of the head since.
+		 */
+		if (res[i] && part[i]) {
+			int back = _pmv_move_in_head(ctx, pgs[i]->pg, (void *)dst[i], part[i], 0);
+
+			if (back == -ECANCELED) {
+				/* discarded whole or unmapped meanwhile: no page */
+				xdropped(ctx, pgs[i]->pg, pgs[i]->hole, pgs[i]->tier, ps);
+				pgs[i]->hole = NULL;
+			} else if (back) {
+				lost_out(ctx, pgs[i]);
+			}
+		}
 		pgs[i]->addr = res[i] ? pgs[i]->addr | 1 : pgs[i]->addr;	/* tag: still in place */
 	}
 	for (size_t i = 0; i < n; i++) {

@@ -391,6 +391,18 @@ PMV_HIDDEN void _pmv_move_in(pmv_ctx *ctx, struct _pmv_page *const *pgs,
 PMV_HIDDEN int _pmv_move_in_one(pmv_ctx *ctx, struct _pmv_page *pg, void *slot,
 				unsigned flags, size_t *part);
 /*
+ * Every move of a locked page out of its region address, and every
+ * write-protect of one that is to be copied, runs between _pmv_out_lock()
+ * and _pmv_out_unlock() (event_lock read) and only if _pmv_out_refused()
+ * is false for the page: a discard reached it since it was locked and its
+ * holder must leave it in place (-EBUSY). Inside, the moves go to pool
+ * slots (ctx->pool_uffd, never -EAGAIN); a call on ctx->uffd there must
+ * pass PMV_MV_ONCE and retry outside.
+ */
+PMV_HIDDEN void _pmv_out_lock(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_out_unlock(pmv_ctx *ctx);
+PMV_HIDDEN bool _pmv_out_refused(const struct _pmv_page *pg);
+/*
  * A move out that stopped part way: put the first len bytes of pg's page
  * back from slot, through the gate (pieces the program discarded meanwhile
  * go back as zeros). No UFFDIO_COPY fallback: a refused move (-EINVAL,

@@ -583,16 +583,24 @@ static void complete(pmv_ctx *ctx, struct mig *m)
  * zero page there and try once more, or the page would look wholly gone.
  * Returns 0 or the error with the page whole at its address again, except
  * with *split set: the first *split bytes could not go back and are in the
- * hole.
+ * hole. gated: the page is not write-protected, so a discard that reached
+ * it since step 1 keeps it in place (-EBUSY, event.c); under write-protect
+ * the program cannot have written it since, and the gate on the way in
+ * zeroes what a discard names.
  */
-static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split)
+static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split, bool gated)
 {
-	size_t done;
+	size_t done = 0;
 	int ret;
 
 	*split = 0;
 	for (int attempt = 0;; attempt++) {
-		ret = _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, PMV_MV_POOL, &done);
+		if (gated)
+			_pmv_out_lock(ctx);
+		ret = gated && _pmv_out_refused(m->pg) ? -EBUSY :
+		      _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, PMV_MV_POOL, &done);
+		if (gated)
+			_pmv_out_unlock(ctx);
 		if (!ret)
 			return 0;
 		m->hole_suspect = true;
@@ -621,6 +629,28 @@ static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split)
 }
 
 /*
+ * Write-protect m's page for its copy, unless a discard reached it since
+ * step 1: then -EBUSY and it stays as it is (event.c). After the protect,
+ * the program's writes wait for us, so a discard read later may be
+ * applied to the copy.
+ */
+static int wp_for_copy(pmv_ctx *ctx, struct mig *m)
+{
+	int ret;
+
+	for (;;) {
+		_pmv_out_lock(ctx);
+		ret = _pmv_out_refused(m->pg) ? -EBUSY :
+		      _pmv_uffd_wp(ctx, m->addr, m->size, PMV_WP_SET | PMV_MV_ONCE);
+		_pmv_out_unlock(ctx);
+		/* an unread event: the fault thread needs event_lock to read it */
+		if (ret != -EAGAIN || _pmv_is_fault_thread())
+			return ret;
+		sched_yield();
+	}
+}
+
+/*
  * Write-protect path, one page at a time so a writer waits for about one
  * page copy (huge pages, and small pages that could not be unmapped):
  * WP, copy from the live page, move out, move in.
@@ -632,7 +662,7 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 	size_t split;
 	int ret;
 
-	ret = _pmv_uffd_wp(ctx, m->addr, m->size, PMV_WP_SET);
+	ret = wp_for_copy(ctx, m);
 	if (ret) {
 		release(ctx, m, ret == -ENOENT ? -EFAULT : ret, false);
 		return;
@@ -648,7 +678,7 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 		release(ctx, m, req.status, true);
 		return;
 	}
-	ret = move_out(ctx, m, &split);
+	ret = move_out(ctx, m, &split, false);
 	if (split)
 		ret = lost_partial(ctx, m);	/* the copy under WP is complete */
 	if (!ret && !m->zapped && memcmp(m->dst_slot, m->hole, m->size)) {
@@ -700,7 +730,20 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 		a[i] = (uintptr_t)u[i]->hole;
 		b[i] = u[i]->addr;
 	}
-	_pmv_move_runs(ctx, a, b, n, PMV_SIZE_4K, PMV_MV_POOL, res, part);
+	/* runs stop at a page a discard reached since step 1: it stays (event.c) */
+	_pmv_out_lock(ctx);
+	for (size_t i = 0, j = 0; i < n; i = j) {
+		for (j = i; j < n && !_pmv_out_refused(u[j]->pg); j++)
+			;
+		if (j > i)
+			_pmv_move_runs(ctx, a + i, b + i, j - i, PMV_SIZE_4K, PMV_MV_POOL,
+				       res + i, part + i);
+		if (j < n) {
+			res[j] = -EBUSY;
+			part[j++] = 0;
+		}
+	}
+	_pmv_out_unlock(ctx);
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = u[i];
 
@@ -794,7 +837,7 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 	size_t done;
 	int ret;
 
-	ret = move_out(ctx, m, &done);
+	ret = move_out(ctx, m, &done, true);
 	if (done) {
 		/*
 		 * Cannot put the moved part back: the page is split between

@@ -98,9 +98,13 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 		return -ENOMEM;
 	/*
 	 * No wake: nobody waits on a mapped page. Fails untouched on a page
-	 * shared with a child or pinned (EBUSY) or discarded (ENOENT).
+	 * shared with a child or pinned (EBUSY) or discarded (ENOENT), or
+	 * reached by a discard since we locked it (event.c).
 	 */
-	ret = _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, PMV_MV_POOL, &done);
+	_pmv_out_lock(ctx);
+	ret = _pmv_out_refused(pg) ? -EBUSY :
+	      _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, PMV_MV_POOL, &done);
+	_pmv_out_unlock(ctx);
 	/* a park that stopped half way: the moved pieces go back through the gate */
 	if (ret && done && _pmv_move_in_head(ctx, pg, slot, done, 0)) {
 		/*

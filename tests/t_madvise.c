@@ -263,29 +263,12 @@ static void pick_discard(const struct t_case *c, int pieces, unsigned *seed, siz
 	*n *= ppp;
 }
 
-/*
- * Discarding pieces of a 2 MB page while it migrates or exchanges loses
- * other pieces' data (see docs/DESIGN.md): those parts run only with
- * PMV_KNOWN_BUG=1. 1 if this one is held back.
- */
-static int known_bug_held_back(const struct t_case *c, int pieces)
-{
-	const char *s = getenv("PMV_KNOWN_BUG");
-
-	if (!pieces || (c->mode != T_MIGRATING && c->mode != T_EXCHANGING) ||
-	    (s && *s && strcmp(s, "0")))
-		return 0;
-	printf("  skip: known bug, run with PMV_KNOWN_BUG=1: a discard of pieces of a 2 MB "
-	       "page while it %s zeroes other pieces of it\n",
-	       c->mode == T_MIGRATING ? "migrates" : "exchanges");
-	return 1;
-}
-
 /* ---- discards -------------------------------------------------------- */
 
 /*
  * Rounds for a discard test: pieces of 2 MB pages while they move take
- * many (that known bug shows within a few hundred, PMV_KNOWN_BUG only).
+ * many: a discard read between a mover's lock and its move out, which
+ * erased pieces written again after MADV_FREE, showed within a few hundred.
  */
 static int discard_rounds(const struct t_case *c)
 {
@@ -322,8 +305,6 @@ static int test_dontneed_reads_zeros(const struct t_case *c)
 	int rounds = discard_rounds(c);
 	long bad = 0;
 
-	if (known_bug_held_back(c, c->variant))
-		return T_SUB_SKIP;
 	setup(c);
 	for (int r = 0; r < rounds; r++) {
 		size_t p, n;
@@ -360,8 +341,6 @@ static int test_free_reads_old_or_zeros(const struct t_case *c)
 	int rounds = discard_rounds(c);
 	long bad = 0;
 
-	if (known_bug_held_back(c, c->variant))
-		return T_SUB_SKIP;
 	setup(c);
 	for (int r = 0; r < rounds; r++) {
 		size_t p, n;
