@@ -31,6 +31,7 @@ struct xpage {
 	uintptr_t addr;
 	int tier;
 	void *hole;
+	int err;	/* step 2 lost it: the pair's status */
 };
 
 struct xpair {
@@ -116,6 +117,7 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 
 		x->p[k].addr = _pmv_page_addr(pg);
 		x->p[k].tier = pg->tier;
+		x->p[k].err = 0;
 		if (!(f & PG_present)) {
 			/* unmapped by the program since the lookup: not in a region */
 			x->status = f & PG_gone ? -EFAULT : -ENOENT;
@@ -167,6 +169,7 @@ unlock:
 static void lost_out(pmv_ctx *ctx, struct xpage *p)
 {
 	_pmv_set_errmsg(-EFAULT, "exchange: page %p could not go back", (void *)(p->addr & ~1UL));
+	p->err = -EFAULT;
 	_pmv_page_clear(p->pg, PG_present);
 	_pmv_tier_uncharge(&ctx->tiers[p->tier], p->pg->region->ps, 1);
 	p->hole = NULL;
@@ -184,6 +187,14 @@ static void xdropped(pmv_ctx *ctx, struct _pmv_page *pg, void *hole, int t, int 
 		_pmv_pool_put_hole(&ctx->tiers[t], ps, hole);
 	_pmv_tier_uncharge(&ctx->tiers[t], ps, 1);
 	_pmv_page_clear(pg, PG_present);
+}
+
+/* Step 2 found p discarded whole or unmapped on its way back: no page now. */
+static void xdropped_out(pmv_ctx *ctx, struct xpage *p, int ps)
+{
+	p->err = _pmv_page_flags(p->pg) & PG_gone ? -EFAULT : -ENOENT;
+	xdropped(ctx, p->pg, p->hole, p->tier, ps);
+	p->hole = NULL;
 }
 
 static void fail_pair(pmv_ctx *ctx, struct xpair *x, int err)
@@ -336,9 +347,7 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, cha
 			int back = _pmv_move_in_head(ctx, pgs[i]->pg, (void *)dst[i], part[i], 0);
 
 			if (back == -ECANCELED) {
-				/* discarded whole or unmapped meanwhile: no page */
-				xdropped(ctx, pgs[i]->pg, pgs[i]->hole, pgs[i]->tier, ps);
-				pgs[i]->hole = NULL;
+				xdropped_out(ctx, pgs[i], ps);
 			} else if (back) {
 				lost_out(ctx, pgs[i]);
 			}
@@ -366,14 +375,14 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, cha
 			if (k ? in1 : in0)
 				continue;
 			ret = _pmv_move_in_one(ctx, x->p[k].pg, x->p[k].hole, PMV_MV_WAKE, NULL);
-			if (ret == -ECANCELED) {
-				xdropped(ctx, x->p[k].pg, x->p[k].hole, x->p[k].tier, ps);
-				x->p[k].hole = NULL;
-			} else if (ret) {
+			if (ret == -ECANCELED)
+				xdropped_out(ctx, &x->p[k], ps);
+			else if (ret)
 				lost_out(ctx, &x->p[k]);
-			}
 		}
-		fail_pair(ctx, x, x->p[0].hole && x->p[1].hole ? -EBUSY : -ENOMEM);
+		/* a page gone says so; else no hole was to be had, or it was busy */
+		fail_pair(ctx, x, x->p[0].err ?: x->p[1].err ?:
+			  x->p[0].hole && x->p[1].hole ? -EBUSY : -ENOMEM);
 	}
 
 	/* 3: the contents change pages */
