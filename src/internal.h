@@ -441,6 +441,11 @@ PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg);
  * a parked page. All calls need the page locked, except _pmv_park_drop,
  * which needs the region unreachable (munmap holds regions_lock writing).
  */
+/*
+ * _pmv_park: 0; -EBUSY if UFFDIO_MOVE refused the page (shared with a
+ * child or pinned); -EAGAIN if a discard of it is in flight (PG_discard,
+ * PG_zap: leave it alone, do not fault it in); -ENOMEM (no hole), other.
+ */
 PMV_HIDDEN int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN int _pmv_unpark(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg);

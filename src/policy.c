@@ -278,6 +278,7 @@ static void track_round(pmv_ctx *ctx)
 				continue;
 			}
 			if (ret == -EBUSY) {
+				/* refused as shared, not as discarded: that would fault it back */
 				_pmv_page_unlock(ctx, pg);
 				reuse(ctx, pg);
 				continue;

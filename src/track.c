@@ -92,17 +92,17 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 	int ret;
 
 	if (_pmv_page_flags(pg) & PG_zap)
-		return -EBUSY;	/* its discard's zap is due (event.c) */
+		return -EAGAIN;	/* its discard's zap is due (event.c) */
 	slot = _pmv_pool_take_hole(ctx, t, ps);
 	if (!slot)
 		return -ENOMEM;
 	/*
 	 * No wake: nobody waits on a mapped page. Fails untouched on a page
 	 * shared with a child or pinned (EBUSY) or discarded (ENOENT), or
-	 * reached by a discard since we locked it (event.c).
+	 * reached by a discard since we locked it (EAGAIN, event.c).
 	 */
 	_pmv_out_lock(ctx);
-	ret = _pmv_out_refused(pg) ? -EBUSY :
+	ret = _pmv_out_refused(pg) ? -EAGAIN :
 	      _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, PMV_MV_POOL, &done);
 	_pmv_out_unlock(ctx);
 	/* a park that stopped half way: the moved pieces go back through the gate */
