@@ -126,7 +126,12 @@ void _pmv_page_forget(pmv_ctx *ctx, struct _pmv_page *pg)
 	_pmv_page_clear(pg, PG_present | PG_active | PG_referenced | PG_isolated);
 }
 
-/* A discard of [off, off+len) of a page we hold locked. */
+/*
+ * A discard of [off, off+len) of a page we hold locked. A page discarded
+ * whole at its address stays ours until the watch sees its zap (below):
+ * after MADV_FREE there is none, and the page, kept and maybe written
+ * again, is still the program's memory. Unwatched (no memory), it goes now.
+ */
 static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
 {
 	uint32_t f = _pmv_page_flags(pg);
@@ -134,7 +139,8 @@ static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_
 	if (!(f & PG_present))
 		return;
 	if (off == 0 && len == _pmv_page_size(pg)) {
-		_pmv_page_forget(ctx, pg);
+		if ((f & PG_parked) || !(f & PG_zap))
+			_pmv_page_forget(ctx, pg);
 	} else if (f & PG_parked) {
 		/* its address is empty: the zap misses it, so zero the slot */
 		memset((char *)pg->park + off, 0, len);
@@ -147,13 +153,20 @@ static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_
 }
 
 /*
- * A discard of pieces of a page that stays present (part of a huge page).
- * The program's madvise goes on, and zaps, once the event is read; the
- * records that cover a page someone holds are dropped when it unlocks,
- * which may come first. A page moved out after that and before the zap
- * (a migration, a park) would escape it and come back with the discarded
- * bytes. So PG_zap keeps movers off the page until its pieces are seen
- * unmapped. A whole page is forgotten instead, which movers see.
+ * A discard of a page at its address: pieces of a huge page, or all of a
+ * page. The program's madvise goes on, and zaps, once the event is read;
+ * the records that cover a page someone holds are dropped when it
+ * unlocks, which may come first. A page moved out after that and before
+ * the zap (a migration, a park) would escape it and come back with the
+ * discarded bytes. So PG_zap keeps movers off the page until the discarded
+ * range is seen unmapped. A page discarded whole is forgotten then; if the
+ * range is still mapped when the wait ends, it was MADV_FREE (which leaves
+ * the pages, lazily freed, and a write keeps them), and the page stays.
+ *
+ * Watches name addresses, not descriptors: region-table surgery may copy
+ * a descriptor elsewhere (a moved range's copy loses PG_zap), and a watch
+ * whose address has no page any more just ends. Only the fault thread
+ * touches them, with regions_lock read.
  */
 #define ZAP_WAIT_NS	1000000000UL	/* MADV_FREE never unmaps; nor does a madvise whose VMA changed */
 
@@ -164,12 +177,13 @@ static void zap_watch(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len
 		void *nv = realloc(ctx->zap_wait, ncap * sizeof(*ctx->zap_wait));
 
 		if (!nv)
-			return;	/* no memory: the page goes unwatched */
+			return;	/* no memory: the page goes unwatched, without PG_zap */
 		ctx->zap_wait = nv;
 		ctx->cap_zap_wait = ncap;
 	}
 	ctx->zap_wait[ctx->nzap_wait++] = (struct _pmv_zap_wait){
-		.pg = pg, .off = off, .len = len, .until = _pmv_now_ns() + ZAP_WAIT_NS };
+		.addr = _pmv_page_addr(pg), .off = off, .len = len,
+		.until = _pmv_now_ns() + ZAP_WAIT_NS };
 	/*
 	 * Before the page is locked or marked (same word, later RMWs): whoever
 	 * locks it after its present holder lets go sees PG_zap.
@@ -177,43 +191,105 @@ static void zap_watch(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len
 	atomic_fetch_or_explicit(&pg->flags, PG_zap, memory_order_acq_rel);
 }
 
-static void zap_unwatch(pmv_ctx *ctx, size_t i)
+/*
+ * The end of the wait for a page discarded whole: forgotten if its address
+ * is empty (zapped). A holder (PG_zap lets in only those that hold pages
+ * briefly, as an unpark) gets a record covering the page, and forgets it
+ * when it unlocks.
+ */
+static void whole_done(pmv_ctx *ctx, struct _pmv_page *pg)
 {
-	struct _pmv_page *pg = ctx->zap_wait[i].pg;
+	uintptr_t addr = _pmv_page_addr(pg);
+	size_t size = _pmv_page_size(pg);
+
+	for (;;) {
+		uint32_t old;
+
+		if (_pmv_page_trylock(pg)) {
+			if (!_pmv_pages_mapped(ctx, addr, size))
+				_pmv_page_forget(ctx, pg);
+			_pmv_page_unlock(ctx, pg);
+			return;
+		}
+		if (_pmv_pages_mapped(ctx, addr, size) || record_discard(ctx, pg, 0, size))
+			return;
+		old = atomic_fetch_or_explicit(&pg->flags, PG_discard, memory_order_acq_rel);
+		if (old & PG_locked)
+			return;	/* the holder settles it on unlock */
+		apply_discards(ctx, pg, NULL, 0, true);
+		_pmv_page_clear(pg, PG_discard);
+	}
+}
+
+/* End watch i; pg is its page (NULL: the address has none any more). */
+static void zap_unwatch(pmv_ctx *ctx, size_t i, struct _pmv_page *pg)
+{
+	struct _pmv_zap_wait z = ctx->zap_wait[i];
 
 	ctx->zap_wait[i] = ctx->zap_wait[--ctx->nzap_wait];
+	if (!pg)
+		return;
 	for (size_t k = 0; k < ctx->nzap_wait; k++)
-		if (ctx->zap_wait[k].pg == pg)
+		if (ctx->zap_wait[k].addr == z.addr)
 			return;	/* another discard of it is still unzapped */
+	/* cleared first: whole_done() may leave it to a holder, which must not keep it */
+	_pmv_page_clear(pg, PG_zap);
+	if (!z.off && z.len == _pmv_page_size(pg))
+		whole_done(ctx, pg);
+}
+
+void _pmv_event_unwatch(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	uintptr_t addr = _pmv_page_addr(pg);
+
+	for (size_t i = 0; i < ctx->nzap_wait;) {
+		if (ctx->zap_wait[i].addr != addr) {
+			i++;
+			continue;
+		}
+		ctx->zap_wait[i] = ctx->zap_wait[--ctx->nzap_wait];
+	}
 	_pmv_page_clear(pg, PG_zap);
 }
 
-void _pmv_event_unwatch_all(pmv_ctx *ctx)
+/* One pass over the watches; with `reap`, only pages discarded whole. */
+static size_t watch_pass(pmv_ctx *ctx, bool reap)
 {
-	while (ctx->nzap_wait)
-		zap_unwatch(ctx, ctx->nzap_wait - 1);
-}
-
-bool _pmv_event_poll(pmv_ctx *ctx)
-{
-	uint64_t now = ctx->nzap_wait ? _pmv_now_ns() : 0;
+	uint64_t now = _pmv_now_ns();
+	size_t done = 0;
 
 	for (size_t i = 0; i < ctx->nzap_wait;) {
 		struct _pmv_zap_wait *z = &ctx->zap_wait[i];
-		uintptr_t a = _pmv_page_addr(z->pg) + z->off;
+		struct _pmv_page *pg = _pmv_addr_to_page(ctx, z->addr, NULL);
+		bool whole = pg && !z->off && z->len == _pmv_page_size(pg);
 
 		/*
 		 * A holder may have the page out of its address right now (a
 		 * migration): its pieces look unmapped, zapped or not.
 		 */
-		if (now < z->until && ((_pmv_page_flags(z->pg) & PG_locked) ||
-				       _pmv_pages_mapped(ctx, a, z->len))) {
+		if (pg && ((reap && !whole) ||
+			   ((reap || now < z->until) &&
+			    ((_pmv_page_flags(pg) & PG_locked) ||
+			     _pmv_pages_mapped(ctx, z->addr + z->off, z->len))))) {
 			i++;
 			continue;
 		}
-		zap_unwatch(ctx, i);
+		zap_unwatch(ctx, i, pg);
+		done += whole;
 	}
+	return done;
+}
+
+bool _pmv_event_poll(pmv_ctx *ctx)
+{
+	if (ctx->nzap_wait)
+		watch_pass(ctx, false);
 	return ctx->nzap_wait;
+}
+
+bool _pmv_event_reap(pmv_ctx *ctx)
+{
+	return ctx->nzap_wait && watch_pass(ctx, true);
 }
 
 void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
@@ -232,7 +308,12 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 		 */
 		atomic_fetch_and_explicit(&pg->flags, ~(uint32_t)PG_discard, memory_order_acq_rel);
 		all = apply_discards(ctx, pg, parked ? pg->park : NULL, _pmv_page_size(pg), true);
-		if (all)
+		/*
+		 * Discarded whole at its address (we left it there, or put it
+		 * back, before the event was read): the watch forgets it once
+		 * zapped, or keeps it after MADV_FREE (see zap_watch).
+		 */
+		if (all && (parked || !(_pmv_page_flags(pg) & PG_zap)))
 			_pmv_page_forget(ctx, pg);
 	}
 	if (f & PG_gone) {
@@ -574,7 +655,7 @@ static void for_each_page(pmv_ctx *ctx, uintptr_t start, uintptr_t end, uint32_t
 			uintptr_t pa = _pmv_page_addr(pg), pe = pa + _pmv_page_size(pg);
 			size_t off = a - pa, len = (end < pe ? end : pe) - a;
 
-			if (mark == PG_discard && len < pe - pa)
+			if (mark == PG_discard && (_pmv_page_flags(pg) & PG_present))
 				zap_watch(ctx, pg, off, len);
 			for (;;) {
 				uint32_t old;

@@ -60,9 +60,14 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 		was_present = true;	/* discarded wholly: replace it */
 	}
 	n = first_touch_tiers(ctx, pg, order);
-	for (int i = 0; i < n && !slot; i++) {
-		t = order[i];
-		slot = _pmv_pool_take_page(ctx, &ctx->tiers[t], r->ps, true, &clean);
+	for (int pass = 0; pass < 2 && !slot; pass++) {
+		/* full: pages discarded whole may be zapped but not yet forgotten */
+		if (pass && !_pmv_event_reap(ctx))
+			break;
+		for (int i = 0; i < n && !slot; i++) {
+			t = order[i];
+			slot = _pmv_pool_take_page(ctx, &ctx->tiers[t], r->ps, true, &clean);
+		}
 	}
 	if (!slot && was_present) {
 		/* a full bound tier: the discarded page's own room is free */
@@ -113,6 +118,7 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 		_pmv_lru_del(ctx, pg);
 		if (!uncharged)
 			_pmv_tier_uncharge(&ctx->tiers[pg->tier], r->ps, 1);
+		_pmv_event_unwatch(ctx, pg);	/* its zap has run: this is its new page */
 	}
 	/* the slot is empty now: a hole again, or every first touch leaks VA */
 	_pmv_pool_put_hole(&ctx->tiers[t], r->ps, slot);
@@ -250,7 +256,6 @@ static void surgery(pmv_ctx *ctx, bool *announced, struct uffd_msg *deferred,
 
 	if (!_pmv_regions_trywrlock_fault(&ctx->regions_lock, announced))
 		return;
-	_pmv_event_unwatch_all(ctx);
 	_pmv_regions_apply(ctx);
 	_pmv_regions_wrunlock(&ctx->regions_lock);
 	*ndeferred = 0;

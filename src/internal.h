@@ -342,7 +342,7 @@ struct _pmv_discard {
 enum { PMV_SURGERY_UNMAP, PMV_SURGERY_REMAP };
 
 struct _pmv_zap_wait {
-	struct _pmv_page *pg;
+	uintptr_t addr;		/* of the page: descriptors move in surgery */
 	size_t off, len;
 	uint64_t until;
 };
@@ -362,12 +362,18 @@ PMV_HIDDEN void _pmv_event_handle(pmv_ctx *ctx, const struct uffd_msg *msg);
 PMV_HIDDEN void _pmv_page_forget(pmv_ctx *ctx, struct _pmv_page *pg);
 /*
  * The fault thread, once per loop, with regions_lock read: clear PG_zap of
- * pages whose discarded pieces are unmapped now. True while some are still
- * watched (poll again soon).
+ * pages whose discarded range is unmapped now (forgetting pages discarded
+ * whole), or whose wait is over. True while some are still watched (poll
+ * again soon).
  */
 PMV_HIDDEN bool _pmv_event_poll(pmv_ctx *ctx);
-/* Before regions_lock written (descriptors may go): stop every watch. */
-PMV_HIDDEN void _pmv_event_unwatch_all(pmv_ctx *ctx);
+/*
+ * The fault thread, finding no room for a first touch: forget now the
+ * pages discarded whole whose zap has run. True if it forgot any.
+ */
+PMV_HIDDEN bool _pmv_event_reap(pmv_ctx *ctx);
+/* The fault thread, pg locked and replaced by a first touch: stop its watches. */
+PMV_HIDDEN void _pmv_event_unwatch(pmv_ctx *ctx, struct _pmv_page *pg);
 /* Settle the marks of a locked page (called by _pmv_page_unlock). */
 PMV_HIDDEN void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg);
 /*

@@ -198,6 +198,9 @@ static struct _pmv_region *region_clone(pmv_ctx *ctx, struct _pmv_region *r,
 
 		pg->region = nr;
 		_pmv_page_clear(pg, PG_gone);
+		/* a moved range: its discard watches stay at the old address */
+		if (start != r->start + (first << r->shift))
+			_pmv_page_clear(pg, PG_zap);
 		if (!(_pmv_page_flags(pg) & PG_lru))
 			continue;
 		t = &ctx->tiers[pg->tier];
@@ -340,7 +343,6 @@ static void regions_wrlock(pmv_ctx *ctx)
 	pthread_rwlock_rdlock(&ctx->event_lock);
 	pthread_rwlock_unlock(&ctx->event_lock);
 	_pmv_regions_wrlock(&ctx->regions_lock);
-	_pmv_event_unwatch_all(ctx);
 	_pmv_regions_apply(ctx);
 }
 

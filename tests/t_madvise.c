@@ -740,6 +740,52 @@ static int test_discard_uncharges(const struct t_case *c)
 	return (int)finish(c, bad, "uncharge");
 }
 
+/*
+ * MADV_FREE of every page, then every page written again: the kernel keeps
+ * them (a write ends the lazy free), so they stay managed memory. Every
+ * page is found and charged once the movers stopped, moves to the other
+ * tier (once the wait for a zap that never comes is over: -EBUSY until
+ * then; tier 0 may be full with the policy on), and holds its new bytes.
+ */
+static int test_free_then_write_stays_managed(const struct t_case *c)
+{
+	size_t np = 16;
+	long bad = 0;
+
+	setup_n(c, np, 0, NO_READER);
+	t_agit_sync(&AG, 2);
+	bad += advise(0, R.npieces, MADV_FREE, T_MAYBE);
+	write_pieces(0, R.npieces);
+	t_pieces_mark(&R, 0, R.npieces, T_DATA);
+	t_agit_sync(&AG, 2);
+	bad += resident_is(np * R.psz, "after MADV_FREE and writing again");
+	for (size_t i = 0; ctx && i < np; i++) {
+		void *a = R.base + i * R.psz;
+		int from = -1, to, st = -EBUSY;
+
+		T_EQ(pmv_move_pages(ctx, 1, &a, NULL, &from, 0), 0);
+		if (from < 0) {
+			printf("  FAIL page %zu after MADV_FREE and a write: %s\n", i,
+			       pmv_strerror(from));
+			bad++;
+			continue;
+		}
+		to = 1 - from;
+		while (st == -EBUSY) {
+			if (pmv_move_pages(ctx, 1, &a, &to, &st, 0) < 0)
+				st = -EIO;
+			if (st == -EBUSY)
+				usleep(10000);
+		}
+		/* policy_on bounds tier 0, which the policy keeps full */
+		if (st != to && !(st == -ENOMEM && to == 0 && c->mode == T_POLICY)) {
+			printf("  FAIL move of page %zu to tier %d: %s\n", i, to, pmv_strerror(st));
+			bad++;
+		}
+	}
+	return (int)finish(c, bad, "free, write");
+}
+
 int main(void)
 {
 	struct t_suite s;
@@ -769,5 +815,6 @@ int main(void)
 	T_CASE_ALL(&s, test_collapse_keeps_data);
 	T_CASE_ALL(&s, test_discard_keeps_room);
 	T_CASE_ALL(&s, test_discard_uncharges);
+	T_CASE_ALL(&s, test_free_then_write_stays_managed);
 	return t_suite_end(&s);
 }
