@@ -96,12 +96,13 @@ bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len)
 	return false;
 }
 
-size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len)
+/* Mapped 4 KB pieces of [addr, addr+len); with `first`, stop at one. */
+static size_t count_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len, bool first)
 {
 	uint64_t e[512];
 	size_t n = len / PMV_SIZE_4K, mapped = 0;
 
-	for (size_t i = 0; i < n; i += 512) {
+	for (size_t i = 0; i < n && !(first && mapped); i += 512) {
 		size_t k = n - i < 512 ? n - i : 512;
 		ssize_t got = pread(ctx->pagemap_fd, e, k * sizeof(e[0]),
 				    ((addr / PMV_SIZE_4K) + i) * sizeof(e[0]));
@@ -110,6 +111,16 @@ size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len)
 			mapped += !!(e[j] & (PM_PRESENT | PM_SWAP));
 	}
 	return mapped;
+}
+
+size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len)
+{
+	return count_mapped(ctx, addr, len, false);
+}
+
+bool _pmv_range_any_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len)
+{
+	return count_mapped(ctx, addr, len, true);
 }
 
 bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr)

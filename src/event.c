@@ -170,25 +170,75 @@ static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_
  */
 #define ZAP_WAIT_NS	1000000000UL	/* MADV_FREE never unmaps; nor does a madvise whose VMA changed */
 
-static void zap_watch(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
+/*
+ * Call fn for every page we know in [s, e), with the part of the page the
+ * range covers, while it returns true. Returns false if fn stopped it.
+ */
+typedef bool (*range_fn)(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len, void *arg);
+
+static bool for_range(pmv_ctx *ctx, uintptr_t s, uintptr_t e, range_fn fn, void *arg)
+{
+	for (uintptr_t a = s; a < e;) {
+		struct _pmv_region *r = _pmv_region_find(ctx, a);
+
+		if (!r) {
+			r = _pmv_region_next(ctx, a);
+			if (!r || r->start >= e)
+				return true;
+			a = r->start;
+			continue;
+		}
+		for (; a < e && a < r->start + r->len;) {
+			struct _pmv_page *pg = &r->pages[(a - r->start) >> r->shift];
+			uintptr_t pa = _pmv_page_addr(pg), pe = pa + _pmv_page_size(pg);
+
+			if (!fn(ctx, pg, a - pa, (e < pe ? e : pe) - a, arg))
+				return false;
+			a = pe;
+		}
+	}
+	return true;
+}
+
+/* 0, or -ENOMEM. */
+static int watch_add(pmv_ctx *ctx, uintptr_t s, uintptr_t e, uint64_t until)
 {
 	if (ctx->nzap_wait == ctx->cap_zap_wait) {
 		size_t ncap = ctx->cap_zap_wait ? 2 * ctx->cap_zap_wait : 16;
 		void *nv = realloc(ctx->zap_wait, ncap * sizeof(*ctx->zap_wait));
 
 		if (!nv)
-			return;	/* no memory: the page goes unwatched, without PG_zap */
+			return -ENOMEM;
 		ctx->zap_wait = nv;
 		ctx->cap_zap_wait = ncap;
 	}
-	ctx->zap_wait[ctx->nzap_wait++] = (struct _pmv_zap_wait){
-		.addr = _pmv_page_addr(pg), .off = off, .len = len,
-		.until = _pmv_now_ns() + ZAP_WAIT_NS };
+	ctx->zap_wait[ctx->nzap_wait++] = (struct _pmv_zap_wait){ .start = s, .end = e,
+								  .until = until };
+	return 0;
+}
+
+static bool set_zap(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len, void *arg)
+{
+	(void)ctx, (void)off, (void)len, (void)arg;
 	/*
 	 * Before the page is locked or marked (same word, later RMWs): whoever
 	 * locks it after its present holder lets go sees PG_zap.
 	 */
-	atomic_fetch_or_explicit(&pg->flags, PG_zap, memory_order_acq_rel);
+	if (_pmv_page_flags(pg) & PG_present)
+		atomic_fetch_or_explicit(&pg->flags, PG_zap, memory_order_acq_rel);
+	return true;
+}
+
+/*
+ * Watch a discarded range [s, e), one entry per event (a madvise of 1 GB
+ * is one entry, not a quarter million). Without memory the pages go
+ * unwatched, without PG_zap: pages discarded whole are then forgotten
+ * at once, as before MADV_FREE was told apart.
+ */
+static void zap_watch(pmv_ctx *ctx, uintptr_t s, uintptr_t e)
+{
+	if (!watch_add(ctx, s, e, _pmv_now_ns() + ZAP_WAIT_NS))
+		for_range(ctx, s, e, set_zap, NULL);
 }
 
 /*
@@ -221,75 +271,109 @@ static void whole_done(pmv_ctx *ctx, struct _pmv_page *pg)
 	}
 }
 
-/* End watch i; pg is its page (NULL: the address has none any more). */
-static void zap_unwatch(pmv_ctx *ctx, size_t i, struct _pmv_page *pg)
+static bool watched(pmv_ctx *ctx, uintptr_t a, uintptr_t e)
+{
+	for (size_t k = 0; k < ctx->nzap_wait; k++)
+		if (ctx->zap_wait[k].start < e && a < ctx->zap_wait[k].end)
+			return true;
+	return false;
+}
+
+/* A page of an ended watch (already out of ctx->zap_wait). */
+static bool end_page(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len, void *arg)
+{
+	uintptr_t pa = _pmv_page_addr(pg);
+
+	(void)arg;
+	if (!(_pmv_page_flags(pg) & PG_zap) || watched(ctx, pa, pa + _pmv_page_size(pg)))
+		return true;	/* not ours to end, or another discard of it is still unzapped */
+	/* cleared first: whole_done() may leave it to a holder, which must not keep it */
+	_pmv_page_clear(pg, PG_zap);
+	if (!off && len == _pmv_page_size(pg) && !(_pmv_page_flags(pg) & PG_gone))
+		whole_done(ctx, pg);
+	return true;
+}
+
+static void watch_end(pmv_ctx *ctx, size_t i)
 {
 	struct _pmv_zap_wait z = ctx->zap_wait[i];
 
 	ctx->zap_wait[i] = ctx->zap_wait[--ctx->nzap_wait];
-	if (!pg)
-		return;
-	for (size_t k = 0; k < ctx->nzap_wait; k++)
-		if (ctx->zap_wait[k].addr == z.addr)
-			return;	/* another discard of it is still unzapped */
-	/* cleared first: whole_done() may leave it to a holder, which must not keep it */
-	_pmv_page_clear(pg, PG_zap);
-	if (!z.off && z.len == _pmv_page_size(pg))
-		whole_done(ctx, pg);
+	for_range(ctx, z.start, z.end, end_page, NULL);
 }
 
-void _pmv_event_unwatch(pmv_ctx *ctx, struct _pmv_page *pg)
+/*
+ * A holder may have a page out of its address right now (a migration):
+ * its pieces look unmapped, zapped or not. So a range is done when none
+ * of it is mapped and none of its pages is locked.
+ */
+static bool unlocked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len, void *arg)
 {
-	uintptr_t addr = _pmv_page_addr(pg);
-
-	for (size_t i = 0; i < ctx->nzap_wait;) {
-		if (ctx->zap_wait[i].addr != addr) {
-			i++;
-			continue;
-		}
-		ctx->zap_wait[i] = ctx->zap_wait[--ctx->nzap_wait];
-	}
-	_pmv_page_clear(pg, PG_zap);
+	(void)ctx, (void)off, (void)len, (void)arg;
+	return !(_pmv_page_flags(pg) & PG_locked);
 }
 
-/* One pass over the watches; with `reap`, only pages discarded whole. */
-static size_t watch_pass(pmv_ctx *ctx, bool reap)
+static bool range_done(pmv_ctx *ctx, const struct _pmv_zap_wait *z)
 {
-	uint64_t now = _pmv_now_ns();
-	size_t done = 0;
-
-	for (size_t i = 0; i < ctx->nzap_wait;) {
-		struct _pmv_zap_wait *z = &ctx->zap_wait[i];
-		struct _pmv_page *pg = _pmv_addr_to_page(ctx, z->addr, NULL);
-		bool whole = pg && !z->off && z->len == _pmv_page_size(pg);
-
-		/*
-		 * A holder may have the page out of its address right now (a
-		 * migration): its pieces look unmapped, zapped or not.
-		 */
-		if (pg && ((reap && !whole) ||
-			   ((reap || now < z->until) &&
-			    ((_pmv_page_flags(pg) & PG_locked) ||
-			     _pmv_pages_mapped(ctx, z->addr + z->off, z->len))))) {
-			i++;
-			continue;
-		}
-		zap_unwatch(ctx, i, pg);
-		done += whole;
-	}
-	return done;
+	return !_pmv_range_any_mapped(ctx, z->start, z->end - z->start) &&
+	       for_range(ctx, z->start, z->end, unlocked, NULL);
 }
 
 bool _pmv_event_poll(pmv_ctx *ctx)
 {
-	if (ctx->nzap_wait)
-		watch_pass(ctx, false);
+	uint64_t now = ctx->nzap_wait ? _pmv_now_ns() : 0;
+
+	for (size_t i = 0; i < ctx->nzap_wait;) {
+		if (now < ctx->zap_wait[i].until && !range_done(ctx, &ctx->zap_wait[i]))
+			i++;
+		else
+			watch_end(ctx, i);
+	}
 	return ctx->nzap_wait;
 }
 
 bool _pmv_event_reap(pmv_ctx *ctx)
 {
-	return ctx->nzap_wait && watch_pass(ctx, true);
+	bool any = false;
+
+	for (size_t i = 0; i < ctx->nzap_wait;) {
+		if (!range_done(ctx, &ctx->zap_wait[i])) {
+			i++;
+			continue;
+		}
+		watch_end(ctx, i);
+		any = true;
+	}
+	return any;
+}
+
+void _pmv_event_unwatch(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	uintptr_t pa = _pmv_page_addr(pg), pe = pa + _pmv_page_size(pg);
+	size_t n = ctx->nzap_wait, k = 0;
+
+	/* cut [pa, pe) out of every range */
+	for (size_t i = 0; i < n; i++) {
+		struct _pmv_zap_wait z = ctx->zap_wait[i];
+
+		if (z.end <= pa || pe <= z.start)
+			continue;
+		/* the part after pg: a watch of its own (no memory: all waits on) */
+		if (z.start < pa && pe < z.end && watch_add(ctx, pe, z.end, z.until))
+			continue;
+		if (z.start < pa)
+			ctx->zap_wait[i].end = pa;
+		else if (pe < z.end)
+			ctx->zap_wait[i].start = pe;
+		else
+			ctx->zap_wait[i].end = ctx->zap_wait[i].start;	/* empty: dropped below */
+	}
+	for (size_t i = 0; i < ctx->nzap_wait; i++)
+		if (ctx->zap_wait[i].start < ctx->zap_wait[i].end)
+			ctx->zap_wait[k++] = ctx->zap_wait[i];
+	ctx->nzap_wait = k;
+	if (!watched(ctx, pa, pe))
+		_pmv_page_clear(pg, PG_zap);
 }
 
 void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
@@ -655,8 +739,6 @@ static void for_each_page(pmv_ctx *ctx, uintptr_t start, uintptr_t end, uint32_t
 			uintptr_t pa = _pmv_page_addr(pg), pe = pa + _pmv_page_size(pg);
 			size_t off = a - pa, len = (end < pe ? end : pe) - a;
 
-			if (mark == PG_discard && (_pmv_page_flags(pg) & PG_present))
-				zap_watch(ctx, pg, off, len);
 			for (;;) {
 				uint32_t old;
 
@@ -703,6 +785,7 @@ static void on_remove(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
 	if (is_self(ctx, start, end))
 		return;
 	_pmv_stat_add(&ctx->events_remove, 1);
+	zap_watch(ctx, start, end);
 	for_each_page(ctx, start, end, PG_discard, remove_fn);
 }
 

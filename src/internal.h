@@ -341,9 +341,9 @@ struct _pmv_discard {
 
 enum { PMV_SURGERY_UNMAP, PMV_SURGERY_REMAP };
 
+/* A discarded range whose zap is awaited (event.c): addresses, not descriptors. */
 struct _pmv_zap_wait {
-	uintptr_t addr;		/* of the page: descriptors move in surgery */
-	size_t off, len;
+	uintptr_t start, end;
 	uint64_t until;
 };
 
@@ -599,6 +599,8 @@ PMV_HIDDEN bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len);
 PMV_HIDDEN bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr);
 /* How many 4 KB pieces of [addr, addr+len) are mapped (present or swapped). */
 PMV_HIDDEN size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len);
+/* Whether any 4 KB piece of [addr, addr+len) is mapped; stops at the first. */
+PMV_HIDDEN bool _pmv_range_any_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len);
 /* The slot size if addr is in one of the pools, else 0. */
 PMV_HIDDEN size_t _pmv_pool_slot_size(pmv_ctx *ctx, uintptr_t addr);
 PMV_HIDDEN int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node);
