@@ -31,6 +31,7 @@ struct xpage {
 	uintptr_t addr;
 	int tier;
 	void *hole;
+	bool out;	/* step 2 moved it into its hole */
 	int err;	/* step 2 lost it: the pair's status */
 };
 
@@ -168,7 +169,7 @@ unlock:
  */
 static void lost_out(pmv_ctx *ctx, struct xpage *p)
 {
-	_pmv_set_errmsg(-EFAULT, "exchange: page %p could not go back", (void *)(p->addr & ~1UL));
+	_pmv_set_errmsg(-EFAULT, "exchange: page %p could not go back", (void *)p->addr);
 	p->err = -EFAULT;
 	_pmv_page_clear(p->pg, PG_present);
 	_pmv_tier_uncharge(&ctx->tiers[p->tier], p->pg->region->ps, 1);
@@ -292,91 +293,93 @@ static int move_in_retry(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t 
 	return ret;
 }
 
-/* Steps 2-5 for the active pairs of one page size. */
-static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, char *bounce)
-{
-	size_t psz = _pmv_ps_size(ps), np = 0, nr = 0;
-	struct xpage *pgs[2 * XCHG_BATCH];
+/*
+ * One batch of one page size through steps 2-5. On the heap (one per
+ * call): at 512 pages its arrays are 32 KB.
+ */
+struct xbatch {
+	size_t psz, np, nr;
+	int ps;
+	char *bounce;
+	struct xpage *pgs[2 * XCHG_BATCH];	/* every page, by address */
+	struct xpair *rx[XCHG_BATCH];		/* the pairs that got out: steps 3-5 */
+	struct _pmv_copy_req reqs[XCHG_BATCH];	/* step 3's, per rx[] */
+	struct xin in[2 * XCHG_BATCH];		/* step 4's moves, by destination */
 	uintptr_t dst[2 * XCHG_BATCH], src[2 * XCHG_BATCH];
+	struct _pmv_page *ipg[2 * XCHG_BATCH];
 	int res[2 * XCHG_BATCH];
 	size_t part[2 * XCHG_BATCH];
-	struct _pmv_copy_req reqs[XCHG_BATCH];
-	struct xpair *rx[XCHG_BATCH];
-	struct xin in[2 * XCHG_BATCH];
-	struct _pmv_page *ipg[2 * XCHG_BATCH];
-	bool bad_in[XCHG_BATCH] = { false };
-	uint8_t dropped_in[XCHG_BATCH] = { 0 };	/* holes given back: bit k = p[k]'s */
+	bool bad_in[XCHG_BATCH];		/* per rx[]: a page could not go in */
+	uint8_t dropped_in[XCHG_BATCH];		/* per rx[]: holes given back, bit k = p[k]'s */
+};
 
-	for (size_t i = 0; i < n; i++)
-		if (xs[i].active && xs[i].ps == ps)
-			for (int k = 0; k < 2; k++)
-				pgs[np++] = &xs[i].p[k];
-	if (!np)
-		return;
-	qsort(pgs, np, sizeof(*pgs), cmp_addr);
-	take_holes(ctx, pgs, np, ps);
+/*
+ * Step 2: every page out, into its own tier's hole; a page without a hole,
+ * or that a discard reached since step 1 (event.c), stays (its `out` is
+ * false). A move that stopped part way goes back now, through the gate:
+ * the program may have discarded pieces of the head since.
+ */
+static void step_move_out(pmv_ctx *ctx, struct xbatch *b)
+{
+	size_t np = b->np;
 
-	/* 2: both pages of every pair out, into their own tier's holes */
 	for (size_t i = 0; i < np; i++) {
-		dst[i] = (uintptr_t)pgs[i]->hole;
-		src[i] = pgs[i]->addr;
+		b->dst[i] = (uintptr_t)b->pgs[i]->hole;
+		b->src[i] = b->pgs[i]->addr;
 	}
 	_pmv_out_lock(ctx);
 	for (size_t i = 0, j = 0; i < np; i = j) {
-		/*
-		 * Only pages that got a hole and that no discard reached since
-		 * step 1; runs must not cross one of the others.
-		 */
-		for (j = i; j < np && pgs[j]->hole && !_pmv_out_refused(pgs[j]->pg); j++)
+		/* runs must not cross a page that stays */
+		for (j = i; j < np && b->pgs[j]->hole && !_pmv_out_refused(b->pgs[j]->pg); j++)
 			;
 		if (j > i)
-			_pmv_move_runs(ctx, dst + i, src + i, j - i, psz, PMV_MV_POOL, res + i, part + i);
+			_pmv_move_runs(ctx, b->dst + i, b->src + i, j - i, b->psz, PMV_MV_POOL,
+				       b->res + i, b->part + i);
 		if (j < np) {
-			res[j] = pgs[j]->hole ? -EBUSY : -ENOMEM;
-			part[j] = 0;
-			j++;
+			b->res[j] = b->pgs[j]->hole ? -EBUSY : -ENOMEM;
+			b->part[j++] = 0;
 		}
 	}
 	_pmv_out_unlock(ctx);
 	for (size_t i = 0; i < np; i++) {
-		/*
-		 * A move that stopped part way goes back now, through the gate:
-		 * the program may have discarded pieces of the head since.
-		 */
-		if (res[i] && part[i]) {
-			int back = _pmv_move_in_head(ctx, pgs[i]->pg, (void *)dst[i], part[i], 0);
+		struct xpage *p = b->pgs[i];
 
-			if (back == -ECANCELED) {
-				xdropped_out(ctx, pgs[i], ps);
-			} else if (back) {
-				lost_out(ctx, pgs[i]);
-			}
+		p->out = !b->res[i];
+		if (b->res[i] && b->part[i]) {
+			int back = _pmv_move_in_head(ctx, p->pg, (void *)b->dst[i], b->part[i], 0);
+
+			if (back == -ECANCELED)
+				xdropped_out(ctx, p, b->ps);
+			else if (back)
+				lost_out(ctx, p);
 		}
-		pgs[i]->addr = res[i] ? pgs[i]->addr | 1 : pgs[i]->addr;	/* tag: still in place */
 	}
+}
+
+/*
+ * After step 2: a pair with both pages out goes on (rx[]); one with a side
+ * that could not leave puts the other back and fails.
+ */
+static void step_sort_out(pmv_ctx *ctx, struct xbatch *b, struct xpair *xs, size_t n)
+{
+	b->nr = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct xpair *x = &xs[i];
-		bool in0, in1;
 
-		if (!x->active || x->ps != ps)
+		if (!x->active || x->ps != b->ps)
 			continue;
-		in0 = x->p[0].addr & 1;
-		in1 = x->p[1].addr & 1;
-		x->p[0].addr &= ~1UL;
-		x->p[1].addr &= ~1UL;
-		if (!in0 && !in1) {
-			rx[nr++] = x;
+		if (x->p[0].out && x->p[1].out) {
+			b->rx[b->nr++] = x;
 			continue;
 		}
-		/* one side could not leave: put the other back, report */
 		for (int k = 0; k < 2; k++) {
 			int ret;
 
-			if (k ? in1 : in0)
+			if (!x->p[k].out)
 				continue;
 			ret = _pmv_move_in_one(ctx, x->p[k].pg, x->p[k].hole, PMV_MV_WAKE, NULL);
 			if (ret == -ECANCELED)
-				xdropped_out(ctx, &x->p[k], ps);
+				xdropped_out(ctx, &x->p[k], b->ps);
 			else if (ret)
 				lost_out(ctx, &x->p[k]);
 		}
@@ -384,16 +387,19 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, cha
 		fail_pair(ctx, x, x->p[0].err ?: x->p[1].err ?:
 			  x->p[0].hole && x->p[1].hole ? -EBUSY : -ENOMEM);
 	}
+}
 
-	/* 3: the contents change pages */
-	trade(ctx, rx, reqs, nr, psz, bounce);
+/* Step 4: cross the pages over; tiers are published before the moves wake anyone. */
+static void step_move_in(pmv_ctx *ctx, struct xbatch *b)
+{
+	size_t np = 0;
 
-	/* 4: cross the pages over; publish tiers before the moves wake anyone */
-	np = 0;
-	for (size_t i = 0; i < nr; i++) {
-		struct xpair *x = rx[i];
-		bool ok = !reqs[i].status;
+	for (size_t i = 0; i < b->nr; i++) {
+		struct xpair *x = b->rx[i];
+		bool ok = !b->reqs[i].status;
 
+		b->bad_in[i] = false;
+		b->dropped_in[i] = 0;
 		if (ok) {
 			__atomic_store_n(&x->p[0].pg->tier, (int8_t)x->p[1].tier, __ATOMIC_RELAXED);
 			__atomic_store_n(&x->p[1].pg->tier, (int8_t)x->p[0].tier, __ATOMIC_RELAXED);
@@ -402,25 +408,28 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, cha
 			/* a's old page goes to b's address, and the other way */
 			struct xpage *to = ok ? &x->p[1 - k] : &x->p[k];
 
-			in[np++] = (struct xin){ .addr = to->addr, .pg = to->pg,
-						 .slot = (uintptr_t)x->p[k].hole,
-						 .tier = x->p[k].tier, .own = (uint16_t)i };
+			b->in[np++] = (struct xin){ .addr = to->addr, .pg = to->pg,
+						    .slot = (uintptr_t)x->p[k].hole,
+						    .tier = x->p[k].tier, .own = (uint16_t)i };
 		}
 	}
 	/* by destination, so runs coalesce */
-	qsort(in, np, sizeof(*in), cmp_in);
+	qsort(b->in, np, sizeof(b->in[0]), cmp_in);
 	for (size_t i = 0; i < np; i++) {
-		ipg[i] = in[i].pg;
-		src[i] = in[i].slot;
+		b->ipg[i] = b->in[i].pg;
+		b->src[i] = b->in[i].slot;
 	}
-	_pmv_move_in(ctx, ipg, src, np, PMV_MV_WAKE, res, part);
+	_pmv_move_in(ctx, b->ipg, b->src, np, PMV_MV_WAKE, b->res, b->part);
 	for (size_t i = 0; i < np; i++) {
-		if (res[i] == -EBUSY || res[i] == -EAGAIN)
-			res[i] = move_in_retry(ctx, in[i].pg, (void *)in[i].slot, &part[i]);
-		if (res[i] == -ECANCELED) {
+		const struct xin *in = &b->in[i];
+		int *res = &b->res[i];
+
+		if (*res == -EBUSY || *res == -EAGAIN)
+			*res = move_in_retry(ctx, in->pg, (void *)in->slot, &b->part[i]);
+		if (*res == -ECANCELED) {
 			/* discarded or unmapped meanwhile: nothing goes in there */
-			xdropped(ctx, in[i].pg, (void *)in[i].slot, in[i].tier, ps);
-			dropped_in[in[i].own] |= 1u << (in[i].slot == (uintptr_t)rx[in[i].own]->p[1].hole);
+			xdropped(ctx, in->pg, (void *)in->slot, in->tier, b->ps);
+			b->dropped_in[in->own] |= 1u << (in->slot == (uintptr_t)b->rx[in->own]->p[1].hole);
 			continue;
 		}
 		/*
@@ -428,41 +437,37 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, cha
 		 * cannot fail, past the retries, short of an outside munmap
 		 * of managed memory.
 		 */
-		if (res[i]) {
-			_pmv_set_errmsg(res[i], "exchange: move-in at %p failed", (void *)in[i].addr);
-			bad_in[in[i].own] = true;
+		if (*res) {
+			_pmv_set_errmsg(*res, "exchange: move-in at %p failed", (void *)in->addr);
+			b->bad_in[in->own] = true;
 		}
 	}
+}
 
-	/* 5 */
-	for (size_t i = 0; i < nr; i++) {
-		struct xpair *x = rx[i];
+/* Step 5: holes back, account, unlock. */
+static void step_finish(pmv_ctx *ctx, struct xbatch *b)
+{
+	for (size_t i = 0; i < b->nr; i++) {
+		struct xpair *x = b->rx[i];
+		int err = b->bad_in[i] ? -EFAULT : b->reqs[i].status;
 
 		/* a hole whose page could not go in is not a hole: keep it out */
-		for (int k = 0; k < 2 && !bad_in[i]; k++)
-			if (!(dropped_in[i] & (1u << k)))
-				_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], ps, x->p[k].hole);
+		for (int k = 0; k < 2 && !b->bad_in[i]; k++)
+			if (!(b->dropped_in[i] & (1u << k)))
+				_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], b->ps, x->p[k].hole);
 		x->active = false;
-		if (bad_in[i]) {
-			x->status = -EFAULT;
-			_pmv_count_fail(ctx, x->p[1].tier, -EFAULT);
+		x->status = err;
+		if (err) {
+			_pmv_count_fail(ctx, x->p[1].tier, err);
 			unlock_pair(ctx, x, true);
 			continue;
 		}
-		if (reqs[i].status) {
-			x->status = reqs[i].status;
-			_pmv_count_fail(ctx, x->p[1].tier, x->status);
-			unlock_pair(ctx, x, true);
-			continue;
-		}
-		x->status = 0;
 		for (int k = 0; k < 2; k++) {
 			int to = x->p[1 - k].tier;
 
 			x->p[k].pg->moved_ds = _pmv_now_ds(ctx);
-
 			_pmv_stat_add(&ctx->tiers[to].migrate_in, 1);
-			_pmv_stat_add(&ctx->tiers[to].migrate_bytes_in, psz);
+			_pmv_stat_add(&ctx->tiers[to].migrate_bytes_in, b->psz);
 			_pmv_stat_add(&ctx->tiers[x->p[k].tier].migrate_out, 1);
 			if ((ctx->flags & PMV_CTX_VERIFY) && ctx->tiers[to].node >= 0 &&
 			    _pmv_verify_node(ctx, x->p[k].addr, ctx->tiers[to].node)) {
@@ -471,16 +476,37 @@ static void exchange_batch(pmv_ctx *ctx, struct xpair *xs, size_t n, int ps, cha
 			}
 		}
 		_pmv_stat_add(&ctx->migrations, 2);
-		_pmv_stat_add(&ctx->migrate_bytes, 2 * psz);
+		_pmv_stat_add(&ctx->migrate_bytes, 2 * b->psz);
 		unlock_pair(ctx, x, true);
 	}
+}
+
+/* Steps 2-5 for the active pairs of one page size. */
+static void exchange_batch(pmv_ctx *ctx, struct xbatch *b, struct xpair *xs, size_t n, int ps)
+{
+	b->ps = ps;
+	b->psz = _pmv_ps_size(ps);
+	b->np = 0;
+	for (size_t i = 0; i < n; i++)
+		if (xs[i].active && xs[i].ps == ps)
+			for (int k = 0; k < 2; k++)
+				b->pgs[b->np++] = &xs[i].p[k];
+	if (!b->np)
+		return;
+	qsort(b->pgs, b->np, sizeof(b->pgs[0]), cmp_addr);
+	take_holes(ctx, b->pgs, b->np, ps);
+	step_move_out(ctx, b);
+	step_sort_out(ctx, b, xs, n);
+	trade(ctx, b->rx, b->reqs, b->nr, b->psz, b->bounce);	/* 3 */
+	step_move_in(ctx, b);
+	step_finish(ctx, b);
 }
 
 PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 			       void *const b[], int status[], int flags)
 {
 	struct xpair *xs;
-	char *bounce;
+	struct xbatch *xb;
 	int left = 0;
 
 	PMV_CHECK_CTX(ctx);
@@ -491,11 +517,15 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 	if (count > INT32_MAX)
 		return _pmv_set_errmsg(-E2BIG, "pmv_exchange_pages: count too large");
 	xs = malloc(XCHG_BATCH * sizeof(*xs));
+	xb = malloc(sizeof(*xb));
 	/* a batch's first pages wait here (trade), aligned for the copy engines */
-	bounce = count ? aligned_alloc(PMV_SIZE_4K, XCHG_BYTES / 2 + PMV_SIZE_2M) : NULL;
-	if (!xs || (count && !bounce)) {
+	if (xb)
+		xb->bounce = count ? aligned_alloc(PMV_SIZE_4K, XCHG_BYTES / 2 + PMV_SIZE_2M) : NULL;
+	if (!xs || !xb || (count && !xb->bounce)) {
+		if (xb)
+			free(xb->bounce);
 		free(xs);
-		free(bounce);
+		free(xb);
 		return -ENOMEM;
 	}
 	for (size_t base = 0, n; base < count; base += n) {
@@ -518,8 +548,8 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		 */
 		for (size_t i = 0; i < n; i++)
 			prepare_pair(ctx, &xs[i], a[base + i], b[base + i], flags);
-		exchange_batch(ctx, xs, n, PMV_PS_4K, bounce);
-		exchange_batch(ctx, xs, n, PMV_PS_2M, bounce);
+		exchange_batch(ctx, xb, xs, n, PMV_PS_4K);
+		exchange_batch(ctx, xb, xs, n, PMV_PS_2M);
 		_pmv_regions_rdunlock(&ctx->regions_lock);
 		pthread_rwlock_unlock(&ctx->fork_lock);
 		_pmv_signals_release(&sigs);
@@ -529,6 +559,7 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		}
 	}
 	free(xs);
-	free(bounce);
+	free(xb->bounce);
+	free(xb);
 	return left;
 }
