@@ -279,7 +279,8 @@ static int usage(FILE *f)
 		"smaller buffers (a smoke test, not a measurement). --nodes binds the\n"
 		"two tiers to NUMA nodes A and B; --kernel also times move_pages(2)\n"
 		"between them on the same buffers, for the record.\n"
-		"'pagemove bench tiering --help' describes the tiering policy bench.\n");
+		"'pagemove bench tiering --help' describes the tiering policy bench,\n"
+		"'pagemove bench faults --help' the fault latency bench.\n");
 	return f == stdout ? 0 : 2;
 }
 
@@ -304,6 +305,8 @@ int pmv_cmd_bench(int argc, char **argv)
 	};
 	if (argc > 1 && !strcmp(argv[1], "tiering"))
 		return pmv_bench_tiering(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "faults"))
+		return pmv_bench_faults(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "jqm:hkn:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'k': kernel = 1; break;

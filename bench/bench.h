@@ -7,6 +7,7 @@
 #include <time.h>
 
 int pmv_bench_tiering(int argc, char **argv);	/* bench_tiering.c */
+int pmv_bench_faults(int argc, char **argv);	/* bench_faults.c */
 
 /* Seconds on the monotonic clock, for the benches and the demo. */
 static inline double bench_now(void)

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Smoke test of `pagemove bench --quick --json`: it runs, and its JSON has
+# Smoke test of `pagemove bench --quick --json` and `pagemove bench faults
+# --quick --json`: they run, and their JSON has
 # every field the method (docs/BENCH.md) promises. Speed is not asserted:
 # the machine is shared; figures come from full `pagemove bench` runs.
 # Usage: t_bench.sh PAGEMOVE [ignored]
@@ -26,7 +27,25 @@ for r in d["results"]:
 print("bench JSON ok:", ", ".join("%s %.2f" % (r["name"], r["ratio"]) for r in d["results"]))
 PY
 fi
+if ! "$pm" bench faults --quick --json >"$out" 2>/dev/null; then
+	echo "FAIL: pagemove bench faults exited non-zero"; exit 1
+fi
+for key in fault_first_touch_4k fault_sample fault_migration_wait p50_us p99_us max_us \
+	kernel_p50_us kernel_p99_us; do
+	grep -q "\"$key\"" "$out" || { echo "FAIL: no $key in the faults JSON"; cat "$out"; exit 1; }
+done
+if command -v python3 >/dev/null 2>&1; then
+	python3 - "$out" <<'PY' || exit 1
+import json, sys
+d = json.load(open(sys.argv[1]))
+for r in d["faults"]:
+    assert set(r) == {"name", "p50_us", "p99_us", "max_us", "kernel_p50_us", "kernel_p99_us"}, r
+    assert 0 < r["p50_us"] <= r["p99_us"] <= r["max_us"], r
+print("bench faults JSON ok:", ", ".join("%s %.1f us" % (r["name"], r["p50_us"]) for r in d["faults"]))
+PY
+fi
+"$pm" bench faults --mb 3 >/dev/null 2>&1 && { echo "FAIL: faults --mb 3 accepted"; exit 1; }
 "$pm" bench --mb 1 >/dev/null 2>&1 && { echo "FAIL: --mb 1 accepted"; exit 1; }
 "$pm" bench --bogus >/dev/null 2>&1 && { echo "FAIL: unknown option accepted"; exit 1; }
-echo "t_bench: JSON complete, bad options refused"
+echo "t_bench: JSON of bench and bench faults complete, bad options refused"
 exit 0
