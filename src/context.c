@@ -227,7 +227,7 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	}
 	ctx->pid = getpid();
 	ctx->epoch_ns = _pmv_now_ns();
-	ctx->uffd = ctx->pool_uffd = ctx->pagemap_fd = ctx->stop_fd = -1;
+	ctx->uffd = ctx->pool_uffd = ctx->pagemap_fd = -1;
 	ctx->flags = cfg->flags;
 	if (env_flag("PAGEMOVE_VERIFY"))
 		ctx->flags |= PMV_CTX_VERIFY;
@@ -239,7 +239,7 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&ctx->fork_lock, &ra);
 	_pmv_regions_lock_init(&ctx->regions_lock);
-	/* the fault thread must get in between any number of moves in */
+	/* the fault handlers must get in between any number of moves in */
 	pthread_rwlock_init(&ctx->event_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
 	pthread_mutex_init(&ctx->discard_mu, NULL);
@@ -343,7 +343,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		return;
 	if (ctx->pid != getpid()) {
 		/*
-		 * A fork child: the fault thread and the regions belong to the
+		 * A fork child: the fault handlers and the regions belong to the
 		 * parent. Free only the bookkeeping; the child's copy of the
 		 * managed memory stays as ordinary memory. It leaves the
 		 * atfork list too, or the child's next fork would touch it.
@@ -352,7 +352,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		close(ctx->uffd);
 		close(ctx->pool_uffd);
 		close(ctx->pagemap_fd);
-		close(ctx->stop_fd);
+		_pmv_fault_forget(ctx);
 		_pmv_regions_forget(ctx);
 		ctx->policy_running = false;	/* not ours to join */
 		_pmv_policy_stop(ctx);

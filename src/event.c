@@ -462,16 +462,18 @@ static int copy_in(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t len,
 	return ret;
 }
 
-static void event_rdlock(pmv_ctx *ctx, bool fault_thread)
+/*
+ * The fault handlers too: with several of them, another one may be reading
+ * an event while this one moves a page in. None holds it written here.
+ */
+static void event_rdlock(pmv_ctx *ctx)
 {
-	if (!fault_thread)
-		pthread_rwlock_rdlock(&ctx->event_lock);
+	pthread_rwlock_rdlock(&ctx->event_lock);
 }
 
-static void event_rdunlock(pmv_ctx *ctx, bool fault_thread)
+static void event_rdunlock(pmv_ctx *ctx)
 {
-	if (!fault_thread)
-		pthread_rwlock_unlock(&ctx->event_lock);
+	pthread_rwlock_unlock(&ctx->event_lock);
 }
 
 /*
@@ -492,10 +494,10 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 		uintptr_t dst;
 		int ret;
 
-		event_rdlock(ctx, ft);
+		event_rdlock(ctx);
 		dst = gate(ctx, pgs[i], (void *)slot[i], lim);
 		if (!dst) {
-			event_rdunlock(ctx, ft);
+			event_rdunlock(ctx);
 			res[i] = -ECANCELED;
 			part[i++] = off;
 			off = 0;
@@ -524,7 +526,7 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 			if (!ret)
 				k = f + 1;	/* the run ends with the page copied */
 		}
-		event_rdunlock(ctx, ft);
+		event_rdunlock(ctx);
 		if (end && (!ret || total >= end)) {
 			ret = 0;
 			total = psz;	/* the tail was in already */

@@ -1,17 +1,21 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The fault-handler thread. It reads userfaultfd messages and answers every
- * one, so no faulting thread can hang:
+ * The fault handlers: threads that read userfaultfd messages and answer
+ * every one, so no faulting thread can hang:
  *  - MISSING on a page never touched: first touch, a zeroed pool page on a
  *    tier chosen by policy and capacity;
  *  - MISSING or WP on a page a migration holds locked: set PG_waiters and
  *    return; the migration wakes the range when it unlocks;
  *  - anything stale (the page is back, the region is gone): wake.
- * It never blocks on a page lock, and it runs with all signals blocked.
+ * None blocks on a page lock, and all run with all signals blocked. A
+ * helper thread decides where they run (follow()).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
@@ -22,6 +26,83 @@
 #include "internal.h"
 
 #define PMV_MAX_DEFERRED	256	/* faults waiting for the region table */
+
+/*
+ * Several handler threads read the one userfaultfd (DESIGN.md, "The fault
+ * handlers"). A fault is cheap only when a handler runs on the CPU that
+ * took it: the faulting thread's wakeup of the reader and the reader's
+ * wakeup of the faulting thread then stay on that CPU, and on these VMs a
+ * wakeup across CPUs is a trip through the host (71 us, against 3 us).
+ * But every reader waiting on the fd is woken for every fault (the kernel
+ * queues readers and pollers non-exclusively on one wait queue), so each
+ * armed handler costs every fault an IPI and a wakeup: on a 2-CPU machine
+ * a second one tripled the first touch. So a handler polls the fd
+ * ("armed") only on a CPU where a faulting thread runs now; the helper
+ * thread follows the faulting threads (follow()) and arms and parks
+ * handlers. Any armed handler answers any fault: locality is a matter of
+ * speed only.
+ */
+#define PMV_MAX_HANDLERS	16	/* at most this many handler threads */
+#define PMV_SEEN		64	/* faulting threads remembered */
+#define SEEN_NS			100000000UL	/* a thread that faulted within this */
+#define FOLLOW_NS		10000000UL	/* look where they run at most this often */
+#define EVENT_SPIN_NS		20000	/* another handler reads: its hold is short */
+#define THREAD_STACK		(512UL << 10)	/* ours need little; mlockall locks it all */
+
+enum { ARM_FOLLOW, ARM_ALL };
+
+struct handler {
+	struct _pmv_fault *f;
+	pthread_t th;
+	_Atomic pid_t tid;
+	int idx;
+	int cpu;		/* pinned to; -1: any of the allowed (helper, under f->mu) */
+	int ctl;		/* eventfd: look at `armed` and f->stop again */
+	_Atomic bool armed;	/* poll the userfaultfd */
+	bool started;
+};
+
+struct _pmv_fault {
+	pmv_ctx *ctx;
+	int mode;			/* ARM_* (PAGEMOVE_FAULT_HANDLERS) */
+	pthread_mutex_t mu;		/* the handler table, the deferred faults */
+	struct handler h[PMV_MAX_HANDLERS];
+	_Atomic unsigned nh;
+	unsigned max;			/* handlers at most: min(CPUs, PMV_MAX_HANDLERS) */
+	_Atomic bool stop;
+	/*
+	 * The janitor is the one handler (index + 1; 0: none) that, while any
+	 * is pending, polls the zap watches and applies the region-table surgery
+	 * (event.c), every 1 ms. `hold` is set while it has announced itself
+	 * as a writer of regions_lock: the other handlers then stay out, or
+	 * their batches could overlap for ever and keep the surgery out.
+	 * Only the janitor reads `announced`.
+	 */
+	_Atomic int janitor;
+	_Atomic uint32_t hold;		/* futex word */
+	bool announced;
+	bool more;			/* under mu: work came while the janitor ran */
+	struct uffd_msg deferred[PMV_MAX_DEFERRED];	/* under mu */
+	size_t ndeferred;
+	/* faulting threads, by tid: which CPUs need an armed handler */
+	struct { _Atomic pid_t tid; _Atomic uint64_t ns; } seen[PMV_SEEN];
+	_Atomic uint64_t follow_ns;	/* when the helper last looked */
+	cpu_set_t initial;		/* the creator's CPUs */
+	/* the helper thread */
+	pthread_t helper;
+	bool helper_started;
+	_Atomic uint32_t kick;		/* futex word: the helper has work */
+	_Atomic uint32_t started;	/* futex word: threads that are running */
+};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
 
 /* Tier order for a first touch: the policy tier, then the rest by index. */
 static int first_touch_tiers(pmv_ctx *ctx, const struct _pmv_page *pg, int *order)
@@ -244,129 +325,590 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 	return true;
 }
 
-/*
- * Region-table changes (the program's munmap and mremap) wait for
- * regions_lock written, which the fault thread may only take once no
- * reader is left; faults at a moved range's new place wait with them.
- */
-static void surgery(pmv_ctx *ctx, bool *announced, struct uffd_msg *deferred,
-		    size_t *ndeferred)
-{
-	size_t n = *ndeferred;
+/* ---- handler threads ------------------------------------------------------ */
 
-	if (!_pmv_regions_trywrlock_fault(&ctx->regions_lock, announced))
+static pid_t gettid_(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+static void futex_wake_all(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0);
+}
+
+static void futex_wait_ns(_Atomic uint32_t *w, uint32_t val, long ns)
+{
+	struct timespec ts = { .tv_sec = ns / 1000000000L, .tv_nsec = ns % 1000000000L };
+
+	syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, val, ns ? &ts : NULL, NULL, 0);
+}
+
+static void kick_helper(struct _pmv_fault *f)
+{
+	/* one wake per batch of work: the exchange sees a kick already owed */
+	if (!atomic_exchange_explicit(&f->kick, 1, memory_order_acq_rel))
+		syscall(SYS_futex, &f->kick, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/*
+ * A new thread's first malloc makes its arena, a new mapping: do it now,
+ * while pmv_create waits for us, so that it is made before the program
+ * can call mlockall(MCL_FUTURE), which would lock the arena's whole
+ * reservation. Then say we run.
+ */
+static void thread_started(struct _pmv_fault *f)
+{
+	void *volatile p = malloc(64);
+
+	free(p);
+	atomic_fetch_add(&f->started, 1);
+	futex_wake_all(&f->started);
+}
+
+static void poke(struct handler *h)
+{
+	uint64_t one = 1;
+
+	if (write(h->ctl, &one, sizeof(one)) != sizeof(one))
+		return;	/* the counter is far from full: cannot fail */
+}
+
+/*
+ * event_lock for writing, from before read() until the batch's events are
+ * marked. Another handler holds it only across its read and marking, a
+ * few microseconds: spin briefly before sleeping, as a sleep would make
+ * the holder's CPU wake this one.
+ */
+static void event_wrlock(pmv_ctx *ctx)
+{
+	uint64_t until = 0;
+
+	while (pthread_rwlock_trywrlock(&ctx->event_lock)) {
+		uint64_t now = _pmv_now_ns();
+
+		if (!until)
+			until = now + EVENT_SPIN_NS;
+		if (now > until) {
+			pthread_rwlock_wrlock(&ctx->event_lock);
+			return;
+		}
+		for (int i = 0; i < 64; i++)
+			cpu_relax();
+	}
+}
+
+/* Faults at a moved range's new place wait for the region table (janitor). */
+static void defer(struct _pmv_fault *f, const struct uffd_msg *m)
+{
+	bool full;
+
+	pthread_mutex_lock(&f->mu);
+	full = f->ndeferred == PMV_MAX_DEFERRED;
+	if (!full) {
+		f->deferred[f->ndeferred] = *m;
+		/* release: serve() reads the count without mu */
+		__atomic_store_n(&f->ndeferred, f->ndeferred + 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&f->mu);
+	if (full)	/* it faults again, once there is room */
+		_pmv_uffd_wake(f->ctx, m->arg.pagefault.address & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
+}
+
+/*
+ * The janitor, between batches: apply the queued region-table changes
+ * once no reader is left, then answer the faults that waited for them.
+ * It never waits for readers (a copier holding regions_lock may need a
+ * handler, see rescue_copier); it tries again 1 ms later, announced.
+ */
+static void surgery(struct _pmv_fault *f)
+{
+	pmv_ctx *ctx = f->ctx;
+	struct uffd_msg *again;
+	size_t n;
+
+	if (!atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire) &&
+	    !f->announced && !__atomic_load_n(&f->ndeferred, __ATOMIC_ACQUIRE))
+		return;
+	atomic_store(&f->hold, 1);
+	if (!_pmv_regions_trywrlock_fault(&ctx->regions_lock, &f->announced))
 		return;
 	_pmv_regions_apply(ctx);
 	_pmv_regions_wrunlock(&ctx->regions_lock);
-	*ndeferred = 0;
+	atomic_store(&f->hold, 0);
+	futex_wake_all(&f->hold);
+
+	pthread_mutex_lock(&f->mu);
+	n = f->ndeferred;
+	again = n ? malloc(n * sizeof(*again)) : NULL;
+	if (again)
+		memcpy(again, f->deferred, n * sizeof(*again));
+	else
+		n = 0;	/* no memory: they stay queued for the next round */
+	__atomic_store_n(&f->ndeferred, f->ndeferred - n, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&f->mu);
+	if (!n)
+		return;
 	_pmv_regions_rdlock(&ctx->regions_lock, true);
 	for (size_t i = 0; i < n; i++)
-		if (!handle_fault(ctx, &deferred[i]) && *ndeferred < PMV_MAX_DEFERRED)
-			deferred[(*ndeferred)++] = deferred[i];
+		if (!handle_fault(ctx, &again[i]))
+			defer(f, &again[i]);
 	_pmv_regions_rdunlock(&ctx->regions_lock);
+	free(again);
 }
 
-static void *fault_thread(void *arg)
+/* Remember who faulted and when; ask the helper to look, at most every FOLLOW_NS. */
+static void note_faulters(struct _pmv_fault *f, const struct uffd_msg *m, size_t n)
 {
-	pmv_ctx *ctx = arg;
-	struct uffd_msg msgs[64], deferred[PMV_MAX_DEFERRED];
-	size_t ndeferred = 0;
-	bool announced = false;
+	uint64_t now = 0, last;
+
+	for (size_t i = 0; i < n; i++) {
+		pid_t tid = m[i].arg.pagefault.feat.ptid;
+		unsigned slot;
+
+		if (m[i].event != UFFD_EVENT_PAGEFAULT || tid <= 0)
+			continue;
+		if (!now)
+			now = _pmv_now_ns();
+		slot = (unsigned)tid % PMV_SEEN;
+		/* relaxed: a lost or mixed entry only delays following */
+		atomic_store_explicit(&f->seen[slot].tid, tid, memory_order_relaxed);
+		atomic_store_explicit(&f->seen[slot].ns, now, memory_order_relaxed);
+	}
+	if (!now)
+		return;
+	last = atomic_load_explicit(&f->follow_ns, memory_order_relaxed);
+	if (now - last >= FOLLOW_NS &&
+	    atomic_compare_exchange_strong(&f->follow_ns, &last, now))
+		kick_helper(f);
+}
+
+/* One batch: up to 64 messages, read and answered. */
+static void serve(struct handler *h)
+{
+	struct _pmv_fault *f = h->f;
+	pmv_ctx *ctx = f->ctx;
+	struct uffd_msg msgs[64];
+	int me = h->idx + 1;
+	bool jan = atomic_load(&f->janitor) == me, pending;
+	size_t nmsg, zap;
+	ssize_t n;
+
+	_pmv_regions_rdlock(&ctx->regions_lock, true);
+	/*
+	 * Reading completes the program's munmap/mremap/madvise: hold
+	 * event_lock written until their pages are marked, so that no move
+	 * in slips between (event.c). The zap watches are touched only under
+	 * it, by whichever handler reads and by the janitor.
+	 */
+	event_wrlock(ctx);
+	n = read(ctx->uffd, msgs, sizeof(msgs));
+	nmsg = n > 0 ? (size_t)n / sizeof(msgs[0]) : 0;
+	for (size_t i = 0; i < nmsg; i++)
+		if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
+			_pmv_event_handle(ctx, &msgs[i]);
+	if (jan)
+		_pmv_event_poll(ctx);
+	zap = ctx->nzap_wait;	/* only under event_lock written */
+	pthread_rwlock_unlock(&ctx->event_lock);
+	for (size_t i = 0; i < nmsg; i++)
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT && !handle_fault(ctx, &msgs[i]))
+			defer(f, &msgs[i]);
+	_pmv_regions_rdunlock(&ctx->regions_lock);
+	note_faulters(f, msgs, nmsg);
+
+	pending = zap || f->announced ||
+		  atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire) ||
+		  __atomic_load_n(&f->ndeferred, __ATOMIC_ACQUIRE);
+	if (pending && !jan) {
+		/*
+		 * Under mu, as the janitor's leaving: either it sees `more` and
+		 * stays, or it has left and this handler takes the role.
+		 */
+		pthread_mutex_lock(&f->mu);
+		if (!atomic_load(&f->janitor)) {
+			atomic_store(&f->janitor, me);
+			jan = true;
+		} else {
+			f->more = true;
+		}
+		pthread_mutex_unlock(&f->mu);
+	}
+	if (!jan)
+		return;
+	surgery(f);
+	pthread_mutex_lock(&f->mu);
+	pending = zap || f->more || f->announced || f->ndeferred ||
+		  atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire);
+	f->more = false;
+	if (!pending)
+		atomic_store(&f->janitor, 0);
+	pthread_mutex_unlock(&f->mu);
+}
+
+static void *handler_main(void *arg)
+{
+	struct handler *h = arg;
+	struct _pmv_fault *f = h->f;
+	pmv_ctx *ctx = f->ctx;
+	int me = h->idx + 1;
 
 	_pmv_uffd_fault_thread();
+	atomic_store(&h->tid, gettid_());
+	thread_started(f);
 	for (;;) {
 		struct pollfd pfd[2] = {
+			{ .fd = h->ctl, .events = POLLIN },
 			{ .fd = ctx->uffd, .events = POLLIN },
-			{ .fd = ctx->stop_fd, .events = POLLIN },
 		};
-		bool pending;
-		ssize_t n;
+		bool armed = atomic_load(&h->armed), jan = atomic_load(&f->janitor) == me;
 
-		_pmv_regions_rdlock(&ctx->regions_lock, true);
-		pending = _pmv_event_poll(ctx) ||
-			  atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire);
-		_pmv_regions_rdunlock(&ctx->regions_lock);
-
-		/* while surgery or a zap is awaited, look again soon */
-		if (poll(pfd, 2, pending ? 1 : -1) < 0)
+		/* while the janitor has housekeeping pending, look again soon */
+		if (poll(pfd, armed ? 2 : 1, jan ? 1 : -1) < 0)
 			continue;
-		if (pfd[1].revents)
-			break;
-		_pmv_regions_rdlock(&ctx->regions_lock, true);
-		/*
-		 * Reading completes the program's munmap/mremap/madvise: hold
-		 * event_lock written until their pages are marked, so that no
-		 * move in slips between (event.c).
-		 */
-		pthread_rwlock_wrlock(&ctx->event_lock);
-		n = read(ctx->uffd, msgs, sizeof(msgs));
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
-			if (msgs[i].event != UFFD_EVENT_PAGEFAULT)
-				_pmv_event_handle(ctx, &msgs[i]);
-		pthread_rwlock_unlock(&ctx->event_lock);
-		for (ssize_t i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++) {
-			if (msgs[i].event != UFFD_EVENT_PAGEFAULT || handle_fault(ctx, &msgs[i]))
+		if (pfd[0].revents) {
+			uint64_t v;
+
+			if (read(h->ctl, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				continue;
-			if (ndeferred < PMV_MAX_DEFERRED)
-				deferred[ndeferred++] = msgs[i];
-			else	/* it faults again, once there is room */
-				_pmv_uffd_wake(ctx, msgs[i].arg.pagefault.address & ~(PMV_SIZE_4K - 1),
-					       PMV_SIZE_4K);
+			if (atomic_load(&f->stop))
+				break;
 		}
-		_pmv_regions_rdunlock(&ctx->regions_lock);
-		if (atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire) ||
-		    announced)
-			surgery(ctx, &announced, deferred, &ndeferred);
+		if (!jan && (!armed || !(pfd[1].revents & POLLIN)))
+			continue;
+		/* the janitor is cutting the region table: it reads meanwhile */
+		while (!jan && atomic_load(&f->hold) && !atomic_load(&f->stop))
+			futex_wait_ns(&f->hold, 1, 1000000);
+		serve(h);
 	}
 	return NULL;
 }
 
-int _pmv_fault_start(pmv_ctx *ctx)
+/*
+ * Start handler i, pinned to cpu (-1: the creator's CPUs). Caller holds
+ * f->mu, or is starting the context.
+ */
+static int handler_start(struct _pmv_fault *f, int cpu, bool armed)
 {
+	unsigned i = atomic_load(&f->nh);
+	struct handler *h = &f->h[i];
+	pthread_attr_t attr;
 	sigset_t all, old;
+	char name[16];
+	cpu_set_t set;
 	int ret;
 
-	ctx->stop_fd = eventfd(0, EFD_CLOEXEC);
-	if (ctx->stop_fd < 0)
+	if (i >= f->max)
+		return -EAGAIN;
+	h->f = f;
+	h->idx = i;
+	h->cpu = cpu;
+	atomic_store(&h->armed, armed);
+	h->ctl = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (h->ctl < 0)
 		return -errno;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, THREAD_STACK);
+	if (cpu >= 0) {
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	} else {
+		pthread_attr_setaffinity_np(&attr, sizeof(f->initial), &f->initial);
+	}
 	/* Signals belong to the program's threads, never to ours. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	ret = pthread_create(&ctx->fault_thread, NULL, fault_thread, ctx);
+	ret = pthread_create(&h->th, &attr, handler_main, h);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
 	if (ret) {
-		close(ctx->stop_fd);
-		ctx->stop_fd = -1;
+		close(h->ctl);
 		return -ret;
 	}
-	pthread_setname_np(ctx->fault_thread, "pmv-fault");
+	h->started = true;
+	atomic_store(&f->nh, i + 1);
+	snprintf(name, sizeof(name), "pmv-fault%u", i % 100);
+	pthread_setname_np(h->th, name);
 	{
 		/*
-		 * Every wait in a remap window and every sampled access is a
-		 * round trip through this thread: when permitted, let it run
-		 * as soon as a fault arrives instead of after the next tick.
-		 * It only ever sleeps in poll() or serves a fault, so it
-		 * cannot starve anyone. Unprivileged: stays SCHED_OTHER.
+		 * Every fault is a round trip through a handler: when
+		 * permitted, let it run as soon as its fault arrives instead
+		 * of after the next tick. It only sleeps in poll() or serves
+		 * a batch, so it cannot starve anyone. Unprivileged: stays
+		 * SCHED_OTHER.
 		 */
 		struct sched_param sp = { .sched_priority = 1 };
 
 		if (!getenv("PAGEMOVE_FAULT_NO_RT"))
-			pthread_setschedparam(ctx->fault_thread, SCHED_FIFO, &sp);
+			pthread_setschedparam(h->th, SCHED_FIFO, &sp);
 	}
-	ctx->fault_running = true;
+	return 0;
+}
+
+/* ---- following the faulting threads (the helper) -------------------------- */
+
+/* The CPU tid last ran on (/proc stat field 39), or -1 if it is gone. */
+static int task_cpu(pid_t tid)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd, field = 2;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strrchr(buf, ')');	/* the name may hold spaces and parentheses */
+	for (; p && *p; p++)
+		if (*p == ' ' && ++field == 39)
+			return atoi(p + 1);
+	return -1;
+}
+
+static bool pinned_to(pid_t tid, int cpu)
+{
+	cpu_set_t set;
+
+	if (sched_getaffinity(tid, sizeof(set), &set))
+		return false;
+	return CPU_COUNT(&set) == 1 && CPU_ISSET(cpu, &set);
+}
+
+static struct handler *handler_on(struct _pmv_fault *f, int cpu)
+{
+	for (unsigned i = 0; i < atomic_load(&f->nh); i++)
+		if (f->h[i].cpu == cpu)
+			return &f->h[i];
+	return NULL;
+}
+
+/*
+ * Arm a handler on each CPU in want (count: faulting threads there, most
+ * first) and park the others, so that a fault finds a handler on its CPU
+ * and wakes no handler elsewhere. An armed handler is always left: any
+ * of them can answer any fault. Parked handlers float over the allowed
+ * CPUs, so that none runs (even to exit) where the program may not.
+ */
+static void arm(struct _pmv_fault *f, const int *count, const cpu_set_t *allowed)
+{
+	cpu_set_t want;
+	unsigned narmed = 0;
+
+	CPU_ZERO(&want);
+	pthread_mutex_lock(&f->mu);
+	/* a cpuset change resets pinned threads' affinity: notice it */
+	for (unsigned i = 0; i < atomic_load(&f->nh); i++) {
+		struct handler *h = &f->h[i];
+
+		if (h->cpu >= 0 && !pinned_to(atomic_load(&h->tid), h->cpu))
+			h->cpu = -1;
+	}
+	for (unsigned k = 0; k < f->max; k++) {
+		int best = -1;
+
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			if (count[c] > 0 && !CPU_ISSET(c, &want) && (best < 0 || count[c] > count[best]))
+				best = c;
+		if (best < 0)
+			break;
+		CPU_SET(best, &want);
+	}
+	for (int c = 0; c < CPU_SETSIZE; c++) {
+		struct handler *h;
+
+		if (!CPU_ISSET(c, &want))
+			continue;
+		h = handler_on(f, c);
+		if (!h && handler_start(f, c, true) == 0) {
+			narmed++;
+			continue;
+		}
+		for (unsigned i = 0; !h && i < atomic_load(&f->nh); i++) {
+			struct handler *p = &f->h[i];
+			cpu_set_t one;
+
+			if (atomic_load(&p->armed) && p->cpu >= 0 && CPU_ISSET(p->cpu, &want))
+				continue;
+			CPU_ZERO(&one);
+			CPU_SET(c, &one);
+			if (!sched_setaffinity(atomic_load(&p->tid), sizeof(one), &one)) {
+				p->cpu = c;
+				h = p;
+			}
+		}
+		if (!h)
+			continue;
+		narmed++;
+		if (!atomic_exchange(&h->armed, true))
+			poke(h);
+	}
+	for (unsigned i = 0; narmed && i < atomic_load(&f->nh); i++) {
+		struct handler *h = &f->h[i];
+
+		if (h->cpu >= 0 && CPU_ISSET(h->cpu, &want))
+			continue;
+		if (atomic_exchange(&h->armed, false))
+			poke(h);
+		if (h->cpu >= 0 || CPU_COUNT(allowed)) {
+			sched_setaffinity(atomic_load(&h->tid), sizeof(*allowed), allowed);
+			h->cpu = -1;
+		}
+	}
+	pthread_mutex_unlock(&f->mu);
+}
+
+/*
+ * Where do the threads that faulted lately run, and where may they? Arm
+ * handlers there (ARM_FOLLOW), or on every CPU they may use (ARM_ALL).
+ */
+static void follow(struct _pmv_fault *f)
+{
+	static int count[CPU_SETSIZE];
+	uint64_t now = _pmv_now_ns();
+	cpu_set_t allowed;
+	int seen = 0;
+
+	memset(count, 0, sizeof(count));
+	CPU_ZERO(&allowed);
+	for (unsigned i = 0; i < PMV_SEEN; i++) {
+		pid_t tid = atomic_load_explicit(&f->seen[i].tid, memory_order_relaxed);
+		uint64_t ns = atomic_load_explicit(&f->seen[i].ns, memory_order_relaxed);
+		cpu_set_t mask;
+		int cpu;
+
+		if (tid <= 0 || now - ns > SEEN_NS)
+			continue;
+		cpu = task_cpu(tid);
+		if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(tid, sizeof(mask), &mask)) {
+			atomic_compare_exchange_strong(&f->seen[i].tid, &tid, 0);
+			continue;
+		}
+		count[cpu]++;
+		CPU_OR(&allowed, &allowed, &mask);
+		seen++;
+	}
+	if (!seen)
+		return;	/* nobody faults now: leave the handlers where they are */
+	if (f->mode == ARM_ALL)
+		for (int c = 0; c < CPU_SETSIZE; c++)
+			if (CPU_ISSET(c, &allowed) && !count[c])
+				count[c] = 1;
+	arm(f, count, &allowed);
+}
+
+static void *helper_main(void *arg)
+{
+	struct _pmv_fault *f = arg;
+
+	thread_started(f);
+	for (;;) {
+		/* ~0 CPU when idle: sleep until a handler has work for us */
+		while (!atomic_load(&f->kick) && !atomic_load(&f->stop))
+			futex_wait_ns(&f->kick, 0, 0);
+		if (atomic_load(&f->stop))
+			break;
+		atomic_store(&f->kick, 0);
+		follow(f);
+	}
+	return NULL;
+}
+
+/* ---- start and stop ----------------------------------------------------------- */
+
+int _pmv_fault_start(pmv_ctx *ctx)
+{
+	const char *mode = getenv("PAGEMOVE_FAULT_HANDLERS");
+	struct _pmv_fault *f;
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int ret = 0, cpu;
+	uint32_t n;
+
+	if (mode && *mode && strcmp(mode, "follow") && strcmp(mode, "all"))
+		return _pmv_set_errmsg(-EINVAL, "PAGEMOVE_FAULT_HANDLERS=%s: want follow or all", mode);
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->ctx = ctx;
+	f->mode = mode && !strcmp(mode, "all") ? ARM_ALL : ARM_FOLLOW;
+	f->max = ncpu > 0 && ncpu < PMV_MAX_HANDLERS ? (unsigned)ncpu : PMV_MAX_HANDLERS;
+	pthread_mutex_init(&f->mu, NULL);
+	ctx->fault = f;
+	if (sched_getaffinity(0, sizeof(f->initial), &f->initial))
+		CPU_ZERO(&f->initial);
+	/*
+	 * One handler per CPU the creator may use (at most f->max), made now
+	 * so that no thread (stack, malloc arena) is made after the program
+	 * may have called mlockall. Armed: the creator's CPU only (in a
+	 * program that creates its context and then touches its memory, the
+	 * first faults are taken there), or every one with ARM_ALL.
+	 */
+	cpu = sched_getcpu();
+	if (cpu < 0 || !CPU_ISSET(cpu, &f->initial))
+		cpu = -1;
+	if (cpu >= 0)
+		ret = handler_start(f, cpu, true);
+	for (int c = 0; c < CPU_SETSIZE && !ret && atomic_load(&f->nh) < f->max; c++)
+		if (c != cpu && CPU_ISSET(c, &f->initial))
+			ret = handler_start(f, c, f->mode == ARM_ALL || !atomic_load(&f->nh));
+	if (!ret && !atomic_load(&f->nh))
+		ret = handler_start(f, -1, true);	/* no affinity to read: anywhere */
+	if (ret)
+		return ret;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, THREAD_STACK);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = pthread_create(&f->helper, &attr, helper_main, f);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (ret)
+		return -ret;
+	f->helper_started = true;
+	pthread_setname_np(f->helper, "pmv-helper");
+	/* every thread has made its arena (thread_started) */
+	while ((n = atomic_load(&f->started)) < atomic_load(&f->nh) + 1)
+		futex_wait_ns(&f->started, n, 0);
 	return 0;
 }
 
 void _pmv_fault_stop(pmv_ctx *ctx)
 {
-	uint64_t one = 1;
+	struct _pmv_fault *f = ctx->fault;
 
-	if (!ctx->fault_running)
+	if (!f)
 		return;
-	if (write(ctx->stop_fd, &one, sizeof(one)) != sizeof(one))
+	atomic_store(&f->stop, true);
+	if (f->helper_started) {
+		atomic_store(&f->kick, 1);
+		futex_wake_all(&f->kick);
+		pthread_join(f->helper, NULL);
+	}
+	futex_wake_all(&f->hold);
+	for (unsigned i = 0; i < atomic_load(&f->nh); i++)
+		poke(&f->h[i]);
+	for (unsigned i = 0; i < atomic_load(&f->nh); i++)
+		pthread_join(f->h[i].th, NULL);
+	pthread_mutex_destroy(&f->mu);
+	_pmv_fault_forget(ctx);
+}
+
+/* Also in a fork child, where the threads are the parent's and mu may be held. */
+void _pmv_fault_forget(pmv_ctx *ctx)
+{
+	struct _pmv_fault *f = ctx->fault;
+
+	if (!f)
 		return;
-	pthread_join(ctx->fault_thread, NULL);
-	ctx->fault_running = false;
-	close(ctx->stop_fd);
-	ctx->stop_fd = -1;
+	for (unsigned i = 0; i < atomic_load(&f->nh); i++)
+		close(f->h[i].ctl);
+	free(f);
+	ctx->fault = NULL;
 }

@@ -18,7 +18,7 @@
  *   -> page lock (PG_locked; trylock only, see _pmv_page_trylock)
  *   -> tier->lru_lock, tier->lock (leaves; never both at once)
  *
- * The fault thread never blocks on a page lock: a fault on a locked page
+ * A fault handler never blocks on a page lock: a fault on a locked page
  * sets PG_waiters and returns; whoever unlocks the page wakes the range.
  */
 #ifndef PMV_INTERNAL_H
@@ -87,7 +87,7 @@ enum {
 	PG_parked	= 1u << 10,	/* moved to `park` to sample its next access */
 	PG_tracked	= 1u << 11,	/* heat is a measurement, not just "unknown" */
 	/*
-	 * Marks the fault thread leaves on a page someone else holds locked
+	 * Marks a fault handler leaves on a page someone else holds locked
 	 * (event.c); the holder settles them when it unlocks.
 	 */
 	PG_discard	= 1u << 12,	/* the program discarded pieces (ctx->discards) */
@@ -127,7 +127,7 @@ struct _pmv_lru_list {
 PMV_HIDDEN bool _pmv_page_trylock(struct _pmv_page *pg);
 /*
  * Around every stretch of a caller's thread that holds or waits for a lock
- * the fault thread may take (page.c says why).
+ * a fault handler may take (page.c says why).
  */
 PMV_HIDDEN void _pmv_signals_hold(sigset_t *old);
 PMV_HIDDEN void _pmv_signals_release(const sigset_t *old);
@@ -166,10 +166,10 @@ PMV_HIDDEN void _pmv_putback_lru_page(pmv_ctx *ctx, struct _pmv_page *pg);
 /*
  * The region table's lock: a reader-writer lock that prefers writers
  * (munmap must not starve behind overlapping batches from several
- * threads), except for the fault thread, which enters whenever no writer
- * *holds* it: a copier holding it for reading may wait for the fault
- * thread (rescue_copier), and a writer queued between them would deadlock
- * all three. pthread rwlocks cannot say "this reader ignores waiters".
+ * threads), except for the fault handlers, which enter whenever no writer
+ * *holds* it: a copier holding it for reading may wait for a fault
+ * handler (rescue_copier), and a writer queued between them would
+ * deadlock all three. pthread rwlocks cannot say "this reader ignores waiters".
  */
 struct _pmv_regions_lock {
 	pthread_mutex_t mu;
@@ -185,10 +185,11 @@ PMV_HIDDEN void _pmv_regions_rdunlock(struct _pmv_regions_lock *l);
 PMV_HIDDEN void _pmv_regions_wrlock(struct _pmv_regions_lock *l);
 PMV_HIDDEN void _pmv_regions_wrunlock(struct _pmv_regions_lock *l);
 /*
- * The fault thread's way in as a writer: it must never wait for readers
- * (see above), so it announces itself (new readers other than itself then
- * wait) and takes the lock only once no reader is left. False: try again
- * later, still announced.
+ * A fault handler's way in as a writer: it must never wait for readers
+ * (see above), so it announces itself (new readers other than the
+ * handlers then wait; fault.c keeps the other handlers out) and takes the
+ * lock only once no reader is left. False: try again later, still
+ * announced.
  */
 PMV_HIDDEN bool _pmv_regions_trywrlock_fault(struct _pmv_regions_lock *l, bool *announced);
 /* Apply the queued region-table changes (event.c); regions_lock written. */
@@ -231,7 +232,8 @@ struct _pmv_pool {
 	struct { void *base; size_t len; } *chunks;
 	size_t nchunks;
 	size_t high;		/* trim the pool above this many pages */
-	void *reserve;		/* a hole only the fault thread may use */
+	void *reserve;		/* a hole only the fault handlers may use */
+	bool reserve_out;	/* a handler holds it (tier->reserve_cv) */
 };
 
 struct _pmv_tier {
@@ -241,6 +243,7 @@ struct _pmv_tier {
 	size_t capacity;	/* bytes; 0 = unlimited */
 
 	pthread_mutex_t lock;	/* pools and the counters below */
+	pthread_cond_t reserve_cv;	/* a pool's reserve came back */
 	struct _pmv_pool pool[PMV_PS_NR];
 	uint64_t resident[PMV_PS_NR];
 
@@ -294,7 +297,7 @@ PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
  *  PMV_MV_ONCE  return -EAGAIN instead of retrying it. ctx->uffd fails
  *               everything with EAGAIN while the program's munmap, mremap
  *               or madvise event is unread, so a thread that holds
- *               event_lock, and the fault thread (always), must not retry.
+ *               event_lock, and a fault handler (always), must not retry.
  *  PMV_WP_SET   _pmv_uffd_wp: protect (else unprotect, which wakes).
  */
 #define PMV_MV_WAKE	1u
@@ -303,7 +306,7 @@ PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
 #define PMV_WP_SET	8u
 
 PMV_HIDDEN int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only);
-/* The calling thread is the fault thread: never retry EAGAIN. */
+/* The calling thread is a fault handler: never retry EAGAIN. */
 PMV_HIDDEN void _pmv_uffd_fault_thread(void);
 /* missing: a region (MISSING|WP on ctx->uffd); else a pool (WP on pool_uffd). */
 PMV_HIDDEN int _pmv_uffd_register(pmv_ctx *ctx, void *addr, size_t len,
@@ -318,7 +321,7 @@ PMV_HIDDEN int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, unsigned f
  * pinned or not exclusive; -ENOENT: a source piece is empty (or no VMA);
  * -EEXIST: a destination piece is mapped; -EINVAL: the two VMAs differ in
  * protection or VM_LOCKED, are not writable, or one is not registered;
- * -EAGAIN: only with PMV_MV_ONCE or in the fault thread.
+ * -EAGAIN: only with PMV_MV_ONCE or in a fault handler.
  */
 PMV_HIDDEN int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
 			      size_t len, unsigned flags, size_t *moved);
@@ -353,7 +356,10 @@ struct _pmv_surgery {
 	size_t len;
 };
 
-/* The fault thread: apply one non-pagefault message (REMOVE, UNMAP, REMAP). */
+/*
+ * A fault handler, holding event_lock written since its read(): apply one
+ * non-pagefault message (REMOVE, UNMAP, REMAP).
+ */
 PMV_HIDDEN void _pmv_event_handle(pmv_ctx *ctx, const struct uffd_msg *msg);
 /*
  * The program discarded all of a locked page, or unmapped it: it has no
@@ -361,7 +367,7 @@ PMV_HIDDEN void _pmv_event_handle(pmv_ctx *ctx, const struct uffd_msg *msg);
  */
 PMV_HIDDEN void _pmv_page_forget(pmv_ctx *ctx, struct _pmv_page *pg);
 /*
- * The fault thread, once per loop, with regions_lock read: clear PG_zap of
+ * The janitor handler (fault.c), with regions_lock read: clear PG_zap of
  * pages whose discarded range is unmapped now (forgetting pages discarded
  * whole), or whose wait is over. True while some are still watched (poll
  * again soon).
@@ -379,9 +385,9 @@ PMV_HIDDEN void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg);
 /*
  * Move pages in: slot[i] (a pool slot) to the address of pgs[i] (locked,
  * its address empty), neighbours coalesced. Every move into a region
- * address by a thread other than the fault thread goes through here, under
- * event_lock, so it never puts back a page the program has discarded or
- * into an address that has gone. res[i]: 0, or
+ * address goes through here (the fault handlers' too), under event_lock,
+ * so it never puts back a page the program has discarded or into an
+ * address that has gone. res[i]: 0, or
  *   -ECANCELED  not moved: discarded whole, or the address is unmapped;
  *               the slot still holds the page;
  *   other       the move failed (part[i] bytes of it went in).
@@ -432,8 +438,14 @@ PMV_HIDDEN bool _pmv_is_fault_thread(void);
 
 /* ---- fault handler (fault.c) ----------------------------------------- */
 
+struct _pmv_fault;	/* the handler threads and their helper (fault.c) */
+
+/* Start the handlers and the helper: 0 or -errno. */
 PMV_HIDDEN int _pmv_fault_start(pmv_ctx *ctx);
+/* Stop and join them; the regions are gone, so no fault is pending. */
 PMV_HIDDEN void _pmv_fault_stop(pmv_ctx *ctx);
+/* In a fork child: free what _pmv_fault_start made, join nothing. */
+PMV_HIDDEN void _pmv_fault_forget(pmv_ctx *ctx);
 /* Place a zeroed page at pg (locked, not present): 0, -EEXIST, -ENOMEM. */
 PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg);
 
@@ -520,9 +532,7 @@ struct pmv_ctx {
 	int uffd;			/* regions: faults and events */
 	int pool_uffd;			/* pools: no events (uffd.c) */
 	int pagemap_fd;			/* /proc/self/pagemap, for sharing */
-	int stop_fd;			/* eventfd that stops the fault thread */
-	pthread_t fault_thread;
-	bool fault_running;
+	struct _pmv_fault *fault;	/* fault handlers (fault.c) */
 
 	unsigned ntiers;
 	struct _pmv_tier tiers[PMV_MAX_TIERS];
@@ -558,7 +568,7 @@ struct pmv_ctx {
 	size_t nsurgery, cap_surgery;
 	_Atomic size_t surgery_pending;
 	_Atomic uint64_t events_remove, events_unmap, events_remap, copied_in;
-	/* PG_zap pages (the fault thread's alone) */
+	/* PG_zap pages (under event_lock written, or regions_lock written) */
 	struct _pmv_zap_wait *zap_wait;
 	size_t nzap_wait, cap_zap_wait;
 

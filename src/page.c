@@ -22,9 +22,9 @@ bool _pmv_page_trylock(struct _pmv_page *pg)
 
 /*
  * A caller's thread must not run a signal handler while it holds, or waits
- * for, anything the fault thread may need: page locks, regions_lock (and
+ * for, anything a fault handler may need: page locks, regions_lock (and
  * the mutex inside it), event_lock, tier and LRU locks. A handler that
- * touches managed memory faults, and the fault thread would wait for this
+ * touches managed memory faults, and a fault handler would wait for this
  * very thread. So every such stretch in a pmv_* call, from before the
  * first lock to after the last, runs with asynchronous signals held; they
  * wait for the end of a batch (BATCH_BYTES of copy) at most, as they wait
@@ -109,10 +109,10 @@ void _pmv_page_unlock(pmv_ctx *ctx, struct _pmv_page *pg)
 	uint32_t old = atomic_load_explicit(&pg->flags, memory_order_relaxed);
 
 	/*
-	 * The fault thread marks a page it finds locked (PG_discard, PG_gone)
+	 * A fault handler marks a page it finds locked (PG_discard, PG_gone)
 	 * with an RMW and then leaves it to us: the marking RMW and this CAS
 	 * are ordered on one word, so either we see the mark and settle it
-	 * before letting go, or the fault thread sees the lock free and
+	 * before letting go, or the handler sees the lock free and
 	 * settles it itself. Release: publish tier/mapping changes before the
 	 * lock is seen free.
 	 */

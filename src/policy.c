@@ -3,7 +3,7 @@
  * The tiering policy (seed 000's mm_manage, done continuously): one thread
  * that, every interval,
  *   1. samples pages for tracking (track.c), at a rate that keeps the
- *      tracking CPU (its own sweep plus the fault thread's unparks) under
+ *      tracking CPU (its own sweep plus the fault handlers' unparks) under
  *      track_cpu_permille of one core;
  *   2. picks, per tier and page size, the coldest pages (demotion and
  *      exchange candidates) and the hottest active ones (promotion);
@@ -169,7 +169,7 @@ static size_t region_at(pmv_ctx *ctx, uintptr_t addr)
  * is first; true if it was unparked. One page is watched at a time because sampled pages interfere:
  * with many parked at once, the program's threads block on one after the
  * other, and each page's interval measures its place in that queue instead
- * of its use. The futex is the flags word itself; the fault thread wakes
+ * of its use. The futex is the flags word itself; the fault handler wakes
  * it after unparking the watched page (track.c). No CPU is spent waiting.
  */
 static bool watch(pmv_ctx *ctx, struct _pmv_page *pg, uint64_t round_end)
@@ -180,7 +180,7 @@ static bool watch(pmv_ctx *ctx, struct _pmv_page *pg, uint64_t round_end)
 
 	if (end > round_end)
 		end = round_end;
-	/* seq_cst: pairs with the fault thread's load of ctx->watch after
+	/* seq_cst: pairs with the fault handler's load of ctx->watch after
 	 * clearing PG_parked; one of us sees the other's store */
 	atomic_store(&ctx->watch, pg);
 	for (;;) {
@@ -204,7 +204,7 @@ static bool watch(pmv_ctx *ctx, struct _pmv_page *pg, uint64_t round_end)
  * the child is gone, until a write makes it exclusive again: a read-mostly
  * page would never be sampled again. If this process alone maps it now,
  * write-fault it (no data changes; as the migration retry does). Unlocked,
- * so our fault thread can serve the fault if part of the page is missing.
+ * so our fault handlers can serve the fault if part of the page is missing.
  */
 static void reuse(pmv_ctx *ctx, struct _pmv_page *pg)
 {
@@ -297,7 +297,7 @@ out:
 
 /*
  * Steer the sample count toward the CPU budget, measured over the last
- * round: the sweep's own CPU plus the fault thread's unparks, against
+ * round: the sweep's own CPU plus the fault handlers' unparks, against
  * wall time. Multiplicative, bounded steps, so one noisy round cannot
  * swing it far.
  */

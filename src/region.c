@@ -31,7 +31,7 @@ void _pmv_regions_lock_destroy(struct _pmv_regions_lock *l)
 void _pmv_regions_rdlock(struct _pmv_regions_lock *l, bool fault_thread)
 {
 	pthread_mutex_lock(&l->mu);
-	/* The fault thread waits only for a writer inside, never a queued one. */
+	/* A fault handler waits only for a writer inside, never a queued one. */
 	while (l->writer || (!fault_thread && l->writers_waiting))
 		pthread_cond_wait(&l->cv, &l->mu);
 	l->readers++;
@@ -334,8 +334,8 @@ void _pmv_regions_apply(pmv_ctx *ctx)
 
 /*
  * regions_lock for writing, with the table brought up to date. The
- * program's munmap returns once the fault thread has read its event, which
- * may be before the change is queued: event_lock, held by the fault thread
+ * program's munmap returns once a fault handler has read its event, which
+ * may be before the change is queued: event_lock, held by that handler
  * from read() until the batch's events are applied, is the barrier.
  */
 static void regions_wrlock(pmv_ctx *ctx)
@@ -455,7 +455,7 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 
 	/*
 	 * Never populated, even after mlockall(MCL_FUTURE): every page must
-	 * come from a pool, through the fault thread. Nor locked: UFFDIO_MOVE
+	 * come from a pool, through a fault handler. Nor locked: UFFDIO_MOVE
 	 * refuses to move between a locked and an unlocked mapping, and the
 	 * pools cannot be locked (a locked hole refuses MADV_DONTNEED).
 	 */
@@ -706,7 +706,7 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 		struct _pmv_page *pg = &r->pages[first + i];
 
 		/*
-		 * pol_tier is read by the fault thread under the page lock; a
+		 * pol_tier is read by the fault handlers under the page lock; a
 		 * racing first touch may still use the old policy, which the
 		 * move below (with PMV_MOVE) then corrects.
 		 */

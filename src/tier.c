@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -50,13 +51,23 @@ static bool stack_push(void ***v, size_t *n, size_t *cap, void *x)
 
 /*
  * A hole back into the pool. The reserve is refilled first: it needs no
- * bookkeeping memory, and it is what keeps the fault thread from needing
+ * bookkeeping memory, and it is what keeps the fault handlers from needing
  * address space (see reserve_page()).
  */
-static bool push_hole(struct _pmv_pool *p, void *slot)
+static void set_reserve(struct _pmv_tier *t, struct _pmv_pool *p, void *slot)
+{
+	p->reserve = slot;
+	if (p->reserve_out) {
+		/* a handler may wait for it: see _pmv_pool_take_page */
+		p->reserve_out = false;
+		pthread_cond_broadcast(&t->reserve_cv);
+	}
+}
+
+static bool push_hole(struct _pmv_tier *t, struct _pmv_pool *p, void *slot)
 {
 	if (!p->reserve) {
-		p->reserve = slot;
+		set_reserve(t, p, slot);
 		return true;
 	}
 	return stack_push(&p->holes, &p->nholes, &p->cap_holes, slot);
@@ -241,7 +252,7 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 		}
 	}
 	if (!p->reserve && p->nholes)
-		p->reserve = p->holes[--p->nholes];
+		set_reserve(t, p, p->holes[--p->nholes]);
 	p->chunks[p->nchunks].base = base;
 	p->chunks[p->nchunks].len = len;
 	p->nchunks++;
@@ -272,7 +283,7 @@ static void make_room(struct _pmv_tier *t, int ps)
 		void *slot = o->ndirty ? o->dirty[--o->ndirty] : o->clean[--o->nclean];
 
 		madvise(slot, _pmv_ps_size(o->ps), MADV_DONTNEED);
-		if (!push_hole(o, slot))
+		if (!push_hole(t, o, slot))
 			break;	/* the slot is lost VA; the page is freed */
 	}
 }
@@ -280,7 +291,7 @@ static void make_room(struct _pmv_tier *t, int ps)
 /*
  * Populate up to `want` holes with fresh zeroed pages on the node. Called
  * with t->lock held; the pool VMAs have no MISSING registration, so these
- * faults are served by the kernel, not by our fault thread.
+ * faults are served by the kernel, not by our fault handlers.
  */
 static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 		     size_t want)
@@ -328,13 +339,14 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 }
 
 /*
- * The fault thread's last resort, when the pool has neither pages nor
+ * The fault handlers' last resort, when the pool has neither pages nor
  * holes (parked pages and migrations hold its slots) and no address space
  * is left for a chunk: the reserve hole, populated and handed out without
  * any bookkeeping to grow. A first touch gives its slot back as a hole at
- * once, which refills the reserve, so one is enough. A migration can fail
- * a page with -ENOMEM, a first touch only with SIGBUS: nobody else takes
- * it. Called with t->lock held.
+ * once, which refills the reserve, so one is enough: a second handler
+ * that needs it meanwhile waits for it (_pmv_pool_take_page). A migration
+ * can fail a page with -ENOMEM, a first touch only with SIGBUS: nobody
+ * else takes it. Called with t->lock held.
  */
 static void *reserve_page(struct _pmv_tier *t, struct _pmv_pool *p)
 {
@@ -350,8 +362,12 @@ static void *reserve_page(struct _pmv_tier *t, struct _pmv_pool *p)
 		return NULL;
 	}
 	p->reserve = NULL;
+	p->reserve_out = true;
 	return slot;
 }
+
+/* A first touch holds the reserve for one move: never more than this. */
+#define RESERVE_WAIT_NS	100000000L
 
 void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 			  bool want_clean, bool *clean)
@@ -362,8 +378,19 @@ void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 	pthread_mutex_lock(&t->lock);
 	if (!pool_pages(p)) {
 		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
-		if (!pool_pages(p) && _pmv_is_fault_thread())
+		if (!pool_pages(p) && _pmv_is_fault_thread()) {
+			struct timespec until;
+
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += RESERVE_WAIT_NS;
+			until.tv_sec += until.tv_nsec / 1000000000L;
+			until.tv_nsec %= 1000000000L;
 			slot = reserve_page(t, p);
+			/* another handler has it, for one move: its hole comes back */
+			while (!slot && p->reserve_out && !pool_pages(p) &&
+			       !pthread_cond_timedwait(&t->reserve_cv, &t->lock, &until))
+				slot = reserve_page(t, p);
+		}
 	}
 	if (slot) {
 		*clean = true;	/* the reserve, just populated */
@@ -474,7 +501,7 @@ int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 	pthread_mutex_lock(&t->lock);
 	if (!p->reserve) {
 		if (p->nholes)
-			p->reserve = p->holes[--p->nholes];
+			set_reserve(t, p, p->holes[--p->nholes]);
 		else
 			ret = pool_add_chunk(ctx, t, p);
 	}
@@ -492,7 +519,7 @@ void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
 	 * other holes and filled the array. Without memory, the slot is lost
 	 * VA, which is harmless.
 	 */
-	push_hole(p, slot);
+	push_hole(t, p, slot);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -522,7 +549,7 @@ void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
 					       : p->clean[--p->nclean];
 
 			madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
-			if (!push_hole(p, slot))
+			if (!push_hole(t, p, slot))
 				break;	/* the slot is lost VA; the page is freed */
 		}
 	}
@@ -578,6 +605,7 @@ int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 		if (t->capacity && t->capacity / 4 < high)
 			high = t->capacity / 4;
 		pthread_mutex_init(&t->lock, NULL);
+		pthread_cond_init(&t->reserve_cv, NULL);
 		pthread_mutex_init(&t->lru_lock, NULL);
 		_pmv_lru_init(&t->active);
 		_pmv_lru_init(&t->inactive);
@@ -606,6 +634,7 @@ void _pmv_tiers_destroy(pmv_ctx *ctx)
 			free(p->holes);
 		}
 		pthread_mutex_destroy(&t->lock);
+		pthread_cond_destroy(&t->reserve_cv);
 		pthread_mutex_destroy(&t->lru_lock);
 	}
 	ctx->ntiers = 0;

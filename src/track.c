@@ -4,7 +4,7 @@
  * hinting faults. The policy thread moves a sampled page out of its address
  * into a hole of its own tier's pool ("parks" it: UFFDIO_MOVE, no copy, no
  * charge change). The next access, read or write, from user or kernel mode,
- * takes a MISSING fault; the fault thread records it and moves the page
+ * takes a MISSING fault; a fault handler records it and moves the page
  * straight back. The time from parking to that fault estimates the page's
  * access rate; `heat` is its decayed average.
  *
@@ -164,7 +164,7 @@ int _pmv_unpark(pmv_ctx *ctx, struct _pmv_page *pg)
 }
 
 /*
- * The fault thread met an access to a parked page: map it back (waking the
+ * A fault handler met an access to a parked page: map it back (waking the
  * accessor), fold the observed rate into heat, and age the LRU state the
  * way the kernel's mark_page_accessed() does: a second reference activates.
  */
@@ -258,7 +258,7 @@ void _pmv_unpark_all(pmv_ctx *ctx)
 			if (!(_pmv_page_flags(pg) & PG_parked))
 				continue;
 			/*
-			 * A page stays locked only briefly (the fault thread)
+			 * A page stays locked only briefly (a fault handler)
 			 * or by a migration, which unparks it itself; fork
 			 * excludes migrations, and policy rounds are held off
 			 * by the callers, so nothing parks behind us.

@@ -7,8 +7,8 @@
  * reports the program's own changes to its address space (EVENT_REMOVE,
  * UNMAP, REMAP). Pools are registered on ctx->pool_uffd, which has no
  * events: the library discards and populates pool slots all the time, and
- * an event from a madvise() of our own would block its caller until the
- * fault thread read it, the fault thread included. UFFDIO_MOVE only wants
+ * an event from a madvise() of our own would block its caller until a
+ * fault handler read it, the handlers included. UFFDIO_MOVE only wants
  * its destination registered on the fd it is issued on, so a move out of a
  * region (into a pool slot) goes to pool_uffd and a move in to ctx->uffd.
  */
@@ -29,10 +29,10 @@
 #define PMV_POOL_FEATURES	(UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
 
 /*
- * The fault thread is the only reader of ctx->uffd. While an event is
- * queued and unread, the kernel fails every UFFDIO_* on that fd with
- * EAGAIN (mmap_changing), so the fault thread must never retry EAGAIN: it
- * goes back to reading instead.
+ * The fault handlers (fault.c) are the readers of ctx->uffd. While an
+ * event is queued and unread, the kernel fails every UFFDIO_* on that fd
+ * with EAGAIN (mmap_changing), so a handler must never retry EAGAIN: it
+ * goes back to reading instead (it may be the only one reading).
  */
 static __thread bool is_fault_thread;
 
