@@ -147,6 +147,17 @@ int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node)
 	(void)ctx;
 }
 
+void _pmv_mutex_init_pi(pthread_mutex_t *mu)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
+	if (pthread_mutex_init(mu, &a))
+		pthread_mutex_init(mu, NULL);
+	pthread_mutexattr_destroy(&a);
+}
+
 /* ---- fork ------------------------------------------------------------ */
 
 static pthread_mutex_t ctx_list_lock = PTHREAD_MUTEX_INITIALIZER;

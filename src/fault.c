@@ -92,6 +92,7 @@ struct _pmv_fault {
 	pthread_t helper;
 	bool helper_started;
 	_Atomic uint32_t kick;		/* futex word: the helper has work */
+	_Atomic uint32_t fill;		/* pools to fill, bit 2 * tier + page size */
 	_Atomic uint32_t started;	/* futex word: threads that are running */
 };
 
@@ -203,6 +204,8 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 	}
 	/* the slot is empty now: a hole again, or every first touch leaks VA */
 	_pmv_pool_put_hole(&ctx->tiers[t], r->ps, slot);
+	if (_pmv_pool_wants_fill(&ctx->tiers[t], r->ps))
+		_pmv_fault_want_fill(ctx, t, r->ps);
 	__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
 	_pmv_page_clear(pg, PG_active | PG_referenced | PG_shared);
 	_pmv_page_set(pg, PG_present | (r->ps == PMV_PS_2M ? PG_huge : 0));
@@ -689,6 +692,26 @@ static struct handler *handler_on(struct _pmv_fault *f, int cpu)
 }
 
 /*
+ * The helper (this thread) works off the CPUs where threads fault, when
+ * the program has others: woken by a handler on the faulting thread's
+ * CPU, it could run before the thread the handler has just woken, and
+ * that first touch would wait for the zeroing after all. Not a lower
+ * priority instead: zeroing may compact memory and hold the page locks
+ * of the program's pages; a thread starved while it does stalls them all
+ * (t_integrity under ASan caught a SCHED_IDLE helper doing that).
+ */
+static void helper_place(const cpu_set_t *allowed, const cpu_set_t *busy)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, allowed) && !CPU_ISSET(c, busy))
+			CPU_SET(c, &set);
+	sched_setaffinity(0, sizeof(set), CPU_COUNT(&set) ? &set : allowed);
+}
+
+/*
  * Arm a handler on each CPU in want (count: faulting threads there, most
  * first) and park the others, so that a fault finds a handler on its CPU
  * and wakes no handler elsewhere. An armed handler is always left: any
@@ -761,6 +784,7 @@ static void arm(struct _pmv_fault *f, const int *count, const cpu_set_t *allowed
 		}
 	}
 	pthread_mutex_unlock(&f->mu);
+	helper_place(allowed, &want);
 }
 
 /*
@@ -806,6 +830,15 @@ static void *helper_main(void *arg)
 {
 	struct _pmv_fault *f = arg;
 
+	{
+		cpu_set_t busy;
+
+		CPU_ZERO(&busy);
+		if (f->h[0].cpu >= 0)
+			CPU_SET(f->h[0].cpu, &busy);
+		if (CPU_COUNT(&f->initial))
+			helper_place(&f->initial, &busy);
+	}
 	thread_started(f);
 	for (;;) {
 		/* ~0 CPU when idle: sleep until a handler has work for us */
@@ -814,9 +847,26 @@ static void *helper_main(void *arg)
 		if (atomic_load(&f->stop))
 			break;
 		atomic_store(&f->kick, 0);
+		/* first the pools: a first touch may be about to need one */
+		for (uint32_t m = atomic_exchange(&f->fill, 0); m; m &= m - 1) {
+			int bit = __builtin_ctz(m);
+
+			_pmv_pool_fill(f->ctx, &f->ctx->tiers[bit / 2], bit % 2);
+		}
 		follow(f);
 	}
 	return NULL;
+}
+
+void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps)
+{
+	struct _pmv_fault *f = ctx->fault;
+	uint32_t bit = 1u << (2 * tier + ps);
+
+	if (!f || (atomic_load_explicit(&f->fill, memory_order_relaxed) & bit))
+		return;
+	atomic_fetch_or(&f->fill, bit);
+	kick_helper(f);
 }
 
 /* ---- start and stop ----------------------------------------------------------- */
@@ -839,7 +889,7 @@ int _pmv_fault_start(pmv_ctx *ctx)
 	f->ctx = ctx;
 	f->mode = mode && !strcmp(mode, "all") ? ARM_ALL : ARM_FOLLOW;
 	f->max = ncpu > 0 && ncpu < PMV_MAX_HANDLERS ? (unsigned)ncpu : PMV_MAX_HANDLERS;
-	pthread_mutex_init(&f->mu, NULL);
+	_pmv_mutex_init_pi(&f->mu);
 	ctx->fault = f;
 	if (sched_getaffinity(0, sizeof(f->initial), &f->initial))
 		CPU_ZERO(&f->initial);

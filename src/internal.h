@@ -232,6 +232,7 @@ struct _pmv_pool {
 	struct { void *base; size_t len; } *chunks;
 	size_t nchunks;
 	size_t high;		/* trim the pool above this many pages */
+	size_t nfilling;	/* slots the fault helper is populating (uncounted) */
 	void *reserve;		/* a hole only the fault handlers may use */
 	bool reserve_out;	/* a handler holds it (tier->reserve_cv) */
 };
@@ -280,6 +281,12 @@ PMV_HIDDEN int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
+/*
+ * Clean pages kept ready for first touches (tier.c says how many): does
+ * the pool want more, and make them (the fault helper, off any fault).
+ */
+PMV_HIDDEN bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps);
+PMV_HIDDEN void _pmv_pool_fill(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
 /* Anonymous VA for pools and regions, never populated or locked by mlockall. */
 PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
@@ -446,6 +453,8 @@ PMV_HIDDEN int _pmv_fault_start(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_fault_stop(pmv_ctx *ctx);
 /* In a fork child: free what _pmv_fault_start made, join nothing. */
 PMV_HIDDEN void _pmv_fault_forget(pmv_ctx *ctx);
+/* Ask the helper to fill a pool with clean pages (_pmv_pool_fill). */
+PMV_HIDDEN void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps);
 /* Place a zeroed page at pg (locked, not present): 0, -EEXIST, -ENOMEM. */
 PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg);
 
@@ -603,6 +612,13 @@ static inline uint16_t _pmv_now_ds(pmv_ctx *ctx)
 	return (uint16_t)((_pmv_now_ns() - ctx->epoch_ns) / 100000000);
 }
 
+/*
+ * A mutex that SCHED_FIFO fault handlers and normal threads (the fault
+ * helper, movers) both take: it lends a waiting handler's priority to the
+ * holder, so that a holder preempted by other work does not hold up a
+ * fault for a time slice.
+ */
+PMV_HIDDEN void _pmv_mutex_init_pi(pthread_mutex_t *mu);
 PMV_HIDDEN int _pmv_set_errmsg(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 PMV_HIDDEN bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len);

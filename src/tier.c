@@ -33,6 +33,14 @@
  */
 #define POOL_HIGH_BYTES	(256UL << 20)
 #define POOL_GROW_4K	64			/* pages populated per refill */
+/*
+ * Clean pages kept ready for first touches, zeroed by the fault helper
+ * (_pmv_pool_fill) so that no fault waits for the kernel to zero one:
+ * 2 MB of 4 KB pages, 4 MB of 2 MB pages, refilled below half of that,
+ * and never more than half the room the tier has left.
+ */
+#define FILL_4K		512
+#define FILL_2M		2
 
 static bool stack_push(void ***v, size_t *n, size_t *cap, void *x)
 {
@@ -537,6 +545,91 @@ void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n)
 	pthread_mutex_unlock(&t->lock);
 }
 
+static size_t fill_target(int ps)
+{
+	return ps == PMV_PS_2M ? FILL_2M : FILL_4K;
+}
+
+/* How many pages the fill may add now: t->lock held. */
+static size_t fill_room(const struct _pmv_tier *t, const struct _pmv_pool *p)
+{
+	size_t psz = _pmv_ps_size(p->ps), want, used = tier_used(t);
+
+	if (p->nclean + p->nfilling >= fill_target(p->ps))
+		return 0;
+	want = fill_target(p->ps) - p->nclean - p->nfilling;
+	if (t->capacity) {
+		/* half the free room: a first touch must find room without us */
+		size_t half = used < t->capacity ? (t->capacity - used) / psz / 2 : 0;
+
+		if (want > half)
+			want = half;
+	}
+	return want < p->nholes ? want : p->nholes;
+}
+
+bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+	bool want;
+
+	pthread_mutex_lock(&t->lock);
+	want = p->nclean + p->nfilling < (fill_target(ps) + 1) / 2 && fill_room(t, p);
+	pthread_mutex_unlock(&t->lock);
+	return want;
+}
+
+/*
+ * Bring the clean pages up to the fill target. The slots are taken from
+ * the holes the pool has (never a new chunk: under RLIMIT_AS, VA is for
+ * the program and for moves), populated without t->lock held (the kernel
+ * zeroes them: a first touch must not wait for that lock meanwhile),
+ * neighbours in one madvise. Until they are back they are not counted:
+ * if the tier filled up meanwhile, they go back to the kernel.
+ */
+void _pmv_pool_fill(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+	size_t psz = _pmv_ps_size(ps), n;
+	void *slot[FILL_4K];
+	bool ok[FILL_4K];
+
+	(void)ctx;
+	pthread_mutex_lock(&t->lock);
+	n = fill_room(t, p);
+	for (size_t i = 0; i < n; i++)
+		slot[i] = p->holes[--p->nholes];
+	p->nfilling += n;
+	pthread_mutex_unlock(&t->lock);
+	if (!n)
+		return;
+	/* popped in ascending order, mostly neighbours */
+	for (size_t i = 0; i < n;) {
+		size_t k = 1;
+		bool good;
+
+		while (i + k < n && (char *)slot[i + k] == (char *)slot[i] + k * psz)
+			k++;
+		good = !madvise(slot[i], k * psz, MADV_POPULATE_WRITE);
+		for (size_t j = i; j < i + k; j++)
+			ok[j] = good && (ps != PMV_PS_2M || !madvise(slot[j], psz, MADV_COLLAPSE));
+		i += k;
+	}
+	pthread_mutex_lock(&t->lock);
+	p->nfilling -= n;
+	for (size_t i = 0; i < n; i++) {
+		if (ok[i] && room_for(t, psz) &&
+		    stack_push(&p->clean, &p->nclean, &p->cap_clean, slot[i]))
+			continue;
+		/* a hole must be empty; a 2 MB one that failed keeps a page table: retire it */
+		madvise(slot[i], psz, MADV_DONTNEED);
+		/* others pushed holes meanwhile: this may need room; without, lost VA */
+		if (ps != PMV_PS_2M || ok[i])
+			stack_push(&p->holes, &p->nholes, &p->cap_holes, slot[i]);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
 void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
 {
 	(void)ctx;
@@ -604,7 +697,8 @@ int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 		t->capacity = tc->capacity;
 		if (t->capacity && t->capacity / 4 < high)
 			high = t->capacity / 4;
-		pthread_mutex_init(&t->lock, NULL);
+		/* SCHED_FIFO fault handlers wait for it: see _pmv_mutex_init_pi */
+		_pmv_mutex_init_pi(&t->lock);
 		pthread_cond_init(&t->reserve_cv, NULL);
 		pthread_mutex_init(&t->lru_lock, NULL);
 		_pmv_lru_init(&t->active);
