@@ -126,13 +126,14 @@ static int first_touch_tiers(pmv_ctx *ctx, const struct _pmv_page *pg, int *orde
  * in part (a huge page whose pieces were dropped), -EEXIST tells the
  * caller to zero-fill just the faulting piece.
  */
-int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
+int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned flags)
 {
 	struct _pmv_region *r = pg->region;
 	uintptr_t addr = _pmv_page_addr(pg);
 	size_t size = (size_t)1 << r->shift, done = 0;
 	int order[PMV_MAX_TIERS], n, ret;
-	bool clean = false, was_present = false, uncharged = false;
+	bool clean = false, was_present = false, uncharged = false, early;
+	int8_t old_tier = pg->tier;
 	void *slot = NULL;
 	int t = -1;
 
@@ -169,12 +170,25 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg)
 	if (!clean)
 		memset(slot, 0, size);
 	/*
-	 * DONTWAKE: the faulting thread must not run on before the descriptor
-	 * says present, or its own pmv_move_pages() would see -ENOENT. The
-	 * caller wakes it after publishing.
+	 * The faulting thread must not run on before the descriptor says
+	 * present, or its own pmv_move_pages() would see -ENOENT. With
+	 * PMV_MV_WAKE the move itself wakes it, which saves the fault a
+	 * UFFDIO_WAKE: publish first, and take it back if the move fails. The
+	 * page lock is held throughout, so only racy readers (a query) can
+	 * see the page present a moment early. A replaced page publishes
+	 * after, and the caller wakes.
 	 */
-	ret = _pmv_move_in_one(ctx, pg, slot, 0, &done);
+	early = (flags & PMV_MV_WAKE) && !was_present;
+	if (early) {
+		__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
+		_pmv_page_set(pg, PG_present | (r->ps == PMV_PS_2M ? PG_huge : 0));
+	}
+	ret = _pmv_move_in_one(ctx, pg, slot, early ? PMV_MV_WAKE : 0, &done);
 	if (ret) {
+		if (early) {
+			_pmv_page_clear(pg, PG_present | PG_huge);
+			__atomic_store_n(&pg->tier, old_tier, __ATOMIC_RELAXED);
+		}
 		if (done) {
 			/*
 			 * Part of the slot's page went in (the address was
@@ -307,7 +321,14 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		/* Stale: the migration that made us wait is over. */
 		_pmv_uffd_wake(ctx, addr, size);
 	} else {
-		ret = _pmv_first_touch(ctx, pg);
+		bool fresh = !(_pmv_page_flags(pg) & PG_present);
+
+		ret = _pmv_first_touch(ctx, pg, PMV_MV_WAKE);
+		if (!ret && fresh) {
+			/* the move woke it (PMV_MV_WAKE) */
+			_pmv_page_unlock(ctx, pg);
+			return true;
+		}
 		if (ret == -ENOMEM) {
 			sigbus_thread(ctx, tid);
 		} else if (ret && ret != -EAGAIN) {

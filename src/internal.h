@@ -455,8 +455,12 @@ PMV_HIDDEN void _pmv_fault_stop(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_fault_forget(pmv_ctx *ctx);
 /* Ask the helper to fill a pool with clean pages (_pmv_pool_fill). */
 PMV_HIDDEN void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps);
-/* Place a zeroed page at pg (locked, not present): 0, -EEXIST, -ENOMEM. */
-PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * Place a zeroed page at pg (locked, not present): 0, -EEXIST, -ENOMEM.
+ * flags: PMV_MV_WAKE wakes the faulting threads with the move itself when
+ * pg had no page (else the caller wakes them).
+ */
+PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned flags);
 
 /* ---- access tracking (track.c) --------------------------------------- */
 

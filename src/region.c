@@ -396,7 +396,7 @@ static int region_populate(pmv_ctx *ctx, struct _pmv_region *r)
 		}
 		ret = 0;
 		if (!(_pmv_page_flags(pg) & PG_present))
-			ret = _pmv_first_touch(ctx, pg);
+			ret = _pmv_first_touch(ctx, pg, 0);
 		_pmv_page_unlock(ctx, pg);
 		_pmv_signals_release(&sigs);
 		if (ret && ret != -EEXIST)
