@@ -1,0 +1,572 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fault handlers (src/fault.c) wherever the program's threads run:
+ * every fault answered and every byte right. Each sub-test runs the same
+ * work twice, with the handlers following the faulting threads (the
+ * default) and with one armed on every CPU (PAGEMOVE_FAULT_HANDLERS=all):
+ *  - one worker per CPU, pinned there;
+ *  - the workers' and the mover's affinity changed under them all the
+ *    time, by sched_setaffinity from another thread;
+ *  - the process inside a one-CPU cpuset (cgroup v1): made there, and
+ *    moved there while it faults;
+ *  - a signal storm at the workers and the mover, whose handler reads
+ *    managed memory itself.
+ * The work, per round and worker: read every byte of its areas (zero:
+ * never touched, or discarded), fill every byte, check every byte, then
+ * discard the 4 KB area (MADV_DONTNEED: an event) and unmap and map again
+ * the 2 MB one; meanwhile a mover migrates random pages of every area and
+ * the sampler parks them (PMV_POLICY_TRACK). So first touches, sampled
+ * accesses, accesses that wait for a migration and events come from every
+ * CPU at once. A fault left unanswered hangs a worker, and the sub-test's
+ * watchdog (t_run_isolated) fails it. Fixed work: nothing is timed.
+ */
+#include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "harness.h"
+
+#define SEED		0xfa17
+#define NP4K		64		/* pages of a worker's 4 KB area */
+#define NP2M		2		/* pages of its 2 MB area */
+#define NSTABLE		16		/* 4 KB pages the signal handler reads */
+#define MAXW		8
+#define CPUSET_ROOT	"/sys/fs/cgroup/cpuset"
+
+enum { AFFINITY_STILL, AFFINITY_CHANGES };
+enum { CPUSET_NONE, CPUSET_BEFORE, CPUSET_DURING };
+
+struct worker {
+	pthread_t th;
+	_Atomic pid_t tid;
+	int idx, cpu;			/* pinned to cpu, or -1 */
+	char *a4;			/* the 4 KB area */
+	char *_Atomic a2;		/* the 2 MB area, mapped anew every round */
+	atomic_long rounds, bad;
+};
+
+static pmv_ctx *ctx;
+static struct worker wk[MAXW];
+static int nw, nrounds, huge;
+static char *stable;
+static atomic_int stop_helpers;
+static atomic_long handled, handler_bad, moves, mover_bad, changes, sent;
+static pthread_t mover_th;
+static _Atomic pid_t mover_tid;
+static char cpuset_dir[128];
+static int cpuset_cpu = -1;
+
+static pid_t gettid_(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+/* Global page numbers, for the pattern: worker i's pages never share one. */
+static size_t id4(int w, size_t p)
+{
+	return (size_t)w * 1000 + p;
+}
+
+static size_t id2(int w, size_t p)
+{
+	return (size_t)w * 1000 + 500 + p;
+}
+
+static long check_zero(const char *p, size_t len, const char *what, int w, size_t page)
+{
+	long bad = 0;
+
+	t_beat();	/* per page: a slow round (ASan, a signal storm) is not a hang */
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i]) {
+			if (!bad)
+				fprintf(stderr, "worker %d %s page %zu offset %zu: 0x%02x, want 0\n",
+					w, what, page, i, (uint8_t)p[i]);
+			bad++;
+		}
+	return bad;
+}
+
+static long fill_check(char *p, size_t len, size_t id, unsigned seed, const char *what, int w)
+{
+	long off;
+
+	t_fill(p, len, id, seed);
+	off = t_check(p, len, id, seed);
+	if (off < 0)
+		return 0;
+	fprintf(stderr, "worker %d %s page %zu offset %ld: 0x%02x, want 0x%02x\n", w, what, id,
+		off, (uint8_t)p[off], t_pat(id, off, seed));
+	return 1;
+}
+
+static void *worker(void *arg)
+{
+	struct worker *w = arg;
+
+	atomic_store(&w->tid, gettid_());
+	if (w->cpu >= 0) {
+		cpu_set_t one;
+
+		CPU_ZERO(&one);
+		CPU_SET(w->cpu, &one);
+		sched_setaffinity(0, sizeof(one), &one);
+	}
+	for (int r = 0; r < nrounds; r++) {
+		unsigned seed = SEED ^ (unsigned)r << 4;
+		long bad = 0;
+
+		for (size_t p = 0; p < NP4K; p++)
+			bad += check_zero(w->a4 + p * T_SZ_4K, T_SZ_4K, "4k", w->idx, p);
+		for (size_t p = 0; p < NP4K; p++)
+			bad += fill_check(w->a4 + p * T_SZ_4K, T_SZ_4K, id4(w->idx, p), seed, "4k",
+					  w->idx);
+		for (size_t p = 0; p < NP4K; p++)
+			if (t_check(w->a4 + p * T_SZ_4K, T_SZ_4K, id4(w->idx, p), seed) >= 0)
+				bad++;
+		if (t_sys_madvise(w->a4, NP4K * T_SZ_4K, MADV_DONTNEED)) {
+			fprintf(stderr, "worker %d: madvise: %s\n", w->idx, strerror(errno));
+			bad++;
+		}
+		if (huge) {
+			char *a2 = atomic_load(&w->a2), *n;
+
+			for (size_t p = 0; p < NP2M; p++)
+				bad += check_zero(a2 + p * T_SZ_2M, T_SZ_2M, "2m", w->idx, p);
+			for (size_t p = 0; p < NP2M; p++)
+				bad += fill_check(a2 + p * T_SZ_2M, T_SZ_2M, id2(w->idx, p), seed,
+						  "2m", w->idx);
+			for (size_t p = 0; p < NP2M; p++)
+				if (t_check(a2 + p * T_SZ_2M, T_SZ_2M, id2(w->idx, p), seed) >= 0)
+					bad++;
+			n = t_map(ctx, NP2M * T_SZ_2M, w->idx & 1, PMV_HUGE);
+			atomic_store(&w->a2, n);
+			if (t_unmap(ctx, a2, NP2M * T_SZ_2M)) {
+				fprintf(stderr, "worker %d: pmv_munmap failed\n", w->idx);
+				bad++;
+			}
+		}
+		atomic_fetch_add(&w->bad, bad);
+		atomic_fetch_add(&w->rounds, 1);
+		t_beat();
+	}
+	return NULL;
+}
+
+/* Random pages of every area to random tiers; any status but a wrong tier. */
+static void *mover(void *arg)
+{
+	unsigned seed = 77;
+
+	(void)arg;
+	atomic_store(&mover_tid, gettid_());
+	while (!atomic_load(&stop_helpers)) {
+		void *pages[8];
+		int tiers[8], st[8], n = 1 + rand_r(&seed) % 8, to = rand_r(&seed) & 1;
+
+		for (int i = 0; i < n; i++) {
+			struct worker *w = &wk[rand_r(&seed) % nw];
+			int which = rand_r(&seed) % 4;
+
+			if (which == 0)
+				pages[i] = stable + (rand_r(&seed) % NSTABLE) * T_SZ_4K;
+			else if (which == 1 && huge)
+				pages[i] = atomic_load(&w->a2) + (rand_r(&seed) % NP2M) * T_SZ_2M;
+			else
+				pages[i] = w->a4 + (rand_r(&seed) % NP4K) * T_SZ_4K;
+			tiers[i] = to;
+		}
+		if (pmv_move_pages(ctx, n, pages, tiers, st, 0) < 0) {
+			atomic_fetch_add(&mover_bad, 1);
+			continue;
+		}
+		for (int i = 0; i < n; i++)
+			if (st[i] == to)
+				atomic_fetch_add(&moves, 1);
+			else if (st[i] >= 0)
+				atomic_fetch_add(&mover_bad, 1);	/* a wrong tier */
+	}
+	return NULL;
+}
+
+/* Every thread but this one gets a new CPU mask, over and over. */
+static void *changer(void *arg)
+{
+	cpu_set_t all, one;
+	int cpus[CPU_SETSIZE], ncpu = 0;
+	unsigned k = 0;
+
+	(void)arg;
+	sched_getaffinity(0, sizeof(all), &all);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, &all))
+			cpus[ncpu++] = c;
+	while (!atomic_load(&stop_helpers)) {
+		pid_t tids[MAXW + 1];
+		int n = 0;
+
+		for (int i = 0; i < nw; i++)
+			tids[n++] = atomic_load(&wk[i].tid);
+		tids[n++] = atomic_load(&mover_tid);
+		for (int i = 0; i < n; i++, k++) {
+			/* one CPU, another one, then all of them */
+			const cpu_set_t *m = &all;
+
+			if (k % (ncpu + 1) < (unsigned)ncpu) {
+				CPU_ZERO(&one);
+				CPU_SET(cpus[(k + i) % ncpu], &one);
+				m = &one;
+			}
+			if (tids[i] > 0 && !sched_setaffinity(tids[i], sizeof(*m), m))
+				atomic_fetch_add(&changes, 1);
+		}
+		usleep(200);
+	}
+	return NULL;
+}
+
+/* Reads a managed page that moves and gets parked: a fault inside a handler. */
+static void on_signal(int sig)
+{
+	static _Thread_local unsigned n;
+	int saved = errno;
+	size_t p = (n * 7) % NSTABLE, off = (n * 131) % T_SZ_4K;
+
+	(void)sig;
+	if ((uint8_t)stable[p * T_SZ_4K + off] != t_pat(10000 + p, off, SEED))
+		atomic_fetch_add(&handler_bad, 1);
+	n++;
+	atomic_fetch_add(&handled, 1);
+	errno = saved;
+}
+
+static void *signaller(void *arg)
+{
+	unsigned k = 0;
+
+	(void)arg;
+	while (!atomic_load(&stop_helpers)) {
+		pthread_t t = ctx && k % 5 == 4 ? mover_th : wk[k % nw].th;
+
+		if (!pthread_kill(t, k & 1 ? SIGUSR2 : SIGUSR1))
+			atomic_fetch_add(&sent, 1);
+		k++;
+		if (k % 64 == 0)
+			sched_yield();
+	}
+	return NULL;
+}
+
+/* ---- cpuset (cgroup v1) ---------------------------------------------------- */
+
+static int write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), ok;
+
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+	close(fd);
+	return ok ? 0 : -EIO;
+}
+
+static int read_file(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	return 0;
+}
+
+/* A cpuset of one CPU we may use, for the cpuset cases: 0, or why not. */
+static const char *cpuset_make(void)
+{
+	char mems[256], cpu[16], path[192];
+	cpu_set_t mine;
+
+	if (geteuid())
+		return "not root";
+	if (access(CPUSET_ROOT "/cpuset.cpus", F_OK))
+		return "no cgroup v1 cpuset at " CPUSET_ROOT;
+	if (read_file(CPUSET_ROOT "/cpuset.mems", mems, sizeof(mems)))
+		return "cannot read cpuset.mems";
+	sched_getaffinity(0, sizeof(mine), &mine);
+	for (int c = 0; c < CPU_SETSIZE && cpuset_cpu < 0; c++)
+		if (CPU_ISSET(c, &mine))
+			cpuset_cpu = c;
+	snprintf(cpuset_dir, sizeof(cpuset_dir), CPUSET_ROOT "/pmv-t_faults-%d", (int)getpid());
+	if (mkdir(cpuset_dir, 0755) && errno != EEXIST)
+		return "cannot make a cpuset";
+	snprintf(cpu, sizeof(cpu), "%d", cpuset_cpu);
+	snprintf(path, sizeof(path), "%s/cpuset.mems", cpuset_dir);
+	if (write_file(path, mems))
+		return "cannot set cpuset.mems";
+	snprintf(path, sizeof(path), "%s/cpuset.cpus", cpuset_dir);
+	if (write_file(path, cpu))
+		return "cannot set cpuset.cpus";
+	return NULL;
+}
+
+/* This process, every thread of it, into the cpuset. */
+static int cpuset_enter(void)
+{
+	char path[192], pid[16];
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cpuset_dir);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	return write_file(path, pid);
+}
+
+/*
+ * The library's threads may use only the cpuset's CPU: their masks, from
+ * sched_getaffinity. Returns the number of threads that may use another,
+ * printing them; *nhandlers counts the fault handlers.
+ */
+static int pmv_threads_outside(int cpu, int *nhandlers)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int outside = 0;
+
+	*nhandlers = 0;
+	if (!d)
+		return 1;
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		cpu_set_t m;
+		pid_t tid = atoi(e->d_name);
+		FILE *f;
+
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		fclose(f);
+		comm[strcspn(comm, "\n")] = 0;
+		if (strncmp(comm, "pmv-", 4))
+			continue;
+		*nhandlers += !strncmp(comm, "pmv-fault", 9);
+		if (sched_getaffinity(tid, sizeof(m), &m))
+			continue;	/* gone */
+		if (CPU_COUNT(&m) != 1 || !CPU_ISSET(cpu, &m)) {
+			printf("  %s (tid %d) may run on %d CPUs, not only %d\n", comm, (int)tid,
+			       CPU_COUNT(&m), cpu);
+			outside++;
+		}
+	}
+	closedir(d);
+	return outside;
+}
+
+/* Is there a fault handler pinned to every CPU in set? (ARM_ALL makes them at once) */
+static int handlers_on_every_cpu(const cpu_set_t *set)
+{
+	cpu_set_t pinned;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	CPU_ZERO(&pinned);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		pid_t tid = atoi(e->d_name);
+		cpu_set_t m;
+		FILE *f;
+
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		fclose(f);
+		if (strncmp(comm, "pmv-fault", 9) || sched_getaffinity(tid, sizeof(m), &m))
+			continue;
+		if (CPU_COUNT(&m) == 1)
+			CPU_OR(&pinned, &pinned, &m);
+	}
+	closedir(d);
+	for (int c = 0; c < CPU_SETSIZE; c++)
+		if (CPU_ISSET(c, set) && !CPU_ISSET(c, &pinned)) {
+			printf("  no fault handler pinned to CPU %d\n", c);
+			return 0;
+		}
+	return 1;
+}
+
+/* ---- the sub-test ---------------------------------------------------------- */
+
+struct how {
+	int all;		/* PAGEMOVE_FAULT_HANDLERS=all */
+	int pin;		/* a worker pinned to each CPU */
+	int affinity;		/* AFFINITY_* */
+	int cpuset;		/* CPUSET_* */
+	int storm;		/* signals */
+};
+
+static const struct how hows[] = {
+	{ .pin = 1 },
+	{ .affinity = AFFINITY_CHANGES },
+	{ .cpuset = CPUSET_BEFORE },
+	{ .cpuset = CPUSET_DURING },
+	{ .storm = 1 },
+};
+static const char *const how_names[] = {
+	"faults_with_a_worker_on_every_cpu", "faults_while_affinity_changes",
+	"faults_in_a_one_cpu_cpuset", "faults_while_moved_into_a_one_cpu_cpuset",
+	"faults_under_a_signal_storm",
+};
+
+static int run(const struct t_case *c)
+{
+	struct how h = hows[c->mode];
+	pthread_t ch = 0, sg = 0;
+	cpu_set_t mine;
+	int ncpu, bad = 0, nh;
+	long total_bad = 0;
+
+	h.all = c->variant;
+	setenv("PAGEMOVE_FAULT_HANDLERS", h.all ? "all" : "follow", 1);
+	if (h.cpuset == CPUSET_BEFORE)
+		T_CHECK(bad, cpuset_enter() == 0, "cannot enter %s", cpuset_dir);
+	sched_getaffinity(0, sizeof(mine), &mine);
+	ncpu = CPU_COUNT(&mine);
+	huge = t_thp_enabled();
+	nw = ncpu < 2 ? 2 : ncpu > 4 ? 4 : ncpu;
+	nrounds = t_rounds(8);
+	ctx = t_control() ? NULL : t_ctx(2, NULL, 0);
+	if (ctx && h.all)
+		T_CHECK(bad, handlers_on_every_cpu(&mine), "PAGEMOVE_FAULT_HANDLERS=all: a CPU "
+			"without its handler");
+	stable = t_map(ctx, NSTABLE * T_SZ_4K, 0, 0);
+	for (size_t p = 0; p < NSTABLE; p++)
+		t_fill(stable + p * T_SZ_4K, T_SZ_4K, 10000 + p, SEED);
+	for (int i = 0; i < nw; i++) {
+		int k = 0;
+
+		wk[i].idx = i;
+		wk[i].cpu = -1;
+		if (h.pin)	/* the i-th CPU we may use */
+			for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+				if (CPU_ISSET(cpu, &mine) && k++ == i % ncpu)
+					wk[i].cpu = cpu;
+		wk[i].a4 = t_map(ctx, NP4K * T_SZ_4K, i & 1, 0);
+		if (huge)
+			atomic_store(&wk[i].a2, t_map(ctx, NP2M * T_SZ_2M, i & 1, PMV_HUGE));
+	}
+	if (h.storm) {
+		struct sigaction sa = { .sa_handler = on_signal };
+
+		sigemptyset(&sa.sa_mask);
+		T_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
+		sa.sa_flags = SA_RESTART;
+		T_EQ(sigaction(SIGUSR2, &sa, NULL), 0);
+	}
+	t_step("start %d workers, %d rounds", nw, nrounds);
+	if (ctx)
+		T_EQ(pthread_create(&mover_th, NULL, mover, NULL), 0);
+	for (int i = 0; i < nw; i++)
+		T_EQ(pthread_create(&wk[i].th, NULL, worker, &wk[i]), 0);
+	if (h.affinity == AFFINITY_CHANGES)
+		T_EQ(pthread_create(&ch, NULL, changer, NULL), 0);
+	if (h.storm)
+		T_EQ(pthread_create(&sg, NULL, signaller, NULL), 0);
+	if (h.cpuset == CPUSET_DURING) {
+		/* half way through: the kernel narrows every thread's mask */
+		for (int i = 0; i < nw; i++)
+			while (atomic_load(&wk[i].rounds) < nrounds / 2)
+				usleep(1000);
+		t_step("enter the cpuset");
+		T_CHECK(bad, cpuset_enter() == 0, "cannot enter %s", cpuset_dir);
+	}
+	for (int i = 0; i < nw; i++) {
+		t_step("wait for worker %d", i);
+		/* the signaller and the changer need every id until they stop */
+		while (atomic_load(&wk[i].rounds) < nrounds)
+			usleep(1000);
+	}
+	t_step("stop the helpers");
+	atomic_store(&stop_helpers, 1);
+	if (sg)
+		pthread_join(sg, NULL);
+	if (ch)
+		pthread_join(ch, NULL);
+	if (ctx)
+		pthread_join(mover_th, NULL);
+	for (int i = 0; i < nw; i++) {
+		pthread_join(wk[i].th, NULL);
+		total_bad += atomic_load(&wk[i].bad);
+	}
+	for (size_t p = 0; p < NSTABLE; p++)
+		if (t_check(stable + p * T_SZ_4K, T_SZ_4K, 10000 + p, SEED) >= 0)
+			total_bad++;
+	printf("  %d workers x %d rounds on %d CPUs: %ld moves, %ld affinity changes, "
+	       "%ld of %ld signals handled, %ld bad\n", nw, nrounds, ncpu, atomic_load(&moves),
+	       atomic_load(&changes), atomic_load(&handled), atomic_load(&sent), total_bad);
+	T_CHECK(bad, total_bad == 0, "%ld pages with a wrong byte", total_bad);
+	T_CHECK(bad, atomic_load(&mover_bad) == 0, "%ld bad move statuses",
+		atomic_load(&mover_bad));
+	if (ctx)
+		T_CHECK(bad, atomic_load(&moves) > 0, "the mover made no progress");
+	if (h.affinity == AFFINITY_CHANGES)
+		T_CHECK(bad, atomic_load(&changes) > 0, "no affinity was changed");
+	if (h.storm) {
+		T_CHECK(bad, atomic_load(&handled) > 0, "no signal was handled");
+		T_CHECK(bad, atomic_load(&handler_bad) == 0, "%ld handler reads were wrong",
+			atomic_load(&handler_bad));
+	}
+	if (ctx && h.cpuset != CPUSET_NONE) {
+		T_CHECK(bad, pmv_threads_outside(cpuset_cpu, &nh) == 0,
+			"a library thread may run outside the cpuset");
+		if (h.cpuset == CPUSET_BEFORE)	/* made inside: one CPU, one handler */
+			T_CHECK(bad, nh == 1, "%d fault handlers for one CPU", nh);
+	}
+	pmv_destroy(ctx);
+	return bad;
+}
+
+int main(void)
+{
+	struct t_suite s;
+	const char *no_cpuset;
+
+	t_suite_init(&s);
+	no_cpuset = cpuset_make();
+	for (int m = 0; m < (int)(sizeof(hows) / sizeof(hows[0])); m++)
+		for (int all = 0; all < 2; all++) {
+			char name[128];
+			struct t_case c = { .mode = m, .variant = all, .name = name };
+
+			snprintf(name, sizeof(name), "%s_handlers_%s", how_names[m],
+				 all ? "on_every_cpu" : "following");
+			if (hows[m].cpuset && no_cpuset) {
+				printf("SKIP %s: %s\n", name, no_cpuset);
+				s.skipped++;
+				continue;
+			}
+			t_run_isolated(&s, &c, run, 0);
+		}
+	if (!no_cpuset)
+		rmdir(cpuset_dir);	/* its processes are gone */
+	return t_suite_end(&s);
+}
