@@ -229,7 +229,11 @@ static void release_gone(pmv_ctx *ctx, struct mig *m)
 	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 	_pmv_page_clear(m->pg, PG_present | PG_isolated);
 	m->state = ENT_SKIP;
-	m->status = -ENOENT;
+	/*
+	 * A VMA is there, but maybe not ours: mmap(MAP_FIXED) over the page.
+	 * Its UNMAP event, read meanwhile, marked the page gone.
+	 */
+	m->status = _pmv_page_flags(m->pg) & PG_gone ? -EFAULT : -ENOENT;
 	_pmv_page_unlock(ctx, m->pg);
 }
 
