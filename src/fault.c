@@ -45,7 +45,9 @@
 #define PMV_MAX_HANDLERS	16	/* at most this many handler threads */
 #define PMV_SEEN		64	/* faulting threads remembered */
 #define SEEN_NS			100000000UL	/* a thread that faulted within this */
-#define FOLLOW_NS		10000000UL	/* look where they run at most this often */
+#define FOLLOW_NS		10000000UL	/* look where they run at most this often, */
+#define FOLLOW_MAX_NS		160000000UL	/* and back off to this while nothing changes */
+#define FOLLOW_DELAY_NS		1000000L	/* after the fault that asked: see helper_main */
 #define EVENT_SPIN_NS		20000	/* another handler reads: its hold is short */
 #define THREAD_STACK		(512UL << 10)	/* ours need little; mlockall locks it all */
 
@@ -86,7 +88,10 @@ struct _pmv_fault {
 	size_t ndeferred;
 	/* faulting threads, by tid: which CPUs need an armed handler */
 	struct { _Atomic pid_t tid; _Atomic uint64_t ns; } seen[PMV_SEEN];
-	_Atomic uint64_t follow_ns;	/* when the helper last looked */
+	_Atomic uint64_t follow_ns;	/* when the helper was last asked to look */
+	_Atomic uint64_t follow_ivl;	/* how often it looks now */
+	_Atomic bool follow_due;	/* it was asked */
+	_Atomic bool spare;		/* a CPU without an armed handler, for the helper */
 	cpu_set_t initial;		/* the creator's CPUs */
 	/* the helper thread */
 	pthread_t helper;
@@ -218,8 +223,7 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned flags)
 	}
 	/* the slot is empty now: a hole again, or every first touch leaks VA */
 	_pmv_pool_put_hole(&ctx->tiers[t], r->ps, slot);
-	if (_pmv_pool_wants_fill(&ctx->tiers[t], r->ps))
-		_pmv_fault_want_fill(ctx, t, r->ps);
+	_pmv_fault_want_fill(ctx, t, r->ps);
 	__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
 	_pmv_page_clear(pg, PG_active | PG_referenced | PG_shared);
 	_pmv_page_set(pg, PG_present | (r->ps == PMV_PS_2M ? PG_huge : 0));
@@ -481,7 +485,7 @@ static void surgery(struct _pmv_fault *f)
 	free(again);
 }
 
-/* Remember who faulted and when; ask the helper to look, at most every FOLLOW_NS. */
+/* Remember who faulted and when; ask the helper to look, at most every follow_ivl. */
 static void note_faulters(struct _pmv_fault *f, const struct uffd_msg *m, size_t n)
 {
 	uint64_t now = 0, last;
@@ -502,9 +506,11 @@ static void note_faulters(struct _pmv_fault *f, const struct uffd_msg *m, size_t
 	if (!now)
 		return;
 	last = atomic_load_explicit(&f->follow_ns, memory_order_relaxed);
-	if (now - last >= FOLLOW_NS &&
-	    atomic_compare_exchange_strong(&f->follow_ns, &last, now))
+	if (now - last >= atomic_load_explicit(&f->follow_ivl, memory_order_relaxed) &&
+	    atomic_compare_exchange_strong(&f->follow_ns, &last, now)) {
+		atomic_store(&f->follow_due, true);
 		kick_helper(f);
+	}
 }
 
 /* One batch: up to 64 messages, read and answered. */
@@ -721,7 +727,7 @@ static struct handler *handler_on(struct _pmv_fault *f, int cpu)
  * of the program's pages; a thread starved while it does stalls them all
  * (t_integrity under ASan caught a SCHED_IDLE helper doing that).
  */
-static void helper_place(const cpu_set_t *allowed, const cpu_set_t *busy)
+static void helper_place(struct _pmv_fault *f, const cpu_set_t *allowed, const cpu_set_t *busy)
 {
 	cpu_set_t set;
 
@@ -730,6 +736,8 @@ static void helper_place(const cpu_set_t *allowed, const cpu_set_t *busy)
 		if (CPU_ISSET(c, allowed) && !CPU_ISSET(c, busy))
 			CPU_SET(c, &set);
 	sched_setaffinity(0, sizeof(set), CPU_COUNT(&set) ? &set : allowed);
+	/* without one, the zeroing cannot leave the faults' CPUs: _pmv_fault_want_fill */
+	atomic_store(&f->spare, CPU_COUNT(&set) > 0);
 }
 
 /*
@@ -739,10 +747,11 @@ static void helper_place(const cpu_set_t *allowed, const cpu_set_t *busy)
  * of them can answer any fault. Parked handlers float over the allowed
  * CPUs, so that none runs (even to exit) where the program may not.
  */
-static void arm(struct _pmv_fault *f, const int *count, const cpu_set_t *allowed)
+static bool arm(struct _pmv_fault *f, const int *count, const cpu_set_t *allowed)
 {
 	cpu_set_t want;
 	unsigned narmed = 0;
+	bool changed = false;
 
 	CPU_ZERO(&want);
 	pthread_mutex_lock(&f->mu);
@@ -750,8 +759,10 @@ static void arm(struct _pmv_fault *f, const int *count, const cpu_set_t *allowed
 	for (unsigned i = 0; i < atomic_load(&f->nh); i++) {
 		struct handler *h = &f->h[i];
 
-		if (h->cpu >= 0 && !pinned_to(atomic_load(&h->tid), h->cpu))
+		if (h->cpu >= 0 && !pinned_to(atomic_load(&h->tid), h->cpu)) {
 			h->cpu = -1;
+			changed = true;
+		}
 	}
 	for (unsigned k = 0; k < f->max; k++) {
 		int best = -1;
@@ -771,6 +782,7 @@ static void arm(struct _pmv_fault *f, const int *count, const cpu_set_t *allowed
 		h = handler_on(f, c);
 		if (!h && handler_start(f, c, true) == 0) {
 			narmed++;
+			changed = true;
 			continue;
 		}
 		for (unsigned i = 0; !h && i < atomic_load(&f->nh); i++) {
@@ -784,35 +796,41 @@ static void arm(struct _pmv_fault *f, const int *count, const cpu_set_t *allowed
 			if (!sched_setaffinity(atomic_load(&p->tid), sizeof(one), &one)) {
 				p->cpu = c;
 				h = p;
+				changed = true;
 			}
 		}
 		if (!h)
 			continue;
 		narmed++;
-		if (!atomic_exchange(&h->armed, true))
+		if (!atomic_exchange(&h->armed, true)) {
 			poke(h);
+			changed = true;
+		}
 	}
 	for (unsigned i = 0; narmed && i < atomic_load(&f->nh); i++) {
 		struct handler *h = &f->h[i];
 
 		if (h->cpu >= 0 && CPU_ISSET(h->cpu, &want))
 			continue;
-		if (atomic_exchange(&h->armed, false))
+		if (atomic_exchange(&h->armed, false)) {
 			poke(h);
+			changed = true;
+		}
 		if (h->cpu >= 0 || CPU_COUNT(allowed)) {
 			sched_setaffinity(atomic_load(&h->tid), sizeof(*allowed), allowed);
 			h->cpu = -1;
 		}
 	}
 	pthread_mutex_unlock(&f->mu);
-	helper_place(allowed, &want);
+	helper_place(f, allowed, &want);
+	return changed;
 }
 
 /*
  * Where do the threads that faulted lately run, and where may they? Arm
  * handlers there (ARM_FOLLOW), or on every CPU they may use (ARM_ALL).
  */
-static void follow(struct _pmv_fault *f)
+static bool follow(struct _pmv_fault *f)
 {
 	static int count[CPU_SETSIZE];
 	uint64_t now = _pmv_now_ns();
@@ -839,12 +857,12 @@ static void follow(struct _pmv_fault *f)
 		seen++;
 	}
 	if (!seen)
-		return;	/* nobody faults now: leave the handlers where they are */
+		return false;	/* nobody faults now: leave the handlers where they are */
 	if (f->mode == ARM_ALL)
 		for (int c = 0; c < CPU_SETSIZE; c++)
 			if (CPU_ISSET(c, &allowed) && !count[c])
 				count[c] = 1;
-	arm(f, count, &allowed);
+	return arm(f, count, &allowed);
 }
 
 static void *helper_main(void *arg)
@@ -858,7 +876,7 @@ static void *helper_main(void *arg)
 		if (f->h[0].cpu >= 0)
 			CPU_SET(f->h[0].cpu, &busy);
 		if (CPU_COUNT(&f->initial))
-			helper_place(&f->initial, &busy);
+			helper_place(f, &f->initial, &busy);
 	}
 	thread_started(f);
 	for (;;) {
@@ -872,9 +890,23 @@ static void *helper_main(void *arg)
 		for (uint32_t m = atomic_exchange(&f->fill, 0); m; m &= m - 1) {
 			int bit = __builtin_ctz(m);
 
-			_pmv_pool_fill(f->ctx, &f->ctx->tiers[bit / 2], bit % 2);
+			_pmv_pool_fill(&f->ctx->tiers[bit / 2], bit % 2);
 		}
-		follow(f);
+		if (atomic_exchange(&f->follow_due, false)) {
+			uint64_t ivl = atomic_load(&f->follow_ivl);
+
+			/*
+			 * Not within the fault that asked: on its CPU (one CPU
+			 * for all, say) this work would land in its wait. A new
+			 * kick (a fill) cuts the delay short.
+			 */
+			futex_wait_ns(&f->kick, 0, FOLLOW_DELAY_NS);
+			if (follow(f))
+				ivl = FOLLOW_NS;
+			else if (ivl < FOLLOW_MAX_NS)
+				ivl *= 2;	/* nothing moved: look less often */
+			atomic_store(&f->follow_ivl, ivl);
+		}
 	}
 	return NULL;
 }
@@ -884,7 +916,16 @@ void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps)
 	struct _pmv_fault *f = ctx->fault;
 	uint32_t bit = 1u << (2 * tier + ps);
 
-	if (!f || (atomic_load_explicit(&f->fill, memory_order_relaxed) & bit))
+	/*
+	 * Without a spare CPU the helper zeroes on the faulting thread's: a
+	 * 2 MB fill then competes with the very touch that needs the page
+	 * (taskset -c 0 doubled fault_first_touch_2m), but 4 KB fills, a few
+	 * hundred pages at a time, still beat the inline growth of 64 on 1
+	 * first touch in 64 (its p99: 80 us against 210).
+	 */
+	if (!f || (ps == PMV_PS_2M && !atomic_load_explicit(&f->spare, memory_order_relaxed)) ||
+	    (atomic_load_explicit(&f->fill, memory_order_relaxed) & bit) ||
+	    !_pmv_pool_wants_fill(&ctx->tiers[tier], ps))
 		return;
 	atomic_fetch_or(&f->fill, bit);
 	kick_helper(f);
@@ -909,6 +950,7 @@ int _pmv_fault_start(pmv_ctx *ctx)
 		return -ENOMEM;
 	f->ctx = ctx;
 	f->mode = mode && !strcmp(mode, "all") ? ARM_ALL : ARM_FOLLOW;
+	atomic_store(&f->follow_ivl, FOLLOW_NS);
 	f->max = ncpu > 0 && ncpu < PMV_MAX_HANDLERS ? (unsigned)ncpu : PMV_MAX_HANDLERS;
 	_pmv_mutex_init_pi(&f->mu);
 	ctx->fault = f;

@@ -233,6 +233,7 @@ struct _pmv_pool {
 	size_t nchunks;
 	size_t high;		/* trim the pool above this many pages */
 	size_t nfilling;	/* slots the fault helper is populating (uncounted) */
+	uint64_t fill_failed_ns;	/* when a fill last failed (tier.c) */
 	void *reserve;		/* a hole only the fault handlers may use */
 	bool reserve_out;	/* a handler holds it (tier->reserve_cv) */
 };
@@ -286,7 +287,7 @@ PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
  * the pool want more, and make them (the fault helper, off any fault).
  */
 PMV_HIDDEN bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps);
-PMV_HIDDEN void _pmv_pool_fill(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
+PMV_HIDDEN void _pmv_pool_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
 /* Anonymous VA for pools and regions, never populated or locked by mlockall. */
 PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
@@ -453,7 +454,7 @@ PMV_HIDDEN int _pmv_fault_start(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_fault_stop(pmv_ctx *ctx);
 /* In a fork child: free what _pmv_fault_start made, join nothing. */
 PMV_HIDDEN void _pmv_fault_forget(pmv_ctx *ctx);
-/* Ask the helper to fill a pool with clean pages (_pmv_pool_fill). */
+/* Ask the helper to fill a pool with clean pages, if it wants and may. */
 PMV_HIDDEN void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps);
 /*
  * Place a zeroed page at pg (locked, not present): 0, -EEXIST, -ENOMEM.

@@ -550,12 +550,20 @@ static size_t fill_target(int ps)
 	return ps == PMV_PS_2M ? FILL_2M : FILL_4K;
 }
 
+/*
+ * A fill that failed (no THP to be had, no memory) waits this long: a 2 MB
+ * slot that failed keeps a page table and is retired, so failing fills
+ * must not eat the pool's VA. First touches grow the pool meanwhile.
+ */
+#define FILL_BACKOFF_NS	1000000000UL
+
 /* How many pages the fill may add now: t->lock held. */
 static size_t fill_room(const struct _pmv_tier *t, const struct _pmv_pool *p)
 {
 	size_t psz = _pmv_ps_size(p->ps), want, used = tier_used(t);
 
-	if (p->nclean + p->nfilling >= fill_target(p->ps))
+	if (p->nclean + p->nfilling >= fill_target(p->ps) ||
+	    (p->fill_failed_ns && _pmv_now_ns() - p->fill_failed_ns < FILL_BACKOFF_NS))
 		return 0;
 	want = fill_target(p->ps) - p->nclean - p->nfilling;
 	if (t->capacity) {
@@ -587,14 +595,13 @@ bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps)
  * neighbours in one madvise. Until they are back they are not counted:
  * if the tier filled up meanwhile, they go back to the kernel.
  */
-void _pmv_pool_fill(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
+void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 {
 	struct _pmv_pool *p = &t->pool[ps];
 	size_t psz = _pmv_ps_size(ps), n;
 	void *slot[FILL_4K];
 	bool ok[FILL_4K];
 
-	(void)ctx;
 	pthread_mutex_lock(&t->lock);
 	n = fill_room(t, p);
 	for (size_t i = 0; i < n; i++)
@@ -617,6 +624,9 @@ void _pmv_pool_fill(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 	}
 	pthread_mutex_lock(&t->lock);
 	p->nfilling -= n;
+	for (size_t i = 0; i < n; i++)
+		if (!ok[i])
+			p->fill_failed_ns = _pmv_now_ns();
 	for (size_t i = 0; i < n; i++) {
 		if (ok[i] && room_for(t, psz) &&
 		    stack_push(&p->clean, &p->nclean, &p->cap_clean, slot[i]))
