@@ -268,6 +268,8 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 		ctx->copy_engine = PMV_COPY_MEMCPY;	/* no AVX2: the clean fallback */
 	if (getenv("PAGEMOVE_INJECT_COPY_FAIL"))
 		ctx->inject_copy_fail = atoi(getenv("PAGEMOVE_INJECT_COPY_FAIL"));
+	if (getenv("PAGEMOVE_INJECT_HOLD_US"))
+		ctx->inject_hold_us = atoi(getenv("PAGEMOVE_INJECT_HOLD_US"));
 	ret = _pmv_tiers_init(ctx, cfg);
 	if (ret)
 		goto fail;

@@ -184,6 +184,7 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned flags)
 	 * after, and the caller wakes.
 	 */
 	early = (flags & PMV_MV_WAKE) && !was_present;
+	_pmv_inject_hold(ctx);
 	if (early) {
 		__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
 		_pmv_page_set(pg, PG_present | (r->ps == PMV_PS_2M ? PG_huge : 0));

@@ -557,6 +557,8 @@ struct pmv_ctx {
 	bool parallel_wins;		/* calibrated: auto may use parallel */
 	unsigned inject_copy_fail;	/* tests: fail every N-th copy */
 	_Atomic unsigned inject_count;
+	unsigned inject_hold_us;	/* tests: see _pmv_inject_hold */
+	_Atomic unsigned inject_holds;
 	bool thp_ok;			/* THP usable for PMV_HUGE regions */
 
 	pthread_rwlock_t fork_lock;
@@ -611,6 +613,19 @@ struct pmv_ctx {
 	_Atomic uint64_t migrations, migrate_bytes;
 	_Atomic uint64_t recopies;	/* pages written through a pin during a copy */
 };
+
+/*
+ * Fault injection (PAGEMOVE_INJECT_HOLD_US, for tests): every 4th fault a
+ * handler answers with a page locked (a first touch, a sampled access)
+ * holds it this long before moving it in, so that the program's mremap,
+ * munmap or madvise read meanwhile by another handler finds the page
+ * locked and marks it: a window of a few microseconds otherwise.
+ */
+static inline void _pmv_inject_hold(pmv_ctx *ctx)
+{
+	if (ctx->inject_hold_us && atomic_fetch_add(&ctx->inject_holds, 1) % 4 == 3)
+		usleep(ctx->inject_hold_us);
+}
 
 static inline uint16_t _pmv_now_ds(pmv_ctx *ctx)
 {

@@ -187,9 +187,11 @@ int _pmv_unpark(pmv_ctx *ctx, struct _pmv_page *pg)
  */
 void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg)
 {
-	uint64_t t0 = track_clock_ns();
 	uint32_t dt = now_us32(ctx) - pg->parked_us, rate, heat;
+	uint64_t t0;
 
+	_pmv_inject_hold(ctx);
+	t0 = track_clock_ns();
 	if (unpark(ctx, pg, true))
 		return;
 	heat = __atomic_load_n(&pg->heat, __ATOMIC_RELAXED);
