@@ -336,13 +336,20 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		}
 		if (ret == -ENOMEM) {
 			sigbus_thread(ctx, tid);
-		} else if (ret && ret != -EAGAIN) {
+		} else if (ret && ret != -EAGAIN && ret != -ECANCELED) {
 			/*
-			 * EAGAIN: an event is unread; the thread faults again
-			 * after we read it. Otherwise part of a huge page was discarded (MADV_DONTNEED on a
-			 * sub-range splits the THP), or the whole-page move met a
-			 * partly mapped range: that part reads as zero. Never
+			 * Part of a huge page was discarded (MADV_DONTNEED on a
+			 * sub-range splits the THP), or the whole-page move met
+			 * a partly mapped range: that part reads as zero. Never
 			 * leave the thread to fault again on the same failure.
+			 *
+			 * Not for EAGAIN (an event is unread) nor ECANCELED
+			 * (another handler read the program's discard or unmap
+			 * of the page while we held it): the unlock settles that,
+			 * and the thread faults again and gets a first touch of
+			 * its own, or SIGSEGV. The zero page here would be a page
+			 * the library does not know: uncharged, and made the
+			 * program's own by its next write.
 			 */
 			_pmv_uffd_zeropage(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
 		}

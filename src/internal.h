@@ -457,9 +457,11 @@ PMV_HIDDEN void _pmv_fault_forget(pmv_ctx *ctx);
 /* Ask the helper to fill a pool with clean pages, if it wants and may. */
 PMV_HIDDEN void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps);
 /*
- * Place a zeroed page at pg (locked, not present): 0, -EEXIST, -ENOMEM.
- * flags: PMV_MV_WAKE wakes the faulting threads with the move itself when
- * pg had no page (else the caller wakes them).
+ * Place a zeroed page at pg (locked, not present, or present but discarded
+ * wholly): 0; -EEXIST (partly mapped); -ENOMEM (no room); -ECANCELED (the
+ * program discarded or unmapped it meanwhile: nothing placed); -EAGAIN or
+ * another error of the move. flags: PMV_MV_WAKE wakes the faulting threads
+ * with the move itself when pg had no page (else the caller wakes them).
  */
 PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned flags);
 

@@ -23,8 +23,10 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -414,6 +416,323 @@ static int handlers_on_every_cpu(const cpu_set_t *set)
 	return 1;
 }
 
+/* ---- first touches racing the program's own address-space changes ---------- */
+
+/*
+ * Toucher threads, one pinned to each CPU (so that handlers on every CPU
+ * serve), first-touch the pages of a region with one store each while the
+ * program changes the region under them:
+ *  - RACE_MREMAP: mremap(2) moves its upper half away and munmap(2) takes a
+ *    quarter, at a point of the round the seed picks. A toucher whose store
+ *    meets the change takes SIGSEGV and goes on with its next page. A fault
+ *    in flight must be answered (a hang is the watchdog's failure), and a
+ *    page moved in for it must not be left at the old address.
+ *  - RACE_DONTNEED: MADV_DONTNEED of random ranges while the first touches
+ *    run, then one more store to every page with nothing discarding: every
+ *    page must then be managed again (a tier by pmv_move_pages' query),
+ *    since a first touch the discard cancelled must not leave the kernel's
+ *    zero page behind, which the next write would turn into a page the
+ *    library never sees.
+ *  - RACE_PARKED: the touchers read their pages over and over while the
+ *    sampler parks them, and the program discards pages it finds parked
+ *    (not present): an access that meets a parked page the program
+ *    discards meanwhile must be answered too.
+ * Every page holds one word, its id, at offset 0 and zeros elsewhere: each
+ * round checks every byte.
+ */
+#define NRACE		256	/* 4 KB pages of a race round's region */
+#define MAXT		4
+
+enum { RACE_MREMAP, RACE_DONTNEED, RACE_PARKED };
+
+static pthread_barrier_t race_go, race_end;
+static char *_Atomic race_base;
+static int ntouch, race_round, race_kind;
+static atomic_int race_pass;		/* RACE_DONTNEED: touchers still in pass 1 */
+static atomic_int race_quiet;		/* RACE_DONTNEED: the program stopped discarding */
+static atomic_long race_stores, race_now, race_segv;
+static atomic_int race_said;		/* failures printed */
+static uint8_t race_ok[NRACE];		/* the page's store went through */
+static atomic_int race_reading;		/* RACE_PARKED: touchers read on */
+static _Thread_local sigjmp_buf *race_jb;
+
+static uint64_t race_word(int round, size_t p)
+{
+	return 0x5a00000000000000ULL | (uint64_t)round << 16 | p;
+}
+
+static void race_segv_handler(int sig, siginfo_t *si, void *uc)
+{
+	char *b = atomic_load(&race_base), *a = si->si_addr;
+
+	(void)uc;
+	if (race_jb && b && a >= b && a < b + NRACE * T_SZ_4K)
+		siglongjmp(*race_jb, 1);
+	signal(sig, SIG_DFL);	/* not the race's: die of it */
+}
+
+/* One store to page p of the round's region; false if it met SIGSEGV. */
+static bool race_store(char *b, size_t p)
+{
+	sigjmp_buf jb;
+
+	race_jb = &jb;
+	if (sigsetjmp(jb, 1)) {
+		race_jb = NULL;
+		atomic_fetch_add(&race_segv, 1);
+		return false;
+	}
+	*(volatile uint64_t *)(b + p * T_SZ_4K) = race_word(race_round, p);
+	race_jb = NULL;
+	return true;
+}
+
+static void *toucher(void *arg)
+{
+	int k = (int)(intptr_t)arg;
+	cpu_set_t mine, one;
+	int c = -1;
+
+	sched_getaffinity(0, sizeof(mine), &mine);
+	for (int cpu = 0, i = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &mine) && i++ == k % CPU_COUNT(&mine))
+			c = cpu;
+	CPU_ZERO(&one);
+	CPU_SET(c, &one);
+	sched_setaffinity(0, sizeof(one), &one);
+	for (;;) {
+		char *b;
+
+		pthread_barrier_wait(&race_go);
+		b = atomic_load(&race_base);
+		if (!b)
+			break;
+		for (size_t p = k; race_kind != RACE_PARKED && p < NRACE; p += ntouch) {
+			race_ok[p] = race_store(b, p);
+			atomic_fetch_add(&race_stores, 1);
+			atomic_fetch_add(&race_now, 1);
+		}
+		if (race_kind == RACE_PARKED) {
+			while (atomic_load(&race_reading))
+				for (size_t p = k; p < NRACE; p += ntouch)
+					(void)*(volatile uint64_t *)(b + p * T_SZ_4K);
+		}
+		if (race_kind == RACE_DONTNEED) {
+			/* pass 2, once the program has stopped discarding */
+			atomic_fetch_sub(&race_pass, 1);
+			while (!atomic_load(&race_quiet))
+				sched_yield();
+			for (size_t p = k; p < NRACE; p += ntouch)
+				race_ok[p] = race_store(b, p);
+		}
+		pthread_barrier_wait(&race_end);
+	}
+	return NULL;
+}
+
+/* Page p holds its word and zeros, or (want == 0) only zeros: the bad bytes. */
+static long race_check(const char *pg, uint64_t want, const char *where, size_t p)
+{
+	uint64_t w;
+	long bad;
+
+	memcpy(&w, pg, sizeof(w));
+	bad = w != want;
+	for (size_t i = sizeof(w); i < T_SZ_4K; i++)
+		bad += pg[i] != 0;
+	if (bad && atomic_fetch_add(&race_said, 1) < 16)
+		printf("  round %d, %s page %zu: word 0x%llx, want 0x%llx, %ld bad bytes\n",
+		       race_round, where, p, (unsigned long long)w, (unsigned long long)want, bad);
+	return bad;
+}
+
+/* Every page of [b, b + n pages) on a tier, by pmv_move_pages' query. */
+static long race_query(char *b, size_t n)
+{
+	void *pages[NRACE] = { 0 };
+	int st[NRACE];
+	long bad = 0;
+
+	if (!ctx)
+		return 0;
+	for (size_t p = 0; p < n; p++)
+		pages[p] = b + p * T_SZ_4K;
+	pmv_move_pages(ctx, n, pages, NULL, st, 0);
+	for (size_t p = 0; p < n; p++)
+		if (st[p] < 0 && bad++ < 4 && atomic_fetch_add(&race_said, 1) < 16)
+			printf("  round %d, page %zu: touched, but the query says %s\n", race_round,
+			       p, pmv_strerror(st[p]));
+	return bad;
+}
+
+/* Map PROT_NONE over a hole we just made, before anyone else maps there. */
+static int race_plug(char *a, size_t len)
+{
+	void *p = t_sys_mmap(a, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+			     -1, 0);
+
+	if (p == a)
+		return 0;
+	printf("  cannot plug the hole at %p: %s\n", (void *)a, strerror(errno));
+	return 1;
+}
+
+static long race_mremap_round(unsigned *seed)
+{
+	size_t len = NRACE * T_SZ_4K, cut = (NRACE / 4 + rand_r(seed) % (NRACE / 2)) & ~7UL;
+	size_t clen = len - cut * T_SZ_4K;
+	bool remap = rand_r(seed) & 1;
+	char *b = t_map(ctx, len, 0, 0), *dst = NULL, *moved;
+	long bad = 0;
+
+	if (remap) {
+		dst = t_sys_mmap(NULL, clen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		T_ASSERT(dst != MAP_FAILED, "mmap: %s", strerror(errno));
+	}
+	atomic_store(&race_now, 0);
+	atomic_store(&race_base, b);
+	pthread_barrier_wait(&race_go);
+	/* the touchers are at about page race_now: cut there */
+	while (atomic_load(&race_now) < (long)cut)
+		sched_yield();
+	if (remap) {
+		moved = t_sys_mremap(b + cut * T_SZ_4K, clen, clen, MREMAP_MAYMOVE | MREMAP_FIXED,
+				     dst);
+		T_ASSERT(moved == dst, "mremap: %s", strerror(errno));
+	} else {
+		T_EQ(t_sys_munmap(b + cut * T_SZ_4K, clen), 0);
+	}
+	bad += race_plug(b + cut * T_SZ_4K, clen);
+	pthread_barrier_wait(&race_end);
+	for (size_t p = 0; p < cut; p++)
+		bad += race_check(b + p * T_SZ_4K, race_word(race_round, p), "kept", p);
+	bad += race_query(b, cut);
+	for (size_t p = cut; remap && p < NRACE; p++)
+		bad += race_check(dst + (p - cut) * T_SZ_4K, race_ok[p] ? race_word(race_round, p) : 0,
+				  "moved", p);
+	T_EQ(t_sys_munmap(b, len), 0);
+	if (remap)
+		T_EQ(t_sys_munmap(dst, clen), 0);
+	return bad;
+}
+
+static long race_dontneed_round(char *b, unsigned *seed, long *discards)
+{
+	long bad = 0;
+
+	atomic_store(&race_pass, ntouch);
+	atomic_store(&race_quiet, 0);
+	atomic_store(&race_base, b);
+	pthread_barrier_wait(&race_go);
+	atomic_store(&race_now, 0);
+	while (atomic_load(&race_pass) > 0) {
+		/* about where the touchers are: their first touches in flight */
+		long now = atomic_load(&race_now), next = now + 1 + rand_r(seed) % 4;
+		size_t n = 1 + rand_r(seed) % 8, p = (size_t)now + rand_r(seed) % 4;
+
+		p = p >= 2 ? p - 2 : 0;
+		if (p + n > NRACE)
+			p = NRACE - n;
+
+		T_EQ(t_sys_madvise(b + p * T_SZ_4K, n * T_SZ_4K, MADV_DONTNEED), 0);
+		(*discards)++;
+		/* paced by the first touches: a few between discards */
+		while (atomic_load(&race_now) < next && atomic_load(&race_pass) > 0)
+			sched_yield();
+	}
+	atomic_store(&race_quiet, 1);
+	pthread_barrier_wait(&race_end);
+	for (size_t p = 0; p < NRACE; p++)
+		bad += race_check(b + p * T_SZ_4K, race_word(race_round, p), "touched", p);
+	bad += race_query(b, NRACE);
+	/* next round's stores are first touches again */
+	T_EQ(t_sys_madvise(b, NRACE * T_SZ_4K, MADV_DONTNEED), 0);
+	return bad;
+}
+
+/* Discard pages found parked while they are read; the rest keep their word. */
+static long race_parked_round(char *b, unsigned *seed, long *discards)
+{
+	uint8_t gone[NRACE] = { 0 };
+	long bad = 0;
+	int n = 0;
+
+	atomic_store(&race_reading, 1);
+	atomic_store(&race_base, b);
+	pthread_barrier_wait(&race_go);
+	/* fixed work: 8 discards of pages caught parked (a control run has none) */
+	while (ctx && n < 8) {
+		size_t from = rand_r(seed) % NRACE, p = NRACE;
+
+		for (size_t i = 0; i < NRACE && p == NRACE; i++)
+			if (!gone[(from + i) % NRACE] && t_present(b + (from + i) % NRACE * T_SZ_4K) == 0)
+				p = (from + i) % NRACE;
+		if (p == NRACE) {
+			sched_yield();
+			continue;
+		}
+		T_EQ(t_sys_madvise(b + p * T_SZ_4K, T_SZ_4K, MADV_DONTNEED), 0);
+		gone[p] = 1;
+		n++;
+		(*discards)++;
+		t_beat();
+	}
+	atomic_store(&race_reading, 0);
+	pthread_barrier_wait(&race_end);
+	for (size_t p = 0; p < NRACE; p++)
+		bad += race_check(b + p * T_SZ_4K, gone[p] ? 0 : race_word(0, p), "read", p);
+	/* the discarded ones get their word back: first touches */
+	for (size_t p = 0; p < NRACE; p++)
+		if (gone[p])
+			*(uint64_t *)(b + p * T_SZ_4K) = race_word(0, p);
+	bad += race_query(b, NRACE);
+	return bad;
+}
+
+static int race(const struct t_case *c)
+{
+	struct sigaction sa = { .sa_sigaction = race_segv_handler, .sa_flags = SA_SIGINFO };
+	pthread_t th[MAXT];
+	unsigned seed = SEED ^ (unsigned)c->mode;
+	int nrounds = t_rounds(64), bad = 0;
+	long nbad = 0, discards = 0;
+	cpu_set_t mine;
+	char *b = NULL;
+
+	setenv("PAGEMOVE_FAULT_HANDLERS", c->variant ? "all" : "follow", 1);
+	/* every 4th fault a handler answers holds its page 100 us: events come meanwhile */
+	setenv("PAGEMOVE_INJECT_HOLD_US", "100", 1);
+	sched_getaffinity(0, sizeof(mine), &mine);
+	ntouch = CPU_COUNT(&mine) < 2 ? 2 : CPU_COUNT(&mine) > MAXT ? MAXT : CPU_COUNT(&mine);
+	race_kind = c->mode;
+	sigemptyset(&sa.sa_mask);
+	T_EQ(sigaction(SIGSEGV, &sa, NULL), 0);
+	ctx = t_control() ? NULL : t_ctx(2, NULL, 0);
+	if (race_kind != RACE_MREMAP)
+		b = t_map(ctx, NRACE * T_SZ_4K, 0, 0);
+	for (size_t p = 0; race_kind == RACE_PARKED && p < NRACE; p++)
+		*(uint64_t *)(b + p * T_SZ_4K) = race_word(0, p);
+	T_EQ(pthread_barrier_init(&race_go, NULL, ntouch + 1), 0);
+	T_EQ(pthread_barrier_init(&race_end, NULL, ntouch + 1), 0);
+	for (int k = 0; k < ntouch; k++)
+		T_EQ(pthread_create(&th[k], NULL, toucher, (void *)(intptr_t)k), 0);
+	for (race_round = 0; race_round < nrounds; race_round++) {
+		t_step("round %d", race_round);
+		nbad += race_kind == RACE_MREMAP ? race_mremap_round(&seed) :
+			race_kind == RACE_DONTNEED ? race_dontneed_round(b, &seed, &discards) :
+			race_parked_round(b, &seed, &discards);
+	}
+	atomic_store(&race_base, NULL);
+	pthread_barrier_wait(&race_go);
+	for (int k = 0; k < ntouch; k++)
+		pthread_join(th[k], NULL);
+	printf("  %d touchers x %d rounds: %ld stores, %ld met SIGSEGV, %ld discards, %ld bad\n",
+	       ntouch, nrounds, atomic_load(&race_stores), atomic_load(&race_segv), discards, nbad);
+	T_CHECK(bad, nbad == 0, "%ld bad bytes or unmanaged pages", nbad);
+	pmv_destroy(ctx);
+	return bad;
+}
+
 /* ---- the sub-test ---------------------------------------------------------- */
 
 struct how {
@@ -565,6 +884,22 @@ int main(void)
 				continue;
 			}
 			t_run_isolated(&s, &c, run, 0);
+		}
+	for (int kind = 0; kind < 3; kind++)
+		for (int all = 0; all < 2; all++) {
+			static const char *const what[] = {
+				"first_touches_race_the_programs_mremap_and_munmap",
+				"first_touches_race_madv_dontneed",
+				"sampled_accesses_race_madv_dontneed",
+			};
+			char name[128];
+			struct t_case c = { .mode = kind, .variant = all, .name = name };
+
+			if (kind != RACE_DONTNEED)
+				continue;
+			snprintf(name, sizeof(name), "%s_handlers_%s", what[kind],
+				 all ? "on_every_cpu" : "following");
+			t_run_isolated(&s, &c, race, 0);
 		}
 	if (!no_cpuset)
 		rmdir(cpuset_dir);	/* its processes are gone */
