@@ -491,7 +491,8 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 	while (i < n) {
 		size_t psz = _pmv_page_size(pgs[i]), k = 1, done = 0, total, ndone;
 		size_t lim = end ? end : psz;
-		uintptr_t dst;
+		uintptr_t dst, home = _pmv_page_addr(pgs[i]);
+		unsigned fl = flags;
 		int ret;
 
 		event_rdlock(ctx);
@@ -503,30 +504,40 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 			off = 0;
 			continue;
 		}
+		/*
+		 * The program moved the page with mremap while we held it: it
+		 * goes to its new address, but whoever faulted waits at the old
+		 * one, which a wake by the move would miss. Wake them there,
+		 * after the move (they fault again and meet what is there now).
+		 */
+		if (dst != home)
+			fl &= ~PMV_MV_WAKE;
 		/* a run of neighbours on both sides, none of them marked */
-		while (!off && !end && i + k < n && _pmv_page_size(pgs[i + k]) == psz &&
+		while (dst == home && !off && !end && i + k < n && _pmv_page_size(pgs[i + k]) == psz &&
 		       !(_pmv_page_flags(pgs[i + k]) & (PG_discard | PG_gone)) &&
 		       _pmv_page_addr(pgs[i + k]) == dst + k * psz &&
 		       slot[i + k] == slot[i] + k * psz)
 			k++;
 		ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, (k - 1) * psz + lim - off,
-				     flags, &done);
+				     fl, &done);
 		if (ret == -EINVAL && !done && k > 1) {
 			/* a run may cross into a VMA the program changed: head alone */
 			k = 1;
-			ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, psz - off, flags, &done);
+			ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, psz - off, fl, &done);
 		}
 		total = off + done;
 		/* a head's caller has its own way out (it assembles the page) */
 		if (ret == -EINVAL && !end) {
 			size_t f = total / psz, o = total % psz, cdone = 0;
 
-			ret = copy_in(ctx, dst + f * psz + o, slot[i + f] + o, lim - o, flags, &cdone);
+			ret = copy_in(ctx, dst + f * psz + o, slot[i + f] + o, lim - o, fl, &cdone);
 			total += cdone;
 			if (!ret)
 				k = f + 1;	/* the run ends with the page copied */
 		}
 		event_rdunlock(ctx);
+		if (fl != flags)
+			_pmv_uffd_wake(ctx, home, psz);
 		if (end && (!ret || total >= end)) {
 			ret = 0;
 			total = psz;	/* the tail was in already */

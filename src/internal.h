@@ -402,7 +402,8 @@ PMV_HIDDEN void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg);
  * A destination that the program made read-only, PROT_NONE or mlocked
  * meanwhile is filled with UFFDIO_COPY instead and the slot emptied, so
  * that success always leaves the slot empty. A page moved by mremap goes
- * to its new address.
+ * to its new address; with PMV_MV_WAKE the threads waiting at its old one
+ * are woken (they fault again there).
  */
 PMV_HIDDEN void _pmv_move_in(pmv_ctx *ctx, struct _pmv_page *const *pgs,
 			     const uintptr_t *slot, size_t n, unsigned flags,
