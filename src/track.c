@@ -66,7 +66,8 @@ static uint32_t now_us32(pmv_ctx *ctx)
  * gate, so a page discarded or unmapped while parked stays out:
  * -ECANCELED). If that stops (only a park that itself stopped half way
  * leaves pieces on both sides), move back piece by piece whatever the
- * slot still holds.
+ * slot still holds. -EAGAIN: an event is unread, or one read since the
+ * gate marked the page; it stays parked, for the next fault or unpark.
  */
 static int restore(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t slot, size_t size, bool wake)
 {
@@ -74,23 +75,45 @@ static int restore(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t slot, size_t si
 	size_t done = 0;
 	int ret = _pmv_move_in_one(ctx, pg, (void *)slot, wake ? PMV_MV_WAKE : 0, &done);
 
-	if (!ret || ret == -ECANCELED)
-		return ret;
+	if (!ret)
+		return 0;
+	if (ret == -ECANCELED || ret == -EAGAIN)
+		goto out;
+	/*
+	 * Piece by piece is a move in too: under event_lock read, and not
+	 * once an event read since the gate has marked the page (the
+	 * program's madvise would then zap before our moves and get its
+	 * discarded data back; its munmap or mremap, a wrong address). The
+	 * marks settle when the page unlocks, and the next restore goes
+	 * through the gate. PMV_MV_ONCE: never wait for an event while
+	 * holding the lock that its reader needs.
+	 */
+	pthread_rwlock_rdlock(&ctx->event_lock);
 	ret = 0;
 	for (size_t off = done; off < size; off += PMV_SIZE_4K) {
 		int r;
 
+		if (_pmv_page_flags(pg) & (PG_discard | PG_gone)) {
+			ret = -EAGAIN;
+			break;
+		}
 		if (!_pmv_page_mapped(ctx, slot + off))
 			continue;
-		r = _pmv_uffd_move(ctx, addr + off, slot + off, PMV_SIZE_4K, 0, NULL);
+		r = _pmv_uffd_move(ctx, addr + off, slot + off, PMV_SIZE_4K, PMV_MV_ONCE, NULL);
 		if (r && !ret)
 			ret = r;
 	}
+	pthread_rwlock_unlock(&ctx->event_lock);
+out:
+	/*
+	 * Nothing (or not all) went in, so no move woke the accessor: it
+	 * faults again and meets what the program left there (a first touch,
+	 * SIGSEGV, or this page, still parked).
+	 */
 	if (wake)
 		_pmv_uffd_wake(ctx, addr, size);
 	return ret;
 }
-
 
 static void parked_account(pmv_ctx *ctx, struct _pmv_page *pg, int d)
 {
@@ -156,9 +179,10 @@ static int unpark(pmv_ctx *ctx, struct _pmv_page *pg, bool wake)
 	}
 	if (ret) {
 		/*
-		 * Only an outside munmap/mremap of managed memory makes the
-		 * address refuse its page. Keep the slot out of the pool (it
-		 * still holds data) and the page parked: never lose it.
+		 * An event unread or just read (-EAGAIN), or an outside
+		 * munmap/mremap of managed memory that makes the address
+		 * refuse its page. Keep the slot out of the pool (it still
+		 * holds data) and the page parked: never lose it.
 		 */
 		return ret;
 	}
@@ -192,8 +216,8 @@ void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg)
 
 	_pmv_inject_hold(ctx);
 	t0 = track_clock_ns();
-	if (unpark(ctx, pg, true))
-		return;
+	if (unpark(ctx, pg, true) || !(_pmv_page_flags(pg) & PG_present))
+		return;	/* still parked, or discarded or unmapped meanwhile: no sample */
 	heat = __atomic_load_n(&pg->heat, __ATOMIC_RELAXED);
 	/*
 	 * Lean to the lower envelope of the intervals: a sample is mostly

@@ -895,8 +895,6 @@ int main(void)
 			char name[128];
 			struct t_case c = { .mode = kind, .variant = all, .name = name };
 
-			if (kind == RACE_PARKED)
-				continue;
 			snprintf(name, sizeof(name), "%s_handlers_%s", what[kind],
 				 all ? "on_every_cpu" : "following");
 			t_run_isolated(&s, &c, race, 0);
