@@ -319,7 +319,7 @@ static bool range_done(pmv_ctx *ctx, const struct _pmv_zap_wait *z)
 	       for_range(ctx, z->start, z->end, unlocked, NULL);
 }
 
-bool _pmv_event_poll(pmv_ctx *ctx)
+void _pmv_event_poll(pmv_ctx *ctx)
 {
 	uint64_t now = ctx->nzap_wait ? _pmv_now_ns() : 0;
 
@@ -329,13 +329,18 @@ bool _pmv_event_poll(pmv_ctx *ctx)
 		else
 			watch_end(ctx, i);
 	}
-	return ctx->nzap_wait;
 }
 
+/*
+ * From a first touch: its handler holds no event_lock, and readers of it
+ * never wait for a page lock, so taking it written under the page lock
+ * is safe; it keeps the watches the janitor and event readers share.
+ */
 bool _pmv_event_reap(pmv_ctx *ctx)
 {
 	bool any = false;
 
+	pthread_rwlock_wrlock(&ctx->event_lock);
 	for (size_t i = 0; i < ctx->nzap_wait;) {
 		if (!range_done(ctx, &ctx->zap_wait[i])) {
 			i++;
@@ -344,14 +349,17 @@ bool _pmv_event_reap(pmv_ctx *ctx)
 		watch_end(ctx, i);
 		any = true;
 	}
+	pthread_rwlock_unlock(&ctx->event_lock);
 	return any;
 }
 
 void _pmv_event_unwatch(pmv_ctx *ctx, struct _pmv_page *pg)
 {
 	uintptr_t pa = _pmv_page_addr(pg), pe = pa + _pmv_page_size(pg);
-	size_t n = ctx->nzap_wait, k = 0;
+	size_t n, k = 0;
 
+	pthread_rwlock_wrlock(&ctx->event_lock);	/* as in _pmv_event_reap() */
+	n = ctx->nzap_wait;
 	/* cut [pa, pe) out of every range */
 	for (size_t i = 0; i < n; i++) {
 		struct _pmv_zap_wait z = ctx->zap_wait[i];
@@ -374,6 +382,7 @@ void _pmv_event_unwatch(pmv_ctx *ctx, struct _pmv_page *pg)
 	ctx->nzap_wait = k;
 	if (!watched(ctx, pa, pe))
 		_pmv_page_clear(pg, PG_zap);
+	pthread_rwlock_unlock(&ctx->event_lock);
 }
 
 void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
@@ -608,12 +617,12 @@ int _pmv_move_in_head(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t len
  */
 void _pmv_out_lock(pmv_ctx *ctx)
 {
-	event_rdlock(ctx, _pmv_is_fault_thread());
+	event_rdlock(ctx);
 }
 
 void _pmv_out_unlock(pmv_ctx *ctx)
 {
-	event_rdunlock(ctx, _pmv_is_fault_thread());
+	event_rdunlock(ctx);
 }
 
 bool _pmv_out_refused(const struct _pmv_page *pg)

@@ -61,7 +61,6 @@ struct handler {
 	int cpu;		/* pinned to; -1: any of the allowed (helper, under f->mu) */
 	int ctl;		/* eventfd: look at `armed` and f->stop again */
 	_Atomic bool armed;	/* poll the userfaultfd */
-	bool started;
 };
 
 struct _pmv_fault {
@@ -664,7 +663,6 @@ static int handler_start(struct _pmv_fault *f, int cpu, bool armed)
 		close(h->ctl);
 		return -ret;
 	}
-	h->started = true;
 	atomic_store(&f->nh, i + 1);
 	snprintf(name, sizeof(name), "pmv-fault%u", i % 100);
 	pthread_setname_np(h->th, name);

@@ -375,18 +375,19 @@ PMV_HIDDEN void _pmv_event_handle(pmv_ctx *ctx, const struct uffd_msg *msg);
  */
 PMV_HIDDEN void _pmv_page_forget(pmv_ctx *ctx, struct _pmv_page *pg);
 /*
- * The janitor handler (fault.c), with regions_lock read: clear PG_zap of
- * pages whose discarded range is unmapped now (forgetting pages discarded
- * whole), or whose wait is over. True while some are still watched (poll
- * again soon).
+ * The janitor handler (fault.c), with regions_lock read and event_lock
+ * written: clear PG_zap of pages whose discarded range is unmapped now
+ * (forgetting pages discarded whole), or whose wait is over. Its caller
+ * reads ctx->nzap_wait, under the same lock, to know whether to poll
+ * again soon.
  */
-PMV_HIDDEN bool _pmv_event_poll(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_event_poll(pmv_ctx *ctx);
 /*
- * The fault thread, finding no room for a first touch: forget now the
+ * A first touch finding no room, with regions_lock read: forget now the
  * pages discarded whole whose zap has run. True if it forgot any.
  */
 PMV_HIDDEN bool _pmv_event_reap(pmv_ctx *ctx);
-/* The fault thread, pg locked and replaced by a first touch: stop its watches. */
+/* A first touch, pg locked and replaced, with regions_lock read: stop its watches. */
 PMV_HIDDEN void _pmv_event_unwatch(pmv_ctx *ctx, struct _pmv_page *pg);
 /* Settle the marks of a locked page (called by _pmv_page_unlock). */
 PMV_HIDDEN void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg);
