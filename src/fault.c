@@ -92,6 +92,7 @@ struct _pmv_fault {
 	_Atomic bool follow_due;	/* it was asked */
 	_Atomic bool spare;		/* a CPU without an armed handler, for the helper */
 	cpu_set_t initial;		/* the creator's CPUs */
+	int count[CPU_SETSIZE];		/* follow(): faulting threads per CPU (the helper's) */
 	/* the helper thread */
 	pthread_t helper;
 	bool helper_started;
@@ -838,12 +839,12 @@ static bool arm(struct _pmv_fault *f, const int *count, const cpu_set_t *allowed
  */
 static bool follow(struct _pmv_fault *f)
 {
-	static int count[CPU_SETSIZE];
+	int *count = f->count;
 	uint64_t now = _pmv_now_ns();
 	cpu_set_t allowed;
 	int seen = 0;
 
-	memset(count, 0, sizeof(count));
+	memset(f->count, 0, sizeof(f->count));
 	CPU_ZERO(&allowed);
 	for (unsigned i = 0; i < PMV_SEEN; i++) {
 		pid_t tid = atomic_load_explicit(&f->seen[i].tid, memory_order_relaxed);
