@@ -1187,6 +1187,28 @@ static inline int t_run_isolated(struct t_suite *s, const struct t_case *c, t_ca
 }
 
 /*
+ * A sub-test not run for want of a prerequisite (THP, root, a cpuset, a
+ * second CPU): SKIP, saying why; under CI=true, where every prerequisite
+ * must be there, a FAIL (as tests/run.sh fails a program that skips).
+ */
+static inline void t_suite_skip(struct t_suite *s, const char *name, const char *why)
+{
+	const char *only = getenv("PMV_TEST_ONLY"), *ci = getenv("CI");
+	size_t l = strlen(s->failed_names);
+
+	if (only && *only && !strstr(name, only))
+		return;
+	if (!ci || strcmp(ci, "true")) {
+		printf("SKIP %s: %s\n", name, why);
+		s->skipped++;
+		return;
+	}
+	printf("FAIL %s: skipped under CI=true: %s\n", name, why);
+	s->failed++;
+	snprintf(s->failed_names + l, sizeof(s->failed_names) - l, " %s", name);
+}
+
+/*
  * The sub-test fn_name(mode, huge, variant): its name says what, while
  * what and which page size ("test_dontneed_zeroes_while_migrating_4k",
  * mode < 0: no mode). 2 MB cases are skipped, saying so, without THP.
@@ -1197,16 +1219,12 @@ static inline int t_suite_case(struct t_suite *s, const char *fn_name, t_case_fn
 {
 	char name[256];
 	struct t_case c = { .mode = mode, .huge = huge, .variant = variant, .name = name };
-	const char *only = getenv("PMV_TEST_ONLY");
 
 	snprintf(name, sizeof(name), "%s%s%s%s%s_%s", fn_name, vname ? "_" : "",
 		 vname ? vname : "", mode >= 0 ? "_while_" : "",
 		 mode >= 0 ? t_mode_names[mode] : "", huge ? "2m" : "4k");
 	if (huge && !t_thp_enabled()) {
-		if (!only || strstr(name, only)) {
-			printf("SKIP %s: transparent huge pages are disabled\n", name);
-			s->skipped++;
-		}
+		t_suite_skip(s, name, "transparent huge pages are disabled");
 		return 0;
 	}
 	return t_run_isolated(s, &c, fn, expect_sig);
