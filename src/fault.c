@@ -623,8 +623,8 @@ static void *handler_main(void *arg)
 }
 
 /*
- * Start handler i, pinned to cpu (-1: the creator's CPUs). Caller holds
- * f->mu, or is starting the context.
+ * Start the next handler, pinned to cpu (-1: floating over the creator's
+ * CPUs), at the start of the context only.
  */
 static int handler_start(struct _pmv_fault *f, int cpu, bool armed)
 {
@@ -651,7 +651,7 @@ static int handler_start(struct _pmv_fault *f, int cpu, bool armed)
 		CPU_ZERO(&set);
 		CPU_SET(cpu, &set);
 		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	} else {
+	} else if (CPU_COUNT(&f->initial)) {
 		pthread_attr_setaffinity_np(&attr, sizeof(f->initial), &f->initial);
 	}
 	/* Signals belong to the program's threads, never to ours. */
@@ -787,11 +787,7 @@ static bool arm(struct _pmv_fault *f, const int *count, const cpu_set_t *allowed
 		if (!CPU_ISSET(c, &want))
 			continue;
 		h = handler_on(f, c);
-		if (!h && handler_start(f, c, true) == 0) {
-			narmed++;
-			changed = true;
-			continue;
-		}
+		/* none there: move one (they were all made at the start) */
 		for (unsigned i = 0; !h && i < atomic_load(&f->nh); i++) {
 			struct handler *p = &f->h[i];
 			cpu_set_t one;
@@ -964,11 +960,15 @@ int _pmv_fault_start(pmv_ctx *ctx)
 	if (sched_getaffinity(0, sizeof(f->initial), &f->initial))
 		CPU_ZERO(&f->initial);
 	/*
-	 * One handler per CPU the creator may use (at most f->max), made now
-	 * so that no thread (stack, malloc arena) is made after the program
-	 * may have called mlockall. Armed: the creator's CPU only (in a
-	 * program that creates its context and then touches its memory, the
-	 * first faults are taken there), or every one with ARM_ALL.
+	 * All f->max handlers are made now, so that no thread (stack, malloc
+	 * arena) is made after the program may have called mlockall or set
+	 * RLIMIT_AS (DESIGN.md: nothing is mapped later): one pinned to each
+	 * CPU the creator may use, the rest parked, floating over those CPUs
+	 * until arm() moves them where the program's threads come to fault
+	 * (its affinity or cpuset may grow). Armed: the creator's CPU only
+	 * (in a program that creates its context and then touches its
+	 * memory, the first faults are taken there), or every one with
+	 * ARM_ALL.
 	 */
 	cpu = sched_getcpu();
 	if (cpu < 0 || !CPU_ISSET(cpu, &f->initial))
@@ -980,6 +980,8 @@ int _pmv_fault_start(pmv_ctx *ctx)
 			ret = handler_start(f, c, f->mode == ARM_ALL || !atomic_load(&f->nh));
 	if (!ret && !atomic_load(&f->nh))
 		ret = handler_start(f, -1, true);	/* no affinity to read: anywhere */
+	while (!ret && atomic_load(&f->nh) < f->max)
+		ret = handler_start(f, -1, false);
 	if (ret)
 		return ret;
 	pthread_attr_init(&attr);

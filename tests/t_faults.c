@@ -266,6 +266,14 @@ static void *signaller(void *arg)
 	return NULL;
 }
 
+/* The fault handlers a context makes: one per CPU, at most 16. */
+static int t_handlers_expected(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_CONF);
+
+	return n < 1 ? 1 : n > 16 ? 16 : (int)n;
+}
+
 /* ---- cpuset (cgroup v1) ---------------------------------------------------- */
 
 static int write_file(const char *path, const char *text)
@@ -735,6 +743,281 @@ static int race(const struct t_case *c)
 	return bad;
 }
 
+/* ---- where the handlers are ----------------------------------------------- */
+
+/*
+ * Where the library's threads may run, and how often each was woken
+ * (voluntary context switches: a handler serving faults sleeps in poll()
+ * and is woken once for each). A worker pinned to one CPU first-touches
+ * pages (each round discards them again):
+ *  - WHERE_FOLLOW: with the handlers following, a handler pinned to the
+ *    worker's CPU serves its faults, and no handler woken for them may run
+ *    elsewhere;
+ *  - WHERE_NONE_LATER: the context made while its creator could use one
+ *    CPU, then the CPUs widened: every handler was made at pmv_create, and
+ *    no thread is made after (mlockall(MCL_FUTURE) and RLIMIT_AS: nothing
+ *    is mapped later);
+ *  - WHERE_NEW_MASKS: the program's threads are moved to one CPU, then to
+ *    another, with sched_setaffinity: the handlers and the helper follow,
+ *    and stay inside the threads' new masks.
+ * Progress only: each step faults until what it waits for holds (a hang is
+ * the watchdog's failure), then checks it again after fixed work.
+ */
+enum { WHERE_FOLLOW, WHERE_NONE_LATER, WHERE_NEW_MASKS };
+
+#define NWHERE		256	/* 4 KB pages a worker round touches */
+#define MAXLIB		64
+
+struct lib_thread {
+	pid_t tid;
+	char comm[32];
+	cpu_set_t mask;
+	long wakes;
+};
+
+static char *where_area;
+static atomic_int where_cpu;		/* the worker's CPU; -1: stop */
+static atomic_long where_rounds, where_bad;
+
+static long task_wakes(pid_t tid)
+{
+	char path[64], line[128];
+	long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/* The library's fault handlers and helper; also the number of all threads. */
+static int lib_threads(struct lib_thread *out, int *nall)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	*nall = 0;
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		char path[300];
+		pid_t tid = atoi(e->d_name);
+		FILE *f;
+
+		if (tid <= 0)
+			continue;
+		(*nall)++;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(out[n].comm, sizeof(out[n].comm), f))
+			out[n].comm[0] = 0;
+		fclose(f);
+		out[n].comm[strcspn(out[n].comm, "\n")] = 0;
+		if (strncmp(out[n].comm, "pmv-fault", 9) && strcmp(out[n].comm, "pmv-helper"))
+			continue;
+		out[n].tid = tid;
+		if (sched_getaffinity(tid, sizeof(out[n].mask), &out[n].mask))
+			continue;
+		out[n].wakes = task_wakes(tid);
+		if (n < MAXLIB - 1)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static int nhandlers(const struct lib_thread *t, int n)
+{
+	int h = 0;
+
+	for (int i = 0; i < n; i++)
+		h += !strncmp(t[i].comm, "pmv-fault", 9);
+	return h;
+}
+
+/* Is a handler pinned to cpu alone? */
+static bool handler_pinned(const struct lib_thread *t, int n, int cpu)
+{
+	for (int i = 0; i < n; i++)
+		if (!strncmp(t[i].comm, "pmv-fault", 9) && CPU_COUNT(&t[i].mask) == 1 &&
+		    CPU_ISSET(cpu, &t[i].mask))
+			return true;
+	return false;
+}
+
+/* The library threads that may run outside mask, printed when say. */
+static int outside(const struct lib_thread *t, int n, const cpu_set_t *mask, bool say)
+{
+	int out = 0;
+
+	for (int i = 0; i < n; i++) {
+		cpu_set_t x;
+
+		CPU_AND(&x, &t[i].mask, mask);
+		if (CPU_EQUAL(&x, &t[i].mask))
+			continue;
+		if (say)
+			printf("  %s (tid %d) may run on %d CPUs outside the program's\n",
+			       t[i].comm, (int)t[i].tid, CPU_COUNT(&t[i].mask) - CPU_COUNT(&x));
+		out++;
+	}
+	return out;
+}
+
+/* First touches, one round at a time, on the CPU where_cpu says. */
+static void *where_worker(void *arg)
+{
+	int cpu = -2;
+
+	(void)arg;
+	for (;;) {
+		int want = atomic_load(&where_cpu);
+
+		if (want == -1)
+			break;
+		if (want != cpu) {
+			cpu_set_t one;
+
+			CPU_ZERO(&one);
+			CPU_SET(want, &one);
+			sched_setaffinity(0, sizeof(one), &one);
+			cpu = want;
+		}
+		for (size_t p = 0; p < NWHERE; p++)
+			*(volatile uint64_t *)(where_area + p * T_SZ_4K) = race_word(0, p);
+		for (size_t p = 0; p < NWHERE; p++)
+			if (*(volatile uint64_t *)(where_area + p * T_SZ_4K) != race_word(0, p))
+				atomic_fetch_add(&where_bad, 1);
+		t_sys_madvise(where_area, NWHERE * T_SZ_4K, MADV_DONTNEED);
+		atomic_fetch_add(&where_rounds, 1);
+		t_beat();
+	}
+	return NULL;
+}
+
+static void where_wait_rounds(long n)
+{
+	long until = atomic_load(&where_rounds) + n;
+
+	while (atomic_load(&where_rounds) < until)
+		usleep(1000);
+}
+
+static void pin_self(const cpu_set_t *m)
+{
+	sched_setaffinity(0, sizeof(*m), m);
+}
+
+static int where(const struct t_case *c)
+{
+	struct lib_thread t0[MAXLIB], t1[MAXLIB];
+	int n0, n1, nall0, nall1, bad = 0, c0 = -1, c1 = -1;
+	cpu_set_t all, one0, one1;
+	pthread_t w;
+
+	setenv("PAGEMOVE_FAULT_HANDLERS", c->variant ? "all" : "follow", 1);
+	sched_getaffinity(0, sizeof(all), &all);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &all)) {
+			if (c0 < 0)
+				c0 = cpu;
+			c1 = cpu;
+		}
+	CPU_ZERO(&one0);
+	CPU_SET(c0, &one0);
+	CPU_ZERO(&one1);
+	CPU_SET(c1, &one1);
+	/* made on the first CPU: the creator's handler is armed there */
+	pin_self(&one0);
+	ctx = t_ctx(1, NULL, 0);
+	n0 = lib_threads(t0, &nall0);
+	where_area = t_map(ctx, NWHERE * T_SZ_4K, 0, 0);
+	if (c->mode != WHERE_NONE_LATER)
+		pin_self(&all);
+	atomic_store(&where_cpu, c1);
+	T_EQ(pthread_create(&w, NULL, where_worker, NULL), 0);
+	if (c->mode == WHERE_NONE_LATER) {
+		/* the CPUs widen after pmv_create: the worker faults on another */
+		t_step("faults on CPU %d until a handler is pinned there", c1);
+		do {
+			where_wait_rounds(1);
+			n1 = lib_threads(t1, &nall1);
+		} while (!handler_pinned(t1, n1, c1));
+		where_wait_rounds(8);
+		n1 = lib_threads(t1, &nall1);
+		T_CHECK(bad, nhandlers(t0, n0) == t_handlers_expected(), "%d handlers at pmv_create, "
+			"want %d", nhandlers(t0, n0), t_handlers_expected());
+		T_CHECK(bad, nhandlers(t1, n1) == nhandlers(t0, n0), "%d handlers after, %d at "
+			"pmv_create", nhandlers(t1, n1), nhandlers(t0, n0));
+		/* the worker is the one thread more */
+		T_CHECK(bad, nall1 == nall0 + 1, "%d threads after, %d at pmv_create (+1 worker)",
+			nall1, nall0);
+	} else if (c->mode == WHERE_FOLLOW) {
+		long k = 16, served = 0, elsewhere = 0;
+
+		t_step("faults on CPU %d until a handler is pinned there", c1);
+		do {
+			where_wait_rounds(1);
+			n0 = lib_threads(t0, &nall0);
+		} while (!handler_pinned(t0, n0, c1) || outside(t0, n0, &one1, false));
+		t_step("%ld rounds of first touches on CPU %d", k, c1);
+		where_wait_rounds(k);
+		n1 = lib_threads(t1, &nall1);
+		for (int i = 0; i < n1; i++)
+			for (int j = 0; j < n0; j++) {
+				long d = t1[i].wakes - t0[j].wakes;
+
+				if (t1[i].tid != t0[j].tid || strncmp(t1[i].comm, "pmv-fault", 9))
+					continue;
+				if (CPU_COUNT(&t1[i].mask) == 1 && CPU_ISSET(c1, &t1[i].mask) &&
+				    d > served)
+					served = d;
+				if (!CPU_EQUAL(&t1[i].mask, &one1) && d > k * NWHERE / 4)
+					elsewhere++;
+			}
+		printf("  %ld first touches on CPU %d: a handler pinned there woken %ld times\n",
+		       k * NWHERE, c1, served);
+		T_CHECK(bad, served >= k * NWHERE / 2, "the handler on CPU %d was woken %ld times "
+			"for %ld faults", c1, served, k * NWHERE);
+		T_CHECK(bad, elsewhere == 0, "%ld handlers that may run elsewhere served",
+			elsewhere);
+	} else {
+		const cpu_set_t *masks[] = { &one1, &one0, &one1 };
+
+		for (int m = 0; m < 3; m++) {
+			int cpu = m == 1 ? c0 : c1;
+
+			/* every thread of the program, the worker (by where_cpu) too */
+			pin_self(masks[m]);
+			atomic_store(&where_cpu, cpu);
+			t_step("faults on CPU %d until the library follows", cpu);
+			do {
+				where_wait_rounds(1);
+				n1 = lib_threads(t1, &nall1);
+			} while (outside(t1, n1, masks[m], false));
+			where_wait_rounds(8);
+			n1 = lib_threads(t1, &nall1);
+			T_CHECK(bad, outside(t1, n1, masks[m], true) == 0, "library threads outside "
+				"CPU %d after 8 more rounds", cpu);
+		}
+	}
+	atomic_store(&where_cpu, -1);
+	pthread_join(w, NULL);
+	T_CHECK(bad, atomic_load(&where_bad) == 0, "%ld words read back wrong",
+		atomic_load(&where_bad));
+	pmv_destroy(ctx);
+	return bad;
+}
+
 /* ---- the sub-test ---------------------------------------------------------- */
 
 struct how {
@@ -859,8 +1142,9 @@ static int run(const struct t_case *c)
 	if (ctx && h.cpuset != CPUSET_NONE) {
 		T_CHECK(bad, pmv_threads_outside(cpuset_cpu, &nh) == 0,
 			"a library thread may run outside the cpuset");
-		if (h.cpuset == CPUSET_BEFORE)	/* made inside: one CPU, one handler */
-			T_CHECK(bad, nh == 1, "%d fault handlers for one CPU", nh);
+		/* every handler is made at pmv_create, for every CPU there may be */
+		T_CHECK(bad, nh == t_handlers_expected(), "%d fault handlers, want %d", nh,
+			t_handlers_expected());
 	}
 	pmv_destroy(ctx);
 	return bad;
@@ -900,6 +1184,25 @@ int main(void)
 				 all ? "on_every_cpu" : "following");
 			t_run_isolated(&s, &c, race, 0);
 		}
+	{
+		static const struct { int mode, all; const char *name; } wh[] = {
+			{ WHERE_NONE_LATER, 0, "no_thread_is_made_after_pmv_create_when_cpus_widen" },
+		};
+		cpu_set_t mine;
+
+		sched_getaffinity(0, sizeof(mine), &mine);
+		for (size_t i = 0; i < sizeof(wh) / sizeof(wh[0]); i++) {
+			struct t_case c = { .mode = wh[i].mode, .variant = wh[i].all,
+					    .name = wh[i].name };
+
+			if (t_control())
+				continue;	/* about the library's threads only */
+			if (CPU_COUNT(&mine) < 2)
+				t_suite_skip(&s, c.name, "needs two CPUs");
+			else
+				t_run_isolated(&s, &c, where, 0);
+		}
+	}
 	if (!no_cpuset)
 		rmdir(cpuset_dir);	/* its processes are gone */
 	return t_suite_end(&s);
