@@ -21,6 +21,11 @@
  * watchdog (t_run_isolated) fails it. Fixed work: nothing is timed. A
  * cpuset case without root or a cgroup v1 cpuset is skipped, saying why,
  * and fails under CI=true.
+ *
+ * Then the races of several handlers with the program's own mremap,
+ * munmap and MADV_DONTNEED (first_touches_race_*, sampled_accesses_race_*)
+ * and where the handlers run (handlers_follow_*, handlers_stay_inside_*,
+ * no_thread_is_made_after_*): see their sections below.
  */
 #include <dirent.h>
 #include <pthread.h>
@@ -1186,7 +1191,10 @@ int main(void)
 		}
 	{
 		static const struct { int mode, all; const char *name; } wh[] = {
+			{ WHERE_FOLLOW, 0, "handlers_follow_the_faulting_thread_to_its_cpu" },
 			{ WHERE_NONE_LATER, 0, "no_thread_is_made_after_pmv_create_when_cpus_widen" },
+			{ WHERE_NEW_MASKS, 0, "handlers_stay_inside_new_affinity_masks_following" },
+			{ WHERE_NEW_MASKS, 1, "handlers_stay_inside_new_affinity_masks_on_every_cpu" },
 		};
 		cpu_set_t mine;
 
