@@ -77,11 +77,14 @@ struct _pmv_fault {
 	 * (event.c), every 1 ms. `hold` is set while it has announced itself
 	 * as a writer of regions_lock: the other handlers then stay out, or
 	 * their batches could overlap for ever and keep the surgery out.
-	 * Only the janitor reads `announced`.
+	 * `announced` is written by the janitor only (surgery()); every
+	 * handler reads it after its batch, as one of the signs that there is
+	 * housekeeping to take the janitor role for: atomic, and relaxed, as
+	 * the role itself changes hands under mu.
 	 */
 	_Atomic int janitor;
 	_Atomic uint32_t hold;		/* futex word */
-	bool announced;
+	_Atomic bool announced;
 	bool more;			/* under mu: work came while the janitor ran */
 	struct uffd_msg deferred[PMV_MAX_DEFERRED];	/* under mu */
 	size_t ndeferred;
@@ -461,13 +464,19 @@ static void surgery(struct _pmv_fault *f)
 {
 	pmv_ctx *ctx = f->ctx;
 	struct uffd_msg *again;
+	bool announced, got;
 	size_t n;
 
 	if (!atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire) &&
-	    !f->announced && !__atomic_load_n(&f->ndeferred, __ATOMIC_ACQUIRE))
+	    !atomic_load_explicit(&f->announced, memory_order_relaxed) &&
+	    !__atomic_load_n(&f->ndeferred, __ATOMIC_ACQUIRE))
 		return;
 	atomic_store(&f->hold, 1);
-	if (!_pmv_regions_trywrlock_fault(&ctx->regions_lock, &f->announced))
+	/* the janitor's own copy: it is the only writer */
+	announced = atomic_load_explicit(&f->announced, memory_order_relaxed);
+	got = _pmv_regions_trywrlock_fault(&ctx->regions_lock, &announced);
+	atomic_store_explicit(&f->announced, announced, memory_order_relaxed);
+	if (!got)
 		return;
 	_pmv_regions_apply(ctx);
 	_pmv_regions_wrunlock(&ctx->regions_lock);
@@ -555,7 +564,7 @@ static void serve(struct handler *h)
 	_pmv_regions_rdunlock(&ctx->regions_lock);
 	note_faulters(f, msgs, nmsg);
 
-	pending = zap || f->announced ||
+	pending = zap || atomic_load_explicit(&f->announced, memory_order_relaxed) ||
 		  atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire) ||
 		  __atomic_load_n(&f->ndeferred, __ATOMIC_ACQUIRE);
 	if (pending && !jan) {
@@ -576,7 +585,8 @@ static void serve(struct handler *h)
 		return;
 	surgery(f);
 	pthread_mutex_lock(&f->mu);
-	pending = zap || f->more || f->announced || f->ndeferred ||
+	pending = zap || f->more || atomic_load_explicit(&f->announced, memory_order_relaxed) ||
+		  f->ndeferred ||
 		  atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire);
 	f->more = false;
 	if (!pending)
@@ -925,6 +935,12 @@ void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps)
 	 * (taskset -c 0 doubled fault_first_touch_2m), but 4 KB fills, a few
 	 * hundred pages at a time, still beat the inline growth of 64 on 1
 	 * first touch in 64 (its p99: 80 us against 210).
+	 */
+	/*
+	 * Relaxed, spare and fill alike: hints. A stale spare makes one 2 MB
+	 * fill go ahead or wait for the next first touch that asks; a stale
+	 * fill bit one kick more or less (the helper's exchange of the bits
+	 * is the synchronization). Nothing else is published through them.
 	 */
 	if (!f || (ps == PMV_PS_2M && !atomic_load_explicit(&f->spare, memory_order_relaxed)) ||
 	    (atomic_load_explicit(&f->fill, memory_order_relaxed) & bit) ||
