@@ -36,8 +36,13 @@ uint64_t _pmv_thread_cpu_ns(void)
  * The CPU time of the calling thread, cheaply where that is possible: the
  * thread CPU clock is a system call (no vDSO), two per sampled access. A
  * SCHED_FIFO fault handler is preempted only by interrupts and higher
- * real-time threads, so its wall time is its CPU time, and the monotonic
- * clock is read in user space.
+ * real-time threads, so the monotonic clock, read in user space, gives
+ * its CPU time plus any time an unpark spends asleep: waiting for
+ * event_lock while another handler reads an event, for a tier lock, for
+ * the page of a slot to be populated. That is an upper bound: the
+ * tracking cost is over-counted, never under, so the budget
+ * (track_cpu_permille, at most 2% of a core) holds; sampling only gets
+ * a little stricter than it needs to be. Those waits are short and rare.
  */
 static uint64_t track_clock_ns(void)
 {
@@ -249,7 +254,7 @@ void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg)
 		_pmv_page_set(pg, PG_referenced);
 	}
 	_pmv_stat_add(&ctx->sample_faults, 1);
-	/* CPU, not wall time: on a busy machine waiting to run is not cost */
+	/* CPU time (or, SCHED_FIFO, a bound of it): waiting to run is not cost */
 	_pmv_stat_add(&ctx->track_ns, track_clock_ns() - t0);
 }
 
