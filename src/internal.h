@@ -235,7 +235,7 @@ struct _pmv_pool {
 	size_t nfilling;	/* slots the fault helper is populating (uncounted) */
 	uint64_t fill_failed_ns;	/* when a fill last failed (tier.c) */
 	void *reserve;		/* a hole only the fault handlers may use */
-	bool reserve_out;	/* a handler holds it (tier->reserve_cv) */
+	void *reserve_out;	/* the reserve a handler holds (tier->reserve_cv) */
 };
 
 struct _pmv_tier {

@@ -67,7 +67,7 @@ static void set_reserve(struct _pmv_tier *t, struct _pmv_pool *p, void *slot)
 	p->reserve = slot;
 	if (p->reserve_out) {
 		/* a handler may wait for it: see _pmv_pool_take_page */
-		p->reserve_out = false;
+		p->reserve_out = NULL;
 		pthread_cond_broadcast(&t->reserve_cv);
 	}
 }
@@ -370,7 +370,7 @@ static void *reserve_page(struct _pmv_tier *t, struct _pmv_pool *p)
 		return NULL;
 	}
 	p->reserve = NULL;
-	p->reserve_out = true;
+	p->reserve_out = slot;
 	return slot;
 }
 
@@ -487,6 +487,18 @@ void _pmv_pool_put_page(struct _pmv_tier *t, int ps, void *slot, bool clean)
 	if (!ok) {
 		/* No memory for bookkeeping: give the page back to the kernel. */
 		madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
+	}
+	if (p->reserve_out) {
+		/*
+		 * A handler may wait for the reserve (_pmv_pool_take_page),
+		 * and the pool has a page for it now. If this is the reserve
+		 * itself, back as a page (its first touch moved nothing in),
+		 * it is not out any more: the next hole refills the reserve.
+		 * Else the waiters slept their 100 ms holding a page lock.
+		 */
+		if (slot == p->reserve_out)
+			p->reserve_out = NULL;
+		pthread_cond_broadcast(&t->reserve_cv);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
