@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the program does to its own address space: userfaultfd's
- * non-cooperative events, read by the fault thread.
+ * non-cooperative events, read by whichever fault handler reads them
+ * (fault.c: several handlers read the one userfaultfd).
  *
  *   UFFD_EVENT_REMOVE  madvise(MADV_DONTNEED / MADV_FREE) on managed memory;
  *                      sent before the kernel zaps the range;
@@ -16,22 +17,27 @@
  * time after our read(). The race that matters is a mover that holds a
  * page out of its address (a migration, an exchange, a parked page) and
  * moves it back in after the zap: the program would read its discarded
- * data again. event_lock closes it. The fault thread holds it for writing
- * from before read() until it has marked every page the batch's events
- * touch; every move into a region address by another thread holds it for
- * reading, and checks the marks first (_pmv_move_in). A move in is thus
- * either wholly before the read (and the zap, after it, removes what it
- * put there) or after the marks (and it does not put back a discarded
- * page, nor into an address that is gone or has moved).
+ * data again. event_lock closes it. A handler holds it for writing from
+ * before its read() until it has marked every page its batch's events
+ * touch, so one handler reads at a time; every move into a region
+ * address, by any thread, a handler's own included (another handler may
+ * be reading meanwhile), holds it for reading and checks the marks first
+ * (_pmv_move_in). A move in is thus either wholly before the read (and the
+ * zap, after it, removes what it put there) or after the marks (and it
+ * does not put back a discarded page, nor into an address that is gone;
+ * a page mremap moved goes to its new address).
  *
- * Marks. A page the fault thread can lock is dealt with at once. A page
- * someone else holds gets PG_discard (pieces recorded in ctx->discards) or
- * PG_gone, and its holder settles it when it unlocks (_pmv_page_unlock).
- * Region-table changes (UNMAP, REMAP) need regions_lock for writing, which
- * the fault thread must never wait for (a copier holding it for reading may
- * need the fault thread, see fault.c). They queue as ctx->surgery and run
- * when no reader is left (_pmv_event_surgery); until then the dead pages
- * are PG_gone, and faults at a moved range's new address wait.
+ * Marks. A page the reading handler can lock is dealt with at once. A page
+ * someone else holds (a migration, or another handler answering a fault
+ * on it) gets PG_discard (pieces recorded in ctx->discards) or PG_gone,
+ * and its holder settles it when it unlocks (_pmv_page_unlock); a holder
+ * that meets a mark at the gate gets -ECANCELED and must wake whoever
+ * waits at the address. Region-table changes (UNMAP, REMAP) need
+ * regions_lock for writing, which no handler may wait for (a copier
+ * holding it for reading may need a handler, see fault.c). They queue as
+ * ctx->surgery, and the janitor handler applies them when no reader is
+ * left (_pmv_regions_apply); until then the dead pages are PG_gone, and
+ * faults at a moved range's new address wait for it.
  */
 #include <errno.h>
 #include <sched.h>
@@ -393,7 +399,7 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 		bool parked = f & PG_parked, all;
 
 		/*
-		 * Clear the mark before taking the records. The fault thread
+		 * Clear the mark before taking the records. The reading handler
 		 * records, then marks (both acq_rel RMWs on pg->flags): a record
 		 * this take misses comes with a mark set after our clear, which
 		 * the unlock loop sees and settles. Clearing after the take
@@ -422,7 +428,7 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
  * Where pg's page must go in, or 0 if it must not: discarded whole, or its
  * address unmapped. Pieces discarded in part are zeroed in `slot` first
  * (below `limit`: what the slot holds). Caller holds event_lock for reading
- * (or is the fault thread) and pg's lock.
+ * (a fault handler too) and pg's lock.
  */
 static uintptr_t gate(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t limit)
 {
@@ -559,7 +565,7 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 		if (!ret)
 			continue;
 		if (ret == -EAGAIN && !ft) {
-			/* an event is unread: let the fault thread read it, then see */
+			/* an event is unread: let a handler read it, then see */
 			sched_yield();
 			continue;
 		}
@@ -641,7 +647,7 @@ int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len)
 	 * split between its address and its hole). Its REMOVE event must not
 	 * read as the program's, or the copy would be thrown away as
 	 * discarded: say which range is ours before the madvise, which waits
-	 * until the fault thread has read the event.
+	 * until a handler has read the event.
 	 */
 	pthread_mutex_lock(&ctx->discard_mu);
 	for (int i = 0; i < PMV_MAX_SELF; i++)
@@ -656,8 +662,8 @@ int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len)
 		return -EBUSY;
 	ret = madvise((void *)addr, len, MADV_DONTNEED) ? -errno : 0;
 	/*
-	 * madvise returned once the event was read, maybe before the fault
-	 * thread looked at it: it holds event_lock until it has.
+	 * madvise returned once the event was read, maybe before the handler
+	 * that read it looked at it: it holds event_lock until it has.
 	 */
 	pthread_rwlock_rdlock(&ctx->event_lock);
 	pthread_rwlock_unlock(&ctx->event_lock);
@@ -739,8 +745,9 @@ bool _pmv_event_in_new_range(pmv_ctx *ctx, uintptr_t addr)
 
 /*
  * Apply fn to every page of [start, end) we know: locked by us if we can,
- * else marked `mark` for its holder. The fault thread holds regions_lock
- * for reading, so no region goes away meanwhile.
+ * else marked `mark` for its holder (another handler answering a fault on
+ * it, say). The reading handler holds regions_lock for reading, so no
+ * region goes away meanwhile.
  */
 static void for_each_page(pmv_ctx *ctx, uintptr_t start, uintptr_t end, uint32_t mark,
 			  void (*fn)(pmv_ctx *, struct _pmv_page *, size_t, size_t))

@@ -262,7 +262,8 @@ static void sigbus_thread(pmv_ctx *ctx, pid_t tid)
 /*
  * Answer one fault. Caller holds regions_lock for reading. False: the fault
  * is at the new place of a range the program moved with mremap, which the
- * region table does not know yet: it waits for the table (fault_thread()).
+ * region table does not know yet: it waits for the table (defer(), then
+ * the janitor's surgery()).
  */
 static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 {

@@ -94,8 +94,8 @@ enum {
 	PG_gone		= 1u << 13,	/* its address was unmapped or moved away */
 	/*
 	 * The program discarded pieces of the page and their zap may not
-	 * have run yet: nobody moves it out until the fault thread sees the
-	 * zap (event.c), or the zap would miss what it moved.
+	 * have run yet: nobody moves it out until the janitor handler sees
+	 * the zap (event.c), or the zap would miss what it moved.
 	 */
 	PG_zap		= 1u << 14,
 };

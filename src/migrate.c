@@ -55,7 +55,7 @@ bool _pmv_copier_enter(pmv_ctx *ctx)
 	pid_t tid = (pid_t)syscall(SYS_gettid);
 
 	/*
-	 * Publish our tid so the fault thread can tell a fault taken while we
+	 * Publish our tid so the fault handlers can tell a fault taken while we
 	 * copy a page we hold locked (the program discarded it under us) from
 	 * an ordinary one, and rescue it instead of waiting for our unlock.
 	 */
