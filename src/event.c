@@ -171,8 +171,9 @@ static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_
  *
  * Watches name addresses, not descriptors: region-table surgery may copy
  * a descriptor elsewhere (a moved range's copy loses PG_zap), and a watch
- * whose address has no page any more just ends. Only the fault thread
- * touches them, with regions_lock read.
+ * whose address has no page any more just ends. They are touched with
+ * regions_lock read and event_lock written: by the handler reading the
+ * event, the janitor, and a first touch (_pmv_event_reap/_unwatch).
  */
 #define ZAP_WAIT_NS	1000000000UL	/* MADV_FREE never unmaps; nor does a madvise whose VMA changed */
 
@@ -619,7 +620,7 @@ int _pmv_move_in_head(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t len
  * event_lock read no event is read: one read after the move finds the
  * page out (its pieces are then zeroed on the way in, and the program's
  * writes wait for it), one read before has marked it: PG_discard, or
- * PG_zap where the fault thread could lock the page itself.
+ * PG_zap, set for every page the discard reaches.
  */
 void _pmv_out_lock(pmv_ctx *ctx)
 {

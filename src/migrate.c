@@ -647,7 +647,7 @@ static int wp_for_copy(pmv_ctx *ctx, struct mig *m)
 		ret = _pmv_out_refused(m->pg) ? -EBUSY :
 		      _pmv_uffd_wp(ctx, m->addr, m->size, PMV_WP_SET | PMV_MV_ONCE);
 		_pmv_out_unlock(ctx);
-		/* an unread event: the fault thread needs event_lock to read it */
+		/* an unread event: its reader needs event_lock written to read it */
 		if (ret != -EAGAIN || _pmv_is_fault_thread())
 			return ret;
 		sched_yield();
