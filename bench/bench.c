@@ -284,7 +284,7 @@ static int usage(FILE *f)
 	return f == stdout ? 0 : 2;
 }
 
-int pmv_cmd_bench(int argc, char **argv)
+int cmd_bench(int argc, char **argv)
 {
 	struct pmv_tier_config tc[2] = {
 		{ .name = "fast", .node = PMV_NODE_ANY }, { .name = "slow", .node = PMV_NODE_ANY },
@@ -304,9 +304,9 @@ int pmv_cmd_bench(int argc, char **argv)
 		{ "kernel", no_argument, 0, 'k' }, { "nodes", required_argument, 0, 'n' }, { 0 }
 	};
 	if (argc > 1 && !strcmp(argv[1], "tiering"))
-		return pmv_bench_tiering(argc - 1, argv + 1);
+		return cmd_bench_tiering(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "faults"))
-		return pmv_bench_faults(argc - 1, argv + 1);
+		return cmd_bench_faults(argc - 1, argv + 1);
 	while ((opt = getopt_long(argc, argv, "jqm:hkn:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'k': kernel = 1; break;

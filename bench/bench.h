@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* Benchmarks other than the copy bench of bench.c, dispatched from it,
  * and what they share with the demo. */
-#ifndef PMV_BENCH_BENCH_H
-#define PMV_BENCH_BENCH_H
+#ifndef BENCH_H
+#define BENCH_H
 
 #include <time.h>
 
-int pmv_bench_tiering(int argc, char **argv);	/* bench_tiering.c */
-int pmv_bench_faults(int argc, char **argv);	/* bench_faults.c */
+int cmd_bench_tiering(int argc, char **argv);	/* bench_tiering.c */
+int cmd_bench_faults(int argc, char **argv);	/* bench_faults.c */
 
 /* Seconds on the monotonic clock, for the benches and the demo. */
 static inline double bench_now(void)

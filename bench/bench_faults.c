@@ -342,7 +342,7 @@ static int usage(FILE *f)
 	return f == stdout ? 0 : 2;
 }
 
-int pmv_bench_faults(int argc, char **argv)
+int cmd_bench_faults(int argc, char **argv)
 {
 	struct pmv_tier_config tc[2] = {
 		{ .name = "fast", .node = PMV_NODE_ANY }, { .name = "slow", .node = PMV_NODE_ANY },

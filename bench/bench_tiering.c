@@ -453,7 +453,7 @@ static int usage(FILE *f)
 	return f == stdout ? 0 : 2;
 }
 
-int pmv_bench_tiering(int argc, char **argv)
+int cmd_bench_tiering(int argc, char **argv)
 {
 	struct opts o = { .mb = 512, .threads = 2, .run_s = 30, .ft_s = 3, .phase_s = 5,
 			  .n0 = PMV_NODE_ANY, .n1 = PMV_NODE_ANY };

@@ -20,8 +20,8 @@
  * when fast[] has its page. The scanner (wl_start(..., scan = 1)) reads the
  * whole region in a loop and is not counted.
  */
-#ifndef PMV_BENCH_WORKLOAD_H
-#define PMV_BENCH_WORKLOAD_H
+#ifndef WORKLOAD_H
+#define WORKLOAD_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -118,4 +118,4 @@ double wl_expected_hits(const struct workload *wl);
  */
 long wl_verify(const struct workload *wl, unsigned char *got, unsigned char *want);
 
-#endif /* PMV_BENCH_WORKLOAD_H */
+#endif /* WORKLOAD_H */

@@ -5,10 +5,10 @@
  * readers they share (tools/procmaps.c).
  *
  * Subcommands take argv[0] = subcommand name and return a process exit
- * code (PMV_EXIT_*). Internal helpers return 0 or a negative errno.
+ * code (CLI_EXIT_*). Internal helpers return 0 or a negative errno.
  */
-#ifndef PMV_TOOLS_CLI_H
-#define PMV_TOOLS_CLI_H
+#ifndef CLI_H
+#define CLI_H
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,45 +18,45 @@
 
 /* Exit codes of "migrate" and "stat"; documented in --help and man pages. */
 enum {
-	PMV_EXIT_OK	 = 0,	/* success */
-	PMV_EXIT_PARTIAL = 1,	/* some pages were not moved */
-	PMV_EXIT_USAGE	 = 2,	/* bad option, pid or node list */
-	PMV_EXIT_NOPROC	 = 3,	/* no such process, or it has no memory */
-	PMV_EXIT_PERM	 = 4,	/* permission denied (EPERM/EACCES) */
-	PMV_EXIT_ERROR	 = 5,	/* anything else: no NUMA, no memory, I/O */
+	CLI_EXIT_OK	 = 0,	/* success */
+	CLI_EXIT_PARTIAL = 1,	/* some pages were not moved */
+	CLI_EXIT_USAGE	 = 2,	/* bad option, pid or node list */
+	CLI_EXIT_NOPROC	 = 3,	/* no such process, or it has no memory */
+	CLI_EXIT_PERM	 = 4,	/* permission denied (EPERM/EACCES) */
+	CLI_EXIT_ERROR	 = 5,	/* anything else: no NUMA, no memory, I/O */
 };
 
-int pmv_cmd_migrate(int argc, char **argv);
-int pmv_cmd_stat(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
 
 /* ---- small helpers (procmaps.c) ---------------------------------------- */
 
 /* Exit code for a negative errno from the helpers below or move_pages(). */
-int pmv_exit_code(int err);
+int cli_exit_code(int err);
 
 /*
  * Print "pagemove CMD: pid PID: <what went wrong>" for a pid-level error
  * and return its exit code.
  */
-int pmv_pid_error(const char *cmd, pid_t pid, int err, const char *what);
+int cli_pid_error(const char *cmd, pid_t pid, int err, const char *what);
 
 /* Decimal pid, 1..INT_MAX. 0 or -EINVAL. */
-int pmv_parse_pid(const char *s, pid_t *pid);
+int cli_parse_pid(const char *s, pid_t *pid);
 
 /* open("/proc/PID/NAME"): fd or -errno, -ESRCH when PID does not exist. */
-int pmv_proc_open(pid_t pid, const char *name);
+int cli_proc_open(pid_t pid, const char *name);
 
 /* The same as a stdio stream: NULL with *err = -errno on failure. */
-FILE *pmv_proc_fopen(pid_t pid, const char *name, int *err);
+FILE *cli_proc_fopen(pid_t pid, const char *name, int *err);
 
 /* How to name the option getopt_long() just rejected; @buf holds 3 bytes. */
-const char *pmv_bad_option(char **argv, char *buf);
+const char *cli_bad_option(char **argv, char *buf);
 
 /* "12.0K", "3.5M", "1.0G" */
-void pmv_fmt_size(char *buf, size_t len, uint64_t bytes);
+void cli_fmt_size(char *buf, size_t len, uint64_t bytes);
 
 /* Short upper-case errno name for a move_pages() status ("EBUSY"). */
-const char *pmv_errno_name(int err);
+const char *cli_errno_name(int err);
 
 /*
  * Parse a node list: "0", "0-2", "0,2-3", or "all" (every node with
@@ -64,16 +64,16 @@ const char *pmv_errno_name(int err);
  * a node above numa_max_node(). The caller frees *mask.
  */
 struct bitmask;
-int pmv_parse_nodes(const char *s, struct bitmask **mask, long *bad);
+int cli_parse_nodes(const char *s, struct bitmask **mask, long *bad);
 
 /* ---- /proc/PID/smaps ---------------------------------------------------- */
 
-#define PMV_VM_IO	(1U << 0)	/* VM_IO: device memory */
-#define PMV_VM_PFNMAP	(1U << 1)	/* VM_PFNMAP: no struct pages */
-#define PMV_VM_HUGETLB	(1U << 2)	/* hugetlbfs */
-#define PMV_VM_SHARED	(1U << 3)	/* MAP_SHARED */
+#define CLI_VM_IO	(1U << 0)	/* VM_IO: device memory */
+#define CLI_VM_PFNMAP	(1U << 1)	/* VM_PFNMAP: no struct pages */
+#define CLI_VM_HUGETLB	(1U << 2)	/* hugetlbfs */
+#define CLI_VM_SHARED	(1U << 3)	/* MAP_SHARED */
 
-struct pmv_vma {
+struct cli_vma {
 	unsigned long start, end;
 	char perms[8];
 	char *path;		/* "" for anonymous memory */
@@ -84,40 +84,40 @@ struct pmv_vma {
 	unsigned long file_pmd_kb;
 	unsigned long hugetlb_kb;	/* Shared_ + Private_Hugetlb */
 	unsigned long swap_kb;
-	unsigned int vmflags;	/* PMV_VM_* */
+	unsigned int vmflags;	/* CLI_VM_* */
 };
 
 /* All VMAs of PID in address order. *nr is 0 for exited/kernel threads. */
-int pmv_read_smaps(pid_t pid, struct pmv_vma **vmas, size_t *nr);
-void pmv_free_vmas(struct pmv_vma *vmas, size_t nr);
+int cli_read_smaps(pid_t pid, struct cli_vma **vmas, size_t *nr);
+void cli_free_vmas(struct cli_vma *vmas, size_t nr);
 
 /* Why move_pages() cannot usefully work on @vma, or NULL if it can. */
-const char *pmv_vma_special(const struct pmv_vma *vma);
+const char *cli_vma_special(const struct cli_vma *vma);
 
 /* Any resident memory, counting hugetlb (which smaps keeps out of Rss)? */
-static inline bool pmv_vma_resident(const struct pmv_vma *vma)
+static inline bool cli_vma_resident(const struct cli_vma *vma)
 {
 	return vma->rss_kb || vma->hugetlb_kb;
 }
 
 /* PMD-mapped THP memory in the VMA, per smaps. */
-static inline unsigned long pmv_vma_thp_kb(const struct pmv_vma *vma)
+static inline unsigned long cli_vma_thp_kb(const struct cli_vma *vma)
 {
 	return vma->anon_huge_kb + vma->shmem_pmd_kb + vma->file_pmd_kb;
 }
 
 /* ---- resident pages and THPs of another process -------------------------- */
 
-enum pmv_scan_mode {
-	PMV_SCAN_IOCTL,		/* PAGEMAP_SCAN ioctl (Linux 6.7+) */
-	PMV_SCAN_KPAGEFLAGS,	/* pagemap + /proc/kpageflags (root) */
-	PMV_SCAN_PAGEMAP,	/* pagemap present bits only: no THPs */
+enum cli_scan_mode {
+	CLI_SCAN_IOCTL,		/* PAGEMAP_SCAN ioctl (Linux 6.7+) */
+	CLI_SCAN_KPAGEFLAGS,	/* pagemap + /proc/kpageflags (root) */
+	CLI_SCAN_PAGEMAP,	/* pagemap present bits only: no THPs */
 };
 
-struct pmv_pagescan {
+struct cli_pagescan {
 	int pagemap_fd;
 	int kpageflags_fd;
-	enum pmv_scan_mode mode;
+	enum cli_scan_mode mode;
 	unsigned long page_size;
 	unsigned long pmd_size;	/* THP size */
 };
@@ -127,18 +127,18 @@ struct pmv_pagescan {
  * @huge: the run is made of whole PMD-mapped THPs (start and end are
  * pmd_size aligned). A nonzero return stops the scan and is returned.
  */
-typedef int (*pmv_run_fn)(void *arg, unsigned long start, unsigned long end,
+typedef int (*cli_run_fn)(void *arg, unsigned long start, unsigned long end,
 			  bool huge);
 
-int pmv_pagescan_open(struct pmv_pagescan *ps, pid_t pid);
-void pmv_pagescan_close(struct pmv_pagescan *ps);
-int pmv_pagescan(struct pmv_pagescan *ps, unsigned long start,
-		 unsigned long end, pmv_run_fn fn, void *arg);
-const char *pmv_pagescan_name(const struct pmv_pagescan *ps);
+int cli_pagescan_open(struct cli_pagescan *ps, pid_t pid);
+void cli_pagescan_close(struct cli_pagescan *ps);
+int cli_pagescan(struct cli_pagescan *ps, unsigned long start,
+		 unsigned long end, cli_run_fn fn, void *arg);
+const char *cli_pagescan_name(const struct cli_pagescan *ps);
 
-static inline bool pmv_pagescan_sees_thp(const struct pmv_pagescan *ps)
+static inline bool cli_pagescan_sees_thp(const struct cli_pagescan *ps)
 {
-	return ps->mode != PMV_SCAN_PAGEMAP;
+	return ps->mode != CLI_SCAN_PAGEMAP;
 }
 
-#endif /* PMV_TOOLS_CLI_H */
+#endif /* CLI_H */

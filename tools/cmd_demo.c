@@ -53,7 +53,7 @@ static int usage(FILE *f)
 	return f == stdout ? 0 : 2;
 }
 
-int pmv_cmd_demo(int argc, char **argv)
+int cmd_demo(int argc, char **argv)
 {
 	struct pmv_tier_config tiers[2] = {
 		{ .name = "fast", .node = PMV_NODE_ANY },

@@ -91,7 +91,7 @@ struct mig_ctx {
 	int nnodes;
 	int *node_map;		/* [nnodes]: target of a --from node, else -1 */
 	unsigned long page_size;
-	struct pmv_pagescan ps;
+	struct cli_pagescan ps;
 
 	struct mig_item *items;
 	size_t nr_items, alloc_items;
@@ -203,7 +203,7 @@ static int mig_usage_error(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputs("\nTry 'pagemove " CMD " --help'.\n", stderr);
-	return PMV_EXIT_USAGE;
+	return CLI_EXIT_USAGE;
 }
 
 /* ---- options and node lists --------------------------------------------- */
@@ -212,7 +212,7 @@ static int parse_node_opt(const char *opt, const char *arg,
 			  struct bitmask **mask)
 {
 	long bad = 0;
-	int err = pmv_parse_nodes(arg, mask, &bad);
+	int err = cli_parse_nodes(arg, mask, &bad);
 
 	if (err == -ENODEV)
 		return mig_usage_error("%s %s: node %ld does not exist "
@@ -220,7 +220,7 @@ static int parse_node_opt(const char *opt, const char *arg,
 				       numa_max_node());
 	if (err == -ENOMEM) {
 		fputs("pagemove " CMD ": out of memory\n", stderr);
-		return PMV_EXIT_ERROR;
+		return CLI_EXIT_ERROR;
 	}
 	if (err)
 		return mig_usage_error("%s: invalid node list '%s' (expected "
@@ -244,9 +244,9 @@ static int check_target_cpuset(struct mig_ctx *c, struct bitmask *to)
 	long bad;
 	FILE *f;
 
-	f = pmv_proc_fopen(c->pid, "status", &err);
+	f = cli_proc_fopen(c->pid, "status", &err);
 	if (!f)
-		return pmv_pid_error(CMD, c->pid, err, "reading status");
+		return cli_pid_error(CMD, c->pid, err, "reading status");
 	while (getline(&line, &cap, f) > 0) {
 		if (!strncmp(line, "Mems_allowed_list:", 18)) {
 			list = line + 18 + strspn(line + 18, " \t");
@@ -254,7 +254,7 @@ static int check_target_cpuset(struct mig_ctx *c, struct bitmask *to)
 			break;
 		}
 	}
-	if (list && !pmv_parse_nodes(list, &allowed, &bad)) {
+	if (list && !cli_parse_nodes(list, &allowed, &bad)) {
 		for (int n = 0; n < c->nnodes; n++) {
 			if (numa_bitmask_isbitset(to, n) &&
 			    !numa_bitmask_isbitset(allowed, n)) {
@@ -405,7 +405,7 @@ static int build_hugetlb_run(void *arg, unsigned long s, unsigned long e,
 	return add_huge(b->c, s & ~mask, (e + mask) & ~mask, b->hpage);
 }
 
-static void note_skipped(struct mig_ctx *c, const struct pmv_vma *v)
+static void note_skipped(struct mig_ctx *c, const struct cli_vma *v)
 {
 	size_t len = strlen(c->skipped);
 
@@ -415,28 +415,28 @@ static void note_skipped(struct mig_ctx *c, const struct pmv_vma *v)
 			 len ? " " : "", v->path[0] ? v->path : "[device]");
 }
 
-static int build_items(struct mig_ctx *c, struct pmv_vma *vmas, size_t nr)
+static int build_items(struct mig_ctx *c, struct cli_vma *vmas, size_t nr)
 {
 	struct builder b = { .c = c };
 	int err;
 
 	for (size_t i = 0; i < nr; i++) {
-		const struct pmv_vma *v = &vmas[i];
+		const struct cli_vma *v = &vmas[i];
 
-		if (pmv_vma_special(v)) {
+		if (cli_vma_special(v)) {
 			note_skipped(c, v);
 			continue;
 		}
-		if (!pmv_vma_resident(v))
+		if (!cli_vma_resident(v))
 			continue;
 		c->nr_scanned_vmas++;
-		if (v->vmflags & PMV_VM_HUGETLB) {
+		if (v->vmflags & CLI_VM_HUGETLB) {
 			b.hpage = v->page_kb ? v->page_kb * 1024 :
 					       c->ps.pmd_size;
-			err = pmv_pagescan(&c->ps, v->start, v->end,
+			err = cli_pagescan(&c->ps, v->start, v->end,
 					   build_hugetlb_run, &b);
 		} else {
-			err = pmv_pagescan(&c->ps, v->start, v->end,
+			err = cli_pagescan(&c->ps, v->start, v->end,
 					   build_run, &b);
 			if (!err)
 				err = flush_open(&b);
@@ -700,9 +700,9 @@ static void progress(struct mig_ctx *c, bool tty)
 
 	if (fill > width)
 		fill = width;
-	pmv_fmt_size(d, sizeof(d), done);
-	pmv_fmt_size(t, sizeof(t), c->total_bytes);
-	pmv_fmt_size(m, sizeof(m), moved);
+	cli_fmt_size(d, sizeof(d), done);
+	cli_fmt_size(t, sizeof(t), c->total_bytes);
+	cli_fmt_size(m, sizeof(m), moved);
 	if (tty)
 		fprintf(stderr, "\r[%.*s%.*s] %3.0f%%  %s/%s scanned, %s moved,"
 			" %.3f GB/s\033[K", fill, bar, width - fill, gap,
@@ -736,11 +736,11 @@ static void summary(struct mig_ctx *c, const char *comm)
 	print_nodes(c);
 	printf(", %s%s\n", c->move_all ? "all pages" : "private pages",
 	       c->huge_only ? ", huge pages only" : "");
-	pmv_fmt_size(sz, sizeof(sz), t->resident * c->page_size);
+	cli_fmt_size(sz, sizeof(sz), t->resident * c->page_size);
 	printf("  resident  %10llu pages %8s in %u mappings (THP detection: "
 	       "%s)\n", (unsigned long long)t->resident, sz,
-	       c->nr_scanned_vmas, pmv_pagescan_name(&c->ps));
-	pmv_fmt_size(sz, sizeof(sz), t->moved_bytes);
+	       c->nr_scanned_vmas, cli_pagescan_name(&c->ps));
+	cli_fmt_size(sz, sizeof(sz), t->moved_bytes);
 	printf("  moved     %10llu pages %8s (%llu huge) in %.3f s, "
 	       "%.3f GB/s\n", (unsigned long long)t->moved, sz,
 	       (unsigned long long)t->moved_huge, (double)ns / NSEC,
@@ -771,7 +771,7 @@ static void summary(struct mig_ctx *c, const char *comm)
 
 static void read_comm(pid_t pid, char *buf, size_t len)
 {
-	int fd = pmv_proc_open(pid, "comm");
+	int fd = cli_proc_open(pid, "comm");
 	ssize_t n = -1;
 
 	if (fd >= 0) {
@@ -787,19 +787,19 @@ static int mig_fatal_exit(struct mig_ctx *c, int err)
 	if (err == -EPERM && c->move_all) {
 		fprintf(stderr, "pagemove " CMD ": pid %d: --move-all: "
 			"permission denied (needs CAP_SYS_NICE)\n", (int)c->pid);
-		return PMV_EXIT_PERM;
+		return CLI_EXIT_PERM;
 	}
 	if (err == -ESRCH) {
 		fprintf(stderr, "pagemove " CMD ": pid %d: process exited\n",
 			(int)c->pid);
-		return PMV_EXIT_NOPROC;
+		return CLI_EXIT_NOPROC;
 	}
 	if (err == -EINVAL) {
 		fprintf(stderr, "pagemove " CMD ": pid %d: move_pages: invalid "
 			"argument (kernel thread?)\n", (int)c->pid);
-		return PMV_EXIT_NOPROC;
+		return CLI_EXIT_NOPROC;
 	}
-	return pmv_pid_error(CMD, c->pid, err, "move_pages");
+	return cli_pid_error(CMD, c->pid, err, "move_pages");
 }
 
 static int mig_run(struct mig_ctx *c, unsigned int threads)
@@ -818,7 +818,7 @@ static int mig_run(struct mig_ctx *c, unsigned int threads)
 	tids = calloc(threads, sizeof(*tids));
 	if (!tids) {
 		fputs("pagemove " CMD ": out of memory\n", stderr);
-		return PMV_EXIT_ERROR;
+		return CLI_EXIT_ERROR;
 	}
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -876,18 +876,18 @@ static int mig_run(struct mig_ctx *c, unsigned int threads)
 		return mig_fatal_exit(c, err);
 	if (mig_interrupted) {
 		fputs("pagemove " CMD ": interrupted\n", stderr);
-		return PMV_EXIT_PARTIAL;
+		return CLI_EXIT_PARTIAL;
 	}
 	for (int r = 0; r < NR_REASONS; r++)
 		if (c->total.failed[r] && reason_fails(c, r))
-			return PMV_EXIT_PARTIAL;
-	return PMV_EXIT_OK;
+			return CLI_EXIT_PARTIAL;
+	return CLI_EXIT_OK;
 }
 
 static int mig_main(struct mig_ctx *c, struct bitmask *from,
 		    struct bitmask *to, unsigned int threads)
 {
-	struct pmv_vma *vmas = NULL;
+	struct cli_vma *vmas = NULL;
 	size_t nr = 0;
 	int ret, err;
 
@@ -895,7 +895,7 @@ static int mig_main(struct mig_ctx *c, struct bitmask *from,
 	c->node_map = calloc(c->nnodes, sizeof(*c->node_map));
 	if (!c->node_map) {
 		fputs("pagemove " CMD ": out of memory\n", stderr);
-		return PMV_EXIT_ERROR;
+		return CLI_EXIT_ERROR;
 	}
 	ret = build_node_map(c, from, to);
 	if (!ret)
@@ -903,39 +903,39 @@ static int mig_main(struct mig_ctx *c, struct bitmask *from,
 	if (ret)
 		return ret;
 
-	err = pmv_read_smaps(c->pid, &vmas, &nr);
+	err = cli_read_smaps(c->pid, &vmas, &nr);
 	if (err)
-		return pmv_pid_error(CMD, c->pid, err, "reading smaps");
+		return cli_pid_error(CMD, c->pid, err, "reading smaps");
 	if (!nr) {
 		fprintf(stderr, "pagemove " CMD ": pid %d has no user memory "
 			"(kernel thread or zombie)\n", (int)c->pid);
-		return PMV_EXIT_NOPROC;
+		return CLI_EXIT_NOPROC;
 	}
-	err = pmv_pagescan_open(&c->ps, c->pid);
+	err = cli_pagescan_open(&c->ps, c->pid);
 	if (err) {
-		pmv_free_vmas(vmas, nr);
-		return pmv_pid_error(CMD, c->pid, err, "opening pagemap");
+		cli_free_vmas(vmas, nr);
+		return cli_pid_error(CMD, c->pid, err, "opening pagemap");
 	}
-	if (c->huge_only && !pmv_pagescan_sees_thp(&c->ps)) {
+	if (c->huge_only && !cli_pagescan_sees_thp(&c->ps)) {
 		fputs("pagemove " CMD ": --huge-only: cannot find THPs here: "
 		      "needs Linux 6.7+ (PAGEMAP_SCAN) or root "
 		      "(/proc/kpageflags)\n", stderr);
-		ret = PMV_EXIT_ERROR;
+		ret = CLI_EXIT_ERROR;
 		goto out;
 	}
 	err = build_items(c, vmas, nr);
 	if (err) {
-		ret = pmv_pid_error(CMD, c->pid, err, "scanning pagemap");
+		ret = cli_pid_error(CMD, c->pid, err, "scanning pagemap");
 		goto out;
 	}
 	ret = mig_run(c, threads);
 out:
-	pmv_pagescan_close(&c->ps);
-	pmv_free_vmas(vmas, nr);
+	cli_pagescan_close(&c->ps);
+	cli_free_vmas(vmas, nr);
 	return ret;
 }
 
-int pmv_cmd_migrate(int argc, char **argv)
+int cmd_migrate(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "pid",	required_argument,	NULL, 'p' },
@@ -1003,25 +1003,25 @@ int pmv_cmd_migrate(int argc, char **argv)
 			break;
 		case 'h':
 			mig_usage(stdout);
-			return PMV_EXIT_OK;
+			return CLI_EXIT_OK;
 		case ':':
 			return mig_usage_error("option '%s' needs a value",
-					       pmv_bad_option(argv, optbuf));
+					       cli_bad_option(argv, optbuf));
 		default:
 			return mig_usage_error("invalid option '%s'",
-					       pmv_bad_option(argv, optbuf));
+					       cli_bad_option(argv, optbuf));
 		}
 	}
 	if (optind < argc)
 		return mig_usage_error("unexpected argument '%s'", argv[optind]);
 	if (!pid_arg || !from_arg || !to_arg)
 		return mig_usage_error("--pid, --from and --to are required");
-	if (pmv_parse_pid(pid_arg, &c.pid))
+	if (cli_parse_pid(pid_arg, &c.pid))
 		return mig_usage_error("invalid pid '%s'", pid_arg);
 	if (numa_available() < 0) {
 		fputs("pagemove " CMD ": NUMA is not available on this "
 		      "system\n", stderr);
-		return PMV_EXIT_ERROR;
+		return CLI_EXIT_ERROR;
 	}
 	ret = parse_node_opt("--from", from_arg, &from);
 	if (!ret)

@@ -28,7 +28,7 @@
 #define QUERY_CHUNK	512
 
 struct smap {
-	const struct pmv_vma *vma;
+	const struct cli_vma *vma;
 	char *policy;		/* numa_maps policy; NULL if no numa_maps line */
 	unsigned long *pages;	/* [nnodes], in vma->page_kb units */
 	unsigned long *thp;	/* [nnodes] THPs; valid if thp_known */
@@ -40,10 +40,10 @@ struct stat_ctx {
 	pid_t pid;
 	int nnodes;		/* numa_max_node() + 1 */
 	bool *column;		/* [nnodes]: node is shown */
-	struct pmv_vma *vmas;
+	struct cli_vma *vmas;
 	size_t nr;
 	struct smap *maps;
-	struct pmv_pagescan ps;
+	struct cli_pagescan ps;
 	bool have_scan;
 	char comm[64];
 };
@@ -76,7 +76,7 @@ static int stat_usage_error(const char *fmt, const char *arg)
 	fputs("pagemove " CMD ": ", stderr);
 	fprintf(stderr, fmt, arg);
 	fputs("\nTry 'pagemove " CMD " --help'.\n", stderr);
-	return PMV_EXIT_USAGE;
+	return CLI_EXIT_USAGE;
 }
 
 static int read_numa_maps(struct stat_ctx *c)
@@ -86,7 +86,7 @@ static int read_numa_maps(struct stat_ctx *c)
 	int err = 0;
 	FILE *f;
 
-	f = pmv_proc_fopen(c->pid, "numa_maps", &err);
+	f = cli_proc_fopen(c->pid, "numa_maps", &err);
 	if (!f)
 		return err;
 	errno = 0;
@@ -177,7 +177,7 @@ static int count_thp(struct stat_ctx *c, struct smap *m)
 	struct thp_query q = { .c = c, .m = m };
 	int ret;
 
-	ret = pmv_pagescan(&c->ps, m->vma->start, m->vma->end, thp_run, &q);
+	ret = cli_pagescan(&c->ps, m->vma->start, m->vma->end, thp_run, &q);
 	if (!ret)
 		ret = thp_flush(&q);
 	if (ret) {
@@ -204,11 +204,11 @@ static bool map_resident(const struct stat_ctx *c, const struct smap *m)
 
 static const char *map_kind(const struct smap *m)
 {
-	const struct pmv_vma *v = m->vma;
+	const struct cli_vma *v = m->vma;
 
-	if (v->vmflags & PMV_VM_HUGETLB)
+	if (v->vmflags & CLI_VM_HUGETLB)
 		return "hugetlb";
-	if (pmv_vma_special(v))
+	if (cli_vma_special(v))
 		return "special";
 	if (!strcmp(v->path, "[heap]"))
 		return "heap";
@@ -236,7 +236,7 @@ static void print_table(struct stat_ctx *c)
 
 	printf("pid %d (%s): resident MiB per node; THP = PMD-mapped "
 	       "transparent huge pages", (int)c->pid, c->comm);
-	if (!c->have_scan || !pmv_pagescan_sees_thp(&c->ps))
+	if (!c->have_scan || !cli_pagescan_sees_thp(&c->ps))
 		printf(" (from smaps; per-node THPs unavailable)");
 	printf("\n%-12s %7s %-4s", "START", "SIZE", "PERM");
 	for (int n = 0; n < c->nnodes; n++)
@@ -248,7 +248,7 @@ static void print_table(struct stat_ctx *c)
 
 	for (size_t i = 0; i < c->nr; i++) {
 		struct smap *m = &c->maps[i];
-		const struct pmv_vma *v = m->vma;
+		const struct cli_vma *v = m->vma;
 
 		total_size += v->end - v->start;
 		total_thp += m->thp_total;
@@ -256,7 +256,7 @@ static void print_table(struct stat_ctx *c)
 			hidden++;
 			continue;
 		}
-		pmv_fmt_size(buf, sizeof(buf), v->end - v->start);
+		cli_fmt_size(buf, sizeof(buf), v->end - v->start);
 		printf("%012lx %7s %-4s", v->start, buf, v->perms);
 		for (int n = 0; n < c->nnodes; n++) {
 			double mib = m->pages[n] * map_page_kb(m) / 1024.0;
@@ -272,11 +272,11 @@ static void print_table(struct stat_ctx *c)
 			print_path(stdout, v->path);
 		else
 			fputs("[anon]", stdout);
-		if (v->vmflags & PMV_VM_HUGETLB)
+		if (v->vmflags & CLI_VM_HUGETLB)
 			printf(" (hugetlb %luK pages)", map_page_kb(m));
 		putchar('\n');
 	}
-	pmv_fmt_size(buf, sizeof(buf), total_size);
+	cli_fmt_size(buf, sizeof(buf), total_size);
 	printf("%-12s %7s %-4s", "TOTAL", buf, "-");
 	for (int n = 0; n < c->nnodes; n++)
 		if (c->column[n])
@@ -349,7 +349,7 @@ static void print_json(struct stat_ctx *c)
 	printf(",\"page_size_kb\":%ld,\"thp_size_kb\":%lu,"
 	       "\"thp_detection\":\"%s\",\"nodes\":[",
 	       sysconf(_SC_PAGESIZE) / 1024, c->ps.pmd_size / 1024,
-	       c->have_scan ? pmv_pagescan_name(&c->ps) : "none");
+	       c->have_scan ? cli_pagescan_name(&c->ps) : "none");
 	for (int n = 0; n < c->nnodes; n++) {
 		if (!c->column[n])
 			continue;
@@ -359,7 +359,7 @@ static void print_json(struct stat_ctx *c)
 	printf("],\n\"mappings\":[");
 	for (size_t i = 0; i < c->nr; i++) {
 		struct smap *m = &c->maps[i];
-		const struct pmv_vma *v = m->vma;
+		const struct cli_vma *v = m->vma;
 
 		printf("%s\n{\"start\":\"0x%lx\",\"end\":\"0x%lx\","
 		       "\"size_kb\":%lu,\"perms\":\"%s\",\"kind\":\"%s\","
@@ -421,7 +421,7 @@ out:
 
 static void read_comm(struct stat_ctx *c)
 {
-	int fd = pmv_proc_open(c->pid, "comm");
+	int fd = cli_proc_open(c->pid, "comm");
 	ssize_t n = -1;
 
 	if (fd >= 0) {
@@ -436,13 +436,13 @@ static int stat_run(struct stat_ctx *c, bool json)
 {
 	int err;
 
-	err = pmv_read_smaps(c->pid, &c->vmas, &c->nr);
+	err = cli_read_smaps(c->pid, &c->vmas, &c->nr);
 	if (err)
-		return pmv_pid_error(CMD, c->pid, err, "reading smaps");
+		return cli_pid_error(CMD, c->pid, err, "reading smaps");
 	if (!c->nr) {
 		fprintf(stderr, "pagemove " CMD ": pid %d has no user memory "
 			"(kernel thread or zombie)\n", (int)c->pid);
-		return PMV_EXIT_NOPROC;
+		return CLI_EXIT_NOPROC;
 	}
 	c->nnodes = numa_max_node() + 1;
 	c->column = calloc(c->nnodes, sizeof(*c->column));
@@ -460,33 +460,33 @@ static int stat_run(struct stat_ctx *c, bool json)
 	if (err == -ENOENT) {
 		fputs("pagemove " CMD ": /proc/PID/numa_maps missing: kernel "
 		      "without NUMA support\n", stderr);
-		return PMV_EXIT_ERROR;
+		return CLI_EXIT_ERROR;
 	}
 	if (err)
-		return pmv_pid_error(CMD, c->pid, err, "reading numa_maps");
+		return cli_pid_error(CMD, c->pid, err, "reading numa_maps");
 
-	err = pmv_pagescan_open(&c->ps, c->pid);
+	err = cli_pagescan_open(&c->ps, c->pid);
 	if (err == -ESRCH)
-		return pmv_pid_error(CMD, c->pid, err, "");
+		return cli_pid_error(CMD, c->pid, err, "");
 	c->have_scan = !err;
 	for (size_t i = 0; i < c->nr; i++) {
 		struct smap *m = &c->maps[i];
-		const struct pmv_vma *v = m->vma;
+		const struct cli_vma *v = m->vma;
 
-		if (v->vmflags & PMV_VM_HUGETLB) {
+		if (v->vmflags & CLI_VM_HUGETLB) {
 			m->thp_known = true;	/* no THPs: huge pages of its own */
 			continue;
 		}
-		if (c->have_scan && pmv_pagescan_sees_thp(&c->ps) &&
-		    pmv_vma_thp_kb(v)) {
+		if (c->have_scan && cli_pagescan_sees_thp(&c->ps) &&
+		    cli_vma_thp_kb(v)) {
 			err = count_thp(c, m);
 			if (err == -ESRCH)
-				return pmv_pid_error(CMD, c->pid, err, "");
+				return cli_pid_error(CMD, c->pid, err, "");
 			if (!err)
 				continue;
 		}
 		/* no per-node answer: the count smaps implies */
-		m->thp_total = pmv_vma_thp_kb(v) * 1024 / c->ps.pmd_size;
+		m->thp_total = cli_vma_thp_kb(v) * 1024 / c->ps.pmd_size;
 		m->thp_known = !m->thp_total;
 	}
 
@@ -505,15 +505,15 @@ static int stat_run(struct stat_ctx *c, bool json)
 	if (fflush(stdout) || ferror(stdout)) {
 		fprintf(stderr, "pagemove " CMD ": writing output: %s\n",
 			strerror(errno));
-		return PMV_EXIT_ERROR;
+		return CLI_EXIT_ERROR;
 	}
-	return PMV_EXIT_OK;
+	return CLI_EXIT_OK;
 nomem:
 	fputs("pagemove " CMD ": out of memory\n", stderr);
-	return PMV_EXIT_ERROR;
+	return CLI_EXIT_ERROR;
 }
 
-int pmv_cmd_stat(int argc, char **argv)
+int cmd_stat(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "pid",	required_argument,	NULL, 'p' },
@@ -539,13 +539,13 @@ int pmv_cmd_stat(int argc, char **argv)
 			break;
 		case 'h':
 			stat_usage(stdout);
-			return PMV_EXIT_OK;
+			return CLI_EXIT_OK;
 		case ':':
 			return stat_usage_error("option '%s' needs a value",
-						pmv_bad_option(argv, optbuf));
+						cli_bad_option(argv, optbuf));
 		default:
 			return stat_usage_error("invalid option '%s'",
-						pmv_bad_option(argv, optbuf));
+						cli_bad_option(argv, optbuf));
 		}
 	}
 	if (optind < argc)
@@ -553,18 +553,18 @@ int pmv_cmd_stat(int argc, char **argv)
 					argv[optind]);
 	if (!pid_arg)
 		return stat_usage_error("%s", "--pid is required");
-	if (pmv_parse_pid(pid_arg, &c.pid))
+	if (cli_parse_pid(pid_arg, &c.pid))
 		return stat_usage_error("invalid pid '%s'", pid_arg);
 	if (numa_available() < 0) {
 		fputs("pagemove " CMD ": NUMA is not available on this "
 		      "system\n", stderr);
-		return PMV_EXIT_ERROR;
+		return CLI_EXIT_ERROR;
 	}
 
 	ret = stat_run(&c, json);
 
 	if (c.have_scan)
-		pmv_pagescan_close(&c.ps);
+		cli_pagescan_close(&c.ps);
 	if (c.maps) {
 		for (size_t i = 0; i < c.nr; i++) {
 			free(c.maps[i].policy);
@@ -574,6 +574,6 @@ int pmv_cmd_stat(int argc, char **argv)
 		free(c.maps);
 	}
 	free(c.column);
-	pmv_free_vmas(c.vmas, c.nr);
+	cli_free_vmas(c.vmas, c.nr);
 	return ret;
 }

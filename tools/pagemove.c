@@ -12,10 +12,10 @@ static const struct {
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } cmds[] = {
-	{ "bench", pmv_cmd_bench, "measure migration and exchange against memcpy, in one run" },
-	{ "demo", pmv_cmd_demo, "move a running workload's pages between two tiers and verify them" },
-	{ "migrate", pmv_cmd_migrate, "move another process's pages between NUMA nodes" },
-	{ "stat", pmv_cmd_stat, "show a process's memory per mapping and NUMA node" },
+	{ "bench", cmd_bench, "measure migration and exchange against memcpy, in one run" },
+	{ "demo", cmd_demo, "move a running workload's pages between two tiers and verify them" },
+	{ "migrate", cmd_migrate, "move another process's pages between NUMA nodes" },
+	{ "stat", cmd_stat, "show a process's memory per mapping and NUMA node" },
 };
 
 static void usage(FILE *f)

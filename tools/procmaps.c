@@ -74,9 +74,9 @@ struct pm_scan_arg {
 
 /* ---- small helpers ------------------------------------------------------- */
 
-FILE *pmv_proc_fopen(pid_t pid, const char *name, int *err)
+FILE *cli_proc_fopen(pid_t pid, const char *name, int *err)
 {
-	int fd = pmv_proc_open(pid, name);
+	int fd = cli_proc_open(pid, name);
 	FILE *f;
 
 	if (fd < 0) {
@@ -91,22 +91,22 @@ FILE *pmv_proc_fopen(pid_t pid, const char *name, int *err)
 	return f;
 }
 
-int pmv_exit_code(int err)
+int cli_exit_code(int err)
 {
 	switch (err) {
 	case 0:
-		return PMV_EXIT_OK;
+		return CLI_EXIT_OK;
 	case -ESRCH:
-		return PMV_EXIT_NOPROC;
+		return CLI_EXIT_NOPROC;
 	case -EPERM:
 	case -EACCES:
-		return PMV_EXIT_PERM;
+		return CLI_EXIT_PERM;
 	default:
-		return PMV_EXIT_ERROR;
+		return CLI_EXIT_ERROR;
 	}
 }
 
-int pmv_pid_error(const char *cmd, pid_t pid, int err, const char *what)
+int cli_pid_error(const char *cmd, pid_t pid, int err, const char *what)
 {
 	switch (err) {
 	case -ESRCH:
@@ -123,10 +123,10 @@ int pmv_pid_error(const char *cmd, pid_t pid, int err, const char *what)
 		fprintf(stderr, "pagemove %s: pid %d: %s: %s\n",
 			cmd, (int)pid, what, strerror(-err));
 	}
-	return pmv_exit_code(err);
+	return cli_exit_code(err);
 }
 
-int pmv_parse_pid(const char *s, pid_t *pid)
+int cli_parse_pid(const char *s, pid_t *pid)
 {
 	char *end;
 	long v;
@@ -141,7 +141,7 @@ int pmv_parse_pid(const char *s, pid_t *pid)
 	return 0;
 }
 
-int pmv_proc_open(pid_t pid, const char *name)
+int cli_proc_open(pid_t pid, const char *name)
 {
 	char path[64];
 	struct stat st;
@@ -161,7 +161,7 @@ int pmv_proc_open(pid_t pid, const char *name)
 	return -err;
 }
 
-const char *pmv_bad_option(char **argv, char *buf)
+const char *cli_bad_option(char **argv, char *buf)
 {
 	const char *prev = optind > 0 ? argv[optind - 1] : "";
 
@@ -174,7 +174,7 @@ const char *pmv_bad_option(char **argv, char *buf)
 	return buf;
 }
 
-void pmv_fmt_size(char *buf, size_t len, uint64_t bytes)
+void cli_fmt_size(char *buf, size_t len, uint64_t bytes)
 {
 	static const char unit[] = "KMGTPE";
 	double v = (double)bytes / 1024;
@@ -187,7 +187,7 @@ void pmv_fmt_size(char *buf, size_t len, uint64_t bytes)
 	snprintf(buf, len, "%.1f%c", v, unit[i]);
 }
 
-const char *pmv_errno_name(int err)
+const char *cli_errno_name(int err)
 {
 	switch (err < 0 ? -err : err) {
 	case EFAULT:	return "EFAULT";
@@ -210,7 +210,7 @@ const char *pmv_errno_name(int err)
  * "libnuma: Warning" lines of its own, checks nodes against *our* cpuset
  * instead of the target's, and cannot say which node was wrong.
  */
-int pmv_parse_nodes(const char *s, struct bitmask **mask, long *bad)
+int cli_parse_nodes(const char *s, struct bitmask **mask, long *bad)
 {
 	int max = numa_max_node();
 	struct bitmask *bm = numa_allocate_nodemask();
@@ -269,17 +269,17 @@ static const struct {
 	const char *key;
 	size_t off;
 } smaps_keys[] = {
-	{ "Rss",		offsetof(struct pmv_vma, rss_kb) },
-	{ "KernelPageSize",	offsetof(struct pmv_vma, page_kb) },
-	{ "AnonHugePages",	offsetof(struct pmv_vma, anon_huge_kb) },
-	{ "ShmemPmdMapped",	offsetof(struct pmv_vma, shmem_pmd_kb) },
-	{ "FilePmdMapped",	offsetof(struct pmv_vma, file_pmd_kb) },
-	{ "Shared_Hugetlb",	offsetof(struct pmv_vma, hugetlb_kb) },
-	{ "Private_Hugetlb",	offsetof(struct pmv_vma, hugetlb_kb) },
-	{ "Swap",		offsetof(struct pmv_vma, swap_kb) },
+	{ "Rss",		offsetof(struct cli_vma, rss_kb) },
+	{ "KernelPageSize",	offsetof(struct cli_vma, page_kb) },
+	{ "AnonHugePages",	offsetof(struct cli_vma, anon_huge_kb) },
+	{ "ShmemPmdMapped",	offsetof(struct cli_vma, shmem_pmd_kb) },
+	{ "FilePmdMapped",	offsetof(struct cli_vma, file_pmd_kb) },
+	{ "Shared_Hugetlb",	offsetof(struct cli_vma, hugetlb_kb) },
+	{ "Private_Hugetlb",	offsetof(struct cli_vma, hugetlb_kb) },
+	{ "Swap",		offsetof(struct cli_vma, swap_kb) },
 };
 
-static void smaps_field(struct pmv_vma *v, char *line)
+static void smaps_field(struct cli_vma *v, char *line)
 {
 	char *colon = strchr(line, ':');
 	unsigned long val;
@@ -293,11 +293,11 @@ static void smaps_field(struct pmv_vma *v, char *line)
 		for (tok = strtok_r(colon + 1, " ", &save); tok;
 		     tok = strtok_r(NULL, " ", &save)) {
 			if (!strcmp(tok, "io"))
-				v->vmflags |= PMV_VM_IO;
+				v->vmflags |= CLI_VM_IO;
 			else if (!strcmp(tok, "pf"))
-				v->vmflags |= PMV_VM_PFNMAP;
+				v->vmflags |= CLI_VM_PFNMAP;
 			else if (!strcmp(tok, "ht"))
-				v->vmflags |= PMV_VM_HUGETLB;
+				v->vmflags |= CLI_VM_HUGETLB;
 		}
 		return;
 	}
@@ -312,23 +312,23 @@ static void smaps_field(struct pmv_vma *v, char *line)
 	}
 }
 
-void pmv_free_vmas(struct pmv_vma *vmas, size_t nr)
+void cli_free_vmas(struct cli_vma *vmas, size_t nr)
 {
 	for (size_t i = 0; i < nr; i++)
 		free(vmas[i].path);
 	free(vmas);
 }
 
-int pmv_read_smaps(pid_t pid, struct pmv_vma **vmas, size_t *nr)
+int cli_read_smaps(pid_t pid, struct cli_vma **vmas, size_t *nr)
 {
-	struct pmv_vma *v = NULL, *cur = NULL;
+	struct cli_vma *v = NULL, *cur = NULL;
 	size_t n = 0, alloc = 0, cap = 0;
 	char *line = NULL;
 	ssize_t len;
 	int err = 0;
 	FILE *f;
 
-	f = pmv_proc_fopen(pid, "smaps", &err);
+	f = cli_proc_fopen(pid, "smaps", &err);
 	if (!f)
 		return err;
 	errno = 0;
@@ -346,7 +346,7 @@ int pmv_read_smaps(pid_t pid, struct pmv_vma **vmas, size_t *nr)
 		}
 		if (n == alloc) {
 			size_t na = alloc ? 2 * alloc : 64;
-			struct pmv_vma *nv = realloc(v, na * sizeof(*v));
+			struct cli_vma *nv = realloc(v, na * sizeof(*v));
 
 			if (!nv) {
 				err = -ENOMEM;
@@ -370,7 +370,7 @@ int pmv_read_smaps(pid_t pid, struct pmv_vma **vmas, size_t *nr)
 			goto out;
 		}
 		if (cur->perms[3] == 's')
-			cur->vmflags |= PMV_VM_SHARED;
+			cur->vmflags |= CLI_VM_SHARED;
 		n++;
 	}
 	if (ferror(f))
@@ -379,7 +379,7 @@ out:
 	free(line);
 	fclose(f);
 	if (err) {
-		pmv_free_vmas(v, n);
+		cli_free_vmas(v, n);
 		return err;
 	}
 	*vmas = v;
@@ -387,11 +387,11 @@ out:
 	return 0;
 }
 
-const char *pmv_vma_special(const struct pmv_vma *vma)
+const char *cli_vma_special(const struct cli_vma *vma)
 {
 	const char *p = vma->path;
 
-	if (vma->vmflags & (PMV_VM_IO | PMV_VM_PFNMAP))
+	if (vma->vmflags & (CLI_VM_IO | CLI_VM_PFNMAP))
 		return "device or PFN mapping";
 	/* [vdso], [vvar], [vsyscall], [uprobes]...: pages owned by the kernel */
 	if (p[0] == '[' && strcmp(p, "[heap]") && strncmp(p, "[stack", 6) &&
@@ -403,7 +403,7 @@ const char *pmv_vma_special(const struct pmv_vma *vma)
 /* ---- resident pages and THPs --------------------------------------------- */
 
 struct run_acc {
-	pmv_run_fn fn;
+	cli_run_fn fn;
 	void *arg;
 	unsigned long start, end;
 	bool huge, have;
@@ -451,7 +451,7 @@ static unsigned long read_pmd_size(unsigned long page_size)
 	return v ? v : page_size * (page_size / 8);
 }
 
-int pmv_pagescan_open(struct pmv_pagescan *ps, pid_t pid)
+int cli_pagescan_open(struct cli_pagescan *ps, pid_t pid)
 {
 	struct page_region vec[1];
 	struct pm_scan_arg arg;
@@ -461,7 +461,7 @@ int pmv_pagescan_open(struct pmv_pagescan *ps, pid_t pid)
 	ps->page_size = (unsigned long)sysconf(_SC_PAGESIZE);
 	ps->pmd_size = read_pmd_size(ps->page_size);
 	ps->kpageflags_fd = -1;
-	fd = pmv_proc_open(pid, "pagemap");
+	fd = cli_proc_open(pid, "pagemap");
 	if (fd < 0)
 		return fd;
 	ps->pagemap_fd = fd;
@@ -480,37 +480,37 @@ int pmv_pagescan_open(struct pmv_pagescan *ps, pid_t pid)
 	arg.category_mask = PAGE_IS_PRESENT;
 	arg.return_mask = PAGE_IS_PRESENT;
 	if (!force && ioctl(fd, PAGEMAP_SCAN, &arg) >= 0) {
-		ps->mode = PMV_SCAN_IOCTL;
+		ps->mode = CLI_SCAN_IOCTL;
 		return 0;
 	}
 	if (!force || !strcmp(force, "kpageflags"))
 		ps->kpageflags_fd = open("/proc/kpageflags",
 					 O_RDONLY | O_CLOEXEC);
-	ps->mode = ps->kpageflags_fd >= 0 ? PMV_SCAN_KPAGEFLAGS :
-					     PMV_SCAN_PAGEMAP;
+	ps->mode = ps->kpageflags_fd >= 0 ? CLI_SCAN_KPAGEFLAGS :
+					     CLI_SCAN_PAGEMAP;
 	return 0;
 }
 
-void pmv_pagescan_close(struct pmv_pagescan *ps)
+void cli_pagescan_close(struct cli_pagescan *ps)
 {
 	if (ps->kpageflags_fd >= 0)
 		close(ps->kpageflags_fd);
 	close(ps->pagemap_fd);
 }
 
-const char *pmv_pagescan_name(const struct pmv_pagescan *ps)
+const char *cli_pagescan_name(const struct cli_pagescan *ps)
 {
 	switch (ps->mode) {
-	case PMV_SCAN_IOCTL:
+	case CLI_SCAN_IOCTL:
 		return "pagemap_scan";
-	case PMV_SCAN_KPAGEFLAGS:
+	case CLI_SCAN_KPAGEFLAGS:
 		return "kpageflags";
 	default:
 		return "none";
 	}
 }
 
-static int scan_ioctl(struct pmv_pagescan *ps, unsigned long start,
+static int scan_ioctl(struct cli_pagescan *ps, unsigned long start,
 		      unsigned long end, struct run_acc *acc)
 {
 	unsigned long pmd_mask = ps->pmd_size - 1;
@@ -562,7 +562,7 @@ static int scan_ioctl(struct pmv_pagescan *ps, unsigned long start,
 }
 
 /* Is the PMD-sized block of pagemap entries @ent one PMD-mapped THP? */
-static bool block_is_thp(struct pmv_pagescan *ps, const uint64_t *ent,
+static bool block_is_thp(struct cli_pagescan *ps, const uint64_t *ent,
 			 size_t n)
 {
 	uint64_t pfn = ent[0] & PM_PFN_MASK, flags;
@@ -581,7 +581,7 @@ static bool block_is_thp(struct pmv_pagescan *ps, const uint64_t *ent,
 	       !(flags & (1ULL << KPF_ZERO_PAGE));	/* huge zero page */
 }
 
-static int scan_pagemap(struct pmv_pagescan *ps, unsigned long start,
+static int scan_pagemap(struct cli_pagescan *ps, unsigned long start,
 			unsigned long end, struct run_acc *acc)
 {
 	size_t per_pmd = ps->pmd_size / ps->page_size;
@@ -609,7 +609,7 @@ static int scan_pagemap(struct pmv_pagescan *ps, unsigned long start,
 		n = (size_t)r / sizeof(*ent);
 		if (!n)
 			break;
-		if (ps->mode == PMV_SCAN_KPAGEFLAGS && n == per_pmd &&
+		if (ps->mode == CLI_SCAN_KPAGEFLAGS && n == per_pmd &&
 		    block_is_thp(ps, ent, n)) {
 			ret = run_add(acc, a, a + ps->pmd_size, true);
 		} else {
@@ -625,13 +625,13 @@ static int scan_pagemap(struct pmv_pagescan *ps, unsigned long start,
 	return ret;
 }
 
-int pmv_pagescan(struct pmv_pagescan *ps, unsigned long start,
-		 unsigned long end, pmv_run_fn fn, void *arg)
+int cli_pagescan(struct cli_pagescan *ps, unsigned long start,
+		 unsigned long end, cli_run_fn fn, void *arg)
 {
 	struct run_acc acc = { .fn = fn, .arg = arg };
 	int ret;
 
-	if (ps->mode == PMV_SCAN_IOCTL)
+	if (ps->mode == CLI_SCAN_IOCTL)
 		ret = scan_ioctl(ps, start, end, &acc);
 	else
 		ret = scan_pagemap(ps, start, end, &acc);
