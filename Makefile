@@ -66,8 +66,11 @@ LIB_OBJS  := $(filter-out $(B)/src/abi.o,$(LIB_SRCS:src/%.c=$(B)/src/%.o))
 LIB_SOBJS := $(LIB_SRCS:src/%.c=$(B)/src/%.os)
 HDRS      := include/pagemove.h $(wildcard src/*.h)
 
-TOOL_SRCS := $(wildcard tools/*.c) $(wildcard bench/*.c)
-TOOL_HDRS := $(wildcard tools/*.h) $(wildcard bench/*.h)
+# tools/ (the CLI) uses bench/ (the benches, the demo's workload) and
+# common/ (option parsing); bench/ uses common/ only: no -Itools, so a
+# bench/ file that reached into tools/ would not build.
+TOOL_SRCS := $(wildcard tools/*.c) $(wildcard bench/*.c) $(wildcard common/*.c)
+TOOL_HDRS := $(wildcard tools/*.h) $(wildcard bench/*.h) $(wildcard common/*.h)
 TEST_SRCS := $(wildcard tests/t_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
 TEST_HELPERS := $(B)/tests/cli_child
@@ -119,7 +122,7 @@ $(SHARED_LIB): $(LIB_SOBJS) src/libpagemove.map
 	ln -sf libpagemove.so.$(VERSION) $(B)/libpagemove.so
 
 $(CLI): $(TOOL_SRCS) $(TOOL_HDRS) $(STATIC_LIB)
-	$(CC) $(CFLAGS) -Itools $(LDFLAGS) -o $@ $(TOOL_SRCS) $(STATIC_LIB) $(LDLIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRCS) $(STATIC_LIB) $(LDLIBS) -lm
 
 $(B)/tests/%: tests/%.c tests/harness.h $(STATIC_LIB)
 	@mkdir -p $(dir $@)

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <numa.h>
 #include <numaif.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,8 +18,8 @@
 #include <unistd.h>
 
 #include "pagemove.h"
-#include "lib_cmds.h"
 #include "bench.h"
+#include "../common/opt.h"
 
 #define SZ_4K	4096UL
 #define SZ_2M	(2UL << 20)
@@ -271,17 +272,34 @@ static void kernel_runs(void **hp, size_t nhuge, void **sp, size_t nsmall, int n
 	free(st);
 }
 
-static int usage(FILE *f)
+static int usage(void)
 {
-	fprintf(f, "usage: pagemove bench [--json] [--quick] [--mb MB] [--nodes A,B] [--kernel]\n"
-		"Measures memcpy, migration of 2 MB and 4 KB pages (single, batched,\n"
-		"parallel), exchange and the writer stall, in one run. --quick uses\n"
-		"smaller buffers (a smoke test, not a measurement). --nodes binds the\n"
-		"two tiers to NUMA nodes A and B; --kernel also times move_pages(2)\n"
-		"between them on the same buffers, for the record.\n"
-		"'pagemove bench tiering --help' describes the tiering policy bench,\n"
-		"'pagemove bench faults --help' the fault latency bench.\n");
-	return f == stdout ? 0 : 2;
+	fputs("Usage: pagemove bench [--json] [--quick] [--mb MB] [--nodes A,B] [--kernel]\n"
+"       pagemove bench tiering [OPTIONS]\n"
+"       pagemove bench faults [OPTIONS]\n"
+"\n"
+"Measures memcpy, migration of 2 MB and 4 KB pages (single, batched,\n"
+"parallel), exchange and the writer stall, in one run, each as GB/s and as\n"
+"a ratio to memcpy measured in the same run.\n"
+"\n"
+"  -j, --json        print one JSON object instead of a table\n"
+"  -q, --quick       32 MiB and two round trips: a smoke test, not a\n"
+"                    measurement\n"
+"  -m, --mb MB       MiB of 2 MB pages, 32..8192 (default 256)\n"
+"  -n, --nodes A,B   bind the fast and slow tiers to NUMA nodes A and B\n"
+"  -k, --kernel      also time move_pages(2) between nodes A and B on the\n"
+"                    same buffers (needs --nodes with two nodes)\n"
+"  -h, --help        show this help\n"
+"\n"
+"'pagemove bench tiering --help' describes the tiering policy bench,\n"
+"'pagemove bench faults --help' the fault latency bench.\n"
+"\n"
+"Exit status:\n"
+"  0  every figure measured\n"
+"  1  no context or memory (pmv_create or pmv_mmap failed)\n"
+"  2  usage error (unknown option, bad value, a node that does not exist)\n",
+	      stdout);
+	return 0;
 }
 
 int cmd_bench(int argc, char **argv)
@@ -292,11 +310,15 @@ int cmd_bench(int argc, char **argv)
 	/* the policy must not move pages behind the measurements' back */
 	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };
 	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol };
-	size_t mb = 256, nhuge, nsmall;
+	unsigned long mb = 256;
+	size_t nhuge, nsmall;
 	int json = 0, rounds = 4, opt, nthreads, kernel = 0, n0 = -1, n1 = -1;
 	double mc1, mcn, copy2m_us, t;
 	char *h, *s, *bufa, *bufb;
 	void **hp, **sp, **xa, **xb;
+
+	struct opt_parse op;
+	int mb_set = 0;
 
 	static const struct option opts[] = {
 		{ "json", no_argument, 0, 'j' }, { "quick", no_argument, 0, 'q' },
@@ -307,33 +329,28 @@ int cmd_bench(int argc, char **argv)
 		return cmd_bench_tiering(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "faults"))
 		return cmd_bench_faults(argc - 1, argv + 1);
-	while ((opt = getopt_long(argc, argv, "jqm:hkn:", opts, NULL)) != -1) {
+	opt_begin(&op, "bench");
+	while ((opt = getopt_long(argc, argv, ":jqm:hkn:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'k': kernel = 1; break;
-		case 'n':
-			if (sscanf(optarg, "%d,%d", &n0, &n1) != 2 || n0 < 0 || n1 < 0) {
-				fprintf(stderr, "pagemove bench: --nodes wants A,B\n");
-				return 2;
-			}
-			break;
+		case 'n': opt_node_pair(&op, "--nodes", optarg, numa_max_node(), &n0, &n1); break;
 		case 'j': json = 1; break;
-		case 'q': mb = 32; rounds = 2; break;
-		case 'm': mb = strtoul(optarg, NULL, 0); break;
-		case 'h': return usage(stdout);
-		default: return usage(stderr);
+		case 'q': rounds = 2; break;
+		case 'm': mb_set = opt_ulong(&op, "--mb", optarg, 32, 8192, &mb); break;
+		case 'h': return usage();
+		default: opt_getopt_error(&op, opt, argv); break;
 		}
 	}
-	if (mb < 32 || mb > 8192) {
-		fprintf(stderr, "pagemove bench: --mb must be 32..8192\n");
-		return 2;
-	}
+	opt_no_args(&op, argc, argv);
+	if (kernel && (n0 < 0 || n0 == n1))
+		opt_error(&op, "--kernel needs --nodes A,B with two different nodes");
+	if (opt_end(&op))
+		return OPT_EXIT_USAGE;
+	if (rounds == 2 && !mb_set)
+		mb = 32;	/* --quick */
 	if (n0 >= 0) {
 		tc[0].node = n0;
 		tc[1].node = n1;
-	}
-	if (kernel && (n0 < 0 || n0 == n1)) {
-		fprintf(stderr, "pagemove bench: --kernel needs --nodes A,B with two nodes\n");
-		return 2;
 	}
 	/* every measurement names its engine: the environment must not */
 	unsetenv("PAGEMOVE_COPY");
@@ -380,7 +397,7 @@ int cmd_bench(int argc, char **argv)
 	}
 
 	if (verbose)
-		fprintf(stderr, "pagemove bench: %zu MB of 2 MB pages, %zu MB of 4 KB pages, %d threads\n",
+		fprintf(stderr, "pagemove bench: %lu MB of 2 MB pages, %zu MB of 4 KB pages, %d threads\n",
 			mb, nsmall * SZ_4K >> 20, nthreads);
 	/* the limit */
 	mc1 = memcpy_bw(bufb, bufa, mb << 20, 1, 3);

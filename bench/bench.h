@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Benchmarks other than the copy bench of bench.c, dispatched from it,
+/* The benches: "pagemove bench" (bench.c), the others it dispatches to,
  * and what they share with the demo. */
 #ifndef BENCH_H
 #define BENCH_H
 
 #include <time.h>
 
+int cmd_bench(int argc, char **argv);		/* bench.c */
 int cmd_bench_tiering(int argc, char **argv);	/* bench_tiering.c */
 int cmd_bench_faults(int argc, char **argv);	/* bench_faults.c */
 

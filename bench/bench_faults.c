@@ -19,6 +19,7 @@
 
 #include "pagemove.h"
 #include "bench.h"
+#include "../common/opt.h"
 
 #define SZ_4K	4096UL
 #define SZ_2M	(2UL << 20)
@@ -329,17 +330,28 @@ static int fault_threads(void)
 	return n;
 }
 
-static int usage(FILE *f)
+static int usage(void)
 {
-	fprintf(f, "usage: pagemove bench faults [--json] [--quick] [--mb MB]\n"
-		"Times single accesses that pagemove's fault handling serves, each case\n"
-		"interleaved with the kernel's equivalent in the same run: the first touch\n"
-		"of fresh 4 KB pages (MB MiB per round, default 64) and 2 MB pages (THP for\n"
-		"the kernel), an access to a page parked for sampling (the kernel: a minor\n"
-		"fault on a memfd page), and an access that meets a migrating 4 KB page\n"
-		"(the kernel: the same access, the page not moving). Reports p50, p99 and\n"
-		"the maximum in microseconds. --quick: fewer samples (a smoke test).\n");
-	return f == stdout ? 0 : 2;
+	fputs("Usage: pagemove bench faults [--json] [--quick] [--mb MB]\n"
+"\n"
+"Times single accesses that pagemove's fault handling serves, each case\n"
+"interleaved with the kernel's equivalent in the same run: the first touch\n"
+"of fresh 4 KB pages and 2 MB pages (THP for the kernel), an access to a\n"
+"page parked for sampling (the kernel: a minor fault on a memfd page), and\n"
+"an access that meets a migrating 4 KB page (the kernel: the same access,\n"
+"the page not moving). Reports p50, p99 and the maximum in microseconds.\n"
+"\n"
+"  -j, --json     print one JSON object instead of a table\n"
+"  -q, --quick    fewer samples: a smoke test, not a measurement\n"
+"  -m, --mb MB    MiB of fresh pages per round, an even number 4..4096\n"
+"                 (default 64)\n"
+"  -h, --help     show this help\n"
+"\n"
+"Exit status:\n"
+"  0  every case measured or skipped with its reason\n"
+"  1  no context or memory, or a byte read wrong\n"
+"  2  usage error (unknown option, bad value)\n", stdout);
+	return 0;
 }
 
 int cmd_bench_faults(int argc, char **argv)
@@ -361,22 +373,26 @@ int cmd_bench_faults(int argc, char **argv)
 		{ "json", no_argument, 0, 'j' }, { "quick", no_argument, 0, 'q' },
 		{ "mb", required_argument, 0, 'm' }, { "help", no_argument, 0, 'h' }, { 0 }
 	};
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "jqm:h", opts, NULL)) != -1) {
+	struct opt_parse op;
+	unsigned long mbv = mb;
+
+	opt_begin(&op, "bench faults");
+	while ((opt = getopt_long(argc, argv, ":jqm:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'j': json = 1; break;
 		case 'q': quick = 1; break;
-		case 'm': mb = strtoul(optarg, NULL, 0); break;
-		case 'h': return usage(stdout);
-		default: return usage(stderr);
+		case 'm':
+			if (opt_ulong(&op, "--mb", optarg, 4, 4096, &mbv) && mbv % 2)
+				opt_error(&op, "--mb: %lu is not an even number", mbv);
+			break;
+		case 'h': return usage();
+		default: opt_getopt_error(&op, opt, argv); break;
 		}
 	}
-	if (optind < argc)
-		return usage(stderr);
-	if (mb < 4 || mb > 4096 || mb % 2) {
-		fprintf(stderr, "pagemove bench faults: --mb must be an even number, 4..4096\n");
-		return 2;
-	}
+	opt_no_args(&op, argc, argv);
+	if (opt_end(&op))
+		return OPT_EXIT_USAGE;
+	mb = mbv;
 	if (quick) {
 		mb = 8;
 		rounds4k = rounds2m = 1;

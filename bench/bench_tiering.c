@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <numa.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "pagemove.h"
 #include "bench.h"
 #include "workload.h"
+#include "../common/opt.h"
 
 #define TICK_NS		100000000L	/* tier query period: 100 ms */
 #define IVL_TICKS	5		/* one hit-fraction point per 0.5 s */
@@ -437,20 +439,36 @@ static void print_table(const struct result *res, const struct opts *o)
 	}
 }
 
-static int usage(FILE *f)
+static int usage(void)
 {
-	fprintf(f, "usage: pagemove bench tiering [--json] [--quick] [--plot FILE.png] [--seconds N]\n"
-		"                              [--mb MB] [--threads N] [--nodes A,B]\n"
-		"Runs a zipf workload from 2 threads on 512 MB of 2 MB pages whose fast\n"
-		"tier holds a quarter, in three patterns (zipf; shift: the hot pages\n"
-		"change every 5 s; scan: plus a thread reading the whole region), first\n"
-		"with the policy off, then on for N seconds (default 30; --quick: 256 MB,\n"
-		"12 s, a shift every 3 s).\n"
-		"Reports the fast-tier hit fraction against the best possible (oracle)\n"
-		"and first touch, the time to converge, bytes migrated and tracking CPU,\n"
-		"and whether each target is met. --plot draws the time series (needs\n"
-		"gnuplot). The exit status is 0 whether or not the targets are met.\n");
-	return f == stdout ? 0 : 2;
+	fputs("Usage: pagemove bench tiering [--json] [--quick] [--plot FILE.png] [--seconds S]\n"
+"                              [--mb MB] [--threads N] [--nodes A,B]\n"
+"\n"
+"Runs a zipf workload from N threads on MB MiB of 2 MB pages whose fast\n"
+"tier holds a quarter, in three patterns (zipf; shift: the hot pages\n"
+"change every 5 s; scan: plus a thread reading the whole region), first\n"
+"with the policy off, then on for S seconds. Reports the fast-tier hit\n"
+"fraction against the best possible (oracle) and first touch, the time to\n"
+"converge (\"never\" if it did not), bytes migrated and tracking CPU, and\n"
+"whether each target is met.\n"
+"\n"
+"  -j, --json          print one JSON object instead of a table\n"
+"  -q, --quick         256 MiB (unless --mb), 12 s, a shift every 3 s\n"
+"  -p, --plot FILE     draw the time series into FILE.png (needs gnuplot)\n"
+"  -s, --seconds S     policy on for S seconds per pattern, 2..3600\n"
+"                      (default 30)\n"
+"  -m, --mb MB         MiB of managed memory, 64..65536, a multiple of 8\n"
+"                      (default 512)\n"
+"  -t, --threads N     worker threads, 1..64 (default 2)\n"
+"  -n, --nodes A,B     bind the fast and slow tiers to NUMA nodes A and B\n"
+"  -h, --help          show this help\n"
+"\n"
+"Exit status:\n"
+"  0  every run finished and its data verified, whether or not the targets\n"
+"     are met\n"
+"  1  no context or memory, data corrupted, or the plot failed\n"
+"  2  usage error (unknown option, bad value)\n", stdout);
+	return 0;
 }
 
 int cmd_bench_tiering(int argc, char **argv)
@@ -461,6 +479,8 @@ int cmd_bench_tiering(int argc, char **argv)
 	const char *png = NULL;
 	int json = 0, opt, quick = 0, mb_set = 0, all_met, verified = 1, ret = 0;
 	double secs = 0, cpu = 0;
+	struct opt_parse op;
+	unsigned long mb;
 
 	static const struct option opts[] = {
 		{ "json", no_argument, 0, 'j' }, { "quick", no_argument, 0, 'q' },
@@ -468,27 +488,30 @@ int cmd_bench_tiering(int argc, char **argv)
 		{ "mb", required_argument, 0, 'm' }, { "threads", required_argument, 0, 't' },
 		{ "nodes", required_argument, 0, 'n' }, { "help", no_argument, 0, 'h' }, { 0 }
 	};
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "jqp:s:m:t:n:h", opts, NULL)) != -1) {
+	opt_begin(&op, "bench tiering");
+	while ((opt = getopt_long(argc, argv, ":jqp:s:m:t:n:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'j': json = 1; break;
 		case 'q': quick = 1; break;
 		case 'p': png = optarg; break;
-		case 's': secs = atof(optarg); break;
-		case 'm': o.mb = strtoul(optarg, NULL, 0); mb_set = 1; break;
-		case 't': o.threads = strtoul(optarg, NULL, 0); break;
-		case 'n':
-			if (sscanf(optarg, "%d,%d", &o.n0, &o.n1) != 2 || o.n0 < 0 || o.n1 < 0) {
-				fprintf(stderr, "pagemove bench tiering: --nodes wants A,B\n");
-				return 2;
+		case 's': opt_double(&op, "--seconds", optarg, 2, 3600, &secs); break;
+		case 'm':
+			if (opt_ulong(&op, "--mb", optarg, 64, 65536, &mb)) {
+				if (mb % 8)
+					opt_error(&op, "--mb: %lu is not a multiple of 8", mb);
+				o.mb = mb;
+				mb_set = 1;
 			}
 			break;
-		case 'h': return usage(stdout);
-		default: return usage(stderr);
+		case 't': opt_uint(&op, "--threads", optarg, 1, 64, &o.threads); break;
+		case 'n': opt_node_pair(&op, "--nodes", optarg, numa_max_node(), &o.n0, &o.n1); break;
+		case 'h': return usage();
+		default: opt_getopt_error(&op, opt, argv); break;
 		}
 	}
-	if (optind < argc)
-		return usage(stderr);
+	opt_no_args(&op, argc, argv);
+	if (opt_end(&op))
+		return OPT_EXIT_USAGE;
 	if (quick) {
 		o.run_s = 12;
 		o.ft_s = 2;
@@ -498,12 +521,6 @@ int cmd_bench_tiering(int argc, char **argv)
 	}
 	if (secs)
 		o.run_s = secs;
-	if (o.run_s < 2 || o.run_s > 3600 || o.threads < 1 || o.threads > 64 ||
-	    o.mb < 64 || o.mb > 65536 || o.mb % 8) {
-		fprintf(stderr, "pagemove bench tiering: --seconds must be 2..3600, --threads 1..64, "
-			"--mb 64..65536 and a multiple of 8\n");
-		return 2;
-	}
 	if (png && !have_gnuplot()) {
 		fprintf(stderr, "pagemove bench tiering: --plot needs gnuplot, which is not in PATH; "
 			"install it (apt-get install gnuplot-nox)\n");

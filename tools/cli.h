@@ -49,9 +49,6 @@ int cli_proc_open(pid_t pid, const char *name);
 /* The same as a stdio stream: NULL with *err = -errno on failure. */
 FILE *cli_proc_fopen(pid_t pid, const char *name, int *err);
 
-/* How to name the option getopt_long() just rejected; @buf holds 3 bytes. */
-const char *cli_bad_option(char **argv, char *buf);
-
 /* "12.0K", "3.5M", "1.0G" */
 void cli_fmt_size(char *buf, size_t len, uint64_t bytes);
 

@@ -19,6 +19,7 @@
 #include "lib_cmds.h"
 #include "../bench/bench.h"
 #include "../bench/workload.h"
+#include "../common/opt.h"
 
 #define TICK_NS		100000000L	/* tier query: 100 ms */
 #define STATUS_TICKS	5		/* status line on a tty: 0.5 s */
@@ -42,15 +43,27 @@ static double frac(uint64_t hits, uint64_t acc)
 	return acc ? (double)hits / acc : 0;
 }
 
-static int usage(FILE *f)
+static int usage(void)
 {
-	fprintf(f, "usage: pagemove demo [--seconds N] [--mb MB] [--threads N]\n"
-		"Runs N seconds (default 20) of a zipf workload from 2 threads on MB MiB\n"
-		"(default 256) of 2 MB pages whose fast tier holds a quarter. First touch\n"
-		"fills the fast tier in address order; after 1 s the tiering policy is\n"
-		"turned on and moves the hot pages in. Shows the fast tier's hit rate\n"
-		"and the policy's moves as it goes, then checks every byte.\n");
-	return f == stdout ? 0 : 2;
+	fputs("Usage: pagemove demo [--seconds S] [--mb MB] [--threads N]\n"
+"\n"
+"Runs a zipf workload from N threads on MB MiB of 2 MB pages whose fast tier\n"
+"holds a quarter. First touch fills the fast tier in address order; after\n"
+"1 s the tiering policy is turned on and moves the hot pages in. Shows the\n"
+"fast tier's hit rate and the policy's moves as it goes, then checks every\n"
+"byte.\n"
+"\n"
+"  -s, --seconds S   run the policy S seconds, 1..86400 (default 20)\n"
+"  -m, --mb MB       MiB of managed memory, 16..65536, a multiple of 8\n"
+"                    (default 256)\n"
+"  -t, --threads N   worker threads, 1..64 (default 2)\n"
+"  -h, --help        show this help\n"
+"\n"
+"Exit status:\n"
+"  0  every byte verified\n"
+"  1  no context or memory (pmv_create or pmv_mmap failed), or data corrupted\n"
+"  2  usage error (unknown option, bad value)\n", stdout);
+	return 0;
 }
 
 int cmd_demo(int argc, char **argv)
@@ -65,34 +78,37 @@ int cmd_demo(int argc, char **argv)
 	double secs = 20, oracle, first, t0, tprev;
 	int tty = isatty(STDOUT_FILENO), opt, err, ret = 1, every;
 	uint64_t a, h, a0, h0, aprev, hprev, bprev, aend, hend;
-	size_t mb = 256, size, psz;
+	unsigned long mb = 256;
+	size_t size, psz;
 	unsigned threads = 2;
 	struct pmv_ctx_stats s0, s, s1;
 	struct timespec next;
 	struct workload wl;
 	unsigned char got, want;
 	long ticks, bad;
+	struct opt_parse op;
 	pmv_ctx *ctx;
 
 	static const struct option opts[] = {
 		{ "seconds", required_argument, 0, 's' }, { "mb", required_argument, 0, 'm' },
 		{ "threads", required_argument, 0, 't' }, { "help", no_argument, 0, 'h' }, { 0 }
 	};
-	while ((opt = getopt_long(argc, argv, "s:m:t:h", opts, NULL)) != -1) {
+	opt_begin(&op, "demo");
+	while ((opt = getopt_long(argc, argv, ":s:m:t:h", opts, NULL)) != -1) {
 		switch (opt) {
-		case 's': secs = atof(optarg); break;
-		case 'm': mb = strtoul(optarg, NULL, 0); break;
-		case 't': threads = strtoul(optarg, NULL, 0); break;
-		case 'h': return usage(stdout);
-		default: return usage(stderr);
+		case 's': opt_double(&op, "--seconds", optarg, 1, 86400, &secs); break;
+		case 'm':
+			if (opt_ulong(&op, "--mb", optarg, 16, 65536, &mb) && mb % 8)
+				opt_error(&op, "--mb: %lu is not a multiple of 8", mb);
+			break;
+		case 't': opt_uint(&op, "--threads", optarg, 1, 64, &threads); break;
+		case 'h': return usage();
+		default: opt_getopt_error(&op, opt, argv); break;
 		}
 	}
-	if (optind < argc || secs < 1 || secs > 86400 || mb < 16 || mb > 65536 || mb % 8 ||
-	    threads < 1 || threads > 64) {
-		fprintf(stderr, "pagemove demo: --seconds must be 1..86400, --mb 16..65536 and "
-			"a multiple of 8, --threads 1..64\n");
-		return 2;
-	}
+	opt_no_args(&op, argc, argv);
+	if (opt_end(&op))
+		return OPT_EXIT_USAGE;
 	unsetenv("PAGEMOVE_POLICY");	/* the demo turns it on itself */
 	size = mb << 20;
 	tiers[0].capacity = size / 4;
@@ -110,7 +126,7 @@ int cmd_demo(int argc, char **argv)
 	wl_query(&wl, ctx, NULL);
 	oracle = wl_oracle(&wl, size / 4 / psz);
 	printf("pagemove demo: %u threads, zipf over %zu MiB of %s pages; the fast tier "
-	       "holds %zu MiB\n", threads, mb, psz > 4096 ? "2 MB" : "4 KB", mb / 4);
+	       "holds %lu MiB\n", threads, mb, psz > 4096 ? "2 MB" : "4 KB", mb / 4);
 	printf("best possible fast-tier hit rate (hottest pages all fast): %.1f %%\n",
 	       100 * oracle);
 	err = wl_start(&wl, 0);
@@ -193,7 +209,7 @@ int cmd_demo(int argc, char **argv)
 		printf("DATA CORRUPTED: %llu accesses found another item's key\n",
 		       (unsigned long long)atomic_load(&wl.bad_keys));
 	} else {
-		printf("data verified: %zu MB, every byte\n", mb);
+		printf("data verified: %lu MiB, every byte\n", mb);
 		ret = 0;
 	}
 out_wl:

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "../common/opt.h"
 
 #define CMD		"migrate"
 #define CHUNK_PAGES	512		/* addresses per move_pages() call */
@@ -956,13 +957,13 @@ int cmd_migrate(int argc, char **argv)
 		.rate_lock = PTHREAD_MUTEX_INITIALIZER,
 		.lock = PTHREAD_MUTEX_INITIALIZER,
 	};
-	long threads = sysconf(_SC_NPROCESSORS_ONLN);
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned long threads = online > 0 ? (unsigned long)online : 1;
+	struct opt_parse op;
 	double rate = 0;
-	char optbuf[3], *end;
 	int opt, ret;
 
-	opterr = 0;
-	optind = 0;	/* full getopt reset: main may have used it already */
+	opt_begin(&op, CMD);
 	while ((opt = getopt_long(argc, argv, ":p:f:t:Haj:r:qh", longopts,
 				  NULL)) != -1) {
 		switch (opt) {
@@ -983,20 +984,14 @@ int cmd_migrate(int argc, char **argv)
 			c.flags = MPOL_MF_MOVE_ALL;
 			break;
 		case 'j':
-			errno = 0;
-			threads = strtol(optarg, &end, 10);
-			if (errno || *end || end == optarg || threads < 1 ||
-			    threads > MAX_THREADS)
-				return mig_usage_error("--threads: expected 1"
-					"..%d, got '%s'", MAX_THREADS, optarg);
+			opt_ulong(&op, "--threads", optarg, 1, MAX_THREADS,
+				  &threads);
 			break;
 		case 'r':
-			errno = 0;
-			rate = strtod(optarg, &end);
-			if (errno || *end || end == optarg || !isfinite(rate) ||
+			if (opt_double(&op, "--rate", optarg, 0, 1e12, &rate) &&
 			    rate <= 0)
-				return mig_usage_error("--rate: expected MB/s "
-					"> 0, got '%s'", optarg);
+				opt_error(&op, "--rate: expected MB/s > 0, got "
+					  "'%s'", optarg);
 			break;
 		case 'q':
 			c.quiet = true;
@@ -1004,16 +999,14 @@ int cmd_migrate(int argc, char **argv)
 		case 'h':
 			mig_usage(stdout);
 			return CLI_EXIT_OK;
-		case ':':
-			return mig_usage_error("option '%s' needs a value",
-					       cli_bad_option(argv, optbuf));
 		default:
-			return mig_usage_error("invalid option '%s'",
-					       cli_bad_option(argv, optbuf));
+			opt_getopt_error(&op, opt, argv);
+			break;
 		}
 	}
-	if (optind < argc)
-		return mig_usage_error("unexpected argument '%s'", argv[optind]);
+	opt_no_args(&op, argc, argv);
+	if (opt_end(&op))
+		return CLI_EXIT_USAGE;
 	if (!pid_arg || !from_arg || !to_arg)
 		return mig_usage_error("--pid, --from and --to are required");
 	if (cli_parse_pid(pid_arg, &c.pid))
@@ -1034,7 +1027,7 @@ int cmd_migrate(int argc, char **argv)
 		c.ns_per_byte = 1e3 / rate;		/* 1e9 ns / (rate * 1e6 B) */
 		c.rate_burst = NSEC / 10;		/* 100 ms of credit */
 	}
-	ret = mig_main(&c, from, to, threads > 0 ? (unsigned int)threads : 1);
+	ret = mig_main(&c, from, to, (unsigned int)threads);
 out:
 	if (from)
 		numa_bitmask_free(from);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "../common/opt.h"
 
 #define CMD		"stat"
 #define QUERY_CHUNK	512
@@ -524,11 +525,10 @@ int cmd_stat(int argc, char **argv)
 	struct stat_ctx c = { .pid = 0 };
 	const char *pid_arg = NULL;
 	bool json = false;
-	char optbuf[3];
+	struct opt_parse op;
 	int opt, ret;
 
-	opterr = 0;
-	optind = 0;	/* full getopt reset: main may have used it already */
+	opt_begin(&op, CMD);
 	while ((opt = getopt_long(argc, argv, ":p:jh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
@@ -540,17 +540,14 @@ int cmd_stat(int argc, char **argv)
 		case 'h':
 			stat_usage(stdout);
 			return CLI_EXIT_OK;
-		case ':':
-			return stat_usage_error("option '%s' needs a value",
-						cli_bad_option(argv, optbuf));
 		default:
-			return stat_usage_error("invalid option '%s'",
-						cli_bad_option(argv, optbuf));
+			opt_getopt_error(&op, opt, argv);
+			break;
 		}
 	}
-	if (optind < argc)
-		return stat_usage_error("unexpected argument '%s'",
-					argv[optind]);
+	opt_no_args(&op, argc, argv);
+	if (opt_end(&op))
+		return CLI_EXIT_USAGE;
 	if (!pid_arg)
 		return stat_usage_error("%s", "--pid is required");
 	if (cli_parse_pid(pid_arg, &c.pid))

@@ -4,6 +4,5 @@
 #define LIB_CMDS_H
 
 int cmd_demo(int argc, char **argv);
-int cmd_bench(int argc, char **argv);	/* bench/bench.c */
 
 #endif

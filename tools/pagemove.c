@@ -6,6 +6,7 @@
 #include "pagemove.h"
 #include "cli.h"
 #include "lib_cmds.h"
+#include "../bench/bench.h"
 
 static const struct {
 	const char *name;
@@ -24,7 +25,10 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].help);
 	fprintf(f, "  %-9s %s\n", "version", "print the library version");
-	fprintf(f, "\n'pagemove COMMAND --help' describes each command.\n");
+	fprintf(f, "\n'pagemove COMMAND --help' describes each command, its options and its\n"
+		"exit statuses.\n\noptions:\n  -h, --help     show this help\n"
+		"  --version      the same as 'pagemove version'\n\n"
+		"exit status: that of the command; 2 for no command or an unknown one.\n");
 }
 
 int main(int argc, char **argv)
@@ -38,6 +42,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+		if (argc > 2) {
+			for (int i = 2; i < argc; i++)
+				fprintf(stderr, "pagemove %s: unexpected argument '%s'\n",
+					argv[1], argv[i]);
+			return 2;
+		}
 		printf("pagemove %s\n", pmv_version());
 		return 0;
 	}

@@ -161,19 +161,6 @@ int cli_proc_open(pid_t pid, const char *name)
 	return -err;
 }
 
-const char *cli_bad_option(char **argv, char *buf)
-{
-	const char *prev = optind > 0 ? argv[optind - 1] : "";
-
-	/* a long option is whole in argv; a short one may sit in a cluster */
-	if (!strncmp(prev, "--", 2) || !optopt)
-		return prev;
-	buf[0] = '-';
-	buf[1] = (char)optopt;
-	buf[2] = '\0';
-	return buf;
-}
-
 void cli_fmt_size(char *buf, size_t len, uint64_t bytes)
 {
 	static const char unit[] = "KMGTPE";
