@@ -352,9 +352,12 @@ int cmd_bench(int argc, char **argv)
 		tc[0].node = n0;
 		tc[1].node = n1;
 	}
-	/* every measurement names its engine: the environment must not */
+	/*
+	 * Every measurement names its engine, and the warm-up runs with auto,
+	 * which is 0: PAGEMOVE_COPY would fill it in. (The policy is set off
+	 * above, which no variable overrides.)
+	 */
 	unsetenv("PAGEMOVE_COPY");
-	unsetenv("PAGEMOVE_POLICY");	/* nor turn the policy on */
 	nthreads = sysconf(_SC_NPROCESSORS_ONLN);
 	if (nthreads > 16)
 		nthreads = 16;

@@ -526,8 +526,6 @@ int cmd_bench_tiering(int argc, char **argv)
 			"install it (apt-get install gnuplot-nox)\n");
 		return 1;
 	}
-	/* the bench turns the policy on and off itself */
-	unsetenv("PAGEMOVE_POLICY");
 	memset(res, 0, sizeof(res));
 
 	fprintf(stderr, "pagemove bench tiering: %zu MB, fast tier %zu MB, %u thread%s, "

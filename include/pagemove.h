@@ -99,8 +99,9 @@ struct pmv_tier_config {
 #define PMV_CTX_WP_COPY		(1U << 2)
 
 /*
- * Copy engines (pmv_config.copy_engine; the environment variable
- * PAGEMOVE_COPY=auto|memcpy|nt|parallel|offload overrides it).
+ * Copy engines (pmv_config.copy_engine). The environment variable
+ * PAGEMOVE_COPY=auto|memcpy|nt|parallel|offload fills it in when it is
+ * PMV_COPY_AUTO (0), and never overrides another engine.
  */
 enum pmv_copy_engine {
 	PMV_COPY_AUTO = 0,	/* by page and batch size */
@@ -129,7 +130,8 @@ enum pmv_policy_mode {
 
 /*
  * Every field's 0 means its default; each has an environment variable that
- * overrides it (PAGEMOVE_POLICY=auto|track|off, and the name in brackets).
+ * fills it in when it is 0, and never overrides a value the program set
+ * (PAGEMOVE_POLICY=auto|track|off, and the name in brackets).
  */
 struct pmv_policy_config {
 	int mode;			/* enum pmv_policy_mode */

@@ -256,12 +256,26 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	pthread_mutex_init(&ctx->discard_mu, NULL);
 	pthread_mutex_init(&ctx->surgery_mu, NULL);
 
+	/*
+	 * A variable fills in what the program left at its default (auto is
+	 * 0), never overrides what it chose; a bad one fails either way, so
+	 * that a typo is not taken for "no effect".
+	 */
 	ctx->copy_engine = cfg->copy_engine;
-	if (getenv("PAGEMOVE_COPY"))
-		ctx->copy_engine = _pmv_copy_engine_parse(getenv("PAGEMOVE_COPY"));
+	if (getenv("PAGEMOVE_COPY")) {
+		int env = _pmv_copy_engine_parse(getenv("PAGEMOVE_COPY"));
+
+		if (env < 0 || env >= PMV_COPY_NR) {
+			ret = _pmv_set_errmsg(-EINVAL, "unknown copy engine (PAGEMOVE_COPY=%s)",
+					      getenv("PAGEMOVE_COPY"));
+			goto fail;
+		}
+		if (ctx->copy_engine == PMV_COPY_AUTO)
+			ctx->copy_engine = env;
+	}
 	if (ctx->copy_engine < 0 || ctx->copy_engine >= PMV_COPY_NR) {
-		ret = _pmv_set_errmsg(-EINVAL, "unknown copy engine (PAGEMOVE_COPY=%s)",
-				      getenv("PAGEMOVE_COPY") ? getenv("PAGEMOVE_COPY") : "");
+		ret = _pmv_set_errmsg(-EINVAL, "pmv_config.copy_engine %d is no engine",
+				      ctx->copy_engine);
 		goto fail;
 	}
 	if (ctx->copy_engine == PMV_COPY_NT && !_pmv_copy_engines[PMV_COPY_NT].probe())

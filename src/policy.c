@@ -61,6 +61,10 @@ struct _pmv_policy_scratch {
 
 /* ---- knobs ------------------------------------------------------------ */
 
+/*
+ * A variable fills in a knob the program left at 0, its default, and never
+ * overrides one it set; a malformed one fails either way.
+ */
 static int env_uint(const char *name, unsigned *v)
 {
 	const char *s = getenv(name);
@@ -73,7 +77,8 @@ static int env_uint(const char *name, unsigned *v)
 	x = strtoul(s, &end, 10);
 	if (errno || *end || x > 1000000000UL)
 		return _pmv_set_errmsg(-EINVAL, "%s=%s is not a number", name, s);
-	*v = (unsigned)x;
+	if (!*v)
+		*v = (unsigned)x;
 	return 0;
 }
 
@@ -93,14 +98,19 @@ int _pmv_policy_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 	if (cfg->policy)
 		*p = *cfg->policy;
 	if (m && *m) {
+		int env;
+
 		if (!strcasecmp(m, "auto"))
-			p->mode = PMV_POLICY_AUTO;
+			env = PMV_POLICY_AUTO;
 		else if (!strcasecmp(m, "track"))
-			p->mode = PMV_POLICY_TRACK;
+			env = PMV_POLICY_TRACK;
 		else if (!strcasecmp(m, "off"))
-			p->mode = PMV_POLICY_OFF;
+			env = PMV_POLICY_OFF;
 		else
 			return _pmv_set_errmsg(-EINVAL, "PAGEMOVE_POLICY=%s: want auto, track or off", m);
+		/* auto is 0: the default, which the variable may fill in */
+		if (p->mode == PMV_POLICY_AUTO)
+			p->mode = env;
 	}
 	ret = ret ?: env_uint("PAGEMOVE_POLICY_INTERVAL_MS", &p->interval_ms);
 	ret = ret ?: env_uint("PAGEMOVE_MIGRATE_MBPS", &p->migrate_mbps);

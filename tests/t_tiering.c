@@ -936,7 +936,7 @@ static void part_modes(void)
 	pol.track_cpu_permille = 21;
 	expect_create_fails(&pol, "track_cpu_permille 21");
 
-	/* the environment overrides the configuration */
+	/* the environment fills in a mode left at auto, the default (t_config) */
 	expect_env_mode("off", PMV_POLICY_OFF);
 	expect_env_mode("track", PMV_POLICY_TRACK);
 	T_EQ(setenv("PAGEMOVE_POLICY", "sometimes", 1), 0);

@@ -109,7 +109,6 @@ int cmd_demo(int argc, char **argv)
 	opt_no_args(&op, argc, argv);
 	if (opt_end(&op))
 		return OPT_EXIT_USAGE;
-	unsetenv("PAGEMOVE_POLICY");	/* the demo turns it on itself */
 	size = mb << 20;
 	tiers[0].capacity = size / 4;
 	ctx = pmv_create(&cfg);
