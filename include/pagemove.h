@@ -357,7 +357,19 @@ int pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st);
 
 /* pmv_ctx_stats.mode */
 #define PMV_MODE_FULL		0 /* kernel-mode accesses wait in faults */
-#define PMV_MODE_USER_ONLY	1 /* UFFD_USER_MODE_ONLY: memory populated */
+#define PMV_MODE_USER_ONLY	1 /* UFFD_USER_MODE_ONLY: memory populated,
+				   * no access tracking, so no tiering policy */
+
+/* pmv_ctx_stats.mode_why: why pmv_create() chose that mode */
+enum pmv_mode_why {
+	PMV_MODE_WHY_UNKNOWN = 0, /* a library before 0.3 says nothing */
+	PMV_MODE_WHY_DEVICE,	/* full: /dev/userfaultfd could be opened */
+	PMV_MODE_WHY_SYSCALL,	/* full: userfaultfd(2) allowed kernel-mode faults
+				 * (CAP_SYS_PTRACE or vm.unprivileged_userfaultfd = 1) */
+	PMV_MODE_WHY_ASKED,	/* user-only: PMV_CTX_USER_MODE_ONLY */
+	PMV_MODE_WHY_DENIED,	/* user-only: /dev/userfaultfd failed (mode_errno)
+				 * and userfaultfd(2) refused kernel-mode faults */
+};
 
 struct pmv_ctx_stats {
 	unsigned mode;
@@ -382,7 +394,10 @@ struct pmv_ctx_stats {
 	uint64_t exchanged;		/* pairs exchanged by the policy */
 	uint64_t policy_bytes;		/* bytes the policy moved */
 	uint64_t policy_rounds;
-	uint64_t resv[16];		/* zero */
+	unsigned mode_why;		/* enum pmv_mode_why (since 0.3) */
+	int mode_errno;			/* PMV_MODE_WHY_DENIED: the errno of
+					 * /dev/userfaultfd (ENOENT: none) */
+	uint64_t resv[15];		/* zero */
 };
 
 /* Threads: any. */

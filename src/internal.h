@@ -547,6 +547,8 @@ struct pmv_ctx {
 	pid_t pid;			/* the creator; a fork child differs */
 	unsigned flags;			/* PMV_CTX_* */
 	unsigned mode;			/* PMV_MODE_* */
+	unsigned mode_why;		/* PMV_MODE_WHY_* */
+	int mode_errno;			/* with PMV_MODE_WHY_DENIED */
 	int uffd;			/* regions: faults and events */
 	int pool_uffd;			/* pools: no events (uffd.c) */
 	int pagemap_fd;			/* /proc/self/pagemap, for sharing */

@@ -64,6 +64,8 @@ int _pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
 		return -EINVAL;
 	memset(st, 0, sizeof(*st));
 	st->mode = ctx->mode;
+	st->mode_why = ctx->mode_why;
+	st->mode_errno = ctx->mode_errno;
 	st->ntiers = ctx->ntiers;
 	_pmv_signals_hold(&sigs);
 	_pmv_regions_rdlock(&ctx->regions_lock, false);

@@ -58,31 +58,45 @@ static bool retry_eagain(unsigned flags)
 
 /*
  * A userfaultfd that catches kernel-mode faults if we may have one, else a
- * UFFD_USER_MODE_ONLY one; *user_only says which we got.
+ * UFFD_USER_MODE_ONLY one; *why says which we got and why (PMV_MODE_WHY_*),
+ * *dev_errno why /dev/userfaultfd did not serve (0 if it did or was not
+ * tried).
  */
-static int uffd_new(bool user_mode_only, bool *user_only)
+static int uffd_new(bool user_mode_only, unsigned *why, int *dev_errno)
 {
 	int flags = O_CLOEXEC | O_NONBLOCK;
 	int fd;
 
-	*user_only = false;
+	*dev_errno = 0;
+	*why = PMV_MODE_WHY_ASKED;
 	if (!user_mode_only) {
-		/* /dev/userfaultfd grants kernel-mode faults without CAP_SYS_PTRACE. */
+		/*
+		 * /dev/userfaultfd grants kernel-mode faults to whoever may
+		 * open it (its file mode), without CAP_SYS_PTRACE.
+		 */
 		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 
 		if (dev >= 0) {
 			fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
+			*dev_errno = fd < 0 ? errno : 0;
 			close(dev);
-			if (fd >= 0)
+			if (fd >= 0) {
+				*why = PMV_MODE_WHY_DEVICE;
 				return fd;
+			}
+		} else {
+			*dev_errno = errno;
 		}
+		/* allowed with CAP_SYS_PTRACE or vm.unprivileged_userfaultfd = 1 */
 		fd = syscall(SYS_userfaultfd, flags);
-		if (fd >= 0)
+		if (fd >= 0) {
+			*why = PMV_MODE_WHY_SYSCALL;
 			return fd;
+		}
 		if (errno != EPERM)
 			return -errno;
+		*why = PMV_MODE_WHY_DENIED;
 	}
-	*user_only = true;
 	fd = syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
 	return fd >= 0 ? fd : -errno;
 }
@@ -101,21 +115,26 @@ static int uffd_api(int fd, __u64 features, __u64 *got)
 int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only)
 {
 	__u64 have = 0;
+	unsigned why;
 	bool user_only;
-	int fd, ret;
+	int fd, ret, dev_errno;
 
-	fd = uffd_new(user_mode_only, &user_only);
+	fd = uffd_new(user_mode_only, &why, &dev_errno);
 	if (fd < 0)
 		return _pmv_set_errmsg(fd, "userfaultfd unavailable: %s (see vm.unprivileged_userfaultfd)",
 				       strerror(-fd));
+	user_only = why == PMV_MODE_WHY_ASKED || why == PMV_MODE_WHY_DENIED;
 	ctx->mode = user_only ? PMV_MODE_USER_ONLY : PMV_MODE_FULL;
+	ctx->mode_why = why;
+	ctx->mode_errno = why == PMV_MODE_WHY_DENIED ? dev_errno : 0;
 
 	ret = uffd_api(fd, PMV_UFFD_FEATURES, &have);
 	if (!ret) {
-		bool dummy;
+		unsigned dummy;
+		int dummy_errno;
 
 		/* the pools' fd, of the same kind (it never takes a fault) */
-		ctx->pool_uffd = uffd_new(user_only, &dummy);
+		ctx->pool_uffd = uffd_new(user_only, &dummy, &dummy_errno);
 		if (ctx->pool_uffd < 0)
 			ret = ctx->pool_uffd;
 		else
@@ -128,8 +147,8 @@ int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only)
 	}
 	if (ret == -EINVAL) {
 		/* Some feature is missing: ask a fresh fd which (API may run once). */
-		bool dummy;
-		int probe = uffd_new(true, &dummy);
+		unsigned dummy;
+		int dummy_errno, probe = uffd_new(true, &dummy, &dummy_errno);
 
 		if (probe >= 0 && uffd_api(probe, 0, &have) == 0) {
 			close(probe);

@@ -8,7 +8,9 @@
  *      are not migrating work.
  *  (b) Without the flag, as an unprivileged user (as root: a child that drops
  *      to nobody), where /dev/userfaultfd is root-only and
- *      vm.unprivileged_userfaultfd is 0, the library falls back by itself.
+ *      vm.unprivileged_userfaultfd is 0, the library falls back by itself,
+ *      and pmv_ctx_stats() says why (PMV_MODE_WHY_DENIED, the device's errno).
+ *  (c) As the caller is: the reason matches the mode; root gets full mode.
  */
 #include <grp.h>
 #include <pthread.h>
@@ -157,6 +159,9 @@ static void part_a(int thp)
 	ctx = t_ctx(2, NULL, PMV_CTX_USER_MODE_ONLY);
 	T_EQ(pmv_ctx_stats(ctx, &cs), 0);
 	T_EQ(cs.mode, PMV_MODE_USER_ONLY);
+	/* pmv_create says why: the flag */
+	T_EQ(cs.mode_why, PMV_MODE_WHY_ASKED);
+	T_EQ(cs.mode_errno, 0);
 	map_areas(256, thp ? 4 : 0);
 
 	/* placed at pmv_mmap(), on the tier asked for */
@@ -258,6 +263,16 @@ static int part_b_child(int dropped)
 	if (sysctl == 0 && !dev_ok && getuid() != 0)
 		T_EQ(cs.mode, PMV_MODE_USER_ONLY);
 	T_ASSERT(cs.mode == PMV_MODE_FULL || cs.mode == PMV_MODE_USER_ONLY, "mode %u", cs.mode);
+	/* and why: the device's errno when neither way gave kernel faults */
+	if (cs.mode == PMV_MODE_USER_ONLY) {
+		T_EQ(cs.mode_why, PMV_MODE_WHY_DENIED);
+		T_ASSERT(cs.mode_errno == (access("/dev/userfaultfd", F_OK) ? ENOENT : EACCES),
+			 "mode_errno %d (%s) for /dev/userfaultfd %s", cs.mode_errno,
+			 strerror(cs.mode_errno), dev_ok ? "usable" : "not usable");
+	} else {
+		T_EQ(cs.mode_why, dev_ok ? PMV_MODE_WHY_DEVICE : PMV_MODE_WHY_SYSCALL);
+		T_EQ(cs.mode_errno, 0);
+	}
 
 	map_areas(64, thp ? 1 : 0);
 	if (cs.mode == PMV_MODE_USER_ONLY)
@@ -315,6 +330,25 @@ static void part_b(void)
 	T_ASSERT(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "unprivileged child: status %#x", ws);
 }
 
+/* (c) As the caller is: the reason matches the mode, and root gets full. */
+static void part_c(void)
+{
+	struct pmv_ctx_stats cs;
+
+	ctx = t_ctx(2, NULL, 0);
+	T_EQ(pmv_ctx_stats(ctx, &cs), 0);
+	if (cs.mode == PMV_MODE_FULL)
+		T_ASSERT(cs.mode_why == PMV_MODE_WHY_DEVICE || cs.mode_why == PMV_MODE_WHY_SYSCALL,
+			 "full mode, mode_why %u", cs.mode_why);
+	else
+		T_EQ(cs.mode_why, PMV_MODE_WHY_DENIED);
+	if (geteuid() == 0)
+		T_EQ(cs.mode, PMV_MODE_FULL);
+	printf("(c) as uid %d: mode %s, why %u\n", (int)geteuid(),
+	       cs.mode == PMV_MODE_FULL ? "full" : "user-mode-only", cs.mode_why);
+	pmv_destroy(ctx);
+}
+
 int main(void)
 {
 	int thp = t_thp_enabled();
@@ -323,5 +357,6 @@ int main(void)
 		printf("note: THP disabled, 2 MB pages skipped\n");
 	part_a(thp);
 	part_b();
+	part_c();
 	return T_EXIT_PASS;
 }
