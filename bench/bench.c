@@ -19,6 +19,7 @@
 
 #include "pagemove.h"
 #include "bench.h"
+#include "../common/mode.h"
 #include "../common/opt.h"
 
 #define SZ_4K	4096UL
@@ -318,7 +319,9 @@ int cmd_bench(int argc, char **argv)
 	void **hp, **sp, **xa, **xb;
 
 	struct opt_parse op;
+	struct pmv_ctx_stats cs;
 	int mb_set = 0;
+	char why[512];
 
 	static const struct option opts[] = {
 		{ "json", no_argument, 0, 'j' }, { "quick", no_argument, 0, 'q' },
@@ -366,6 +369,8 @@ int cmd_bench(int argc, char **argv)
 		fprintf(stderr, "pagemove bench: %s\n", pmv_errmsg());
 		return errno == ENODEV || errno == EINVAL ? 2 : 1;
 	}
+	pmv_ctx_stats(ctx, &cs);
+	fprintf(stderr, "pagemove bench: %s\n", mode_explain(&cs, why, sizeof(why)));
 	nhuge = (mb << 20) / SZ_2M;
 	nsmall = (mb << 20) / 4 / SZ_4K;	/* a quarter: 4 KB moves are slower */
 	h = pmv_mmap(ctx, mb << 20, 0, PMV_HUGE);
@@ -489,8 +494,9 @@ int cmd_bench(int argc, char **argv)
 
 	if (json) {
 		printf("{\n  \"memcpy_1t_gbps\": %.3f,\n  \"memcpy_all_gbps\": %.3f,\n"
-		       "  \"threads\": %d,\n  \"copy_2m_1t_us\": %.1f,\n  \"results\": [\n",
-		       mc1, mcn, nthreads, copy2m_us);
+		       "  \"threads\": %d,\n  \"copy_2m_1t_us\": %.1f,\n"
+		       "  \"mode\": \"%s\",\n  \"mode_why\": \"%s\",\n  \"results\": [\n",
+		       mc1, mcn, nthreads, copy2m_us, mode_name(&cs), mode_why_key(&cs));
 		for (int i = 0; i < nresults; i++)
 			printf("    {\"name\": \"%s\", \"gbps\": %.3f, \"ratio\": %.3f}%s\n",
 			       results[i].name, results[i].gbps, results[i].ratio,
@@ -500,6 +506,7 @@ int cmd_bench(int argc, char **argv)
 		       pct(stalls, nstalls, 0.5), pct(stalls, nstalls, 0.99),
 		       nstalls ? stalls[nstalls - 1] : 0, nstalls);
 	} else {
+		printf("%s\n", why);
 		printf("%-28s %9s %9s\n", "benchmark", "GB/s", "ratio");
 		printf("%-28s %9.2f %9s\n", "memcpy_1t", mc1, "1.00");
 		printf("%-28s %9.2f %9s\n", "memcpy_all", mcn, "1.00");

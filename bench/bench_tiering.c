@@ -18,6 +18,7 @@
 #include "pagemove.h"
 #include "bench.h"
 #include "workload.h"
+#include "../common/mode.h"
 #include "../common/opt.h"
 
 #define TICK_NS		100000000L	/* tier query period: 100 ms */
@@ -52,6 +53,7 @@ struct result {
 	size_t query_errs, psz;
 	long fast_pages, fast_pages_end;
 	int hit_met, conv_met, verified;
+	struct pmv_ctx_stats cs;	/* at the start: the mode, and why */
 };
 
 /*
@@ -201,6 +203,7 @@ static int run_pattern(int pat, const struct opts *o, struct result *r)
 	r->first_touch = measure(ctx, &wl, r, ft_ivl, 0, 0);
 	r->n_ft = r->n;
 	pmv_ctx_stats(ctx, &s0);
+	r->cs = s0;
 	err = pmv_tier_policy(ctx, PMV_POLICY_AUTO);
 	if (err) {
 		fprintf(stderr, "pagemove bench tiering: pmv_tier_policy: %s\n", pmv_strerror(err));
@@ -416,8 +419,9 @@ static void print_json(const struct result *res, double cpu, int all_met)
 			printf("%s%.3f", i > r->n_ft ? ", " : "", r->hit_s[i]);
 		printf("]}%s\n", p + 1 < NPAT ? "," : "");
 	}
-	printf("], \"tracking_cpu_fraction\": %.4f, \"targets_met\": %s}\n", cpu,
-	       all_met ? "true" : "false");
+	printf("], \"tracking_cpu_fraction\": %.4f, \"targets_met\": %s, \"mode\": \"%s\", "
+	       "\"mode_why\": \"%s\"}\n", cpu, all_met ? "true" : "false", mode_name(&res[0].cs),
+	       mode_why_key(&res[0].cs));
 }
 
 static void print_table(const struct result *res, const struct opts *o)
@@ -481,6 +485,7 @@ int cmd_bench_tiering(int argc, char **argv)
 	double secs = 0, cpu = 0;
 	struct opt_parse op;
 	unsigned long mb;
+	char why[512];
 
 	static const struct option opts[] = {
 		{ "json", no_argument, 0, 'j' }, { "quick", no_argument, 0, 'q' },
@@ -562,9 +567,13 @@ int cmd_bench_tiering(int argc, char **argv)
 	for (int p = 0; p < NPAT; p++)
 		all_met &= res[p].hit_met && res[p].conv_met;
 
+	mode_explain(&res[0].cs, why, sizeof(why));
 	if (json) {
 		print_json(res, cpu, all_met);
 	} else {
+		printf("%s\n", why);
+		if (res[0].cs.mode != PMV_MODE_FULL)
+			printf("the policy could not sample: every figure below is first touch's\n");
 		print_table(res, &o);
 		print_targets(res, cpu);
 		if (verified)

@@ -13,7 +13,7 @@ fi
 for key in memcpy_1t_gbps memcpy_all_gbps copy_2m_1t_us writer_stall_p50_us \
 	writer_stall_p99_us writer_stall_max_us migrate_2m_single_1t migrate_2m_batch \
 	migrate_2m_parallel migrate_4k_random_batch migrate_4k_random_parallel \
-	exchange_2m_batch exchange_4k_batch; do
+	exchange_2m_batch exchange_4k_batch mode mode_why; do
 	grep -q "\"$key\"" "$out" || { echo "FAIL: no $key in the JSON"; cat "$out"; exit 1; }
 done
 if command -v python3 >/dev/null 2>&1; then
@@ -24,6 +24,8 @@ names = {r["name"] for r in d["results"]}
 assert len(names) == 7, names
 for r in d["results"]:
     assert r["gbps"] > 0 and r["ratio"] > 0, r
+assert d["mode"] in ("full", "user-mode-only"), d["mode"]
+assert d["mode_why"] in ("device", "syscall", "asked", "denied"), d["mode_why"]
 print("bench JSON ok:", ", ".join("%s %.2f" % (r["name"], r["ratio"]) for r in d["results"]))
 PY
 fi

@@ -19,6 +19,7 @@
 #include "lib_cmds.h"
 #include "../bench/bench.h"
 #include "../bench/workload.h"
+#include "../common/mode.h"
 #include "../common/opt.h"
 
 #define TICK_NS		100000000L	/* tier query: 100 ms */
@@ -87,6 +88,7 @@ int cmd_demo(int argc, char **argv)
 	unsigned char got, want;
 	long ticks, bad;
 	struct opt_parse op;
+	char why[512];
 	pmv_ctx *ctx;
 
 	static const struct option opts[] = {
@@ -116,6 +118,8 @@ int cmd_demo(int argc, char **argv)
 		fprintf(stderr, "pagemove demo: %s: %s\n", strerror(errno), pmv_errmsg());
 		return 1;
 	}
+	pmv_ctx_stats(ctx, &s0);
+	printf("%s\n", mode_explain(&s0, why, sizeof(why)));
 	err = wl_setup(&wl, ctx, size, threads, 1, SEED);
 	if (err) {
 		fprintf(stderr, "pagemove demo: %s\n", strerror(-err));
@@ -198,6 +202,10 @@ int cmd_demo(int argc, char **argv)
 	       (unsigned long long)(s1.demoted - s0.demoted),
 	       (unsigned long long)(s1.exchanged - s0.exchanged),
 	       (s1.policy_bytes - s0.policy_bytes) / 1e9, 100 * s1.track_cpu_fraction);
+
+	if (s1.mode != PMV_MODE_FULL)
+		printf("tiering did nothing: the userfaultfd is user-mode-only, so the policy "
+		       "could not sample (see the userfaultfd line above)\n");
 
 	/* the policy is still on: pages may move while they are checked */
 	bad = wl_verify(&wl, &got, &want);

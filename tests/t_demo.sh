@@ -1,0 +1,83 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# t_demo.sh PAGEMOVE CLI_CHILD
+#
+# What `pagemove demo` says, on the smallest run (--seconds 1 --mb 16): the
+# userfaultfd mode and why, and in user-mode-only mode (run as uid 65534
+# when we are root, where /dev/userfaultfd is root's and the sysctl is 0)
+# that tiering did nothing; every run ends with its data verified.
+# Exit: 0 pass, 1 fail, 77 skip (reason printed).
+
+PM=$1
+CHILD=$2
+for f in "$PM" "$CHILD"; do
+	[ -x "$f" ] || { echo "FAIL: $f: not an executable file"; exit 1; }
+done
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/t_demo.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT
+fails=0 skipped=0
+ok()   { echo "ok   - $*"; }
+bad()  { echo "FAIL - $*"; fails=$((fails + 1)); }
+show() { sed 's/^/#      /' "$@"; }
+
+# has FILE TEXT: a fixed string in FILE
+has() { grep -qF -- "$2" "$1"; }
+
+demo() {
+	"$@" demo --seconds 1 --mb 16 >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+}
+
+test_mode_line() {
+	demo "$PM"
+	[ "$rc" = 0 ] || { bad "demo: exit $rc"; show "$tmp/out" "$tmp/err"; return; }
+	if has "$tmp/out" "userfaultfd: full mode, from "; then
+		has "$tmp/out" "tiering did nothing" && { bad "full mode, but 'tiering did nothing'"; return; }
+		ok "demo says: $(grep -F 'userfaultfd:' "$tmp/out")"
+	elif [ "$(id -u)" = 0 ]; then
+		bad "root, but no full mode:"; show "$tmp/out"
+	else
+		has "$tmp/out" "userfaultfd: user-mode-only, " ||
+			{ bad "no userfaultfd line"; show "$tmp/out"; return; }
+		ok "demo as uid $(id -u): user-mode-only, said so"
+	fi
+	has "$tmp/out" "data verified: 16 MiB, every byte" || { bad "data not verified"; show "$tmp/out"; }
+}
+
+test_user_only_says_why() {
+	if [ "$(id -u)" != 0 ]; then
+		echo "SKIP: not root: cannot run the demo as another user"; return 77
+	fi
+	if [ -e /dev/userfaultfd ] && [ "$(stat -c %a /dev/userfaultfd)" != 600 ] ||
+	   [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" != 0 ]; then
+		echo "SKIP: uid 65534 would get full mode here (/dev/userfaultfd or the sysctl)"
+		return 77
+	fi
+	chmod 755 "$tmp"
+	cp "$PM" "$tmp/pagemove" && chmod 755 "$tmp/pagemove"
+	demo "$CHILD" --setuid 65534 "$tmp/pagemove"
+	[ "$rc" = 0 ] || { bad "demo as uid 65534: exit $rc"; show "$tmp/out" "$tmp/err"; return; }
+	if [ -e /dev/userfaultfd ]; then
+		why="userfaultfd: user-mode-only, because /dev/userfaultfd: Permission denied, and userfaultfd(2) refused kernel-mode faults"
+	else
+		why="userfaultfd: user-mode-only, because /dev/userfaultfd: No such file or directory"
+	fi
+	for text in "$why" "CAP_SYS_PTRACE" "vm.unprivileged_userfaultfd=1" \
+		"tiering did nothing: the userfaultfd is user-mode-only" \
+		"data verified: 16 MiB, every byte"; do
+		has "$tmp/out" "$text" || { bad "demo as uid 65534 does not say '$text'"; show "$tmp/out"; return; }
+	done
+	ok "demo as uid 65534: user-mode-only, why, how to get full mode, tiering did nothing"
+}
+
+for t in test_mode_line test_user_only_says_why; do
+	$t
+	[ $? = 77 ] && skipped=1
+done
+if [ "$fails" -gt 0 ]; then
+	echo "t_demo: $fails check(s) failed"; exit 1
+fi
+[ "$skipped" = 1 ] && exit 77
+echo "t_demo: the demo says its mode and why, and verifies its data"
+exit 0
