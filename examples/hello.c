@@ -1,5 +1,7 @@
 /* Two tiers, a buffer on the first, half of it moved to the second while
- * the program keeps it; then every byte is checked. */
+ * the program keeps it; then every byte is checked. The tiers are bound to
+ * no node (PMV_NODE_ANY), so they are names, not faster and slower memory:
+ * give .node a NUMA node (a DRAM one, a CXL one) to make them tiers. */
 #include <pagemove.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,8 +9,8 @@
 int main(void)
 {
 	struct pmv_tier_config tiers[] = {
-		{ .name = "dram", .node = PMV_NODE_ANY },
-		{ .name = "cxl", .node = PMV_NODE_ANY },
+		{ .name = "first", .node = PMV_NODE_ANY },
+		{ .name = "second", .node = PMV_NODE_ANY },
 	};
 	struct pmv_config cfg = { .ntiers = 2, .tiers = tiers };
 	pmv_ctx *ctx = pmv_create(&cfg);

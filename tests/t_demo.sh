@@ -4,7 +4,8 @@
 # t_demo.sh PAGEMOVE CLI_CHILD
 #
 # What `pagemove demo` says, on the smallest run (--seconds 1 --mb 16): the
-# userfaultfd mode and why, and in user-mode-only mode (run as uid 65534
+# userfaultfd mode and why, whether its tiers are bound to nodes (--nodes),
+# and in user-mode-only mode (run as uid 65534
 # when we are root, where /dev/userfaultfd is root's and the sysctl is 0)
 # that tiering did nothing; every run ends with its data verified.
 # Exit: 0 pass, 1 fail, 77 skip (reason printed).
@@ -43,6 +44,28 @@ test_mode_line() {
 		ok "demo as uid $(id -u): user-mode-only, said so"
 	fi
 	has "$tmp/out" "data verified: 16 MiB, every byte" || { bad "data not verified"; show "$tmp/out"; }
+	has "$tmp/out" "tiers unbound: 'fast' and 'slow' are labels" ||
+		{ bad "unbound tiers not said"; show "$tmp/out"; return; }
+	ok "demo says its tiers are unbound"
+}
+
+test_nodes() {
+	n=$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | sed 's/.*node//' | sort -n | head -n 1)
+	[ -n "$n" ] || { echo "SKIP: no NUMA node in sysfs"; return 77; }
+	"$PM" demo --seconds 1 --mb 16 --nodes "$n,$n" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	if [ "$rc" != 0 ] || ! has "$tmp/out" "tiers bound: fast on node $n, slow on node $n" ||
+	   has "$tmp/out" "tiers unbound" || ! has "$tmp/out" "data verified"; then
+		bad "demo --nodes $n,$n: exit $rc"; show "$tmp/out" "$tmp/err"; return
+	fi
+	ok "demo --nodes $n,$n: tiers bound, data verified"
+	if [ ! -d /sys/devices/system/node/node99 ]; then
+		"$PM" demo --nodes "$n,99" >"$tmp/out" 2>"$tmp/err"
+		rc=$?
+		[ "$rc" = 2 ] && has "$tmp/err" "pagemove demo: --nodes $n,99: node 99 does not exist" ||
+			{ bad "demo --nodes $n,99: exit $rc"; show "$tmp/err"; return; }
+		ok "demo --nodes $n,99: refused"
+	fi
 }
 
 test_user_only_says_why() {
@@ -71,7 +94,7 @@ test_user_only_says_why() {
 	ok "demo as uid 65534: user-mode-only, why, how to get full mode, tiering did nothing"
 }
 
-for t in test_mode_line test_user_only_says_why; do
+for t in test_mode_line test_nodes test_user_only_says_why; do
 	$t
 	[ $? = 77 ] && skipped=1
 done
