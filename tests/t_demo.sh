@@ -5,7 +5,8 @@
 #
 # What `pagemove demo` says, on the smallest run (--seconds 1 --mb 16): the
 # userfaultfd mode and why, whether its tiers are bound to nodes (--nodes),
-# and in user-mode-only mode (run as uid 65534
+# that Ctrl-C (SIGINT, SIGTERM) still gives the summary and the check, and
+# in user-mode-only mode (run as uid 65534
 # when we are root, where /dev/userfaultfd is root's and the sysctl is 0)
 # that tiering did nothing; every run ends with its data verified.
 # Exit: 0 pass, 1 fail, 77 skip (reason printed).
@@ -94,7 +95,35 @@ test_user_only_says_why() {
 	ok "demo as uid 65534: user-mode-only, why, how to get full mode, tiering did nothing"
 }
 
-for t in test_mode_line test_nodes test_user_only_says_why; do
+# Ctrl-C once the policy runs: the demo stops, summarizes what ran and
+# checks every byte. The run would last a day: only the signal ends it
+# (the timeout is a watchdog, not an assertion about speed).
+test_sigint_summarizes_and_verifies() {
+	for sig in INT TERM; do
+		timeout -s KILL 120 "$PM" demo --seconds 86400 --mb 16 >"$tmp/out" 2>"$tmp/err" &
+		p=$!
+		i=0
+		while ! has "$tmp/out" "policy on for" && [ $i -lt 600 ]; do
+			kill -0 $p 2>/dev/null || break
+			i=$((i + 1))
+			sleep 0.1
+		done
+		kill -$sig $p 2>/dev/null
+		wait $p
+		rc=$?
+		if [ "$rc" != 0 ]; then
+			bad "demo after SIG$sig: exit $rc"; show "$tmp/out" "$tmp/err"; continue
+		fi
+		for text in "interrupted after " "fast-tier hit rate: " "policy: " \
+			"data verified: 16 MiB, every byte"; do
+			has "$tmp/out" "$text" ||
+				{ bad "demo after SIG$sig does not say '$text'"; show "$tmp/out"; continue 2; }
+		done
+		ok "demo after SIG$sig: summary, data verified, exit 0"
+	done
+}
+
+for t in test_mode_line test_nodes test_sigint_summarizes_and_verifies test_user_only_says_why; do
 	$t
 	[ $? = 77 ] && skipped=1
 done
