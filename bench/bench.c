@@ -32,7 +32,12 @@ struct result {
 
 static struct result results[16];
 static int nresults;
-static int verbose = 1;
+/*
+ * Each figure also goes to stderr as it is measured, for a run whose
+ * results go to a file; on a terminal the table (or JSON) on stdout shows
+ * them, and printing both would show every figure twice.
+ */
+static int verbose;
 
 static void add(const char *name, double bytes, double secs, double base)
 {
@@ -332,6 +337,7 @@ int cmd_bench(int argc, char **argv)
 		return cmd_bench_tiering(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "faults"))
 		return cmd_bench_faults(argc - 1, argv + 1);
+	verbose = !isatty(STDOUT_FILENO);
 	opt_begin(&op, "bench");
 	while ((opt = getopt_long(argc, argv, ":jqm:hkn:", opts, NULL)) != -1) {
 		switch (opt) {
@@ -404,9 +410,8 @@ int cmd_bench(int argc, char **argv)
 		}
 	}
 
-	if (verbose)
-		fprintf(stderr, "pagemove bench: %lu MB of 2 MB pages, %zu MB of 4 KB pages, %d threads\n",
-			mb, nsmall * SZ_4K >> 20, nthreads);
+	fprintf(stderr, "pagemove bench: %lu MB of 2 MB pages, %zu MB of 4 KB pages, %d threads\n",
+		mb, nsmall * SZ_4K >> 20, nthreads);
 	/* the limit */
 	mc1 = memcpy_bw(bufb, bufa, mb << 20, 1, 3);
 	mcn = memcpy_bw(bufb, bufa, mb << 20, nthreads, 3);

@@ -359,6 +359,20 @@ out:
 
 /* ---- output -------------------------------------------------------------- */
 
+/* A convergence time (< 0: never reached) for a table, and for JSON. */
+static const char *conv_text(char *buf, size_t len, double s)
+{
+	if (s < 0)
+		return "never";
+	snprintf(buf, len, "%.1f", s);
+	return buf;
+}
+
+static const char *conv_json(char *buf, size_t len, double s)
+{
+	return s < 0 ? "null" : conv_text(buf, len, s);
+}
+
 static const char *met(int ok)
 {
 	return ok ? "met" : "MISSED";
@@ -393,16 +407,17 @@ static void print_json(const struct result *res, double cpu, int all_met)
 	printf("{\"workloads\": [\n");
 	for (int p = 0; p < NPAT; p++) {
 		const struct result *r = &res[p];
+		char cb[32];
 
 		printf("  {\"name\": \"%s\", \"hit_fraction\": %.4f, \"oracle_hit_fraction\": %.4f, "
-		       "\"first_touch_hit_fraction\": %.4f, \"converge_s\": %.1f, "
+		       "\"first_touch_hit_fraction\": %.4f, \"converge_s\": %s, "
 		       "\"gb_migrated\": %.3f, \"track_cpu_fraction\": %.4f, "
 		       "\"promoted\": %llu, \"demoted\": %llu, \"exchanged\": %llu, "
 		       "\"samples\": %llu, \"sample_faults\": %llu, \"maccess_per_s\": %.2f, "
 		       "\"seconds\": %.1f, \"hottest_page_fast_fraction\": %.3f, "
 		       "\"targets_met\": %s, \"data_verified\": %s,\n"
 		       "   \"phase_hit_fraction\": [", pat_name[p], r->hit, r->oracle,
-		       r->first_touch, r->converge_s, r->gb, r->track_cpu,
+		       r->first_touch, conv_json(cb, sizeof(cb), r->converge_s), r->gb, r->track_cpu,
 		       (unsigned long long)r->promoted, (unsigned long long)r->demoted,
 		       (unsigned long long)r->exchanged, (unsigned long long)r->samples,
 		       (unsigned long long)r->sample_faults, r->maccess_s,
@@ -413,7 +428,7 @@ static void print_json(const struct result *res, double cpu, int all_met)
 			printf("%s%.4f", ph ? ", " : "", r->phase_hit[ph]);
 		printf("], \"phase_converge_s\": [");
 		for (unsigned ph = 0; ph < r->nphases; ph++)
-			printf("%s%.1f", ph ? ", " : "", r->phase_conv[ph]);
+			printf("%s%s", ph ? ", " : "", conv_json(cb, sizeof(cb), r->phase_conv[ph]));
 		printf("],\n   \"series\": [");
 		for (size_t i = r->n_ft; i < r->n; i++)
 			printf("%s%.3f", i > r->n_ft ? ", " : "", r->hit_s[i]);
@@ -436,8 +451,11 @@ static void print_table(const struct result *res, const struct opts *o)
 	for (int p = 0; p < NPAT; p++) {
 		const struct result *r = &res[p];
 
-		printf("%-6s %6.3f %7.3f %7.3f %9.1f %8.2f %8llu %8llu %9llu %7.2f %7.1f\n",
-		       pat_name[p], r->hit, r->oracle, r->first_touch, r->converge_s, r->gb,
+		char cb[32];
+
+		printf("%-6s %6.3f %7.3f %7.3f %9s %8.2f %8llu %8llu %9llu %7.2f %7.1f\n",
+		       pat_name[p], r->hit, r->oracle, r->first_touch,
+		       conv_text(cb, sizeof(cb), r->converge_s), r->gb,
 		       (unsigned long long)r->promoted, (unsigned long long)r->demoted,
 		       (unsigned long long)r->exchanged, 100 * r->track_cpu, r->maccess_s);
 	}
@@ -539,6 +557,7 @@ int cmd_bench_tiering(int argc, char **argv)
 	for (int p = 0; p < NPAT; p++) {
 		struct result *r = &res[p];
 		int err = run_pattern(p, &o, r);
+		char cb[32];
 
 		if (err) {
 			fprintf(stderr, "pagemove bench tiering: %s: %s\n", pat_name[p],
@@ -547,11 +566,12 @@ int cmd_bench_tiering(int argc, char **argv)
 			goto out;
 		}
 		fprintf(stderr, "  %-5s first touch %.3f (placement says %.3f; %ld pages fast), "
-			"policy: %.3f of oracle %.3f, converge %.1f s, %.2f GB moved, "
+			"policy: %.3f of oracle %.3f, converge %s%s, %.2f GB moved, "
 			"%ld pages fast at the end, hottest page fast %.0f %% of the time, "
 			"%.1f M accesses/s\n",
 			pat_name[p], r->first_touch, r->first_touch_placed, r->fast_pages, r->hit,
-			r->oracle, r->converge_s, r->gb, r->fast_pages_end,
+			r->oracle, conv_text(cb, sizeof(cb), r->converge_s),
+			r->converge_s < 0 ? "" : " s", r->gb, r->fast_pages_end,
 			r->ticks ? 100.0 * r->top_fast / r->ticks : 0, r->maccess_s);
 		if (p == SCAN)
 			fprintf(stderr, "  %-5s the scanner read the region %llu times\n", pat_name[p],

@@ -52,6 +52,29 @@ print("bench faults JSON ok:", ", ".join("%s %s" % (r["name"], "skipped: " + r["
 PY
 fi
 "$pm" bench faults --mb 3 >/dev/null 2>&1 && { echo "FAIL: faults --mb 3 accepted"; exit 1; }
+# On a terminal each figure is printed once (the table), not also as it is
+# measured on stderr, which is the same terminal there.
+if command -v script >/dev/null 2>&1; then
+	script -qec "'$pm' bench --quick" /dev/null >"$out" 2>&1 ||
+		{ echo "FAIL: pagemove bench on a pty exited non-zero"; cat "$out"; exit 1; }
+	n=$(grep -c '^migrate_2m_batch ' "$out")
+	[ "$n" = 1 ] || { echo "FAIL: on a terminal migrate_2m_batch printed $n times"; cat "$out"; exit 1; }
+	echo "bench on a terminal: each figure once"
+else
+	echo "note: no script(1): the terminal check is skipped"
+fi
+# bench tiering, as short as it goes: a convergence never reached reads
+# "never", not -1.0 (whether it is reached in 2 s is not asserted).
+if ! "$pm" bench tiering --quick --seconds 2 --mb 64 >"$out" 2>/dev/null; then
+	echo "FAIL: pagemove bench tiering exited non-zero"; cat "$out"; exit 1
+fi
+if grep -q -- '-1\.0' "$out" ||
+   awk '$1 == "zipf" || $1 == "shift" || $1 == "scan" { if (NF == 11 && $2 ~ /^[0-9]+\.[0-9]+$/ && $5 !~ /^([0-9]+\.[0-9]|never)$/) bad = 1 }
+	END { exit !bad }' "$out"; then
+	echo "FAIL: bench tiering prints -1.0 or an odd convergence time"; cat "$out"; exit 1
+fi
+grep -q '^data verified: 64 MB x 3 runs' "$out" || { echo "FAIL: bench tiering: no data verified"; cat "$out"; exit 1; }
+echo "bench tiering: convergence as seconds or never"
 "$pm" bench --mb 1 >/dev/null 2>&1 && { echo "FAIL: --mb 1 accepted"; exit 1; }
 "$pm" bench --bogus >/dev/null 2>&1 && { echo "FAIL: unknown option accepted"; exit 1; }
 echo "t_bench: JSON of bench and bench faults complete, bad options refused"
