@@ -108,7 +108,8 @@ enum pmv_copy_engine {
 	PMV_COPY_MEMCPY,
 	PMV_COPY_NT,		/* AVX2 non-temporal stores (memcpy without AVX2) */
 	PMV_COPY_PARALLEL,	/* copy threads and the caller split the work */
-	PMV_COPY_OFFLOAD,	/* submitted to copy threads; the caller waits */
+	PMV_COPY_OFFLOAD,	/* a copy-thread engine: the batch goes to the copy
+				 * threads and the caller waits (no DMA hardware) */
 	PMV_COPY_NR
 };
 
