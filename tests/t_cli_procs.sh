@@ -306,6 +306,12 @@ if [ "$(id -u)" = 0 ]; then
 	then
 		expect 4 "stat --pid 1 as uid 65534" \
 			"$CHILD" --setuid 65534 "$tmp/pagemove" stat --pid 1
+		# the errno, and the cause it can see: another uid, no CAP_SYS_PTRACE
+		if grep -q "^pagemove stat: pid 1: reading smaps: Permission denied (EACCES); likely cause: pid 1 runs as uid $(stat -c %u /proc/1) and this process as uid 65534, without CAP_SYS_PTRACE\$" "$tmp/err"; then
+			ok "stat --pid 1 as uid 65534: errno and the likely cause"
+		else
+			bad "stat --pid 1 as uid 65534: message"; show "$tmp/err"
+		fi
 		expect 4 "migrate --pid 1 as uid 65534" \
 			"$CHILD" --setuid 65534 "$tmp/pagemove" migrate \
 			--pid 1 --from "$first" --to "$first"

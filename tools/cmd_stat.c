@@ -67,7 +67,9 @@ static void stat_usage(FILE *f)
 "  0  success\n"
 "  2  usage error (unknown option, missing value, bad pid)\n"
 "  3  no such process, or it has no user memory (kernel thread, zombie)\n"
-"  4  permission denied (needs the same user, or CAP_SYS_PTRACE)\n"
+"  4  permission denied (EPERM, EACCES): reading another process needs ptrace\n"
+"     read access (the same user and a dumpable process, or CAP_SYS_PTRACE);\n"
+"     the message gives the errno and the cause it can see\n"
 "  5  other error (kernel without NUMA support, out of memory, I/O)\n",
 	      f);
 }

@@ -106,6 +106,63 @@ int cli_exit_code(int err)
 	}
 }
 
+/* The first number of /proc/PID/status's "KEY:" line, or -1. */
+static long status_field(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	size_t klen = strlen(key);
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, klen) && line[klen] == ':') {
+			v = strtol(line + klen + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+/*
+ * Why reading another process's /proc files or calling move_pages() on it
+ * was refused, as far as we can tell: both need ptrace read access to it
+ * (the kernel's PTRACE_MODE_READ), which is the same user and group and a
+ * dumpable process, or CAP_SYS_PTRACE; a security module may refuse either.
+ * Only what we can see is claimed; the rest is named as likely.
+ */
+static const char *access_hint(pid_t pid, char *buf, size_t len)
+{
+	unsigned long long capeff = 0;
+	long their = status_field(pid, "Uid");	/* its real uid: status is world-readable */
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	bool cap;
+
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (!strncmp(line, "CapEff:", 7))
+				capeff = strtoull(line + 7, NULL, 16);
+		fclose(f);
+	}
+	cap = capeff & (1ULL << 19);	/* CAP_SYS_PTRACE */
+	if (cap)
+		snprintf(buf, len, "this process has CAP_SYS_PTRACE, so likely a security "
+			 "module (SELinux, AppArmor, Landlock) refused, or pid %d is in a user "
+			 "namespace that this capability does not cover", (int)pid);
+	else if (their >= 0 && their != (long)geteuid())
+		snprintf(buf, len, "likely cause: pid %d runs as uid %ld and this process as uid "
+			 "%d, without CAP_SYS_PTRACE", (int)pid, their, (int)geteuid());
+	else
+		snprintf(buf, len, "same user but no CAP_SYS_PTRACE: likely pid %d is not dumpable "
+			 "(a set-user-ID or capability program, or prctl PR_SET_DUMPABLE 0), "
+			 "its groups differ, or a security module refused", (int)pid);
+	return buf;
+}
+
 int cli_pid_error(const char *cmd, pid_t pid, int err, const char *what)
 {
 	switch (err) {
@@ -114,11 +171,14 @@ int cli_pid_error(const char *cmd, pid_t pid, int err, const char *what)
 			cmd, (int)pid);
 		break;
 	case -EPERM:
-	case -EACCES:
-		fprintf(stderr, "pagemove %s: pid %d: %s: permission denied "
-			"(needs the same user, or CAP_SYS_PTRACE)\n",
-			cmd, (int)pid, what);
+	case -EACCES: {
+		char why[256];
+
+		fprintf(stderr, "pagemove %s: pid %d: %s: %s (%s); %s\n", cmd, (int)pid,
+			what, strerror(-err), cli_errno_name(err),
+			access_hint(pid, why, sizeof(why)));
 		break;
+	}
 	default:
 		fprintf(stderr, "pagemove %s: pid %d: %s: %s\n",
 			cmd, (int)pid, what, strerror(-err));
