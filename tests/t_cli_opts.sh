@@ -27,11 +27,12 @@ src_of() {
 	demo)		echo tools/cmd_demo.c ;;
 	bench)		echo bench/bench.c ;;
 	"bench tiering") echo bench/bench_tiering.c ;;
+	"bench faults")	echo bench/bench_faults.c ;;
 	migrate)	echo tools/cmd_migrate.c ;;
 	stat)		echo tools/cmd_stat.c ;;
 	esac
 }
-CMDS="demo bench bench_tiering migrate stat"
+CMDS="demo bench bench_tiering bench_faults migrate stat"
 
 # long options of a source file's getopt table: { "name", x_argument
 long_opts() {
@@ -47,6 +48,7 @@ refuse() {
 	rc=$?
 	cmd=$1
 	[ "$1" = bench ] && [ "$2" = tiering ] && cmd="bench tiering"
+	[ "$1" = bench ] && [ "$2" = faults ] && cmd="bench faults"
 	if [ "$rc" != 2 ]; then
 		bad "$desc: exit $rc, expected 2"; sed 's/^/#      /' "$tmp/err"; return
 	fi
@@ -76,6 +78,9 @@ test_trailing_garbage() {
 	names="--threads --seconds --mb"
 	refuse "bench tiering --threads 2x --seconds 1.5abc --mb 64k" 3 \
 		bench tiering --threads 2x --seconds 1.5abc --mb 64k
+	names="--mb"
+	refuse "bench faults --mb 3x" 1 bench faults --mb 3x
+	refuse "bench faults --mb 5 (odd)" 1 bench faults --mb 5
 	names="--threads --rate"
 	refuse "migrate --threads 2x --rate 1.5abc" 2 \
 		migrate --pid 1 --from 0 --to 0 --threads 2x --rate 1.5abc
@@ -88,6 +93,7 @@ test_bad_options() {
 	refuse "demo --bogus extra" 2 demo --bogus extra
 	refuse "bench --bogus extra" 2 bench --bogus extra
 	refuse "bench tiering --bogus extra" 2 bench tiering --bogus extra
+	refuse "bench faults --bogus extra" 2 bench faults --bogus extra
 	refuse "migrate --bogus extra" 2 migrate --pid 1 --from 0 --to 0 --bogus extra
 	refuse "stat --bogus extra" 2 stat --pid 1 --bogus extra
 	names="--seconds"

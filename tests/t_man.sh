@@ -24,6 +24,7 @@ src_of() {
 	demo)		echo tools/cmd_demo.c ;;
 	bench)		echo bench/bench.c ;;
 	"bench tiering") echo bench/bench_tiering.c ;;
+	"bench faults")	echo bench/bench_faults.c ;;
 	migrate)	echo tools/cmd_migrate.c ;;
 	stat)		echo tools/cmd_stat.c ;;
 	esac
@@ -48,16 +49,16 @@ test_every_command_in_synopsis() {
 	"$PM" --help >"$tmp/help" 2>&1
 	cmds=$(sed -n 's/^  \([a-z]*\)  .*/\1/p' "$tmp/help")
 	[ -n "$cmds" ] || { bad "no commands in pagemove --help"; return; }
-	for c in $cmds "bench tiering"; do
+	for c in $cmds "bench tiering" "bench faults"; do
 		sed -n '/^\.SH SYNOPSIS/,/^\.SH /p' "$ROOT/man/pagemove.1" | sed 's/\\-/-/g' |
 			grep -qx ".B pagemove $c" ||
 			{ bad "pagemove.1's SYNOPSIS has no 'pagemove $c'"; continue; }
 	done
-	ok "pagemove.1's SYNOPSIS has every command:" $cmds "bench tiering"
+	ok "pagemove.1's SYNOPSIS has every command:" $cmds "bench tiering" "bench faults"
 }
 
 test_every_option_in_synopsis() {
-	for c in demo bench "bench tiering" migrate stat; do
+	for c in demo bench "bench tiering" "bench faults" migrate stat; do
 		synopsis "$ROOT/man/pagemove.1" "$c" >"$tmp/syn"
 		miss=
 		for o in $(long_opts "$(src_of "$c")"); do
