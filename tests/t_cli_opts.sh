@@ -36,6 +36,8 @@ CMDS="demo bench bench_tiering bench_faults migrate stat"
 
 # long options of a source file's getopt table: { "name", x_argument
 long_opts() {
+	# no source, no options: that must not pass as "every option found"
+	[ -f "$ROOT/$1" ] || { echo "FAIL - no source $ROOT/$1" >&2; echo __missing_source__; return; }
 	grep -o '{[[:space:]]*"[a-z-]*",[[:space:]]*[a-z]*_argument' "$ROOT/$1" |
 		sed 's/^{[[:space:]]*"\([a-z-]*\)".*/\1/' | tr '\n' ' '
 }

@@ -137,7 +137,9 @@ for s in tests/t_*.sh; do
     case "${s##*/}" in
         *bench*)   # figures from an emulated CPU mean nothing; tests/run.sh runs it
             log "not running $s in the guest (a benchmark)"; continue ;;
-        t_version.sh|t_abi.sh|t_build.sh)   # check the build tree and the sources, not the kernel
+        t_version.sh|t_abi.sh|t_build.sh|t_man.sh|t_cli_opts.sh|t_demo.sh)
+            # the build tree, the sources and the CLI, not the kernel (t_demo
+            # also needs a guest where an unprivileged user has no userfaultfd)
             log "not running $s in the guest (a check of the build; tests/run.sh runs it)"; continue ;;
     esac
     if [ -x "$B/pagemove" ] && make -q STATIC=1 "$B/pagemove" >/dev/null 2>&1 &&
