@@ -232,7 +232,7 @@ struct _pmv_pool {
 	struct { void *base; size_t len; } *chunks;
 	size_t nchunks;
 	size_t high;		/* trim the pool above this many pages */
-	size_t nfilling;	/* slots the fault helper is populating (counted used) */
+	size_t nfilling;	/* slots the fault helper is populating (uncounted) */
 	uint64_t fill_failed_ns;	/* when a fill last failed (tier.c) */
 	void *reserve;		/* a hole only the fault handlers may use */
 	void *reserve_out;	/* the reserve a handler holds (tier->reserve_cv) */

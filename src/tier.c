@@ -86,19 +86,12 @@ static size_t pool_pages(const struct _pmv_pool *p)
 	return p->nclean + p->ndirty;
 }
 
-/*
- * What a tier holds: resident pages, the pool's pages, and the slots the
- * fault helper is populating right now (they hold memory already, or
- * will when its madvise returns; uncounted, a first touch meanwhile could
- * take the room they use and the tier hold more than its capacity).
- */
 static size_t tier_used(const struct _pmv_tier *t)
 {
 	size_t used = 0;
 
 	for (int ps = 0; ps < PMV_PS_NR; ps++)
-		used += (t->resident[ps] + pool_pages(&t->pool[ps]) + t->pool[ps].nfilling) *
-			_pmv_ps_size(ps);
+		used += (t->resident[ps] + pool_pages(&t->pool[ps])) * _pmv_ps_size(ps);
 	return used;
 }
 
@@ -611,9 +604,8 @@ bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps)
  * the holes the pool has (never a new chunk: under RLIMIT_AS, VA is for
  * the program and for moves), populated without t->lock held (the kernel
  * zeroes them: a first touch must not wait for that lock meanwhile),
- * neighbours in one madvise. Meanwhile they count as used (nfilling, in
- * tier_used), so first touches see the room they take; if the tier filled
- * up all the same (the program's own moves), they go back to the kernel.
+ * neighbours in one madvise. Until they are back they are not counted:
+ * if the tier filled up meanwhile, they go back to the kernel.
  */
 void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 {
