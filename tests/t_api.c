@@ -3,7 +3,6 @@
  * Every public call: its success paths and every documented error, with
  * page contents checked byte for byte wherever a page moves.
  */
-#include <dirent.h>
 #include <limits.h>
 
 #include "harness.h"
@@ -403,34 +402,6 @@ static void test_stats(pmv_ctx *ctx)
 	pmv_munmap(ctx, p, 4 * 4096);
 }
 
-/* This process's threads named `name`. */
-static int count_threads(const char *name)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f))
-			comm[strcspn(comm, "\n")] = 0;
-		fclose(f);
-		n += !strcmp(comm, name);
-	}
-	closedir(d);
-	return n;
-}
-
 /* Move n pages of size psz at p to tier `to`; every status and byte checked. */
 static int move_checked(pmv_ctx *ctx, char *p, int n, size_t psz, int to, unsigned seed,
 			const char *what)
@@ -475,8 +446,8 @@ static int copy_engine_starts_copy_threads(void)
 	unsetenv("PAGEMOVE_COPY");	/* it would override the engine */
 	ctx = pmv_create(&cfg);
 	T_ASSERT(ctx, "pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
-	T_CHECK(bad, count_threads("pmv-copy") == 0, "memcpy context: %d copy threads",
-		count_threads("pmv-copy"));
+	T_CHECK(bad, t_count_threads("pmv-copy") == 0, "memcpy context: %d copy threads",
+		t_count_threads("pmv-copy"));
 	p = pmv_mmap(ctx, 64 * T_SZ_4K, 0, 0);
 	T_ASSERT(p, "pmv_mmap: %s", strerror(errno));
 	for (int i = 0; i < 64; i++)
@@ -491,8 +462,8 @@ static int copy_engine_starts_copy_threads(void)
 		int e = engines[k], ret = pmv_set_copy_engine(ctx, e);
 
 		T_CHECK(bad, ret == 0, "engine %d: %d (%s)", e, ret, pmv_errmsg());
-		T_CHECK(bad, count_threads("pmv-copy") == 2, "engine %d: %d copy threads, "
-			"want 2", e, count_threads("pmv-copy"));
+		T_CHECK(bad, t_count_threads("pmv-copy") == 2, "engine %d: %d copy threads, "
+			"want 2", e, t_count_threads("pmv-copy"));
 		for (int to = 1; to >= 0; to--) {
 			bad += move_checked(ctx, p, 64, T_SZ_4K, to, SEED, "4K");
 			if (h)

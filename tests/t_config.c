@@ -10,7 +10,6 @@
  * pmv_ctx_stats(), a knob through the watermark it sets in
  * pmv_tier_stats().
  */
-#include <dirent.h>
 
 #include "harness.h"
 
@@ -19,33 +18,6 @@
 static const char *const vars[] = {
 	"PAGEMOVE_COPY", "PAGEMOVE_POLICY", "PAGEMOVE_WMARK_HIGH_PERMILLE",
 };
-
-/* Threads of this process named "pmv-copy". */
-static int copy_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "pmv-copy", 8))
-			n++;
-		fclose(f);
-	}
-	closedir(d);
-	return n;
-}
 
 /* Two tiers, the first of CAP bytes; NULL with errno on failure. */
 static pmv_ctx *create(int engine, const struct pmv_policy_config *pol)
@@ -72,7 +44,7 @@ static int test_copy_env_fills_auto(void)
 	ctx = create(PMV_COPY_AUTO, NULL);
 	T_CHECK(bad, ctx, "pmv_create: %s", strerror(errno));
 	if (ctx) {
-		n = copy_threads();
+		n = t_count_threads("pmv-copy");
 		T_CHECK(bad, n > 0, "PAGEMOVE_COPY=offload on an auto context: %d copy threads", n);
 		pmv_destroy(ctx);
 	}
@@ -89,7 +61,7 @@ static int test_copy_env_keeps_explicit(void)
 	ctx = create(PMV_COPY_MEMCPY, NULL);
 	T_CHECK(bad, ctx, "pmv_create: %s", strerror(errno));
 	if (ctx) {
-		n = copy_threads();
+		n = t_count_threads("pmv-copy");
 		T_CHECK(bad, n == 0, "PAGEMOVE_COPY=offload overrode memcpy: %d copy threads", n);
 		pmv_destroy(ctx);
 	}
