@@ -31,7 +31,8 @@ CFLAGS    ?= -O2 -g
 WERROR    ?= 1
 override CFLAGS += -std=gnu11 -Wall -Wextra $(if $(filter 0,$(WERROR)),,-Werror) \
 		   -D_GNU_SOURCE -pthread -Iinclude
-LDLIBS    := -lnuma -pthread
+# (pagemove.pc's Libs.private says the same, for static links)
+LDLIBS    := -lnuma -llz4 -lzstd -luring -lxxhash -pthread
 
 ifeq ($(STATIC),1)
 B         ?= build-static

@@ -11,7 +11,10 @@
 set -e
 
 # What the library, the CLI and the tests include, with the package that has it.
-build_headers=${PMV_BUILD_HEADERS:-"numaif.h:libnuma-dev numa.h:libnuma-dev"}
+# The far tiers' stores (src/store*.c): lz4 and zstd compress, liburing drives
+# the file tier's O_DIRECT I/O, xxhash checksums every stored page.
+build_headers=${PMV_BUILD_HEADERS:-"numaif.h:libnuma-dev numa.h:libnuma-dev lz4.h:liblz4-dev
+	zstd.h:libzstd-dev liburing.h:liburing-dev xxhash.h:libxxhash-dev"}
 # What the test suite runs besides (t_version.sh: pkg-config --modversion).
 test_packages="pkg-config"
 
