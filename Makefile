@@ -133,9 +133,9 @@ $(B)/tests/%: tests/%.c tests/harness.h $(STATIC_LIB)
 # soname, every symbol of X.Y's version script in X.Y's nodes. A program
 # linked with it binds to X.Y's symbol versions; at run time the rpath
 # ($(B), searched before LD_LIBRARY_PATH) gives it today's library.
-$(B)/tests/abi/%/libpagemove.so: tests/abi/libpagemove-%.map
+$(B)/tests/abi/%/libpagemove.so: tests/abi/libpagemove-%.map scripts/abi-stub.awk
 	@mkdir -p $(dir $@)
-	sed -n 's/^[[:space:]]*\(pmv_[a-z0-9_]*\);.*/void \1(void) {}/p' $< | sort -u > $(dir $@)stub.c
+	awk -f scripts/abi-stub.awk $< > $(dir $@)stub.c
 	$(CC) -shared -fPIC -Wl,-soname,libpagemove.so.$(SOVERSION) \
 		-Wl,--version-script=$< -o $@ $(dir $@)stub.c
 
