@@ -61,6 +61,8 @@
  * has its pmv_config.policy ignored (the PAGEMOVE_POLICY* variables still
  * apply) and its pmv_ctx_stats fields from demoted on left as they were;
  * every field of its pmv_tier_stats is filled. Rebuild it to get them all.
+ * 0.4's pmv_tier_config.kind, level and path took the first three words
+ * of 0.3's resv, under the same symbols.
  */
 
 #include <stddef.h>
@@ -71,7 +73,7 @@ extern "C" {
 #endif
 
 #define PMV_VERSION_MAJOR	0
-#define PMV_VERSION_MINOR	3
+#define PMV_VERSION_MINOR	4
 
 #define PMV_MAX_TIERS		16
 #define PMV_NODE_ANY		(-1)	/* tier not bound to a NUMA node */
@@ -79,12 +81,59 @@ extern "C" {
 
 typedef struct pmv_ctx pmv_ctx;
 
+/*
+ * Tier kinds (pmv_tier_config.kind, since 0.4). A memory tier holds mapped
+ * pages in RAM on its node. A far tier holds pages that are not mapped:
+ * their content lives in a store, and an access faults them back into a
+ * memory tier. Far tiers come after every memory tier (tier 0 is always
+ * memory), have no node, and their capacity counts the bytes their store
+ * really uses, allocator waste included. Data at rest is not encrypted,
+ * as with the kernel's swap; store files are readable by their owner only.
+ * Not wired into migration yet: pmv_create() validates a far tier's config
+ * and then refuses it with EOPNOTSUPP.
+ */
+enum pmv_tier_kind {
+	PMV_TIER_MEM = 0,	/* memory (the only kind before 0.4) */
+	PMV_TIER_LZ4,		/* compressed in RAM with lz4 */
+	PMV_TIER_ZSTD,		/* compressed in RAM with zstd at `level` */
+	PMV_TIER_FILE,		/* an unnamed file in directory `path`, or block device `path` */
+	PMV_TIER_KIND_NR
+};
+
 struct pmv_tier_config {
 	const char *name;	/* for stats and messages; may be NULL */
-	int node;		/* NUMA node, or PMV_NODE_ANY */
+	int node;		/* NUMA node, or PMV_NODE_ANY (far tiers: PMV_NODE_ANY) */
 	size_t capacity;	/* bytes; 0 means unlimited */
-	uint64_t resv[5];	/* zero */
+	int kind;		/* enum pmv_tier_kind; 0: memory (0.4) */
+	int level;		/* PMV_TIER_ZSTD: zstd level, 0 means 3; else 0 (0.4) */
+	const char *path;	/* PMV_TIER_FILE: directory or block device; else NULL (0.4) */
+	uint64_t resv[3];	/* zero */
 };
+
+/*
+ * Parse the text form of a tier list (the CLI's and PAGEMOVE_TIERS's):
+ * tiers separated by commas, fastest first, each KIND[@WHERE][:CAPACITY]:
+ *   mem[@NODE]          memory, on NUMA node NODE (default: any node)
+ *   lz4                 compressed in RAM with lz4
+ *   zstd[@LEVEL]        compressed in RAM with zstd at LEVEL (default 3;
+ *                       negative levels are zstd's fast ones)
+ *   file@DIR|@DEVICE    an unnamed file in directory DIR, or a block device
+ * CAPACITY is a byte count with an optional K, M, G or T suffix (powers
+ * of 1024, either case), not 0; without it the tier is unlimited. WHERE may contain neither ','
+ * nor ':'. Blanks around a tier are ignored. Example:
+ * "mem@0:512M,lz4:1G,file@/var/tmp:8G".
+ * Fills tiers[0..n) (each zeroed first; name is "KIND[@WHERE]") and returns
+ * n; names and paths are copied into buf, of buflen bytes, for which
+ * strlen(text) + 1 always suffices. The list is checked as pmv_create()
+ * checks it, except that nodes are not looked up. Errors, with pmv_errmsg()
+ * naming the tier at fault: -EINVAL (syntax, unknown kind, bad WHERE, a
+ * far tier before a memory tier, no memory tier), -ERANGE (a number too
+ * large), -E2BIG (more than max tiers), -ENOBUFS (buf too small). On
+ * error tiers and buf hold nothing useful.
+ * Threads: any.
+ */
+int pmv_tiers_parse(const char *text, struct pmv_tier_config *tiers, unsigned max,
+		    char *buf, size_t buflen);
 
 /* pmv_config.flags */
 #define PMV_CTX_USER_MODE_ONLY	(1U << 0) /* force the unprivileged fallback mode */
@@ -166,9 +215,10 @@ struct pmv_config {
  * parallel and offload engines, and the policy thread with 2+ tiers).
  * Returns NULL and sets errno: EINVAL (bad config, a non-zero resv word in
  * cfg, its tiers or its policy, unknown PAGEMOVE_COPY,
- * bad policy knob or PAGEMOVE_POLICY* variable), ENODEV (a tier's node does not exist or
+ * bad policy knob or PAGEMOVE_POLICY* variable, a bad tier kind, level or
+ * path, a far tier before a memory tier), ENODEV (a tier's node does not exist or
  * has no memory), EOPNOTSUPP (kernel lacks UFFD_FEATURE_MOVE or anonymous
- * WP), EPERM (userfaultfd not permitted at all), EACCES (/proc/self/pagemap
+ * WP; a far tier, for now), EPERM (userfaultfd not permitted at all), EACCES (/proc/self/pagemap
  * cannot be opened), EAGAIN (no copy thread could start for the parallel
  * or offload engine), ENOMEM.
  * Threads: any.

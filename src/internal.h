@@ -260,6 +260,15 @@ struct _pmv_tier {
 	size_t wmark[3];	/* free bytes: min, low, high (policy.c) */
 };
 
+/*
+ * A tier list's kinds (pmv_create, pmv_tiers_parse): known kinds, each
+ * with its own fields only (a memory tier no level nor path; a far tier
+ * no node, and what _pmv_store_config_check asks), at least one memory
+ * tier, far tiers after every memory tier. 0, or -EINVAL with *bad the
+ * tier at fault and why[len] a phrase (no errmsg set). Touches nothing.
+ */
+PMV_HIDDEN int _pmv_tiers_check(const struct pmv_tier_config *tc, unsigned n, unsigned *bad,
+				char *why, size_t len);
 PMV_HIDDEN int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg);
 PMV_HIDDEN void _pmv_tiers_destroy(pmv_ctx *ctx);
 /* Take a free page and count it resident: NULL if the tier has no room. */
@@ -291,6 +300,18 @@ PMV_HIDDEN void _pmv_pool_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
 /* Anonymous VA for pools and regions, never populated or locked by mlockall. */
 PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
+
+/* ---- far-tier stores (store.c) ---------------------------------------- */
+
+/* "mem", "lz4", "zstd", "file"; "?" for anything else. */
+PMV_HIDDEN const char *_pmv_tier_kind_name(int kind);
+/*
+ * A far tier's own fields: lz4 neither level nor path; zstd a level in
+ * zstd's range (0: 3) and no path; file a non-empty path and no level.
+ * 0, or -EINVAL with why[len] a phrase. Nothing is opened.
+ */
+PMV_HIDDEN int _pmv_store_config_check(const struct pmv_tier_config *tc, char *why,
+				       size_t len);
 
 /* ---- userfaultfd wrappers (uffd.c) ----------------------------------- */
 

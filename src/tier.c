@@ -693,8 +693,64 @@ static int check_node(int idx, int node)
 	return 0;
 }
 
+int _pmv_tiers_check(const struct pmv_tier_config *tc, unsigned n, unsigned *bad,
+		     char *why, size_t len)
+{
+	unsigned nmem = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		*bad = i;
+		if (tc[i].kind < 0 || tc[i].kind >= PMV_TIER_KIND_NR) {
+			snprintf(why, len, "unknown kind %d", tc[i].kind);
+			return -EINVAL;
+		}
+		if (tc[i].kind == PMV_TIER_MEM) {
+			/*
+			 * Fastest first, and a page faulted back from a far tier
+			 * must land on a memory tier: far ones after them all.
+			 */
+			if (nmem < i) {
+				snprintf(why, len, "a memory tier after far tier %u (far tiers "
+					 "come after every memory tier)", nmem);
+				return -EINVAL;
+			}
+			if (tc[i].level || tc[i].path) {
+				snprintf(why, len, "a memory tier has no level nor path");
+				return -EINVAL;
+			}
+			nmem++;
+			continue;
+		}
+		if (tc[i].node != PMV_NODE_ANY) {
+			snprintf(why, len, "a %s tier has no node (give PMV_NODE_ANY)",
+				 _pmv_tier_kind_name(tc[i].kind));
+			return -EINVAL;
+		}
+		if (_pmv_store_config_check(&tc[i], why, len))
+			return -EINVAL;
+	}
+	if (n && !nmem) {
+		*bad = 0;
+		snprintf(why, len, "no memory tier (tier 0 must be memory)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 {
+	char why[160];
+	unsigned bad;
+
+	if (_pmv_tiers_check(cfg->tiers, cfg->ntiers, &bad, why, sizeof(why)))
+		return _pmv_set_errmsg(-EINVAL, "pmv_create: tier %u: %s", bad, why);
+	for (unsigned i = 0; i < cfg->ntiers; i++) {
+		if (cfg->tiers[i].kind != PMV_TIER_MEM)
+			return _pmv_set_errmsg(-EOPNOTSUPP, "pmv_create: tier %u: %s tiers are "
+					       "not supported yet (their stores exist, their "
+					       "eviction and fault-in do not)", i,
+					       _pmv_tier_kind_name(cfg->tiers[i].kind));
+	}
 	for (unsigned i = 0; i < cfg->ntiers; i++) {
 		int ret = check_node(i, cfg->tiers[i].node);
 

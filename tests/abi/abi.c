@@ -46,6 +46,15 @@ _Static_assert(sizeof(struct pmv_policy_config) == 64, "pmv_policy_config");
 _Static_assert(sizeof(struct pmv_config) == 104, "pmv_config");
 _Static_assert(sizeof(struct pmv_tier_stats) == 376, "pmv_tier_stats");
 _Static_assert(sizeof(struct pmv_ctx_stats) == 296, "pmv_ctx_stats");
+#endif
+#if __SIZEOF_POINTER__ == 8 && __SIZEOF_LONG__ == 8 && MINOR >= 4
+/* 0.4's fields took the first words of 0.3's resv (40 bytes at 24) */
+_Static_assert(offsetof(struct pmv_tier_config, kind) == 24, "pmv_tier_config.kind");
+_Static_assert(offsetof(struct pmv_tier_config, level) == 28, "pmv_tier_config.level");
+_Static_assert(offsetof(struct pmv_tier_config, path) == 32, "pmv_tier_config.path");
+_Static_assert(offsetof(struct pmv_tier_config, resv) == 40, "pmv_tier_config.resv");
+#endif
+#if __SIZEOF_POINTER__ != 8 || __SIZEOF_LONG__ != 8 || MINOR >= 3
 #elif MINOR == 1
 _Static_assert(sizeof(struct pmv_tier_config) == 24, "0.1 pmv_tier_config");
 _Static_assert(sizeof(struct pmv_config) == 32, "0.1 pmv_config");
@@ -453,6 +462,8 @@ static int test_other_calls_of_the_release(void)
 }
 
 #if MINOR >= 3
+#define TIER_RESV_LAST	((int)(sizeof(((struct pmv_tier_config *)0)->resv) / 8 - 1))
+
 /* A non-zero resv word is refused, so a later release's field is never ignored. */
 static int test_create_refuses_nonzero_resv(void)
 {
@@ -471,10 +482,15 @@ static int test_create_refuses_nonzero_resv(void)
 	CHECK(!pmv_create(cfg) && errno == EINVAL, "pmv_config.resv[7] = 1 accepted");
 	CHECK(strstr(pmv_errmsg(), "resv"), "message '%s' does not name resv", pmv_errmsg());
 	cfg->resv[7] = 0;
-	tiers[1].resv[0] = 1;
+	/*
+	 * The last word: a later release's field takes the first ones (0.4's
+	 * kind is 0.3's resv[0]), so only the last stays resv in all of them.
+	 */
+	tiers[1].resv[TIER_RESV_LAST] = 1;
 	errno = 0;
-	CHECK(!pmv_create(cfg) && errno == EINVAL, "tiers[1].resv[0] = 1 accepted");
-	tiers[1].resv[0] = 0;
+	CHECK(!pmv_create(cfg) && errno == EINVAL, "tiers[1].resv[%d] = 1 accepted",
+	      TIER_RESV_LAST);
+	tiers[1].resv[TIER_RESV_LAST] = 0;
 	pol->resv[5] = 1;
 	cfg->policy = pol;
 	errno = 0;
@@ -486,6 +502,78 @@ static int test_create_refuses_nonzero_resv(void)
 	CANARY_OK(cfg, sizeof(*cfg), "pmv_config");
 	CANARY_OK(tiers, 2 * sizeof(*tiers), "pmv_tier_config[2]");
 	CANARY_OK(pol, sizeof(*pol), "pmv_policy_config");
+	return 0;
+}
+#endif
+
+#if MINOR >= 4
+/*
+ * pmv_create reads 0.4's tier fields: a far tier before a memory tier, an
+ * unknown kind and a far tier with a node are refused.
+ */
+static int test_create_checks_tier_kinds(void)
+{
+	struct pmv_config *cfg;
+	struct pmv_tier_config *tiers;
+	pmv_ctx *ctx;
+
+	ctx = make_ctx(&cfg, &tiers);
+	if (!ctx)
+		return 1;
+	pmv_destroy(ctx);
+	tiers[0].kind = PMV_TIER_LZ4;
+	errno = 0;
+	CHECK(!pmv_create(cfg) && errno == EINVAL, "lz4 before a memory tier accepted");
+	CHECK(strstr(pmv_errmsg(), "tier 1") && strstr(pmv_errmsg(), "far"),
+	      "message '%s' does not name tier 1 and the order", pmv_errmsg());
+	tiers[0].kind = PMV_TIER_MEM;
+	tiers[1].kind = PMV_TIER_KIND_NR + 3;
+	errno = 0;
+	CHECK(!pmv_create(cfg) && errno == EINVAL, "kind %d accepted", tiers[1].kind);
+	tiers[1].kind = PMV_TIER_FILE;
+	tiers[1].path = "/tmp";
+	tiers[1].node = 0;
+	errno = 0;
+	CHECK(!pmv_create(cfg) && errno == EINVAL, "a file tier with a node accepted");
+	tiers[1].kind = PMV_TIER_MEM;
+	tiers[1].path = NULL;
+	tiers[1].node = PMV_NODE_ANY;
+	ctx = pmv_create(cfg);
+	CHECK(ctx, "two memory tiers again, but: %s (%s)", strerror(errno), pmv_errmsg());
+	pmv_destroy(ctx);
+	CANARY_OK(cfg, sizeof(*cfg), "pmv_config");
+	CANARY_OK(tiers, 2 * sizeof(*tiers), "pmv_tier_config[2]");
+	return 0;
+}
+
+/* pmv_tiers_parse writes n tiers and at most strlen(text) + 1 bytes of buf. */
+static int test_tiers_parse_stays_in_its_buffers(void)
+{
+	static const char text[] = "mem@0:512M, zstd@5:1G,file@/var/tmp";
+	struct pmv_tier_config *tiers = tail(3 * sizeof(*tiers));
+	char *buf = tail(sizeof(text));
+	int n;
+
+	CHECK(tiers && buf, "mmap: %s", strerror(errno));
+	n = pmv_tiers_parse(text, tiers, 3, buf, sizeof(text));
+	CHECK(n == 3, "pmv_tiers_parse: %d (%s)", n, pmv_errmsg());
+	CANARY_OK(tiers, 3 * sizeof(*tiers), "pmv_tier_config[3]");
+	CANARY_OK(buf, sizeof(text), "buf");
+	CHECK(tiers[0].kind == PMV_TIER_MEM && tiers[0].node == 0 &&
+	      tiers[0].capacity == 512UL << 20, "tier 0: kind %d node %d capacity %zu",
+	      tiers[0].kind, tiers[0].node, tiers[0].capacity);
+	CHECK(tiers[1].kind == PMV_TIER_ZSTD && tiers[1].level == 5 &&
+	      tiers[1].capacity == 1UL << 30 && tiers[1].node == PMV_NODE_ANY,
+	      "tier 1: kind %d level %d capacity %zu", tiers[1].kind, tiers[1].level,
+	      tiers[1].capacity);
+	CHECK(tiers[2].kind == PMV_TIER_FILE && tiers[2].path &&
+	      !strcmp(tiers[2].path, "/var/tmp") && tiers[2].capacity == 0,
+	      "tier 2: kind %d path %s", tiers[2].kind, tiers[2].path ? tiers[2].path : "NULL");
+	for (int i = 0; i < 3; i++)
+		CHECK(all_bytes(tiers[i].resv, sizeof(tiers[i].resv), 0), "tier %d: resv set", i);
+	CHECK(pmv_tiers_parse("mem,mem,mem,mem", tiers, 3, buf, sizeof(text)) == -E2BIG,
+	      "4 tiers into 3 not refused");
+	CANARY_OK(tiers, 3 * sizeof(*tiers), "pmv_tier_config[3]");
 	return 0;
 }
 #endif
@@ -502,6 +590,10 @@ static const struct {
 	{ "other_calls_of_the_release", test_other_calls_of_the_release },
 #if MINOR >= 3
 	{ "create_refuses_nonzero_resv", test_create_refuses_nonzero_resv },
+#endif
+#if MINOR >= 4
+	{ "create_checks_tier_kinds", test_create_checks_tier_kinds },
+	{ "tiers_parse_stays_in_its_buffers", test_tiers_parse_stays_in_its_buffers },
 #endif
 };
 
