@@ -301,7 +301,112 @@ PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
 /* Anonymous VA for pools and regions, never populated or locked by mlockall. */
 PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
 
-/* ---- far-tier stores (store.c) ---------------------------------------- */
+/* ---- far-tier stores (store.c, store_ram.c, store_lz4.c, store_zstd.c,
+ *      store_file.c) --------------------------------------------------- */
+
+/*
+ * A store keeps the bytes of pages that are not mapped: a far tier's.
+ * Each stored page has a handle (a non-zero 64-bit word) that its owner
+ * keeps, as the kernel keeps a swap entry in the page table. store.c is the
+ * front end every kind shares: it takes pages that are one repeated 8-byte
+ * word without storing anything (as zram does), checksums every other page
+ * (XXH3-64 of its bytes, kept in RAM with the handle, checked after every
+ * load), counts, and injects faults for tests; the backend (struct
+ * _pmv_store_ops) stores bytes.
+ *
+ * Calls and threads:
+ *  - _pmv_store_open, _pmv_store_close: one thread; close only when no
+ *    other call on the store is in flight, nor follows. Close frees every
+ *    page and discards the file's blocks (punch hole, BLKDISCARD).
+ *  - _pmv_store_put, _pmv_store_get, _pmv_store_drop, _pmv_store_stats:
+ *    any threads, concurrently, on any pages; batches are the fast way
+ *    (one io_uring submission, one entry-table lock). A handle belongs to
+ *    the one caller that got it from put (the holder of the page's lock):
+ *    get and drop on one handle are never concurrent, get may be repeated
+ *    until drop, and a handle is dead after drop.
+ *  - _pmv_store_inject, _pmv_store_corrupt: tests; any thread.
+ * None of them takes a lock of the rest of the library (they may be called
+ * with a page locked), nor waits for a fault handler.
+ *
+ * Page buffers (req.page) are 4 KB aligned: the file store reads and
+ * writes them with O_DIRECT.
+ */
+
+/* The distinct statuses of a store, besides -ENOSPC, -EIO and -ENOMEM. */
+#define PMV_E_INCOMPRESSIBLE	EMSGSIZE	/* put: not below 3/4 compressed; send it elsewhere */
+#define PMV_E_CHECKSUM		EBADMSG		/* get: the bytes read are not those stored */
+
+struct _pmv_store;
+struct _pmv_store_entry;
+
+struct _pmv_store_req {
+	void *page;		/* put: the page's bytes; get: where they go */
+	int ps;			/* PMV_PS_4K or PMV_PS_2M */
+	int status;		/* out: 0 or a negative errno */
+	uint64_t handle;	/* put: out (0 on failure); get: in */
+	struct _pmv_store_entry *e;	/* store.c's, for the backend */
+};
+
+struct _pmv_store_stats {
+	uint64_t pages[PMV_PS_NR];	/* pages stored now, same-filled ones included */
+	uint64_t same_filled;		/* of them, one repeated word: no storage */
+	uint64_t page_bytes;		/* the bytes of the pages stored now */
+	uint64_t stored_bytes;		/* what the store uses now, allocator waste
+					 * included: what capacity bounds */
+	uint64_t data_bytes;		/* of that, the stored (compressed) bytes */
+	uint64_t meta_bytes;		/* handle table, in RAM, not in stored_bytes */
+	uint64_t capacity;		/* 0: unlimited */
+	/* since open */
+	uint64_t puts, gets, drops;	/* pages */
+	uint64_t incompressible;	/* puts refused with PMV_E_INCOMPRESSIBLE */
+	uint64_t nospc;			/* puts refused with -ENOSPC (capacity or device) */
+	uint64_t io_errors;		/* reads or writes that failed */
+	uint64_t csum_errors;		/* loads refused with PMV_E_CHECKSUM */
+	double ratio;			/* page_bytes / stored_bytes; 0 when nothing is stored */
+	bool direct_io;			/* file: O_DIRECT (else the page cache) */
+	bool uring;			/* file: io_uring (else pread/pwrite) */
+};
+
+/*
+ * Open the store of a far tier (tc checked by _pmv_store_config_check):
+ * 0 and *sp, or a negative errno with the message set (-ENOENT, -EACCES:
+ * the path; -EINVAL: neither a directory nor a block device; -ENOMEM).
+ */
+PMV_HIDDEN int _pmv_store_open(struct _pmv_store **sp, const struct pmv_tier_config *tc);
+PMV_HIDDEN void _pmv_store_close(struct _pmv_store *s);
+/*
+ * Store r[0..n): each r[i].status is 0 with r[i].handle set, or
+ *   PMV_E_INCOMPRESSIBLE  (compressed stores) not below 3/4 of the page
+ *   -ENOSPC               the capacity, or the file system, is full
+ *   -EIO                  the write failed
+ *   -ENOMEM               no memory for the handle or the bytes
+ * with handle 0; nothing of a failed page stays stored. The page's bytes
+ * are read, never changed. Returns how many were stored.
+ */
+PMV_HIDDEN size_t _pmv_store_put(struct _pmv_store *s, struct _pmv_store_req *r, size_t n);
+/*
+ * Load r[0..n) from their handles into r[i].page: status 0, or
+ *   -EIO                  the read failed
+ *   PMV_E_CHECKSUM        what was read (or decompressed) is not what was
+ *                         stored
+ *   -EINVAL               not a live handle, or of another page size
+ * A failed page's buffer is zeroed: wrong data is never handed out. The
+ * page stays stored either way. Returns how many loaded.
+ */
+PMV_HIDDEN size_t _pmv_store_get(struct _pmv_store *s, struct _pmv_store_req *r, size_t n);
+/* Free the pages of h[0..n) (0 entries are skipped). */
+PMV_HIDDEN void _pmv_store_drop(struct _pmv_store *s, const uint64_t *h, size_t n);
+/* A snapshot, read racily, as the tier counters are. */
+PMV_HIDDEN void _pmv_store_stats(struct _pmv_store *s, struct _pmv_store_stats *st);
+/*
+ * Fault injection (tests; also PAGEMOVE_INJECT_STORE at open): spec is
+ * OP:ERR:N[,...] with OP put or get, ERR eio, enospc (put) or corrupt
+ * (put: the N-th stored page's stored bytes are damaged afterwards), and
+ * every N-th call of OP hit; "" clears. 0 or -EINVAL.
+ */
+PMV_HIDDEN int _pmv_store_inject(struct _pmv_store *s, const char *spec);
+/* Damage the stored bytes of h (tests): 0, -EINVAL (same-filled, not live). */
+PMV_HIDDEN int _pmv_store_corrupt(struct _pmv_store *s, uint64_t h);
 
 /* "mem", "lz4", "zstd", "file"; "?" for anything else. */
 PMV_HIDDEN const char *_pmv_tier_kind_name(int kind);
