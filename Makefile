@@ -91,7 +91,7 @@ STATIC_LIB := $(B)/libpagemove.a
 SHARED_LIB := $(B)/libpagemove.so.$(VERSION)
 CLI        := $(B)/pagemove
 
-.PHONY: all lib test test-unit test-san test-numa stress bench demo install clean deps
+.PHONY: all lib test test-unit test-san test-numa stress stress-loop bench demo install clean deps
 
 all: lib $(CLI) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(EXAMPLES) $(B)/pagemove.pc $(MANS)
 
@@ -196,8 +196,21 @@ test-numa:
 	@if [ -x tests/numa/run-suite.sh ]; then sh tests/numa/run-suite.sh; \
 	else echo "test-numa: tests/numa/run-suite.sh missing"; exit 1; fi
 
+# make stress: every test with its loops STRESS times longer. make stress-loop
+# RUNS=20: that many runs in a row, stopping at the first failing one.
+STRESS ?= 5
+RUNS ?= 20
 stress: all
-	PMV_STRESS=1 sh tests/run.sh $(B)
+	PMV_STRESS=$(STRESS) sh tests/run.sh $(B)
+
+stress-loop: all
+	@i=1; while [ $$i -le $(RUNS) ]; do \
+		echo "== stress run $$i of $(RUNS)"; \
+		PMV_STRESS=$(STRESS) sh tests/run.sh $(B) > $(B)/stress-$$i.log 2>&1; rc=$$?; \
+		tail -n 1 $(B)/stress-$$i.log; \
+		if [ $$rc -ne 0 ]; then grep '^FAIL' $(B)/stress-$$i.log; exit 1; fi; \
+		i=$$((i + 1)); \
+	done; echo "stress-loop: $(RUNS) clean runs in a row"
 
 bench: all
 	$(CLI) bench
