@@ -1,14 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Context: creation and teardown, the fork quiesce, error text, version,
- * and the /proc/self/pagemap and move_pages(2) probes.
+ * Context: creation and teardown, the fork quiesce, and the version.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <numaif.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,144 +13,11 @@
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
-static __thread char errmsg[256];
-
-int _pmv_set_errmsg(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(errmsg, sizeof(errmsg), fmt, ap);
-	va_end(ap);
-	return err;
-}
-
-PMV_API const char *pmv_errmsg(void)
-{
-	return errmsg;
-}
-
-PMV_API const char *pmv_strerror(int err)
-{
-	if (err >= 0)
-		return "success";	/* a status >= 0 is a tier */
-	if (err == INT_MIN)
-		return "unknown error";	/* it has no negation */
-	switch (-err) {
-	case EFAULT: return "not in a managed region";
-	case ENOENT: return "page never touched";
-	case EBUSY: return "page in use, could not be moved";
-	case ENOMEM: return "target tier full or out of pool pages";
-	case EACCES: return "page shared with another process";
-	case EINVAL: return "invalid argument or no such tier";
-	case EIO: return "page not on its tier's node, or not all pages moved";
-	case ECHILD: return "context belongs to the parent process";
-	case ENODEV: return "NUMA node missing or without memory";
-	case EOPNOTSUPP: return "kernel lacks a required userfaultfd feature";
-	case EPERM: return "userfaultfd not permitted";
-	case E2BIG: return "too many pages";
-	default: return strerror(-err);
-	}
-}
-
 PMV_API int pmv_version_major(void) { return PMV_VERSION_MAJOR; }
 PMV_API int pmv_version_minor(void) { return PMV_VERSION_MINOR; }
 PMV_API const char *pmv_version(void)
 {
 	return STR(PMV_VERSION_MAJOR) "." STR(PMV_VERSION_MINOR);
-}
-
-static uint64_t pagemap_entry(pmv_ctx *ctx, uintptr_t addr)
-{
-	uint64_t e = 0;
-
-	if (pread(ctx->pagemap_fd, &e, sizeof(e), (addr / PMV_SIZE_4K) * sizeof(e)) != sizeof(e))
-		return 0;
-	return e;
-}
-
-bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len)
-{
-	uint64_t e[512];
-	size_t n = len / PMV_SIZE_4K;
-
-	/*
-	 * Every 4 KB piece: after fork, a parent write splits a THP and
-	 * un-shares only the pieces it touched. Mapped more than once means
-	 * another process (a fork child) maps it too.
-	 */
-	for (size_t i = 0; i < n; i += 512) {
-		size_t k = n - i < 512 ? n - i : 512;
-		ssize_t got = pread(ctx->pagemap_fd, e, k * sizeof(e[0]),
-				    ((addr / PMV_SIZE_4K) + i) * sizeof(e[0]));
-
-		for (ssize_t j = 0; j < got / (ssize_t)sizeof(e[0]); j++)
-			if ((e[j] & PM_PRESENT) && !(e[j] & PM_MMAP_EXCLUSIVE))
-				return true;
-	}
-	return false;
-}
-
-/* Mapped 4 KB pieces of [addr, addr+len); with `first`, stop at one. */
-static size_t count_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len, bool first)
-{
-	uint64_t e[512];
-	size_t n = len / PMV_SIZE_4K, mapped = 0;
-
-	for (size_t i = 0; i < n && !(first && mapped); i += 512) {
-		size_t k = n - i < 512 ? n - i : 512;
-		ssize_t got = pread(ctx->pagemap_fd, e, k * sizeof(e[0]),
-				    ((addr / PMV_SIZE_4K) + i) * sizeof(e[0]));
-
-		for (ssize_t j = 0; j < got / (ssize_t)sizeof(e[0]); j++)
-			mapped += !!(e[j] & (PM_PRESENT | PM_SWAP));
-	}
-	return mapped;
-}
-
-size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len)
-{
-	return count_mapped(ctx, addr, len, false);
-}
-
-bool _pmv_range_any_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len)
-{
-	return count_mapped(ctx, addr, len, true);
-}
-
-bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr)
-{
-	/* Present or swapped: anything but an empty PTE. */
-	return pagemap_entry(ctx, addr) & (PM_PRESENT | PM_SWAP);
-}
-
-int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node)
-{
-	void *p = (void *)addr;
-	int st = -1;
-
-	/*
-	 * Cannot tell: not an error of placement. A negative status says the
-	 * address has no page now (the program's mremap moved it meanwhile).
-	 */
-	if (move_pages(0, 1, &p, NULL, &st, 0) || st < 0)
-		return 0;
-	if (st == node)
-		return 0;
-	return _pmv_set_errmsg(-EIO, "page %p is on node %d, its tier is on node %d",
-			       p, st, node);
-	(void)ctx;
-}
-
-void _pmv_mutex_init_pi(pthread_mutex_t *mu)
-{
-	pthread_mutexattr_t a;
-
-	pthread_mutexattr_init(&a);
-	pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
-	if (pthread_mutex_init(mu, &a))
-		pthread_mutex_init(mu, NULL);
-	pthread_mutexattr_destroy(&a);
 }
 
 /* ---- fork ------------------------------------------------------------ */
@@ -223,7 +85,7 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	pmv_ctx *ctx;
 	int ret;
 
-	errmsg[0] = 0;
+	_pmv_clear_errmsg();
 	if (!cfg || !cfg->tiers || !cfg->ntiers || cfg->ntiers > PMV_MAX_TIERS ||
 	    (cfg->flags & ~(PMV_CTX_USER_MODE_ONLY | PMV_CTX_VERIFY | PMV_CTX_WP_COPY))) {
 		_pmv_set_errmsg(-EINVAL, "pmv_create: need 1..%d tiers and known flags",
@@ -349,7 +211,7 @@ static pmv_ctx *resv_refused(const char *what)
  */
 PMV_API pmv_ctx *pmv_create(const struct pmv_config *cfg)
 {
-	errmsg[0] = 0;
+	_pmv_clear_errmsg();
 	if (!cfg)
 		return _pmv_create(cfg);
 	if (!all_zero(cfg->resv, sizeof(cfg->resv)))

@@ -161,7 +161,15 @@ PMV_HIDDEN void _pmv_lru_del(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN bool _pmv_isolate_lru_page(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN void _pmv_putback_lru_page(pmv_ctx *ctx, struct _pmv_page *pg);
 
-/* ---- region (region.c) ----------------------------------------------- */
+/* ---- locks shared with the fault handlers (lock.c) ------------------- */
+
+/*
+ * A mutex that SCHED_FIFO fault handlers and normal threads (the fault
+ * helper, movers) both take: it lends a waiting handler's priority to the
+ * holder, so that a holder preempted by other work does not hold up a
+ * fault for a time slice.
+ */
+PMV_HIDDEN void _pmv_mutex_init_pi(pthread_mutex_t *mu);
 
 /*
  * The region table's lock: a reader-writer lock that prefers writers
@@ -192,6 +200,9 @@ PMV_HIDDEN void _pmv_regions_wrunlock(struct _pmv_regions_lock *l);
  * announced.
  */
 PMV_HIDDEN bool _pmv_regions_trywrlock_fault(struct _pmv_regions_lock *l, bool *announced);
+
+/* ---- region (region.c) ----------------------------------------------- */
+
 /* Apply the queued region-table changes (event.c); regions_lock written. */
 PMV_HIDDEN void _pmv_regions_apply(pmv_ctx *ctx);
 
@@ -285,6 +296,8 @@ PMV_HIDDEN size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps
 /* A hole to move a page out into; NULL only when VA is exhausted. */
 PMV_HIDDEN void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot);
+/* The slot size if addr is in one of the pools, else 0. */
+PMV_HIDDEN size_t _pmv_pool_slot_size(pmv_ctx *ctx, uintptr_t addr);
 /* Before a region is published: its first touch must never need new VA. */
 PMV_HIDDEN int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 /* A resident page left the tier without coming to the pool (zap, munmap). */
@@ -764,23 +777,42 @@ static inline uint16_t _pmv_now_ds(pmv_ctx *ctx)
 	return (uint16_t)((_pmv_now_ns() - ctx->epoch_ns) / 100000000);
 }
 
+
+/* ---- error text (error.c) -------------------------------------------- */
+
 /*
- * A mutex that SCHED_FIFO fault handlers and normal threads (the fault
- * helper, movers) both take: it lends a waiting handler's priority to the
- * holder, so that a holder preempted by other work does not hold up a
- * fault for a time slice.
+ * Any thread; the text is the calling thread's (pmv_errmsg reads it).
+ * _pmv_set_errmsg returns err unchanged, so `return _pmv_set_errmsg(-E, ...)`
+ * sets the text and the errno in one step.
  */
-PMV_HIDDEN void _pmv_mutex_init_pi(pthread_mutex_t *mu);
 PMV_HIDDEN int _pmv_set_errmsg(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* A public call starts with no message of an earlier one. */
+PMV_HIDDEN void _pmv_clear_errmsg(void);
+
+/* ---- page-table probes (pagemap.c) ------------------------------------ */
+
+/*
+ * Any thread, no lock needed or taken. Each reads the page tables once
+ * (ctx->pagemap_fd, /proc/self/pagemap); a fault, a move or the program
+ * can change them right after, so a caller that acts on an answer holds
+ * what keeps it true (the page lock, the out-gate, the regions lock
+ * against munmap). A pagemap read that fails answers "not mapped" and
+ * "not shared": the callers then treat the page as absent, the safe way.
+ * Lengths are multiples of 4 KB.
+ */
+/* Whether another process (a fork child) maps any 4 KB piece of the range. */
 PMV_HIDDEN bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len);
+/* Present or swapped (anything but an empty PTE). */
 PMV_HIDDEN bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr);
 /* How many 4 KB pieces of [addr, addr+len) are mapped (present or swapped). */
 PMV_HIDDEN size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len);
 /* Whether any 4 KB piece of [addr, addr+len) is mapped; stops at the first. */
 PMV_HIDDEN bool _pmv_range_any_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len);
-/* The slot size if addr is in one of the pools, else 0. */
-PMV_HIDDEN size_t _pmv_pool_slot_size(pmv_ctx *ctx, uintptr_t addr);
+/*
+ * 0 when the page at addr is on node, or when move_pages(2) cannot tell
+ * (no page there now); -EIO with pmv_errmsg set when it is elsewhere.
+ */
 PMV_HIDDEN int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node);
 
 static inline void _pmv_stat_add(_Atomic uint64_t *c, uint64_t v)
