@@ -445,6 +445,8 @@ PMV_HIDDEN int _pmv_store_config_check(const struct pmv_tier_config *tc, char *w
  *               everything with EAGAIN while the program's munmap, mremap
  *               or madvise event is unread, so a thread that holds
  *               event_lock, and a fault handler (always), must not retry.
+ *               Everyone else retries until the event is read (a handler
+ *               always reads it), yielding, then sleeping up to 1 ms.
  *  PMV_WP_SET   _pmv_uffd_wp: protect (else unprotect, which wakes).
  */
 #define PMV_MV_WAKE	1u
@@ -459,6 +461,11 @@ PMV_HIDDEN void _pmv_uffd_fault_thread(void);
 PMV_HIDDEN int _pmv_uffd_register(pmv_ctx *ctx, void *addr, size_t len,
 				  bool missing);
 PMV_HIDDEN int _pmv_uffd_unregister(pmv_ctx *ctx, void *addr, size_t len);
+/*
+ * Write-protect (PMV_WP_SET) or unprotect [addr, addr+len): present pages
+ * only; an empty piece stays empty. -ENOENT: no registered VMA there
+ * (the program unmapped it); -EAGAIN as PMV_MV_ONCE says.
+ */
 PMV_HIDDEN int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, unsigned flags);
 /*
  * UFFDIO_MOVE [src, src+len) to [dst, dst+len), which must be empty.
@@ -479,7 +486,12 @@ PMV_HIDDEN int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
  */
 PMV_HIDDEN int _pmv_uffd_copy(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
 			      size_t len, unsigned flags, size_t *copied);
+/*
+ * Map the zero page at an empty address and wake its waiters: -EEXIST if
+ * mapped; -EAGAIN (never retried) while an event is unread.
+ */
 PMV_HIDDEN int _pmv_uffd_zeropage(pmv_ctx *ctx, uintptr_t addr, size_t len);
+/* Wake threads waiting in a fault on the range; maps nothing. */
 PMV_HIDDEN int _pmv_uffd_wake(pmv_ctx *ctx, uintptr_t addr, size_t len);
 
 /* ---- the program's own address-space changes (event.c) ---------------- */

@@ -57,6 +57,28 @@ static bool retry_eagain(unsigned flags)
 }
 
 /*
+ * Wait before retrying an EAGAIN (an unread event on the fd). The number
+ * of retries has no bound on purpose: the cause always clears, since a
+ * fault handler reads every event and never waits for a thread that
+ * retries here (DESIGN.md, lock order), while giving up would fail a
+ * put-back that must not fail. What is bounded is the spinning: a few
+ * yields cover the usual microseconds; after them the thread sleeps,
+ * 50 us doubling to 1 ms, so a long event (a munmap of gigabytes) does
+ * not cost a CPU of busy retries.
+ */
+static void eagain_backoff(unsigned *tries)
+{
+	unsigned n = (*tries)++;
+
+	if (n < 16) {
+		sched_yield();
+		return;
+	}
+	n -= 16;
+	usleep(n < 5 ? 50u << n : 1000);
+}
+
+/*
  * A userfaultfd that catches kernel-mode faults if we may have one, else a
  * UFFD_USER_MODE_ONLY one; *why says which we got and why (PMV_MODE_WHY_*),
  * *dev_errno why /dev/userfaultfd did not serve (0 if it did or was not
@@ -212,11 +234,12 @@ int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, unsigned flags)
 		.range = { .start = addr, .len = len },
 		.mode = flags & PMV_WP_SET ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
 	};
+	unsigned tries = 0;
 
 	while (ioctl(fd_for(ctx, flags), UFFDIO_WRITEPROTECT, &w)) {
 		if (errno != EAGAIN || !retry_eagain(flags))
 			return -errno;
-		sched_yield();
+		eagain_backoff(&tries);
 	}
 	return 0;
 }
@@ -263,6 +286,7 @@ int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 {
 	bool wake = flags & PMV_MV_WAKE;
 	int fd = fd_for(ctx, flags);
+	unsigned tries = 0;
 	size_t done = 0;
 	int ret = 0;
 
@@ -289,7 +313,7 @@ int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 			continue;
 		}
 		if (errno == EAGAIN && retry_eagain(flags)) {
-			sched_yield();
+			eagain_backoff(&tries);
 			continue;
 		}
 		ret = -errno;
@@ -312,6 +336,7 @@ int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 int _pmv_uffd_copy(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 		   unsigned flags, size_t *copied)
 {
+	unsigned tries = 0;
 	size_t done = 0;
 	int ret = 0;
 
@@ -330,7 +355,7 @@ int _pmv_uffd_copy(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 			continue;
 		}
 		if (errno == EAGAIN && retry_eagain(flags)) {
-			sched_yield();
+			eagain_backoff(&tries);
 			continue;
 		}
 		ret = -errno;
