@@ -294,14 +294,14 @@ int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 		   const int tiers[], int status[], int flags);
 
 /*
- * Exchange pages pairwise (seed 004): a[i] takes b[i]'s tier and b[i] takes
- * a[i]'s, with no free page needed on either tier, so it works when both
- * are exactly full. Both pages are unmapped while their contents change
- * pages, so no thread ever sees a half-exchanged page; each side's data
- * goes into a fresh page, so a pipe holding an old one (vmsplice) never
- * sees the other's data. A pair is two 4 KB or two 2 MB
- * pages. status[i] is 0 or a negative errno as in pmv_move_pages(), plus
- * -EINVAL for a mixed pair or a page paired with itself. Exchange does not
+ * Exchange pages pairwise (exchange migration): a[i] takes b[i]'s tier and
+ * b[i] takes a[i]'s, with no free page needed on either tier, so it works
+ * when both are exactly full. Both pages are unmapped while their contents
+ * change pages, so no thread ever sees a half-exchanged page; each side's
+ * data goes into a fresh page, so a pipe holding an old one (vmsplice)
+ * never sees the other's data. A pair is two 4 KB or two 2 MB pages.
+ * status[i] is 0 or a negative errno as in pmv_move_pages(), plus -EINVAL
+ * for a mixed pair or a page paired with itself. Exchange does not
  * un-share: a page known to be shared with another process gets -EACCES
  * (-EBUSY with PMV_MOVE_ALL, the only flag accepted), one not yet known to
  * be shared -EBUSY; pmv_move_pages(PMV_MOVE_ALL) un-shares. Returns 0 if

@@ -8,8 +8,8 @@
  *  nt        AVX2 streaming stores: no read-for-ownership of the
  *            destination, no cache pollution; chosen only if the CPU has it
  *  parallel  a pool of copy threads plus the caller split a batch (or one
- *            2 MB page) into chunks: seed 004's "each thread transfers a
- *            part of a huge page"
+ *            2 MB page) into chunks: parallel migration, "each thread
+ *            transfers a part of a huge page"
  *  offload   submit returns at once and a worker completes the batch, so
  *            the caller copies nothing: the stand-in for a DMA engine. A
  *            hardware engine (Intel DSA via idxd work queues) implements

@@ -2,20 +2,29 @@
 /*
  * Page migration: pmv_move_pages(), pmv_migrate() and the batch engine.
  *
- * One page, as built (docs/DESIGN.md has the full timeline):
+ * One page, as built (docs/DESIGN.md has the full timeline): unmap first,
+ * as the kernel's own migration does, since a write-protect cannot stop a
+ * write through a pin (O_DIRECT, process_vm_writev) taken before it:
  *   1. lock the descriptor, isolate it from the LRU;
  *   2. take a destination page from the target tier's pool, and a hole in
  *      the source tier's pool;
- *   3. UFFDIO_WRITEPROTECT the source: readers go on, writers wait;
- *   4. copy;
- *   5. UFFDIO_MOVE the source into the hole: the address is now empty, so
- *      any access waits in a MISSING fault (the migration entry);
- *   6. UFFDIO_MOVE the destination in (this wakes those waiters);
- *   7. unlock (waking faults that met the lock), put back on the LRU.
- * Until step 5 succeeds every failure rolls back to the untouched source.
+ *   3. UFFDIO_MOVE the source into the hole, through the out-gate: the
+ *      address is now empty, so any access waits in a MISSING fault (the
+ *      migration entry), and no pin can reach the page any more;
+ *   4. copy hole -> destination (both pool memory: the copy never faults);
+ *   5. UFFDIO_MOVE the destination in, through the gate (this wakes those
+ *      waiters);
+ *   6. unlock (waking faults that met the lock), put back on the LRU.
+ * A page whose move-out says EBUSY (shared, pinned), and every 2 MB page
+ * with PMV_CTX_WP_COPY, takes the write-protect path instead: protect,
+ * copy while readers run, move out, compare and copy again if a pin wrote.
+ * Until the source leaves its address every failure rolls back to it
+ * untouched; after, a failure moves it back.
  *
- * A batch runs each step over all its pages before the next step, so the
- * kernel's TLB flushes and our copies are amortised (seed 004, "concurrent").
+ * A batch of 4 KB pages runs each step over all its pages before the next
+ * step, so the kernel's TLB flushes and our copies are amortised
+ * (concurrent migration: unmap all, copy all, remap all); 2 MB pages go
+ * one at a time, so an accessor waits for about one page copy.
  */
 #include <errno.h>
 #include <numaif.h>

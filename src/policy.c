@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The tiering policy (seed 000's mm_manage, done continuously): one thread
- * that, every interval,
+ * The tiering policy (memory manage's hot/cold exchange, done
+ * continuously): one thread that, every interval,
  *   1. samples pages for tracking (track.c), at a rate that keeps the
  *      tracking CPU (its own sweep plus the fault handlers' unparks) under
  *      track_cpu_permille of one core;
