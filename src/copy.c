@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <immintrin.h>
 #include <signal.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -147,9 +148,12 @@ static void *copy_thread(void *arg)
 	 * A copy thread only ever copies for migrations that hold their pages
 	 * locked: if the program discards a page under the copy, the fault
 	 * thread must rescue us, not wait for an unlock that waits for us.
-	 * PMV_MAX_COPIERS leaves room for every copy thread and callers.
+	 * PMV_MAX_COPIERS leaves room for every copy thread and callers; if
+	 * movers of many program threads hold them all, theirs end with
+	 * their copy, so wait for one before taking any job.
 	 */
-	_pmv_copier_enter(p->ctx);
+	while (!_pmv_copier_enter(p->ctx))
+		sched_yield();
 
 	for (;;) {
 		struct _pmv_copy_job *job;

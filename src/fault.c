@@ -239,6 +239,51 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned flags)
 	return 0;
 }
 
+/* ---- copiers: threads that read region pages while holding page locks -- */
+
+static __thread int copier_slot = -1;
+
+bool _pmv_copier_enter(pmv_ctx *ctx)
+{
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+
+	/*
+	 * Publish our tid so the fault handlers can tell a fault taken while we
+	 * copy a page we hold locked (the program discarded it under us) from
+	 * an ordinary one, and rescue it instead of waiting for our unlock.
+	 */
+	for (int i = 0; i < PMV_MAX_COPIERS; i++) {
+		pid_t zero = 0;
+
+		if (atomic_compare_exchange_strong(&ctx->copiers[i], &zero, tid)) {
+			copier_slot = i;
+			return true;
+		}
+	}
+	return false;
+}
+
+void _pmv_copier_exit(pmv_ctx *ctx)
+{
+	if (copier_slot >= 0) {
+		atomic_store(&ctx->copiers[copier_slot], 0);
+		copier_slot = -1;
+	}
+}
+
+bool _pmv_is_copier(pmv_ctx *ctx, pid_t tid)
+{
+	/*
+	 * Relaxed is enough: the copier published its tid before the access
+	 * that faulted, and the fault reached us through the kernel (the
+	 * uffd read), which orders the two.
+	 */
+	for (int i = 0; i < PMV_MAX_COPIERS; i++)
+		if (atomic_load_explicit(&ctx->copiers[i], memory_order_relaxed) == tid)
+			return true;
+	return false;
+}
+
 /*
  * A copier faulted on a page it holds locked: the program discarded (part
  * of) the page while it was being copied. A discarded page reads as zero,

@@ -617,6 +617,19 @@ PMV_HIDDEN void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps);
  * with the move itself when pg had no page (else the caller wakes them).
  */
 PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned flags);
+/*
+ * Copiers: threads that read a region page they hold locked (a copy
+ * thread, a mover on the write-protect path). If the program discards the
+ * page under the copy, the handler that takes the copier's fault maps the
+ * zero page instead of waiting for an unlock that waits for the copy.
+ * Enter before the first read of the region page, exit after the last.
+ * Enter is false when all PMV_MAX_COPIERS slots are taken: the caller must
+ * then not read a region page it holds locked. Any thread.
+ */
+PMV_HIDDEN bool _pmv_copier_enter(pmv_ctx *ctx) __attribute__((warn_unused_result));
+PMV_HIDDEN void _pmv_copier_exit(pmv_ctx *ctx);
+/* A fault handler: whether the faulting thread tid is a copier now. */
+PMV_HIDDEN bool _pmv_is_copier(pmv_ctx *ctx, pid_t tid);
 
 /* ---- access tracking (track.c) --------------------------------------- */
 
@@ -653,12 +666,8 @@ PMV_HIDDEN void _pmv_policy_stop(pmv_ctx *ctx);
 
 /* ---- migration (migrate.c) ------------------------------------------- */
 
-PMV_HIDDEN bool _pmv_copier_enter(pmv_ctx *ctx);
-PMV_HIDDEN void _pmv_copier_exit(pmv_ctx *ctx);
-PMV_HIDDEN bool _pmv_is_copier(pmv_ctx *ctx, pid_t tid);
 PMV_HIDDEN void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
 				size_t n, size_t psz, unsigned flags, int *res, size_t *part);
-PMV_HIDDEN void _pmv_count_fail(pmv_ctx *ctx, int tier, int err);
 PMV_HIDDEN int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			      const int *tiers, int *status, int flags);
 
@@ -826,6 +835,9 @@ PMV_HIDDEN bool _pmv_range_any_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len);
  * (no page there now); -EIO with pmv_errmsg set when it is elsewhere.
  */
 PMV_HIDDEN int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node);
+
+/* Count a failed move of a page on tier by its errno (stats.c); any thread. */
+PMV_HIDDEN void _pmv_count_fail(pmv_ctx *ctx, int tier, int err);
 
 static inline void _pmv_stat_add(_Atomic uint64_t *c, uint64_t v)
 {

@@ -32,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -55,56 +54,7 @@ struct mig {
 	int status;
 };
 
-/* ---- copiers: threads that read region pages while holding page locks -- */
-
-static __thread int copier_slot = -1;
-
-bool _pmv_copier_enter(pmv_ctx *ctx)
-{
-	pid_t tid = (pid_t)syscall(SYS_gettid);
-
-	/*
-	 * Publish our tid so the fault handlers can tell a fault taken while we
-	 * copy a page we hold locked (the program discarded it under us) from
-	 * an ordinary one, and rescue it instead of waiting for our unlock.
-	 */
-	for (int i = 0; i < PMV_MAX_COPIERS; i++) {
-		pid_t zero = 0;
-
-		if (atomic_compare_exchange_strong(&ctx->copiers[i], &zero, tid)) {
-			copier_slot = i;
-			return true;
-		}
-	}
-	return false;
-}
-
-void _pmv_copier_exit(pmv_ctx *ctx)
-{
-	if (copier_slot >= 0) {
-		atomic_store(&ctx->copiers[copier_slot], 0);
-		copier_slot = -1;
-	}
-}
-
 /* ---- helpers --------------------------------------------------------- */
-
-static int fail_cause(int err)
-{
-	switch (err) {
-	case -EBUSY: return PMV_FAIL_BUSY;
-	case -ENOMEM: return PMV_FAIL_NOMEM;
-	case -EACCES: return PMV_FAIL_ACCES;
-	case -ENOENT: return PMV_FAIL_NOENT;
-	default: return PMV_FAIL_OTHER;
-	}
-}
-
-void _pmv_count_fail(pmv_ctx *ctx, int tier, int err)
-{
-	if (tier >= 0 && (unsigned)tier < ctx->ntiers)
-		_pmv_stat_add(&ctx->tiers[tier].fail[fail_cause(err)], 1);
-}
 
 /*
  * Move n pages dst[i] <- src[i] of psz bytes, one ioctl per run where both
@@ -859,7 +809,9 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		 */
 		_pmv_uffd_wp(ctx, m->addr + done, m->size - done, PMV_WP_SET);
 		memcpy(m->dst_slot, m->hole, done);
-		_pmv_copier_enter(ctx);
+		/* no way back from here: wait for a slot (copiers end theirs soon) */
+		while (!_pmv_copier_enter(ctx))
+			sched_yield();
 		memcpy((char *)m->dst_slot + done, (char *)m->addr + done, m->size - done);
 		_pmv_copier_exit(ctx);
 		_pmv_discard_self(ctx, m->addr + done, m->size - done);
@@ -1208,12 +1160,4 @@ PMV_API long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 		}
 	}
 	return left;
-}
-
-bool _pmv_is_copier(pmv_ctx *ctx, pid_t tid)
-{
-	for (int i = 0; i < PMV_MAX_COPIERS; i++)
-		if (atomic_load_explicit(&ctx->copiers[i], memory_order_relaxed) == tid)
-			return true;
-	return false;
 }

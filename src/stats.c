@@ -11,6 +11,23 @@ static uint64_t rd(_Atomic uint64_t *c)
 	return atomic_load_explicit(c, memory_order_relaxed);
 }
 
+static int fail_cause(int err)
+{
+	switch (err) {
+	case -EBUSY: return PMV_FAIL_BUSY;
+	case -ENOMEM: return PMV_FAIL_NOMEM;
+	case -EACCES: return PMV_FAIL_ACCES;
+	case -ENOENT: return PMV_FAIL_NOENT;
+	default: return PMV_FAIL_OTHER;
+	}
+}
+
+void _pmv_count_fail(pmv_ctx *ctx, int tier, int err)
+{
+	if (tier >= 0 && (unsigned)tier < ctx->ntiers)
+		_pmv_stat_add(&ctx->tiers[tier].fail[fail_cause(err)], 1);
+}
+
 int _pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 {
 	struct _pmv_tier *t;
