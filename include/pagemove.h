@@ -146,6 +146,13 @@ int pmv_tiers_parse(const char *text, struct pmv_tier_config *tiers, unsigned ma
  * it reads every page twice. Default: unmap first, as the kernel does.
  */
 #define PMV_CTX_WP_COPY		(1U << 2)
+/*
+ * Keep the fault handlers SCHED_OTHER. By default, when permitted (root,
+ * CAP_SYS_NICE), they run SCHED_FIFO at priority 1, so that a fault is
+ * answered as soon as it arrives rather than after the next tick; they
+ * only sleep or answer faults. The PAGEMOVE_FAULT_NO_RT variable sets it too.
+ */
+#define PMV_CTX_NO_RT		(1U << 3)
 
 /*
  * Copy engines (pmv_config.copy_engine). The environment variable

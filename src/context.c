@@ -87,7 +87,8 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 
 	_pmv_clear_errmsg();
 	if (!cfg || !cfg->tiers || !cfg->ntiers || cfg->ntiers > PMV_MAX_TIERS ||
-	    (cfg->flags & ~(PMV_CTX_USER_MODE_ONLY | PMV_CTX_VERIFY | PMV_CTX_WP_COPY))) {
+	    (cfg->flags & ~(PMV_CTX_USER_MODE_ONLY | PMV_CTX_VERIFY | PMV_CTX_WP_COPY |
+			    PMV_CTX_NO_RT))) {
 		_pmv_set_errmsg(-EINVAL, "pmv_create: need 1..%d tiers and known flags",
 				PMV_MAX_TIERS);
 		errno = EINVAL;
@@ -104,6 +105,8 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	ctx->flags = cfg->flags;
 	if (env_flag("PAGEMOVE_VERIFY"))
 		ctx->flags |= PMV_CTX_VERIFY;
+	if (getenv("PAGEMOVE_FAULT_NO_RT"))
+		ctx->flags |= PMV_CTX_NO_RT;
 	ctx->copy_threads = cfg->copy_threads;
 	pthread_mutex_init(&ctx->copy_pool_lock, NULL);
 	ctx->thp_ok = _pmv_thp_available();

@@ -728,12 +728,12 @@ static int handler_start(struct _pmv_fault *f, int cpu, bool armed)
 		 * Every fault is a round trip through a handler: when
 		 * permitted, let it run as soon as its fault arrives instead
 		 * of after the next tick. It only sleeps in poll() or serves
-		 * a batch, so it cannot starve anyone. Unprivileged: stays
-		 * SCHED_OTHER.
+		 * a batch, so it cannot starve anyone. Unprivileged, or with
+		 * PMV_CTX_NO_RT: stays SCHED_OTHER.
 		 */
 		struct sched_param sp = { .sched_priority = 1 };
 
-		if (!getenv("PAGEMOVE_FAULT_NO_RT"))
+		if (!(f->ctx->flags & PMV_CTX_NO_RT))
 			pthread_setschedparam(h->th, SCHED_FIFO, &sp);
 	}
 	return 0;

@@ -17,22 +17,100 @@
 
 static const char *const vars[] = {
 	"PAGEMOVE_COPY", "PAGEMOVE_POLICY", "PAGEMOVE_WMARK_HIGH_PERMILLE",
+	"PAGEMOVE_FAULT_NO_RT",
 };
 
 /* Two tiers, the first of CAP bytes; NULL with errno on failure. */
-static pmv_ctx *create(int engine, const struct pmv_policy_config *pol)
+static pmv_ctx *create_flags(int engine, const struct pmv_policy_config *pol,
+			     unsigned flags)
 {
 	struct pmv_tier_config tc[2] = {
 		{ .name = "fast", .node = PMV_NODE_ANY, .capacity = CAP },
 		{ .name = "slow", .node = PMV_NODE_ANY },
 	};
 	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .copy_engine = engine,
-				  .policy = pol };
+				  .policy = pol, .flags = flags };
 	pmv_ctx *ctx = pmv_create(&cfg);
 
 	if (!ctx && (errno == EOPNOTSUPP || errno == EPERM || errno == ENOSYS))
 		t_skip("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
 	return ctx;
+}
+
+static pmv_ctx *create(int engine, const struct pmv_policy_config *pol)
+{
+	return create_flags(engine, pol, 0);
+}
+
+/* Threads named prefix* that run SCHED_FIFO, and how many there are (*all). */
+static int count_fifo(const char *prefix, int *all)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	*all = 0;
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[300], comm[32] = "";
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = 0;
+		fclose(f);
+		if (strncmp(comm, prefix, strlen(prefix)))
+			continue;
+		(*all)++;
+		n += sched_getscheduler(atoi(e->d_name)) == SCHED_FIFO;
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * pmv_create(3): the handlers run SCHED_FIFO when permitted (root here),
+ * and PMV_CTX_NO_RT, or PAGEMOVE_FAULT_NO_RT, keeps them SCHED_OTHER.
+ */
+static int test_no_rt_keeps_handlers_sched_other(void)
+{
+	int bad = 0, fifo, all;
+	pmv_ctx *ctx;
+
+	ctx = create_flags(PMV_COPY_MEMCPY, NULL, 0);
+	T_CHECK(bad, ctx, "pmv_create: %s", strerror(errno));
+	if (ctx) {
+		fifo = count_fifo("pmv-fault", &all);
+		T_CHECK(bad, all > 0, "no pmv-fault threads");
+		if (geteuid() == 0)
+			T_CHECK(bad, fifo == all, "as root, %d of %d handlers SCHED_FIFO", fifo, all);
+		pmv_destroy(ctx);
+	}
+	ctx = create_flags(PMV_COPY_MEMCPY, NULL, PMV_CTX_NO_RT);
+	T_CHECK(bad, ctx, "pmv_create(PMV_CTX_NO_RT): %s", strerror(errno));
+	if (ctx) {
+		fifo = count_fifo("pmv-fault", &all);
+		T_CHECK(bad, all > 0 && fifo == 0, "PMV_CTX_NO_RT: %d of %d handlers SCHED_FIFO",
+			fifo, all);
+		pmv_destroy(ctx);
+	}
+	setenv("PAGEMOVE_FAULT_NO_RT", "1", 1);
+	ctx = create_flags(PMV_COPY_MEMCPY, NULL, 0);
+	T_CHECK(bad, ctx, "pmv_create: %s", strerror(errno));
+	if (ctx) {
+		fifo = count_fifo("pmv-fault", &all);
+		T_CHECK(bad, all > 0 && fifo == 0,
+			"PAGEMOVE_FAULT_NO_RT: %d of %d handlers SCHED_FIFO", fifo, all);
+		pmv_destroy(ctx);
+	}
+	unsetenv("PAGEMOVE_FAULT_NO_RT");
+	return bad;
 }
 
 static int test_copy_env_fills_auto(void)
@@ -182,6 +260,7 @@ int main(void)
 		{ "test_bad_variable_fails_always", test_bad_variable_fails_always },
 		{ "test_policy_env_fills_default_mode", test_policy_env_fills_default_mode },
 		{ "test_policy_env_fills_default_knob", test_policy_env_fills_default_knob },
+		{ "test_no_rt_keeps_handlers_sched_other", test_no_rt_keeps_handlers_sched_other },
 	};
 	int failed = 0;
 
