@@ -125,7 +125,7 @@ $(SHARED_LIB): $(LIB_SOBJS) src/libpagemove.map
 $(CLI): $(TOOL_SRCS) $(TOOL_HDRS) $(STATIC_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRCS) $(STATIC_LIB) $(LDLIBS) -lm
 
-$(B)/tests/%: tests/%.c tests/harness.h $(STATIC_LIB)
+$(B)/tests/%: tests/%.c tests/harness.h common/threads.h $(STATIC_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
 

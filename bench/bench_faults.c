@@ -15,11 +15,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include "pagemove.h"
 #include "bench.h"
 #include "../common/opt.h"
+#include "../common/threads.h"
 
 #define SZ_4K	4096UL
 #define SZ_2M	(2UL << 20)
@@ -306,28 +306,7 @@ static int migration_wait(pmv_ctx *ctx, struct result *r, size_t want, double se
 /* The library's fault threads, by name: what is running now. */
 static int fault_threads(void)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "pmv-fault", 9))
-			n++;
-		fclose(f);
-	}
-	closedir(d);
-	return n;
+	return cli_threads("pmv-fault", NULL, 0);
 }
 
 static int usage(void)

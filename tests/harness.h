@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "pagemove.h"
+#include "../common/threads.h"
 
 #define T_EXIT_PASS	0
 #define T_EXIT_FAIL	1
@@ -907,32 +908,10 @@ static inline uint64_t t_resident(pmv_ctx *ctx)
 	return r;
 }
 
-/* This process's threads named `name`. */
-static inline int t_count_threads(const char *name)
+/* This process's threads whose name starts with prefix. */
+static inline int t_count_threads(const char *prefix)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f))
-			comm[strcspn(comm, "\n")] = 0;
-		fclose(f);
-		n += !strcmp(comm, name);
-	}
-	closedir(d);
-	return n;
+	return cli_threads(prefix, NULL, 0);
 }
 
 /*

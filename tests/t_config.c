@@ -45,32 +45,12 @@ static pmv_ctx *create(int engine, const struct pmv_policy_config *pol)
 /* Threads named prefix* that run SCHED_FIFO, and how many there are (*all). */
 static int count_fifo(const char *prefix, int *all)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
+	struct cli_thread t[64];
 	int n = 0;
 
-	*all = 0;
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		FILE *f;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f))
-			comm[strcspn(comm, "\n")] = 0;
-		fclose(f);
-		if (strncmp(comm, prefix, strlen(prefix)))
-			continue;
-		(*all)++;
-		n += sched_getscheduler(atoi(e->d_name)) == SCHED_FIFO;
-	}
-	closedir(d);
+	*all = cli_threads(prefix, t, 64);
+	for (int i = 0; i < *all && i < 64; i++)
+		n += sched_getscheduler(t[i].tid) == SCHED_FIFO;
 	return n;
 }
 

@@ -27,7 +27,6 @@
  * and where the handlers run (handlers_follow_*, handlers_stay_inside_*,
  * no_thread_is_made_after_*): see their sections below.
  */
-#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -354,75 +353,43 @@ static int cpuset_enter(void)
  */
 static int pmv_threads_outside(int cpu, int *nhandlers)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int outside = 0;
+	struct cli_thread t[64];
+	int n = cli_threads("pmv-", t, 64), outside = 0;
 
 	*nhandlers = 0;
-	if (!d)
+	if (n < 0)
 		return 1;
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
+	for (int i = 0; i < n && i < 64; i++) {
 		cpu_set_t m;
-		pid_t tid = atoi(e->d_name);
-		FILE *f;
 
-		if (tid <= 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (!fgets(comm, sizeof(comm), f))
-			comm[0] = 0;
-		fclose(f);
-		comm[strcspn(comm, "\n")] = 0;
-		if (strncmp(comm, "pmv-", 4))
-			continue;
-		*nhandlers += !strncmp(comm, "pmv-fault", 9);
-		if (sched_getaffinity(tid, sizeof(m), &m))
+		*nhandlers += !strncmp(t[i].comm, "pmv-fault", 9);
+		if (sched_getaffinity(t[i].tid, sizeof(m), &m))
 			continue;	/* gone */
 		if (CPU_COUNT(&m) != 1 || !CPU_ISSET(cpu, &m)) {
-			printf("  %s (tid %d) may run on %d CPUs, not only %d\n", comm, (int)tid,
-			       CPU_COUNT(&m), cpu);
+			printf("  %s (tid %d) may run on %d CPUs, not only %d\n", t[i].comm,
+			       (int)t[i].tid, CPU_COUNT(&m), cpu);
 			outside++;
 		}
 	}
-	closedir(d);
 	return outside;
 }
 
 /* Is there a fault handler pinned to every CPU in set? (ARM_ALL makes them at once) */
 static int handlers_on_every_cpu(const cpu_set_t *set)
 {
+	struct cli_thread t[64];
+	int n = cli_threads("pmv-fault", t, 64);
 	cpu_set_t pinned;
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
 
 	CPU_ZERO(&pinned);
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		char path[300], comm[32] = "";
-		pid_t tid = atoi(e->d_name);
+	for (int i = 0; i < n && i < 64; i++) {
 		cpu_set_t m;
-		FILE *f;
 
-		if (tid <= 0)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (!fgets(comm, sizeof(comm), f))
-			comm[0] = 0;
-		fclose(f);
-		if (strncmp(comm, "pmv-fault", 9) || sched_getaffinity(tid, sizeof(m), &m))
+		if (sched_getaffinity(t[i].tid, sizeof(m), &m))
 			continue;
 		if (CPU_COUNT(&m) == 1)
 			CPU_OR(&pinned, &pinned, &m);
 	}
-	closedir(d);
 	for (int c = 0; c < CPU_SETSIZE; c++)
 		if (CPU_ISSET(c, set) && !CPU_ISSET(c, &pinned)) {
 			printf("  no fault handler pinned to CPU %d\n", c);
@@ -804,39 +771,21 @@ static long task_wakes(pid_t tid)
 /* The library's fault handlers and helper; also the number of all threads. */
 static int lib_threads(struct lib_thread *out, int *nall)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
+	struct cli_thread t[MAXLIB + 64];
+	int all = cli_threads("", t, MAXLIB + 64), n = 0;
 
-	*nall = 0;
-	if (!d)
-		return 0;
-	while ((e = readdir(d))) {
-		char path[300];
-		pid_t tid = atoi(e->d_name);
-		FILE *f;
-
-		if (tid <= 0)
+	*nall = all > 0 ? all : 0;
+	for (int i = 0; i < all && i < MAXLIB + 64; i++) {
+		if (strncmp(t[i].comm, "pmv-fault", 9) && strcmp(t[i].comm, "pmv-helper"))
 			continue;
-		(*nall)++;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
+		memcpy(out[n].comm, t[i].comm, sizeof(t[i].comm));
+		out[n].tid = t[i].tid;
+		if (sched_getaffinity(t[i].tid, sizeof(out[n].mask), &out[n].mask))
 			continue;
-		if (!fgets(out[n].comm, sizeof(out[n].comm), f))
-			out[n].comm[0] = 0;
-		fclose(f);
-		out[n].comm[strcspn(out[n].comm, "\n")] = 0;
-		if (strncmp(out[n].comm, "pmv-fault", 9) && strcmp(out[n].comm, "pmv-helper"))
-			continue;
-		out[n].tid = tid;
-		if (sched_getaffinity(tid, sizeof(out[n].mask), &out[n].mask))
-			continue;
-		out[n].wakes = task_wakes(tid);
+		out[n].wakes = task_wakes(t[i].tid);
 		if (n < MAXLIB - 1)
 			n++;
 	}
-	closedir(d);
 	return n;
 }
 
