@@ -243,7 +243,7 @@ struct _pmv_pool {
 	struct { void *base; size_t len; } *chunks;
 	size_t nchunks;
 	size_t high;		/* trim the pool above this many pages */
-	size_t nfilling;	/* slots the fault helper is populating (uncounted) */
+	size_t nfilling;	/* slots the fault helper is populating (counted used) */
 	uint64_t fill_failed_ns;	/* when a fill last failed (tier.c) */
 	void *reserve;		/* a hole only the fault handlers may use */
 	void *reserve_out;	/* the reserve a handler holds (tier->reserve_cv) */
@@ -257,6 +257,7 @@ struct _pmv_tier {
 
 	pthread_mutex_t lock;	/* pools and the counters below */
 	pthread_cond_t reserve_cv;	/* a pool's reserve came back */
+	pthread_cond_t fill_cv;		/* a fill of the helper's ended */
 	struct _pmv_pool pool[PMV_PS_NR];
 	uint64_t resident[PMV_PS_NR];
 

@@ -86,13 +86,37 @@ static size_t pool_pages(const struct _pmv_pool *p)
 	return p->nclean + p->ndirty;
 }
 
+/*
+ * What a tier holds: resident pages, the pool's pages, and the slots the
+ * fault helper is populating right now (they hold memory already, or will
+ * when its madvise returns; uncounted, a first touch meanwhile could take
+ * the room they use and the tier hold more than its capacity).
+ */
 static size_t tier_used(const struct _pmv_tier *t)
 {
 	size_t used = 0;
 
 	for (int ps = 0; ps < PMV_PS_NR; ps++)
-		used += (t->resident[ps] + pool_pages(&t->pool[ps])) * _pmv_ps_size(ps);
+		used += (t->resident[ps] + pool_pages(&t->pool[ps]) + t->pool[ps].nfilling) *
+			_pmv_ps_size(ps);
 	return used;
+}
+
+/*
+ * A take that found no room while a fill is in flight waits for it (t->lock
+ * held): the fill's slots come back as pool pages, or go back to the
+ * kernel, and either way the room is the taker's then. Without the wait a
+ * first touch on a nearly full bound tier would get SIGBUS for room that
+ * is only in flight. The fill is one madvise of at most FILL_4K pages and
+ * takes no lock meanwhile, so the wait is bounded. It waits for one fill
+ * to end (false: none was in flight); the caller looks for room again.
+ */
+static bool wait_fill(struct _pmv_tier *t)
+{
+	if (!t->pool[PMV_PS_4K].nfilling && !t->pool[PMV_PS_2M].nfilling)
+		return false;
+	pthread_cond_wait(&t->fill_cv, &t->lock);
+	return true;
 }
 
 static bool room_for(const struct _pmv_tier *t, size_t bytes)
@@ -386,6 +410,9 @@ void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 	pthread_mutex_lock(&t->lock);
 	if (!pool_pages(p)) {
 		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
+		while (!pool_pages(p) && wait_fill(t))
+			if (!pool_pages(p))
+				pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
 		if (!pool_pages(p) && _pmv_is_fault_thread()) {
 			struct timespec until;
 
@@ -437,12 +464,13 @@ size_t _pmv_pool_take_pages(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
 	size_t got = 0;
 
 	pthread_mutex_lock(&t->lock);
-	if (pool_pages(p) < n) {
+	for (bool again = true; pool_pages(p) < n && again;) {
 		size_t want = n - pool_pages(p);
 
 		if (ps == PMV_PS_4K && want < POOL_GROW_4K)
 			want = POOL_GROW_4K;
 		pool_grow(ctx, t, p, want);
+		again = pool_pages(p) < n && wait_fill(t);
 	}
 	while (got < n && p->ndirty)
 		out[got++] = p->dirty[--p->ndirty];
@@ -604,8 +632,10 @@ bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps)
  * the holes the pool has (never a new chunk: under RLIMIT_AS, VA is for
  * the program and for moves), populated without t->lock held (the kernel
  * zeroes them: a first touch must not wait for that lock meanwhile),
- * neighbours in one madvise. Until they are back they are not counted:
- * if the tier filled up meanwhile, they go back to the kernel.
+ * neighbours in one madvise. Meanwhile they count as used (nfilling, in
+ * tier_used), so first touches see the room they take, and wait for it
+ * (wait_fill) when they find none; if the tier filled up all the same (the
+ * program's own moves), they go back to the kernel.
  */
 void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 {
@@ -636,6 +666,7 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 	}
 	pthread_mutex_lock(&t->lock);
 	p->nfilling -= n;
+	pthread_cond_broadcast(&t->fill_cv);	/* woken takers retake the lock after us */
 	for (size_t i = 0; i < n; i++)
 		if (!ok[i])
 			p->fill_failed_ns = _pmv_now_ns();
@@ -778,6 +809,7 @@ int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 		/* SCHED_FIFO fault handlers wait for it: see _pmv_mutex_init_pi */
 		_pmv_mutex_init_pi(&t->lock);
 		pthread_cond_init(&t->reserve_cv, NULL);
+		pthread_cond_init(&t->fill_cv, NULL);
 		pthread_mutex_init(&t->lru_lock, NULL);
 		_pmv_lru_init(&t->active);
 		_pmv_lru_init(&t->inactive);
@@ -807,6 +839,7 @@ void _pmv_tiers_destroy(pmv_ctx *ctx)
 		}
 		pthread_mutex_destroy(&t->lock);
 		pthread_cond_destroy(&t->reserve_cv);
+		pthread_cond_destroy(&t->fill_cv);
 		pthread_mutex_destroy(&t->lru_lock);
 	}
 	ctx->ntiers = 0;
