@@ -191,6 +191,31 @@ for m in d["mappings"]:
 	fi
 fi
 
+if expect 0 "stat --pid --totals" "$PM" stat --pid "$pid" --totals; then
+	rows=$(awk '$1 != "START" && $1 != "TOTAL" && NR > 1' "$tmp/out" | wc -l)
+	ttotal=$(node_mib "$first")
+	if [ "$rows" -eq 0 ] && grep -q '^TOTAL ' "$tmp/out" && ge "$ttotal" 40; then
+		ok "stat --totals: the TOTAL row alone, node $first holds $ttotal MiB"
+	else
+		bad "stat --totals: $rows mapping rows, node $first $ttotal MiB"
+		show "$tmp/out"
+	fi
+fi
+if command -v python3 >/dev/null 2>&1 &&
+   expect 0 "stat --pid --totals --json" "$PM" stat --pid "$pid" --totals --json; then
+	if python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert "mappings" not in d and "totals" in d, "keys"
+assert sum(d["totals"]["kb_per_node"].values()) >= 40 * 1024, "kb_per_node"
+' <"$tmp/out" 2>"$tmp/err"; then
+		ok "stat --totals --json: totals without mappings"
+	else
+		bad "stat --totals --json is not the expected JSON"
+		show "$tmp/err"
+	fi
+fi
+
 # ---------------------------------------------------------------- migrate
 if [ "$nmem" -lt 2 ]; then
 	note "one memory node: only a no-op move"

@@ -46,22 +46,25 @@ struct stat_ctx {
 	struct smap *maps;
 	struct cli_pagescan ps;
 	bool have_scan;
+	bool totals;		/* --totals: the TOTAL row alone */
 	char comm[64];
 };
 
 static void stat_usage(FILE *f)
 {
 	fputs(
-"Usage: pagemove stat --pid PID [--json]\n"
+"Usage: pagemove stat --pid PID [--totals] [--json]\n"
 "\n"
 "Show where the memory of process PID lives: resident MiB per NUMA node and\n"
 "transparent huge pages (THPs) for every mapping, and totals.\n"
 "\n"
 "  -p, --pid PID   process to inspect\n"
+"  -t, --totals    only the totals, as numastat -p prints them\n"
 "  -j, --json      print one JSON object instead of a table\n"
 "  -h, --help      show this help\n"
 "\n"
-"The table lists mappings with resident pages; --json lists all mappings.\n"
+"The table lists mappings with resident pages, sizes and memory in MiB;\n"
+"--json lists all mappings, in KiB.\n"
 "\n"
 "Exit status:\n"
 "  0  success\n"
@@ -237,17 +240,20 @@ static void print_table(struct stat_ctx *c)
 	size_t hidden = 0;
 	char buf[32];
 
-	printf("pid %d (%s): resident MiB per node; THP = PMD-mapped "
-	       "transparent huge pages", (int)c->pid, c->comm);
+	printf("pid %d (%s): sizes and resident memory per node in MiB; THP = "
+	       "PMD-mapped transparent huge pages", (int)c->pid, c->comm);
 	if (!c->have_scan || !cli_pagescan_sees_thp(&c->ps))
 		printf(" (from smaps; per-node THPs unavailable)");
-	printf("\n%-12s %7s %-4s", "START", "SIZE", "PERM");
+	printf("\n%-12s %9s %-4s", "START", "SIZE", "PERM");
 	for (int n = 0; n < c->nnodes; n++)
 		if (c->column[n]) {
 			snprintf(buf, sizeof(buf), "N%d", n);
 			printf(" %9s", buf);
 		}
-	printf(" %6s  %-10s %s\n", "THP", "POLICY", "MAPPING");
+	if (c->totals)
+		printf(" %6s\n", "THP");
+	else
+		printf(" %6s  %-10s %s\n", "THP", "POLICY", "MAPPING");
 
 	for (size_t i = 0; i < c->nr; i++) {
 		struct smap *m = &c->maps[i];
@@ -255,20 +261,18 @@ static void print_table(struct stat_ctx *c)
 
 		total_size += v->end - v->start;
 		total_thp += m->thp_total;
+		for (int n = 0; n < c->nnodes && total_mib; n++)
+			total_mib[n] += m->pages[n] * map_page_kb(m) / 1024.0;
+		if (c->totals)
+			continue;
 		if (!map_resident(c, m)) {
 			hidden++;
 			continue;
 		}
-		cli_fmt_size(buf, sizeof(buf), v->end - v->start);
-		printf("%012lx %7s %-4s", v->start, buf, v->perms);
-		for (int n = 0; n < c->nnodes; n++) {
-			double mib = m->pages[n] * map_page_kb(m) / 1024.0;
-
-			if (total_mib)
-				total_mib[n] += mib;
+		printf("%012lx %9.2f %-4s", v->start, (v->end - v->start) / 1048576.0, v->perms);
+		for (int n = 0; n < c->nnodes; n++)
 			if (c->column[n])
-				printf(" %9.2f", mib);
-		}
+				printf(" %9.2f", m->pages[n] * map_page_kb(m) / 1024.0);
 		printf(" %6lu  %-10s ", m->thp_total,
 		       m->policy ? m->policy : "-");
 		if (v->path[0])
@@ -279,8 +283,7 @@ static void print_table(struct stat_ctx *c)
 			printf(" (hugetlb %luK pages)", map_page_kb(m));
 		putchar('\n');
 	}
-	cli_fmt_size(buf, sizeof(buf), total_size);
-	printf("%-12s %7s %-4s", "TOTAL", buf, "-");
+	printf("%-12s %9.2f %-4s", "TOTAL", total_size / 1048576.0, "-");
 	for (int n = 0; n < c->nnodes; n++)
 		if (c->column[n])
 			printf(" %9.2f", total_mib ? total_mib[n] : 0.0);
@@ -359,11 +362,28 @@ static void print_json(struct stat_ctx *c)
 		printf("%s%d", first ? "" : ",", n);
 		first = false;
 	}
-	printf("],\n\"mappings\":[");
+	printf("],\n");
+	if (!c->totals)
+		printf("\"mappings\":[");
 	for (size_t i = 0; i < c->nr; i++) {
 		struct smap *m = &c->maps[i];
 		const struct cli_vma *v = m->vma;
 
+		for (int n = 0; n < c->nnodes; n++)
+			kb[n] += (unsigned long long)m->pages[n] * map_page_kb(m);
+		if (m->thp_known)
+			for (int n = 0; n < c->nnodes; n++)
+				thp[n] += m->thp[n];
+		else if (m->thp_total)
+			thp_known = false;
+		size += v->end - v->start;
+		rss += v->rss_kb;
+		swap += v->swap_kb;
+		ahp += v->anon_huge_kb;
+		htlb += v->hugetlb_kb;
+		thp_total += m->thp_total;
+		if (c->totals)
+			continue;
 		printf("%s\n{\"start\":\"0x%lx\",\"end\":\"0x%lx\","
 		       "\"size_kb\":%lu,\"perms\":\"%s\",\"kind\":\"%s\","
 		       "\"path\":", i ? "," : "", v->start, v->end,
@@ -378,32 +398,22 @@ static void print_json(struct stat_ctx *c)
 		       "\"anon_huge_kb\":%lu,\"hugetlb_kb\":%lu,"
 		       "\"pages_per_node\":", map_page_kb(m), v->rss_kb,
 		       v->swap_kb, v->anon_huge_kb, v->hugetlb_kb);
-		for (int n = 0; n < c->nnodes; n++) {
+		for (int n = 0; n < c->nnodes; n++)
 			tmp[n] = m->pages[n];
-			kb[n] += (unsigned long long)m->pages[n] * map_page_kb(m);
-		}
 		json_node_map(c, tmp);
 		printf(",\"thp\":%lu,\"thp_per_node\":", m->thp_total);
 		if (m->thp_known) {
-			for (int n = 0; n < c->nnodes; n++) {
+			for (int n = 0; n < c->nnodes; n++)
 				tmp[n] = m->thp[n];
-				thp[n] += m->thp[n];
-			}
 			json_node_map(c, tmp);
 		} else {
 			printf("null");
-			if (m->thp_total)
-				thp_known = false;
 		}
 		putchar('}');
-		size += v->end - v->start;
-		rss += v->rss_kb;
-		swap += v->swap_kb;
-		ahp += v->anon_huge_kb;
-		htlb += v->hugetlb_kb;
-		thp_total += m->thp_total;
 	}
-	printf("],\n\"totals\":{\"mappings\":%zu,\"size_kb\":%llu,"
+	if (!c->totals)
+		printf("],\n");
+	printf("\"totals\":{\"mappings\":%zu,\"size_kb\":%llu,"
 	       "\"rss_kb\":%llu,\"swap_kb\":%llu,\"anon_huge_kb\":%llu,"
 	       "\"hugetlb_kb\":%llu,\"kb_per_node\":", c->nr, size / 1024,
 	       rss, swap, ahp, htlb);
@@ -521,6 +531,7 @@ int cmd_stat(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "pid",	required_argument,	NULL, 'p' },
 		{ "json",	no_argument,		NULL, 'j' },
+		{ "totals",	no_argument,		NULL, 't' },
 		{ "help",	no_argument,		NULL, 'h' },
 		{ NULL,		0,			NULL, 0 },
 	};
@@ -531,13 +542,16 @@ int cmd_stat(int argc, char **argv)
 	int opt, ret;
 
 	opt_begin(&op, CMD);
-	while ((opt = getopt_long(argc, argv, ":p:jh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":p:jth", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'p':
 			pid_arg = optarg;
 			break;
 		case 'j':
 			json = true;
+			break;
+		case 't':
+			c.totals = true;
 			break;
 		case 'h':
 			stat_usage(stdout);
