@@ -20,27 +20,8 @@ fails=0
 ok()  { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
 
-# The source of each subcommand; a command `pagemove --help` lists that is
-# not here fails test_every_command_known.
-src_of() {
-	case $1 in
-	demo)		echo tools/cmd_demo.c ;;
-	bench)		echo bench/bench.c ;;
-	"bench tiering") echo bench/bench_tiering.c ;;
-	"bench faults")	echo bench/bench_faults.c ;;
-	migrate)	echo tools/cmd_migrate.c ;;
-	stat)		echo tools/cmd_stat.c ;;
-	esac
-}
+. "$ROOT/tests/cli_lib.sh"
 CMDS="demo bench bench_tiering bench_faults migrate stat"
-
-# long options of a source file's getopt table: { "name", x_argument
-long_opts() {
-	# no source, no options: that must not pass as "every option found"
-	[ -f "$ROOT/$1" ] || { echo "FAIL - no source $ROOT/$1" >&2; echo __missing_source__; return; }
-	grep -o '{[[:space:]]*"[a-z-]*",[[:space:]]*[a-z]*_argument' "$ROOT/$1" |
-		sed 's/^{[[:space:]]*"\([a-z-]*\)".*/\1/' | tr '\n' ' '
-}
 
 # refuse DESC N CMD... : exit 2, N lines "pagemove CMD: ...", then "Try"
 refuse() {

@@ -19,22 +19,11 @@ fails=0
 ok()  { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
 
-src_of() {
-	case $1 in
-	demo)		echo tools/cmd_demo.c ;;
-	bench)		echo bench/bench.c ;;
-	"bench tiering") echo bench/bench_tiering.c ;;
-	"bench faults")	echo bench/bench_faults.c ;;
-	migrate)	echo tools/cmd_migrate.c ;;
-	stat)		echo tools/cmd_stat.c ;;
-	esac
-}
+. "$ROOT/tests/cli_lib.sh"
 
-long_opts() {
-	# no source, no options: that must not pass as "every option found"
-	[ -f "$ROOT/$1" ] || { echo "FAIL - no source $ROOT/$1" >&2; echo __missing_source__; return; }
-	grep -o '{[[:space:]]*"[a-z-]*",[[:space:]]*[a-z]*_argument' "$ROOT/$1" |
-		sed 's/^{[[:space:]]*"\([a-z-]*\)".*/\1/' | grep -v '^help$' | tr '\n' ' '
+# the options a page must name: all but --help
+page_opts() {
+	for o in $(long_opts "$1"); do [ "$o" = help ] || printf '%s ' "$o"; done
 }
 
 # synopsis PAGE CMD: the SYNOPSIS lines of "pagemove CMD", up to its .br,
@@ -63,7 +52,7 @@ test_every_option_in_synopsis() {
 	for c in demo bench "bench tiering" "bench faults" migrate stat; do
 		synopsis "$ROOT/man/pagemove.1" "$c" >"$tmp/syn"
 		miss=
-		for o in $(long_opts "$(src_of "$c")"); do
+		for o in $(page_opts "$(src_of "$c")"); do
 			grep -q -- "--$o\\b" "$tmp/syn" || miss="$miss --$o"
 		done
 		[ -z "$miss" ] || { bad "pagemove.1: 'pagemove $c' lacks:$miss"; continue; }
@@ -71,7 +60,7 @@ test_every_option_in_synopsis() {
 		# the command's own page where it has one
 		page=$ROOT/man/pagemove-$c.1
 		[ -f "$page" ] || page=$ROOT/man/pagemove.1
-		for o in $(long_opts "$(src_of "$c")"); do
+		for o in $(page_opts "$(src_of "$c")"); do
 			sed 's/\\-/-/g' "$page" | grep -q "^\.B[IR]* .*--$o\\b" ||
 				miss="$miss --$o"
 		done
@@ -81,7 +70,7 @@ test_every_option_in_synopsis() {
 	for c in migrate stat; do
 		synopsis "$ROOT/man/pagemove-$c.1" "$c" >"$tmp/syn"
 		miss=
-		for o in $(long_opts "$(src_of "$c")"); do
+		for o in $(page_opts "$(src_of "$c")"); do
 			grep -q -- "--$o\\b" "$tmp/syn" || miss="$miss --$o"
 		done
 		[ -z "$miss" ] || { bad "pagemove-$c.1's SYNOPSIS lacks:$miss"; continue; }
