@@ -310,6 +310,7 @@ int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 		}
 		if (m.move > 0) {
 			done += m.move;
+			tries = 0;	/* progress: the next EAGAIN is a new one */
 			continue;
 		}
 		if (errno == EAGAIN && retry_eagain(flags)) {
@@ -352,6 +353,7 @@ int _pmv_uffd_copy(pmv_ctx *ctx, uintptr_t dst, uintptr_t src, size_t len,
 		}
 		if (c.copy > 0) {
 			done += c.copy;
+			tries = 0;
 			continue;
 		}
 		if (errno == EAGAIN && retry_eagain(flags)) {
