@@ -352,11 +352,6 @@ unlock:
 	_pmv_page_unlock(ctx, pg);
 }
 
-/*
- * Step 2 for the whole batch: destination pages and holes in bulk, one
- * lock round trip per (tier, page size), handed out in address order so
- * that runs on both sides of a move stay contiguous.
- */
 /* The active entries of page size ps going to (or coming from) tier t. */
 static size_t select_group(struct mig **act, size_t n, int t, int ps, bool from,
 			   struct mig **want)
@@ -370,55 +365,49 @@ static size_t select_group(struct mig **act, size_t n, int t, int ps, bool from,
 	return k;
 }
 
+/* An entry reserve() could not serve: -ENOMEM, back on its LRU, unlocked. */
+static void reserve_fail(pmv_ctx *ctx, struct mig *m)
+{
+	m->state = ENT_SKIP;
+	m->status = -ENOMEM;
+	_pmv_count_fail(ctx, m->dst, -ENOMEM);
+	_pmv_putback_lru_page(ctx, m->pg);
+	_pmv_page_unlock(ctx, m->pg);
+}
+
+/*
+ * Step 2 for the whole batch: destination pages and holes in bulk, one
+ * lock round trip per (tier, page size), handed out in address order so
+ * that runs on both sides of a move stay contiguous. Pages first (from the
+ * target tiers), then holes (in the source tiers) for the entries that got
+ * one: an entry left without its hole gives its page back.
+ */
 static void reserve(pmv_ctx *ctx, struct mig **act, size_t n)
 {
 	void *slots[BATCH_PAGES];
 
-	for (unsigned t = 0; t < ctx->ntiers; t++) {
-		for (int ps = 0; ps < PMV_PS_NR; ps++) {
-			struct mig *want[BATCH_PAGES];
-			size_t k = select_group(act, n, t, ps, false, want), got;
+	for (int holes = 0; holes < 2; holes++)
+		for (unsigned t = 0; t < ctx->ntiers; t++)
+			for (int ps = 0; ps < PMV_PS_NR; ps++) {
+				struct mig *want[BATCH_PAGES];
+				size_t k = select_group(act, n, t, ps, holes, want), got;
 
-			if (!k)
-				continue;
-			got = _pmv_pool_take_pages(ctx, &ctx->tiers[t], ps, k, slots);
-			for (size_t i = 0; i < k; i++) {
-				if (i < got) {
-					want[i]->dst_slot = slots[i];
+				if (!k)
 					continue;
+				got = holes ? _pmv_pool_take_holes(ctx, &ctx->tiers[t], ps, k, slots)
+					    : _pmv_pool_take_pages(ctx, &ctx->tiers[t], ps, k, slots);
+				for (size_t i = 0; i < k; i++) {
+					if (i < got && holes)
+						want[i]->hole = slots[i];
+					else if (i < got)
+						want[i]->dst_slot = slots[i];
+					else if (holes)	/* no VA left for holes */
+						_pmv_pool_put_page(&ctx->tiers[want[i]->dst], ps,
+								   want[i]->dst_slot, false);
+					if (i >= got)
+						reserve_fail(ctx, want[i]);
 				}
-				want[i]->state = ENT_SKIP;
-				want[i]->status = -ENOMEM;
-				_pmv_count_fail(ctx, (int)t, -ENOMEM);
-				_pmv_putback_lru_page(ctx, want[i]->pg);
-				_pmv_page_unlock(ctx, want[i]->pg);
 			}
-		}
-	}
-	for (unsigned t = 0; t < ctx->ntiers; t++) {
-		for (int ps = 0; ps < PMV_PS_NR; ps++) {
-			struct mig *want[BATCH_PAGES];
-			size_t k = select_group(act, n, t, ps, true, want), got;
-
-			if (!k)
-				continue;
-			got = _pmv_pool_take_holes(ctx, &ctx->tiers[t], ps, k, slots);
-			for (size_t i = 0; i < k; i++) {
-				if (i < got) {
-					want[i]->hole = slots[i];
-					continue;
-				}
-				/* no VA left for holes: give the page back */
-				_pmv_pool_put_page(&ctx->tiers[want[i]->dst], ps,
-						   want[i]->dst_slot, false);
-				want[i]->state = ENT_SKIP;
-				want[i]->status = -ENOMEM;
-				_pmv_count_fail(ctx, want[i]->dst, -ENOMEM);
-				_pmv_putback_lru_page(ctx, want[i]->pg);
-				_pmv_page_unlock(ctx, want[i]->pg);
-			}
-		}
-	}
 }
 
 /*
