@@ -637,6 +637,25 @@ bool _pmv_out_refused(const struct _pmv_page *pg)
 	return _pmv_page_flags(pg) & (PG_discard | PG_zap);
 }
 
+void _pmv_move_out_runs(pmv_ctx *ctx, struct _pmv_page *const *pgs,
+			const uintptr_t *dst, const uintptr_t *src, size_t n,
+			size_t psz, int *res, size_t *part)
+{
+	_pmv_out_lock(ctx);
+	for (size_t i = 0, j = 0; i < n; i = j) {
+		for (j = i; j < n && dst[j] && !_pmv_out_refused(pgs[j]); j++)
+			;
+		if (j > i)
+			_pmv_move_runs(ctx, dst + i, src + i, j - i, psz, PMV_MV_POOL,
+				       res + i, part + i);
+		if (j < n) {
+			res[j] = dst[j] ? -EBUSY : -ENOMEM;
+			part[j++] = 0;
+		}
+	}
+	_pmv_out_unlock(ctx);
+}
+
 /* ---- our own discards of region memory --------------------------------- */
 
 int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len)

@@ -306,7 +306,7 @@ struct xbatch {
 	struct _pmv_copy_req reqs[XCHG_BATCH];	/* step 3's, per rx[] */
 	struct xin in[2 * XCHG_BATCH];		/* step 4's moves, by destination */
 	uintptr_t dst[2 * XCHG_BATCH], src[2 * XCHG_BATCH];
-	struct _pmv_page *ipg[2 * XCHG_BATCH];
+	struct _pmv_page *ipg[2 * XCHG_BATCH];	/* steps 2 and 4: the pages moved */
 	int res[2 * XCHG_BATCH];
 	size_t part[2 * XCHG_BATCH];
 	bool bad_in[XCHG_BATCH];		/* per rx[]: a page could not go in */
@@ -326,21 +326,9 @@ static void step_move_out(pmv_ctx *ctx, struct xbatch *b)
 	for (size_t i = 0; i < np; i++) {
 		b->dst[i] = (uintptr_t)b->pgs[i]->hole;
 		b->src[i] = b->pgs[i]->addr;
+		b->ipg[i] = b->pgs[i]->pg;
 	}
-	_pmv_out_lock(ctx);
-	for (size_t i = 0, j = 0; i < np; i = j) {
-		/* runs must not cross a page that stays */
-		for (j = i; j < np && b->pgs[j]->hole && !_pmv_out_refused(b->pgs[j]->pg); j++)
-			;
-		if (j > i)
-			_pmv_move_runs(ctx, b->dst + i, b->src + i, j - i, b->psz, PMV_MV_POOL,
-				       b->res + i, b->part + i);
-		if (j < np) {
-			b->res[j] = b->pgs[j]->hole ? -EBUSY : -ENOMEM;
-			b->part[j++] = 0;
-		}
-	}
-	_pmv_out_unlock(ctx);
+	_pmv_move_out_runs(ctx, b->ipg, b->dst, b->src, np, b->psz, b->res, b->part);
 	for (size_t i = 0; i < np; i++) {
 		struct xpage *p = b->pgs[i];
 

@@ -481,6 +481,13 @@ PMV_HIDDEN int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, unsigned f
 PMV_HIDDEN int _pmv_uffd_move(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
 			      size_t len, unsigned flags, size_t *moved);
 /*
+ * _pmv_uffd_move of n pages dst[i] <- src[i] of psz bytes, one ioctl per
+ * run where both sides are contiguous. res[i]: 0 or its -errno; part[i]:
+ * the bytes of a failed page that did move (it must be undone).
+ */
+PMV_HIDDEN void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
+				size_t n, size_t psz, unsigned flags, int *res, size_t *part);
+/*
  * UFFDIO_COPY into a region address: the kernel allocates the page (by the
  * region's memory policy) and honours the VMA's protection and VM_LOCKED,
  * which UFFDIO_MOVE refuses to cross. *copied as *moved above.
@@ -577,6 +584,16 @@ PMV_HIDDEN void _pmv_out_lock(pmv_ctx *ctx);
 PMV_HIDDEN void _pmv_out_unlock(pmv_ctx *ctx);
 PMV_HIDDEN bool _pmv_out_refused(const struct _pmv_page *pg);
 /*
+ * Move n locked pages of psz bytes out of their addresses src[i] into the
+ * holes dst[i] (pool slots), runs coalesced, inside the out-gate: a page
+ * the gate refuses stays, res -EBUSY, and so does one without a hole
+ * (dst[i] 0), res -ENOMEM; runs never cross either. res and part as
+ * _pmv_move_runs: a page with part set is split and must be moved back.
+ */
+PMV_HIDDEN void _pmv_move_out_runs(pmv_ctx *ctx, struct _pmv_page *const *pgs,
+				   const uintptr_t *dst, const uintptr_t *src, size_t n,
+				   size_t psz, int *res, size_t *part);
+/*
  * A move out that stopped part way: put the first len bytes of pg's page
  * back from slot, through the gate (pieces the program discarded meanwhile
  * go back as zeros). No UFFDIO_COPY fallback: a refused move (-EINVAL,
@@ -667,8 +684,6 @@ PMV_HIDDEN void _pmv_policy_stop(pmv_ctx *ctx);
 
 /* ---- migration (migrate.c) ------------------------------------------- */
 
-PMV_HIDDEN void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
-				size_t n, size_t psz, unsigned flags, int *res, size_t *part);
 PMV_HIDDEN int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			      const int *tiers, int *status, int flags);
 

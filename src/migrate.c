@@ -57,50 +57,6 @@ struct mig {
 /* ---- helpers --------------------------------------------------------- */
 
 /*
- * Move n pages dst[i] <- src[i] of psz bytes, one ioctl per run where both
- * sides are contiguous (a coalesced move costs a fifteenth of single ones
- * here). res[i] is 0 or -errno; part[i] the bytes of a failed page that did
- * move (a huge page split into PTEs can stop half way).
- */
-void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
-		    size_t n, size_t psz, unsigned flags, int *res, size_t *part)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		size_t k = 1, done = 0, ok;
-		int ret;
-
-		while (i + k < n && dst[i + k] == dst[i] + k * psz &&
-		       src[i + k] == src[i] + k * psz)
-			k++;
-		ret = _pmv_uffd_move(ctx, dst[i], src[i], k * psz, flags, &done);
-		if (ret && !done && k > 1) {
-			/*
-			 * Nothing moved: a run may cross from one mapping into
-			 * another (neighbouring regions with different policies
-			 * do not merge), which the kernel refuses outright. Try
-			 * the head alone; the rest forms runs again after it.
-			 */
-			ret = _pmv_uffd_move(ctx, dst[i], src[i], psz, flags, &done);
-			k = 1;
-		}
-		ok = ret ? done / psz : k;
-		for (size_t j = 0; j < ok; j++) {
-			res[i + j] = 0;
-			part[i + j] = 0;
-		}
-		if (ret) {
-			res[i + ok] = ret;
-			part[i + ok] = done % psz;
-			i += ok + 1;	/* the rest of the run goes on its own */
-		} else {
-			i += k;
-		}
-	}
-}
-
-/*
  * Give the hole back. One that a failed move touched is cleaned first (it
  * must be empty when reused); a 2 MB one is retired instead: it may keep a
  * page table, and every huge page moved through it would be split. Its
@@ -681,21 +637,10 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		a[i] = (uintptr_t)u[i]->hole;
 		b[i] = u[i]->addr;
+		pgs[i] = u[i]->pg;
 	}
-	/* runs stop at a page a discard reached since step 1: it stays (event.c) */
-	_pmv_out_lock(ctx);
-	for (size_t i = 0, j = 0; i < n; i = j) {
-		for (j = i; j < n && !_pmv_out_refused(u[j]->pg); j++)
-			;
-		if (j > i)
-			_pmv_move_runs(ctx, a + i, b + i, j - i, PMV_SIZE_4K, PMV_MV_POOL,
-				       res + i, part + i);
-		if (j < n) {
-			res[j] = -EBUSY;
-			part[j++] = 0;
-		}
-	}
-	_pmv_out_unlock(ctx);
+	/* a page a discard reached since step 1 stays (-EBUSY, event.c) */
+	_pmv_move_out_runs(ctx, pgs, a, b, n, PMV_SIZE_4K, res, part);
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = u[i];
 
