@@ -231,6 +231,9 @@ struct _pmv_pool {
 	size_t cap_clean, cap_dirty, cap_holes;
 	struct { void *base; size_t len; } *chunks;
 	size_t nchunks;
+	/* 2 MB slots never moved into again (a page table may be left) */
+	void **retired;
+	size_t nretired, cap_retired;
 	size_t high;		/* trim the pool above this many pages */
 	size_t nfilling;	/* slots the fault helper is populating (uncounted) */
 	uint64_t fill_failed_ns;	/* when a fill last failed (tier.c) */
@@ -247,6 +250,8 @@ struct _pmv_tier {
 	pthread_mutex_t lock;	/* pools and the counters below */
 	pthread_cond_t reserve_cv;	/* a pool's reserve came back */
 	struct _pmv_pool pool[PMV_PS_NR];
+	/* the program's mlock reached these pools: unlock and empty them (tier.c) */
+	atomic_bool pools_locked;
 	uint64_t resident[PMV_PS_NR];
 
 	pthread_mutex_t lru_lock;
@@ -285,6 +290,29 @@ PMV_HIDDEN size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps
 /* A hole to move a page out into; NULL only when VA is exhausted. */
 PMV_HIDDEN void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot);
+/*
+ * A 2 MB hole that a failed move may have left a page table in: never
+ * moved into again (every huge page moved through it would be split),
+ * but kept, so that a later repair can empty it (below). Discard it first.
+ */
+PMV_HIDDEN void _pmv_pool_retire(struct _pmv_tier *t, int ps, void *slot);
+/*
+ * Give the pages in pool slots [slot, slot+len) back to the kernel: every
+ * slot that becomes a hole goes through here. It works when the program's
+ * mlock (mlockall(MCL_CURRENT)) reached the pools, where MADV_DONTNEED
+ * refuses: then the pools are marked for repair, which unlocks and empties
+ * them at their next use. Any thread, any locks.
+ */
+PMV_HIDDEN void _pmv_pool_discard(pmv_ctx *ctx, void *slot, size_t len);
+/*
+ * A move of pages into the pool holes [hole, hole+len) failed with err
+ * before anything moved. True if the program's mlock caused it (a locked
+ * pool: EINVAL; holes it populated: EEXIST): the pools are now unlocked and
+ * emptied, the caller's holes too, and one more try may pass. False
+ * otherwise (the program's own VMA refused, say), the holes as they were.
+ * Call with no tier lock, and without event_lock (it may take a while).
+ */
+PMV_HIDDEN bool _pmv_pool_refused(pmv_ctx *ctx, void *hole, size_t len, int err);
 /* Before a region is published: its first touch must never need new VA. */
 PMV_HIDDEN int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 /* A resident page left the tier without coming to the pool (zap, munmap). */

@@ -150,9 +150,11 @@ void _pmv_move_runs(pmv_ctx *ctx, const uintptr_t *dst, const uintptr_t *src,
 static void put_hole(pmv_ctx *ctx, struct mig *m)
 {
 	if (m->hole_suspect) {
-		madvise(m->hole, m->size, MADV_DONTNEED);
-		if (m->ps == PMV_PS_2M)
+		_pmv_pool_discard(ctx, m->hole, m->size);
+		if (m->ps == PMV_PS_2M) {
+			_pmv_pool_retire(&ctx->tiers[m->src], m->ps, m->hole);
 			return;
+		}
 	}
 	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
 }
@@ -168,9 +170,11 @@ static void put_hole(pmv_ctx *ctx, struct mig *m)
  */
 static void free_source(pmv_ctx *ctx, struct mig *m)
 {
-	madvise(m->hole, m->size, MADV_DONTNEED);
+	_pmv_pool_discard(ctx, m->hole, m->size);
 	if (!m->hole_suspect || m->ps != PMV_PS_2M)
 		_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+	else
+		_pmv_pool_retire(&ctx->tiers[m->src], m->ps, m->hole);
 	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 }
 
@@ -178,11 +182,22 @@ static void free_source(pmv_ctx *ctx, struct mig *m)
  * The status of a page whose move out failed with err, the page whole at
  * its address. UFFDIO_MOVE refuses (EINVAL) a VMA the program made
  * read-only, PROT_NONE or mlocked: the page is in use as the kernel's
- * migration of a page it cannot isolate would say.
+ * migration of a page it cannot isolate would say. EEXIST: the program's
+ * mlock filled the hole again after the pools were repaired.
  */
 static int out_status(int err)
 {
-	return err == -EINVAL ? -EBUSY : -EFAULT;
+	return err == -EINVAL || err == -EEXIST ? -EBUSY : -EFAULT;
+}
+
+/*
+ * Did a move of a page into its hole, failed with err after done bytes,
+ * maybe change the hole? Not when the kernel refused it before touching
+ * anything: EINVAL (validation: the VMAs differ in protection or lock).
+ */
+static bool hole_touched(int err, size_t done)
+{
+	return done || err != -EINVAL;
 }
 
 /* Undo an active entry whose source is still at its address. */
@@ -471,7 +486,7 @@ static int lost_partial(pmv_ctx *ctx, struct mig *m)
 {
 	if (_pmv_discard_self(ctx, m->addr, m->size))
 		return -EBUSY;
-	madvise(m->hole, m->size, MADV_DONTNEED);
+	_pmv_pool_discard(ctx, m->hole, m->size);
 	put_hole(ctx, m);
 	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 	m->zapped = true;
@@ -594,20 +609,32 @@ static void complete(pmv_ctx *ctx, struct mig *m)
  */
 static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split, bool gated)
 {
+	bool repaired = false;
 	size_t done = 0;
 	int ret;
 
 	*split = 0;
 	for (int attempt = 0;; attempt++) {
+		bool refused;
+
 		if (gated)
 			_pmv_out_lock(ctx);
-		ret = gated && _pmv_out_refused(m->pg) ? -EBUSY :
+		refused = gated && _pmv_out_refused(m->pg);
+		ret = refused ? -EBUSY :
 		      _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, PMV_MV_POOL, &done);
 		if (gated)
 			_pmv_out_unlock(ctx);
 		if (!ret)
 			return 0;
-		m->hole_suspect = true;
+		/* the program's mlock reached the pools: repaired, once more */
+		if (!refused && !done && !repaired &&
+		    _pmv_pool_refused(ctx, m->hole, m->size, ret)) {
+			repaired = true;
+			attempt--;
+			continue;
+		}
+		if (!refused && hole_touched(ret, done))
+			m->hole_suspect = true;
 		if (done) {
 			/*
 			 * Through the gate: the program may have discarded
@@ -714,6 +741,33 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 }
 
 /*
+ * Moves out of migrate_unmapped() into holes that the program's mlock
+ * reached (filled: EEXIST; locked: EINVAL): once the pools are repaired
+ * (the first such hole does it), each is emptied and tried once more, one
+ * page at a time, through the gate again.
+ */
+static void retry_refused(pmv_ctx *ctx, struct mig **u, const uintptr_t *a, const uintptr_t *b,
+			  size_t n, int *res, size_t *part)
+{
+	bool repaired = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if ((res[i] != -EEXIST && res[i] != -EINVAL) || part[i])
+			continue;
+		if (!repaired)
+			repaired = _pmv_pool_refused(ctx, u[i]->hole, PMV_SIZE_4K, res[i]);
+		else if (res[i] == -EEXIST)
+			_pmv_pool_discard(ctx, u[i]->hole, PMV_SIZE_4K);
+		if (!repaired)
+			continue;
+		_pmv_out_lock(ctx);
+		res[i] = _pmv_out_refused(u[i]->pg) ? -EBUSY :
+			 _pmv_uffd_move(ctx, a[i], b[i], PMV_SIZE_4K, PMV_MV_POOL, &part[i]);
+		_pmv_out_unlock(ctx);
+	}
+}
+
+/*
  * Unmap path for small pages (as the kernel does): a write-protect costs
  * about as much as copying 4 KB, so instead move every source out at once
  * (accessors wait in MISSING faults), copy from the holes, move every copy
@@ -748,10 +802,11 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 		}
 	}
 	_pmv_out_unlock(ctx);
+	retry_refused(ctx, u, a, b, n, res, part);
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = u[i];
 
-		if (res[i])
+		if (res[i] && hole_touched(res[i], part[i]))
 			m->hole_suspect = true;
 		if (!res[i])
 			out[nout++] = m;
@@ -854,7 +909,7 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		memcpy((char *)m->dst_slot + done, (char *)m->addr + done, m->size - done);
 		_pmv_copier_exit(ctx);
 		_pmv_discard_self(ctx, m->addr + done, m->size - done);
-		madvise(m->hole, m->size, MADV_DONTNEED);
+		_pmv_pool_discard(ctx, m->hole, m->size);
 		put_hole(ctx, m);
 		_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 		m->zapped = true;

@@ -189,6 +189,193 @@ void *_pmv_map_anon(size_t len, size_t align)
 	return (void *)a;
 }
 
+/*
+ * ---- the program's mlock over the pools ----
+ *
+ * mlockall(MCL_CURRENT), or an mlock of a range that spans a pool, locks
+ * the pool's chunks and populates their writable part: every hole then
+ * holds a page. No event tells us. A hole must be empty (a move into it
+ * fails with EEXIST), MADV_DONTNEED refuses a locked VMA (EINVAL), and
+ * UFFDIO_MOVE refuses to move between a locked and an unlocked VMA
+ * (EINVAL): left alone, failed moves would retire their slots with the
+ * pages in them, new chunks would be mapped, and the next mlockall would
+ * fill those too. The pools are ours: the rule is that they are never
+ * locked and a hole never holds a page. Where a use finds otherwise (a
+ * discard refused, a move into a hole refused), the library unlocks the
+ * tier's chunks and empties every slot that must be empty: the holes, the
+ * reserve, the retired slots (repair()). The program's own regions keep
+ * their lock.
+ */
+
+/* Give the pages of [slot, slot+len) back; true if the pool was locked. */
+static bool discard(void *slot, size_t len)
+{
+	if (!madvise(slot, len, MADV_DONTNEED) || errno != EINVAL)
+		return false;
+	/* VM_LOCKED: the slot must be emptied all the same (Linux 5.18) */
+	madvise(slot, len, MADV_DONTNEED_LOCKED);
+	return true;
+}
+
+/* discard() inside tier.c, t->lock held or not: repair at t's next use. */
+static void tier_discard(struct _pmv_tier *t, void *slot, size_t len)
+{
+	if (discard(slot, len))
+		atomic_store_explicit(&t->pools_locked, true, memory_order_relaxed);
+}
+
+void _pmv_pool_discard(pmv_ctx *ctx, void *slot, size_t len)
+{
+	if (!discard(slot, len))
+		return;
+	/* an mlockall locks every tier's pools: each one repairs at its next use */
+	for (unsigned i = 0; i < ctx->ntiers; i++)
+		atomic_store_explicit(&ctx->tiers[i].pools_locked, true, memory_order_relaxed);
+}
+
+static int cmp_ptr(const void *a, const void *b);
+
+/*
+ * Empty the slots of p that must be empty and hold pages: every hole,
+ * the reserve and the retired slots, found by mincore() a chunk at a
+ * time, given back in runs. A 2 MB hole that mlock filled with small
+ * pages (no THP to be had) would keep a page table after the discard,
+ * and split every huge page moved through it: MADV_COLLAPSE first (a
+ * no-op on a PMD-mapped THP, and the zap of a THP frees its table too);
+ * a hole that cannot be collapsed is retired. t->lock held.
+ */
+static void sweep(struct _pmv_pool *p)
+{
+	size_t psz = _pmv_ps_size(p->ps), n = 0, k = 0;
+	size_t total = p->nholes + p->nretired + 1;
+	void **cand = malloc(total * sizeof(*cand));
+	bool *bad = calloc(total, sizeof(*bad));
+
+	if (!cand || !bad) {
+		free(cand);
+		free(bad);
+		return;
+	}
+	for (size_t c = 0; c < p->nchunks; c++) {
+		uintptr_t b = (uintptr_t)p->chunks[c].base;
+		size_t len = p->chunks[c].len;
+		unsigned char *vec = malloc(len / PMV_SIZE_4K);
+
+		if (!vec)
+			continue;
+		if (mincore((void *)b, len, vec)) {
+			free(vec);
+			continue;
+		}
+		for (size_t i = 0; i < total; i++) {
+			uintptr_t s = (uintptr_t)(i < p->nholes ? p->holes[i] :
+				      i < p->nholes + p->nretired ? p->retired[i - p->nholes] :
+				      p->reserve);
+			bool res = false;
+
+			if (!s || s < b || s >= b + len)
+				continue;
+			for (size_t o = 0; o < psz && !res; o += PMV_SIZE_4K)
+				res = vec[(s - b + o) / PMV_SIZE_4K] & 1;
+			if (!res)
+				continue;
+			/* only holes are moved into: the others need no collapse */
+			if (p->ps == PMV_PS_2M && i < p->nholes &&
+			    madvise((void *)s, psz, MADV_COLLAPSE))
+				bad[i] = true;
+			cand[n++] = (void *)s;
+		}
+		free(vec);
+	}
+	/* a hole that keeps small pages' table: retired (lost VA without memory) */
+	for (size_t i = 0; i < p->nholes; i++) {
+		if (!bad[i])
+			p->holes[k++] = p->holes[i];
+		else
+			stack_push(&p->retired, &p->nretired, &p->cap_retired, p->holes[i]);
+	}
+	p->nholes = k;
+	qsort(cand, n, sizeof(*cand), cmp_ptr);
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && (char *)cand[j] == (char *)cand[i] + (j - i) * psz; j++)
+			;
+		discard(cand[i], (j - i) * psz);
+	}
+	free(cand);
+	free(bad);
+}
+
+/*
+ * Unlock every chunk of t's pools (VA we reserved: nobody else maps
+ * there) and empty what must be empty. The pages in pool pages' slots,
+ * and in slots out of the pool (a migration's, a parked page's, the
+ * fault helper's), are left as they are. t->lock held.
+ */
+static void repair(struct _pmv_tier *t)
+{
+	atomic_store_explicit(&t->pools_locked, false, memory_order_relaxed);
+	for (int ps = 0; ps < PMV_PS_NR; ps++) {
+		struct _pmv_pool *p = &t->pool[ps];
+
+		for (size_t c = 0; c < p->nchunks; c++)
+			syscall(SYS_munlock, p->chunks[c].base, p->chunks[c].len);
+		sweep(p);
+	}
+}
+
+/* Take t->lock, repairing the pools first if a discard found them locked. */
+static void tier_lock(struct _pmv_tier *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (atomic_load_explicit(&t->pools_locked, memory_order_relaxed))
+		repair(t);
+}
+
+/* Any 4 KB piece of [a, a+len) resident? */
+static bool resident(void *a, size_t len)
+{
+	size_t n = len / PMV_SIZE_4K;
+	unsigned char vec[512];
+
+	for (size_t i = 0; i < n; i += 512) {
+		size_t k = n - i < 512 ? n - i : 512;
+
+		if (mincore((char *)a + i * PMV_SIZE_4K, k * PMV_SIZE_4K, vec))
+			return false;
+		for (size_t j = 0; j < k; j++)
+			if (vec[j] & 1)
+				return true;
+	}
+	return false;
+}
+
+bool _pmv_pool_refused(pmv_ctx *ctx, void *hole, size_t len, int err)
+{
+	size_t psz = _pmv_pool_slot_size(ctx, (uintptr_t)hole);
+
+	if (!psz)
+		return false;
+	if (err == -EINVAL) {
+		/* an empty hole answers MADV_DONTNEED with EINVAL only when locked */
+		if (!madvise(hole, len, MADV_DONTNEED) || errno != EINVAL)
+			return false;
+	} else if (err != -EEXIST || !resident(hole, len)) {
+		return false;
+	}
+	for (unsigned i = 0; i < ctx->ntiers; i++) {
+		pthread_mutex_lock(&ctx->tiers[i].lock);
+		repair(&ctx->tiers[i]);
+		pthread_mutex_unlock(&ctx->tiers[i].lock);
+	}
+	/* the caller's holes were out of the pool: empty them too, as sweep() */
+	for (size_t off = 0; psz == PMV_SIZE_2M && off < len; off += psz)
+		if (resident((char *)hole + off, psz) &&
+		    madvise((char *)hole + off, psz, MADV_COLLAPSE))
+			return false;
+	_pmv_pool_discard(ctx, hole, len);
+	return true;
+}
+
 /* Bind [addr, addr+len) to the tier's node: pages faulted there land on it. */
 static int bind_to_node(struct _pmv_tier *t, void *addr, size_t len)
 {
@@ -290,7 +477,7 @@ static void make_room(struct _pmv_tier *t, int ps)
 	while (t->capacity && !room_for(t, need) && pool_pages(o)) {
 		void *slot = o->ndirty ? o->dirty[--o->ndirty] : o->clean[--o->nclean];
 
-		madvise(slot, _pmv_ps_size(o->ps), MADV_DONTNEED);
+		tier_discard(t, slot, _pmv_ps_size(o->ps));
 		if (!push_hole(t, o, slot))
 			break;	/* the slot is lost VA; the page is freed */
 	}
@@ -315,7 +502,7 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 			break;
 		if (madvise(slot, psz, MADV_POPULATE_WRITE)) {
 			/* it may have filled part of the slot: a hole must be empty */
-			madvise(slot, psz, MADV_DONTNEED);
+			tier_discard(t, slot, psz);
 			p->holes[p->nholes++] = slot;	/* cannot fail: just popped */
 			break;
 		}
@@ -325,19 +512,20 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 		 * THP and repairs a slot the fault filled with small pages.
 		 */
 		if (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE)) {
-			madvise(slot, psz, MADV_DONTNEED);
+			tier_discard(t, slot, psz);
 			/*
 			 * The slot keeps a page table now: retire it, VA is
 			 * cheap. A collapse fails transiently (EAGAIN) too, so
 			 * one failure must not fail the migration: try a few
 			 * other slots first.
 			 */
+			stack_push(&p->retired, &p->nretired, &p->cap_retired, slot);
 			if (++retired == 4)
 				break;
 			continue;
 		}
 		if (!stack_push(&p->clean, &p->nclean, &p->cap_clean, slot)) {
-			madvise(slot, psz, MADV_DONTNEED);
+			tier_discard(t, slot, psz);
 			p->holes[p->nholes++] = slot;
 			break;
 		}
@@ -366,7 +554,7 @@ static void *reserve_page(struct _pmv_tier *t, struct _pmv_pool *p)
 	if (madvise(slot, psz, MADV_POPULATE_WRITE) ||
 	    (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE))) {
 		/* kept: it is only ever populated and collapsed, never moved into */
-		madvise(slot, psz, MADV_DONTNEED);
+		tier_discard(t, slot, psz);
 		return NULL;
 	}
 	p->reserve = NULL;
@@ -383,7 +571,7 @@ void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 	struct _pmv_pool *p = &t->pool[ps];
 	void *slot = NULL;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	if (!pool_pages(p)) {
 		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
 		if (!pool_pages(p) && _pmv_is_fault_thread()) {
@@ -436,7 +624,7 @@ size_t _pmv_pool_take_pages(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
 	struct _pmv_pool *p = &t->pool[ps];
 	size_t got = 0;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	if (pool_pages(p) < n) {
 		size_t want = n - pool_pages(p);
 
@@ -460,7 +648,7 @@ size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
 	struct _pmv_pool *p = &t->pool[ps];
 	size_t got = 0;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	while (got < n) {
 		void *h = pop_hole(ctx, t, p);
 
@@ -486,7 +674,7 @@ void _pmv_pool_put_page(struct _pmv_tier *t, int ps, void *slot, bool clean)
 		ok = stack_push(&p->dirty, &p->ndirty, &p->cap_dirty, slot);
 	if (!ok) {
 		/* No memory for bookkeeping: give the page back to the kernel. */
-		madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
+		tier_discard(t, slot, _pmv_ps_size(ps));
 	}
 	if (p->reserve_out) {
 		/*
@@ -507,7 +695,7 @@ void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 {
 	void *slot;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	slot = pop_hole(ctx, t, &t->pool[ps]);
 	pthread_mutex_unlock(&t->lock);
 	return slot;
@@ -518,7 +706,7 @@ int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 	struct _pmv_pool *p = &t->pool[ps];
 	int ret = 0;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	if (!p->reserve) {
 		if (p->nholes)
 			set_reserve(t, p, p->holes[--p->nholes]);
@@ -540,6 +728,16 @@ void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
 	 * VA, which is harmless.
 	 */
 	push_hole(t, p, slot);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void _pmv_pool_retire(struct _pmv_tier *t, int ps, void *slot)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+
+	pthread_mutex_lock(&t->lock);
+	/* without memory for it, the slot is lost VA */
+	stack_push(&p->retired, &p->nretired, &p->cap_retired, slot);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -614,7 +812,7 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 	void *slot[FILL_4K];
 	bool ok[FILL_4K];
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	n = fill_room(t, p);
 	for (size_t i = 0; i < n; i++)
 		slot[i] = p->holes[--p->nholes];
@@ -644,10 +842,12 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 		    stack_push(&p->clean, &p->nclean, &p->cap_clean, slot[i]))
 			continue;
 		/* a hole must be empty; a 2 MB one that failed keeps a page table: retire it */
-		madvise(slot[i], psz, MADV_DONTNEED);
+		tier_discard(t, slot[i], psz);
 		/* others pushed holes meanwhile: this may need room; without, lost VA */
 		if (ps != PMV_PS_2M || ok[i])
 			stack_push(&p->holes, &p->nholes, &p->cap_holes, slot[i]);
+		else
+			stack_push(&p->retired, &p->nretired, &p->cap_retired, slot[i]);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -655,7 +855,7 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
 {
 	(void)ctx;
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	for (int ps = 0; ps < PMV_PS_NR; ps++) {
 		struct _pmv_pool *p = &t->pool[ps];
 
@@ -663,7 +863,7 @@ void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
 			void *slot = p->ndirty ? p->dirty[--p->ndirty]
 					       : p->clean[--p->nclean];
 
-			madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
+			tier_discard(t, slot, _pmv_ps_size(ps));
 			if (!push_hole(t, p, slot))
 				break;	/* the slot is lost VA; the page is freed */
 		}
@@ -804,6 +1004,7 @@ void _pmv_tiers_destroy(pmv_ctx *ctx)
 			free(p->clean);
 			free(p->dirty);
 			free(p->holes);
+			free(p->retired);
 		}
 		pthread_mutex_destroy(&t->lock);
 		pthread_cond_destroy(&t->reserve_cv);
