@@ -229,7 +229,11 @@ struct _pmv_pool {
 	void **clean, **dirty, **holes;
 	size_t nclean, ndirty, nholes;
 	size_t cap_clean, cap_dirty, cap_holes;
-	struct { void *base; size_t len; } *chunks;
+	/*
+	 * VA reserved PROT_NONE; the first `armed` bytes are writable slots
+	 * (tier.c: an mlockall populates only those).
+	 */
+	struct { void *base; size_t len, armed; } *chunks;
 	size_t nchunks;
 	/* 2 MB slots never moved into again (a page table may be left) */
 	void **retired;
@@ -326,7 +330,7 @@ PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
 PMV_HIDDEN bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
-/* Anonymous VA for pools and regions, never populated or locked by mlockall. */
+/* Anonymous VA for regions, never populated or locked by mlockall(MCL_FUTURE). */
 PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
 
 /* ---- far-tier stores (store.c, store_ram.c, store_lz4.c, store_zstd.c,

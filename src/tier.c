@@ -26,6 +26,14 @@
 #define POOL_CHUNK_2M	(256UL * PMV_SIZE_2M)	/* 512 MB of VA per chunk */
 #define POOL_CHUNK_MIN	16			/* slots, when VA is short */
 /*
+ * A chunk is reserved PROT_NONE and made writable this much at a time, as
+ * its slots are needed: mlockall(MCL_CURRENT) populates every writable
+ * mapping in full, PROT_NONE ones not at all, so what it fills is bounded
+ * by what the pool has used, not by the 512 MB of VA a 2 MB chunk takes.
+ */
+#define POOL_ARM_4K	(512UL * PMV_SIZE_4K)	/* 2 MB */
+#define POOL_ARM_2M	(8UL * PMV_SIZE_2M)	/* 16 MB */
+/*
  * Free pages kept per tier and page size. Trimming below what a round trip
  * of migrations needs makes every round re-populate, i.e. zero, its
  * destinations: the kernel's own migration never pays that. Tunable with
@@ -134,16 +142,14 @@ bool _pmv_tier_has_room(struct _pmv_tier *t, int ps)
 }
 
 /*
- * Aligned anonymous VA that is neither populated nor locked. After
- * mlockall(MCL_FUTURE) every new mapping is locked and populated in full:
- * a pool chunk's holes would all hold pages (a move into one fails), a
- * region would hold pages the library never placed, and the memory is
- * charged to no tier. mlock's population skips PROT_NONE; munlock then
- * drops VM_LOCKED (a no-op when it is not set; a raw syscall because
- * ASan's interceptor ignores it), and mprotect populates only locked
- * mappings. Sets errno on failure.
+ * Aligned anonymous VA, PROT_NONE and unlocked: nothing can populate it.
+ * After mlockall(MCL_FUTURE) every new mapping is locked and populated in
+ * full: a pool chunk's holes would all hold pages (a move into one fails),
+ * a region would hold pages the library never placed, and the memory is
+ * charged to no tier. mlock's population skips PROT_NONE, and munlock
+ * (arm()) drops VM_LOCKED. Sets errno on failure.
  */
-void *_pmv_map_anon(size_t len, size_t align)
+static void *map_va(size_t len, size_t align)
 {
 	size_t over = align > PMV_SIZE_4K ? len + align : len;
 	char *p = mmap(NULL, over, PROT_NONE,
@@ -179,14 +185,41 @@ void *_pmv_map_anon(size_t len, size_t align)
 		munmap(p, a - (uintptr_t)p);
 	if ((uintptr_t)p + over > a + len)
 		munmap((void *)(a + len), (uintptr_t)p + over - (a + len));
-	if (syscall(SYS_munlock, a, len) ||
-	    mprotect((void *)a, len, PROT_READ | PROT_WRITE)) {
+	if (syscall(SYS_munlock, a, len)) {
 		err = errno;
 		munmap((void *)a, len);
 		errno = err;
 		return NULL;
 	}
 	return (void *)a;
+}
+
+/*
+ * Make [addr, addr+len) of map_va()'s VA writable without populating it.
+ * The program may have locked it since (mlockall(MCL_CURRENT) locks
+ * PROT_NONE mappings too, filling nothing), and mprotect populates a
+ * locked mapping it makes writable: unlock first (a raw syscall, as
+ * ASan's interceptor ignores munlock; a no-op when nothing is locked).
+ */
+static int arm(void *addr, size_t len)
+{
+	if (syscall(SYS_munlock, addr, len) || mprotect(addr, len, PROT_READ | PROT_WRITE))
+		return -errno;
+	return 0;
+}
+
+void *_pmv_map_anon(size_t len, size_t align)
+{
+	void *a = map_va(len, align);
+	int err;
+
+	if (a && arm(a, len)) {
+		err = errno;
+		munmap(a, len);
+		errno = err;
+		return NULL;
+	}
+	return a;
 }
 
 /*
@@ -258,12 +291,12 @@ static void sweep(struct _pmv_pool *p)
 	}
 	for (size_t c = 0; c < p->nchunks; c++) {
 		uintptr_t b = (uintptr_t)p->chunks[c].base;
-		size_t len = p->chunks[c].len;
-		unsigned char *vec = malloc(len / PMV_SIZE_4K);
+		size_t armed = p->chunks[c].armed;
+		unsigned char *vec = malloc(armed / PMV_SIZE_4K);
 
 		if (!vec)
 			continue;
-		if (mincore((void *)b, len, vec)) {
+		if (armed && mincore((void *)b, armed, vec)) {
 			free(vec);
 			continue;
 		}
@@ -273,7 +306,7 @@ static void sweep(struct _pmv_pool *p)
 				      p->reserve);
 			bool res = false;
 
-			if (!s || s < b || s >= b + len)
+			if (!s || s < b || s >= b + armed)
 				continue;
 			for (size_t o = 0; o < psz && !res; o += PMV_SIZE_4K)
 				res = vec[(s - b + o) / PMV_SIZE_4K] & 1;
@@ -389,6 +422,37 @@ static int bind_to_node(struct _pmv_tier *t, void *addr, size_t len)
 	return 0;
 }
 
+/*
+ * Make up to `want` more slots of the newest chunk with unarmed VA
+ * writable, a step at least, and push them as holes (high to low, so that
+ * pops hand out ascending addresses). -ENOMEM if no chunk has VA left.
+ * Called with t->lock held.
+ */
+static int arm_more(struct _pmv_pool *p, size_t want)
+{
+	size_t psz = _pmv_ps_size(p->ps);
+	size_t step = p->ps == PMV_PS_2M ? POOL_ARM_2M : POOL_ARM_4K;
+
+	for (size_t c = p->nchunks; c-- > 0;) {
+		char *base = p->chunks[c].base;
+		size_t armed = p->chunks[c].armed, len = want * psz;
+
+		if (armed == p->chunks[c].len)
+			continue;
+		len = (len + step - 1) / step * step;
+		if (len > p->chunks[c].len - armed)
+			len = p->chunks[c].len - armed;
+		if (arm(base + armed, len))
+			return -ENOMEM;
+		p->chunks[c].armed += len;
+		for (size_t off = armed + len; off > armed; off -= psz)
+			if (!stack_push(&p->holes, &p->nholes, &p->cap_holes, base + off - psz))
+				break;	/* holes already pushed stay valid; the rest is just VA */
+		return 0;
+	}
+	return -ENOMEM;
+}
+
 /* Add a chunk of holes. Called with t->lock held. */
 static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p)
 {
@@ -406,7 +470,7 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	 * Under RLIMIT_AS the full chunk may not fit where a smaller one
 	 * does, and a first touch needs only one slot.
 	 */
-	while (!(base = _pmv_map_anon(len, psz))) {
+	while (!(base = map_va(len, psz))) {
 		if (errno != ENOMEM || len / 2 < POOL_CHUNK_MIN * psz)
 			return -ENOMEM;
 		len /= 2;
@@ -426,6 +490,8 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	 * 4 KB pools must never get a THP (moving a piece of one splits it);
 	 * 2 MB pools want one per slot. Pools are not inherited by fork: a
 	 * child's copy would COW-share our free pages and make them unmovable.
+	 * All of it while PROT_NONE: the VMAs that arm() makes writable later
+	 * inherit it, and merge with the writable part before them.
 	 */
 	if (madvise(base, len, p->ps == PMV_PS_2M ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ||
 	    madvise(base, len, MADV_DONTFORK)) {
@@ -438,19 +504,17 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	ret = _pmv_uffd_register(ctx, base, len, false);
 	if (ret)
 		goto fail;
-	/* Push high to low so that pops hand out ascending addresses. */
-	for (size_t off = len; off; off -= psz) {
-		if (!stack_push(&p->holes, &p->nholes, &p->cap_holes,
-				(char *)base + off - psz)) {
-			/* holes already pushed stay valid; the rest is just VA */
-			break;
-		}
+	p->chunks[p->nchunks].base = base;
+	p->chunks[p->nchunks].len = len;
+	p->chunks[p->nchunks].armed = 0;
+	p->nchunks++;
+	ret = arm_more(p, 1);
+	if (ret) {
+		p->nchunks--;
+		goto fail;
 	}
 	if (!p->reserve && p->nholes)
 		set_reserve(t, p, p->holes[--p->nholes]);
-	p->chunks[p->nchunks].base = base;
-	p->chunks[p->nchunks].len = len;
-	p->nchunks++;
 	return 0;
 fail:
 	munmap(base, len);
@@ -459,8 +523,10 @@ fail:
 
 static void *pop_hole(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p)
 {
-	if (!p->nholes && pool_add_chunk(ctx, t, p))
+	if (!p->nholes && arm_more(p, 1) && pool_add_chunk(ctx, t, p))
 		return NULL;
+	if (!p->nholes)
+		return NULL;	/* a reserve took the only one */
 	return p->holes[--p->nholes];
 }
 
