@@ -641,6 +641,13 @@ PMV_HIDDEN int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned fla
  * PG_zap: leave it alone, do not fault it in); -ENOMEM (no hole), other.
  */
 PMV_HIDDEN int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * A mover's page that is split between its address and slot (a hole of
+ * its tier) and cannot be made whole now: park it there as it is, as a
+ * park that stopped half way is, so that its next access or unpark puts
+ * back what the slot holds, through the gate.
+ */
+PMV_HIDDEN void _pmv_park_keep(pmv_ctx *ctx, struct _pmv_page *pg, void *slot);
 PMV_HIDDEN int _pmv_unpark(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN void _pmv_track_age(pmv_ctx *ctx, struct _pmv_page *pg);

@@ -660,25 +660,30 @@ static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split, bool gated)
 }
 
 /*
- * Write-protect m's page for its copy, unless a discard reached it since
- * step 1: then -EBUSY and it stays as it is (event.c). After the protect,
- * the program's writes wait for us, so a discard read later may be
- * applied to the copy.
+ * Write-protect [addr, addr+len) of m's page for its copy, unless a
+ * discard reached it since step 1: then -EBUSY and it stays as it is
+ * (event.c). After the protect, the program's writes wait for us, so a
+ * discard read later may be applied to the copy.
  */
-static int wp_for_copy(pmv_ctx *ctx, struct mig *m)
+static int wp_range_for_copy(pmv_ctx *ctx, struct mig *m, uintptr_t addr, size_t len)
 {
 	int ret;
 
 	for (;;) {
 		_pmv_out_lock(ctx);
 		ret = _pmv_out_refused(m->pg) ? -EBUSY :
-		      _pmv_uffd_wp(ctx, m->addr, m->size, PMV_WP_SET | PMV_MV_ONCE);
+		      _pmv_uffd_wp(ctx, addr, len, PMV_WP_SET | PMV_MV_ONCE);
 		_pmv_out_unlock(ctx);
 		/* an unread event: its reader needs event_lock written to read it */
 		if (ret != -EAGAIN || _pmv_is_fault_thread())
 			return ret;
 		sched_yield();
 	}
+}
+
+static int wp_for_copy(pmv_ctx *ctx, struct mig *m)
+{
+	return wp_range_for_copy(ctx, m, m->addr, m->size);
 }
 
 /*
@@ -901,9 +906,26 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		/*
 		 * Cannot put the moved part back: the page is split between
 		 * the hole and its address. Assemble the copy from both, the
-		 * mapped part under write-protect, and drop both halves.
+		 * mapped part under write-protect, and drop both halves. The
+		 * write-protect for that copy passes the gate as every other
+		 * does: a discard that reached the page since step 1 forbids
+		 * it (event.c; after MADV_FREE the program may write the part
+		 * at its address again, and the gate would zero those writes
+		 * in the copy). Then the page stays split, parked: the hole
+		 * holds the head, and its next access or unpark puts it back
+		 * through the gate (track.c), the discard applied to it.
 		 */
-		_pmv_uffd_wp(ctx, m->addr + done, m->size - done, PMV_WP_SET);
+		ret = wp_range_for_copy(ctx, m, m->addr + done, m->size - done);
+		if (ret) {
+			_pmv_park_keep(ctx, m->pg, m->hole);
+			_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
+			m->state = ENT_SKIP;
+			m->status = -EBUSY;
+			_pmv_count_fail(ctx, m->dst, -EBUSY);
+			_pmv_putback_lru_page(ctx, m->pg);
+			_pmv_page_unlock(ctx, m->pg);
+			return;
+		}
 		memcpy(m->dst_slot, m->hole, done);
 		_pmv_copier_enter(ctx);
 		memcpy((char *)m->dst_slot + done, (char *)m->addr + done, m->size - done);

@@ -179,12 +179,17 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 		_pmv_pool_put_hole(t, ps, slot);
 		return ret;
 	}
+	_pmv_park_keep(ctx, pg, slot);
+	_pmv_stat_add(&ctx->samples, 1);
+	return 0;
+}
+
+void _pmv_park_keep(pmv_ctx *ctx, struct _pmv_page *pg, void *slot)
+{
 	pg->park = slot;
 	pg->parked_us = now_us32(ctx);
 	_pmv_page_set(pg, PG_parked);
 	parked_account(ctx, pg, 1);
-	_pmv_stat_add(&ctx->samples, 1);
-	return 0;
 }
 
 /* Back to normal: the slot is a hole again unless something stayed in it. */
