@@ -258,6 +258,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 				free(ctx->tiers[i].pool[ps].clean);
 				free(ctx->tiers[i].pool[ps].dirty);
 				free(ctx->tiers[i].pool[ps].holes);
+				free(ctx->tiers[i].pool[ps].retired);
 			}
 		free(ctx);
 		return;

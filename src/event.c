@@ -472,7 +472,7 @@ static int copy_in(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t len,
 		ret = *done < len ? -EINVAL : 0;
 	}
 	if (*done)
-		madvise((void *)slot, *done, MADV_DONTNEED);
+		_pmv_pool_discard(ctx, (void *)slot, *done);
 	if (!ret)
 		_pmv_stat_add(&ctx->copied_in, 1);
 	return ret;

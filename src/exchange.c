@@ -32,6 +32,8 @@ struct xpage {
 	int tier;
 	void *hole;
 	bool out;	/* step 2 moved it into its hole */
+	bool touched;	/* a move into the hole may have left something there */
+	bool refused;	/* step 2 did not try it (the gate, no hole) */
 	int err;	/* step 2 lost it: the pair's status */
 };
 
@@ -119,6 +121,8 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 		x->p[k].addr = _pmv_page_addr(pg);
 		x->p[k].tier = pg->tier;
 		x->p[k].err = 0;
+		x->p[k].refused = false;
+		x->p[k].touched = false;
 		if (!(f & PG_present)) {
 			/* unmapped by the program since the lookup: not in a region */
 			x->status = f & PG_gone ? -EFAULT : -ENOENT;
@@ -183,9 +187,11 @@ static void lost_out(pmv_ctx *ctx, struct xpage *p)
  */
 static void xdropped(pmv_ctx *ctx, struct _pmv_page *pg, void *hole, int t, int ps)
 {
-	madvise(hole, _pmv_ps_size(ps), MADV_DONTNEED);
+	_pmv_pool_discard(ctx, hole, _pmv_ps_size(ps));
 	if (ps == PMV_PS_4K)
 		_pmv_pool_put_hole(&ctx->tiers[t], ps, hole);
+	else
+		_pmv_pool_retire(&ctx->tiers[t], ps, hole);
 	_pmv_tier_uncharge(&ctx->tiers[t], ps, 1);
 	_pmv_page_clear(pg, PG_present);
 }
@@ -200,13 +206,26 @@ static void xdropped_out(pmv_ctx *ctx, struct xpage *p, int ps)
 
 static void fail_pair(pmv_ctx *ctx, struct xpair *x, int err)
 {
-	for (int k = 0; k < 2; k++)
-		if (x->p[k].hole) {
-			/* a failed move may leave a page table: clean before reuse */
-			madvise(x->p[k].hole, x->size, MADV_DONTNEED);
-			if (x->ps == PMV_PS_4K)
-				_pmv_pool_put_hole(&ctx->tiers[x->p[k].tier], x->ps, x->p[k].hole);
+	for (int k = 0; k < 2; k++) {
+		struct _pmv_tier *t = &ctx->tiers[x->p[k].tier];
+		void *hole = x->p[k].hole;
+
+		if (!hole)
+			continue;
+		/*
+		 * A move into it may have left pieces, or a page table (2 MB:
+		 * retired). One the kernel refused untouched (a VMA the
+		 * program locked or protected) is a hole as it was.
+		 */
+		if (x->p[k].touched) {
+			_pmv_pool_discard(ctx, hole, x->size);
+			if (x->ps == PMV_PS_2M) {
+				_pmv_pool_retire(t, x->ps, hole);
+				continue;
+			}
 		}
+		_pmv_pool_put_hole(t, x->ps, hole);
+	}
 	_pmv_count_fail(ctx, x->p[1].tier, err);
 	x->active = false;
 	x->status = err;
@@ -258,7 +277,7 @@ static void trade(pmv_ctx *ctx, struct xpair **rx, struct _pmv_copy_req *reqs, s
 			st[i] = k ? st[i] : reqs[i].status;
 			if (st[i])
 				continue;
-			madvise(rx[i]->p[k].hole, psz, MADV_DONTNEED);
+			_pmv_pool_discard(ctx, rx[i]->p[k].hole, psz);
 			reqs[i] = (struct _pmv_copy_req){ .dst = rx[i]->p[k].hole,
 							  .src = k ? bounce + i * psz : rx[i]->p[1].hole,
 							  .len = psz };
@@ -314,6 +333,34 @@ struct xbatch {
 };
 
 /*
+ * Moves of step 2 into holes that the program's mlock reached (filled:
+ * EEXIST; locked: EINVAL): once the pools are repaired (the first such
+ * hole does it), each is emptied and tried once more, through the gate.
+ */
+static void retry_refused(pmv_ctx *ctx, struct xbatch *b)
+{
+	bool repaired = false;
+
+	for (size_t i = 0; i < b->np; i++) {
+		struct xpage *p = b->pgs[i];
+
+		if ((b->res[i] != -EEXIST && b->res[i] != -EINVAL) || b->part[i] || p->refused)
+			continue;
+		if (!repaired)
+			repaired = _pmv_pool_refused(ctx, p->hole, b->psz, b->res[i]);
+		else if (b->res[i] == -EEXIST)
+			_pmv_pool_discard(ctx, p->hole, b->psz);
+		if (!repaired)
+			continue;
+		_pmv_out_lock(ctx);
+		p->refused = _pmv_out_refused(p->pg);
+		b->res[i] = p->refused ? -EBUSY :
+			    _pmv_uffd_move(ctx, b->dst[i], b->src[i], b->psz, PMV_MV_POOL, &b->part[i]);
+		_pmv_out_unlock(ctx);
+	}
+}
+
+/*
  * Step 2: every page out, into its own tier's hole; a page without a hole,
  * or that a discard reached since step 1 (event.c), stays (its `out` is
  * false). A move that stopped part way goes back now, through the gate:
@@ -328,11 +375,21 @@ static void step_move_out(pmv_ctx *ctx, struct xbatch *b)
 		b->src[i] = b->pgs[i]->addr;
 		b->ipg[i] = b->pgs[i]->pg;
 	}
+	/* an untried page's -EBUSY/-ENOMEM is never one retry_refused takes */
 	_pmv_move_out_runs(ctx, b->ipg, b->dst, b->src, np, b->psz, b->res, b->part);
+	retry_refused(ctx, b);
 	for (size_t i = 0; i < np; i++) {
 		struct xpage *p = b->pgs[i];
 
 		p->out = !b->res[i];
+		/*
+		 * Moved out (and maybe back: a huge page mapped by PTEs leaves
+		 * its hole a page table), or failed after the kernel began:
+		 * not a clean hole. The gate's and the kernel's refusals
+		 * (EINVAL, checked before anything moves) leave it as it was.
+		 */
+		p->touched = p->hole && (p->out || b->part[i] ||
+					 (b->res[i] != -EINVAL && !p->refused));
 		if (b->res[i] && b->part[i]) {
 			int back = _pmv_move_in_head(ctx, p->pg, (void *)b->dst[i], b->part[i], 0);
 

@@ -204,7 +204,7 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned flags)
 			 * partly mapped after all): the slot is no page any
 			 * more. Clean it and keep it as a hole.
 			 */
-			madvise(slot, size, MADV_DONTNEED);
+			_pmv_pool_discard(ctx, slot, size);
 			_pmv_pool_put_hole(&ctx->tiers[t], r->ps, slot);
 			_pmv_tier_uncharge(&ctx->tiers[t], r->ps, 1);
 		} else {

@@ -240,8 +240,15 @@ struct _pmv_pool {
 	void **clean, **dirty, **holes;
 	size_t nclean, ndirty, nholes;
 	size_t cap_clean, cap_dirty, cap_holes;
-	struct { void *base; size_t len; } *chunks;
+	/*
+	 * VA reserved PROT_NONE; the first `armed` bytes are writable slots
+	 * (tier.c: an mlockall populates only those).
+	 */
+	struct { void *base; size_t len, armed; } *chunks;
 	size_t nchunks;
+	/* 2 MB slots never moved into again (a page table may be left) */
+	void **retired;
+	size_t nretired, cap_retired;
 	size_t high;		/* trim the pool above this many pages */
 	size_t nfilling;	/* slots the fault helper is populating (counted used) */
 	uint64_t fill_failed_ns;	/* when a fill last failed (tier.c) */
@@ -259,6 +266,8 @@ struct _pmv_tier {
 	pthread_cond_t reserve_cv;	/* a pool's reserve came back */
 	pthread_cond_t fill_cv;		/* a fill of the helper's ended */
 	struct _pmv_pool pool[PMV_PS_NR];
+	/* the program's mlock reached these pools: unlock and empty them (tier.c) */
+	atomic_bool pools_locked;
 	uint64_t resident[PMV_PS_NR];
 
 	pthread_mutex_t lru_lock;
@@ -299,6 +308,29 @@ PMV_HIDDEN void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot);
 /* The slot size if addr is in one of the pools, else 0. */
 PMV_HIDDEN size_t _pmv_pool_slot_size(pmv_ctx *ctx, uintptr_t addr);
+/*
+ * A 2 MB hole that a failed move may have left a page table in: never
+ * moved into again (every huge page moved through it would be split),
+ * but kept, so that a later repair can empty it (below). Discard it first.
+ */
+PMV_HIDDEN void _pmv_pool_retire(struct _pmv_tier *t, int ps, void *slot);
+/*
+ * Give the pages in pool slots [slot, slot+len) back to the kernel: every
+ * slot that becomes a hole goes through here. It works when the program's
+ * mlock (mlockall(MCL_CURRENT)) reached the pools, where MADV_DONTNEED
+ * refuses: then the pools are marked for repair, which unlocks and empties
+ * them at their next use. Any thread, any locks.
+ */
+PMV_HIDDEN void _pmv_pool_discard(pmv_ctx *ctx, void *slot, size_t len);
+/*
+ * A move of pages into the pool holes [hole, hole+len) failed with err
+ * before anything moved. True if the program's mlock caused it (a locked
+ * pool: EINVAL; holes it populated: EEXIST): the pools are now unlocked and
+ * emptied, the caller's holes too, and one more try may pass. False
+ * otherwise (the program's own VMA refused, say), the holes as they were.
+ * Call with no tier lock, and without event_lock (it may take a while).
+ */
+PMV_HIDDEN bool _pmv_pool_refused(pmv_ctx *ctx, void *hole, size_t len, int err);
 /* Before a region is published: its first touch must never need new VA. */
 PMV_HIDDEN int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 /* A resident page left the tier without coming to the pool (zap, munmap). */
@@ -312,7 +344,7 @@ PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
 PMV_HIDDEN bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
-/* Anonymous VA for pools and regions, never populated or locked by mlockall. */
+/* Anonymous VA for regions, never populated or locked by mlockall(MCL_FUTURE). */
 PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
 
 /* ---- far-tier stores (store.c, store_ram.c, store_lz4.c, store_zstd.c,
@@ -665,6 +697,13 @@ PMV_HIDDEN bool _pmv_is_copier(pmv_ctx *ctx, pid_t tid);
  * PG_zap: leave it alone, do not fault it in); -ENOMEM (no hole), other.
  */
 PMV_HIDDEN int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * A mover's page that is split between its address and slot (a hole of
+ * its tier) and cannot be made whole now: park it there as it is, as a
+ * park that stopped half way is, so that its next access or unpark puts
+ * back what the slot holds, through the gate.
+ */
+PMV_HIDDEN void _pmv_park_keep(pmv_ctx *ctx, struct _pmv_page *pg, void *slot);
 PMV_HIDDEN int _pmv_unpark(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN void _pmv_track_age(pmv_ctx *ctx, struct _pmv_page *pg);

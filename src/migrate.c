@@ -65,9 +65,11 @@ struct mig {
 static void put_hole(pmv_ctx *ctx, struct mig *m)
 {
 	if (m->hole_suspect) {
-		madvise(m->hole, m->size, MADV_DONTNEED);
-		if (m->ps == PMV_PS_2M)
+		_pmv_pool_discard(ctx, m->hole, m->size);
+		if (m->ps == PMV_PS_2M) {
+			_pmv_pool_retire(&ctx->tiers[m->src], m->ps, m->hole);
 			return;
+		}
 	}
 	_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
 }
@@ -83,9 +85,11 @@ static void put_hole(pmv_ctx *ctx, struct mig *m)
  */
 static void free_source(pmv_ctx *ctx, struct mig *m)
 {
-	madvise(m->hole, m->size, MADV_DONTNEED);
+	_pmv_pool_discard(ctx, m->hole, m->size);
 	if (!m->hole_suspect || m->ps != PMV_PS_2M)
 		_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
+	else
+		_pmv_pool_retire(&ctx->tiers[m->src], m->ps, m->hole);
 	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 }
 
@@ -93,11 +97,22 @@ static void free_source(pmv_ctx *ctx, struct mig *m)
  * The status of a page whose move out failed with err, the page whole at
  * its address. UFFDIO_MOVE refuses (EINVAL) a VMA the program made
  * read-only, PROT_NONE or mlocked: the page is in use as the kernel's
- * migration of a page it cannot isolate would say.
+ * migration of a page it cannot isolate would say. EEXIST: the program's
+ * mlock filled the hole again after the pools were repaired.
  */
 static int out_status(int err)
 {
-	return err == -EINVAL ? -EBUSY : -EFAULT;
+	return err == -EINVAL || err == -EEXIST ? -EBUSY : -EFAULT;
+}
+
+/*
+ * Did a move of a page into its hole, failed with err after done bytes,
+ * maybe change the hole? Not when the kernel refused it before touching
+ * anything: EINVAL (validation: the VMAs differ in protection or lock).
+ */
+static bool hole_touched(int err, size_t done)
+{
+	return done || err != -EINVAL;
 }
 
 /* Undo an active entry whose source is still at its address. */
@@ -375,7 +390,7 @@ static int lost_partial(pmv_ctx *ctx, struct mig *m)
 {
 	if (_pmv_discard_self(ctx, m->addr, m->size))
 		return -EBUSY;
-	madvise(m->hole, m->size, MADV_DONTNEED);
+	_pmv_pool_discard(ctx, m->hole, m->size);
 	put_hole(ctx, m);
 	_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 	m->zapped = true;
@@ -498,20 +513,32 @@ static void complete(pmv_ctx *ctx, struct mig *m)
  */
 static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split, bool gated)
 {
+	bool repaired = false;
 	size_t done = 0;
 	int ret;
 
 	*split = 0;
 	for (int attempt = 0;; attempt++) {
+		bool refused;
+
 		if (gated)
 			_pmv_out_lock(ctx);
-		ret = gated && _pmv_out_refused(m->pg) ? -EBUSY :
+		refused = gated && _pmv_out_refused(m->pg);
+		ret = refused ? -EBUSY :
 		      _pmv_uffd_move(ctx, (uintptr_t)m->hole, m->addr, m->size, PMV_MV_POOL, &done);
 		if (gated)
 			_pmv_out_unlock(ctx);
 		if (!ret)
 			return 0;
-		m->hole_suspect = true;
+		/* the program's mlock reached the pools: repaired, once more */
+		if (!refused && !done && !repaired &&
+		    _pmv_pool_refused(ctx, m->hole, m->size, ret)) {
+			repaired = true;
+			attempt--;
+			continue;
+		}
+		if (!refused && hole_touched(ret, done))
+			m->hole_suspect = true;
 		if (done) {
 			/*
 			 * Through the gate: the program may have discarded
@@ -537,25 +564,30 @@ static int move_out(pmv_ctx *ctx, struct mig *m, size_t *split, bool gated)
 }
 
 /*
- * Write-protect m's page for its copy, unless a discard reached it since
- * step 1: then -EBUSY and it stays as it is (event.c). After the protect,
- * the program's writes wait for us, so a discard read later may be
- * applied to the copy.
+ * Write-protect [addr, addr+len) of m's page for its copy, unless a
+ * discard reached it since step 1: then -EBUSY and it stays as it is
+ * (event.c). After the protect, the program's writes wait for us, so a
+ * discard read later may be applied to the copy.
  */
-static int wp_for_copy(pmv_ctx *ctx, struct mig *m)
+static int wp_range_for_copy(pmv_ctx *ctx, struct mig *m, uintptr_t addr, size_t len)
 {
 	int ret;
 
 	for (;;) {
 		_pmv_out_lock(ctx);
 		ret = _pmv_out_refused(m->pg) ? -EBUSY :
-		      _pmv_uffd_wp(ctx, m->addr, m->size, PMV_WP_SET | PMV_MV_ONCE);
+		      _pmv_uffd_wp(ctx, addr, len, PMV_WP_SET | PMV_MV_ONCE);
 		_pmv_out_unlock(ctx);
 		/* an unread event: its reader needs event_lock written to read it */
 		if (ret != -EAGAIN || _pmv_is_fault_thread())
 			return ret;
 		sched_yield();
 	}
+}
+
+static int wp_for_copy(pmv_ctx *ctx, struct mig *m)
+{
+	return wp_range_for_copy(ctx, m, m->addr, m->size);
 }
 
 /*
@@ -618,6 +650,33 @@ static void migrate_wp(pmv_ctx *ctx, struct mig *m, int flags)
 }
 
 /*
+ * Moves out of migrate_unmapped() into holes that the program's mlock
+ * reached (filled: EEXIST; locked: EINVAL): once the pools are repaired
+ * (the first such hole does it), each is emptied and tried once more, one
+ * page at a time, through the gate again.
+ */
+static void retry_refused(pmv_ctx *ctx, struct mig **u, const uintptr_t *a, const uintptr_t *b,
+			  size_t n, int *res, size_t *part)
+{
+	bool repaired = false;
+
+	for (size_t i = 0; i < n; i++) {
+		if ((res[i] != -EEXIST && res[i] != -EINVAL) || part[i])
+			continue;
+		if (!repaired)
+			repaired = _pmv_pool_refused(ctx, u[i]->hole, PMV_SIZE_4K, res[i]);
+		else if (res[i] == -EEXIST)
+			_pmv_pool_discard(ctx, u[i]->hole, PMV_SIZE_4K);
+		if (!repaired)
+			continue;
+		_pmv_out_lock(ctx);
+		res[i] = _pmv_out_refused(u[i]->pg) ? -EBUSY :
+			 _pmv_uffd_move(ctx, a[i], b[i], PMV_SIZE_4K, PMV_MV_POOL, &part[i]);
+		_pmv_out_unlock(ctx);
+	}
+}
+
+/*
  * Unmap path for small pages (as the kernel does): a write-protect costs
  * about as much as copying 4 KB, so instead move every source out at once
  * (accessors wait in MISSING faults), copy from the holes, move every copy
@@ -641,10 +700,11 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 	}
 	/* a page a discard reached since step 1 stays (-EBUSY, event.c) */
 	_pmv_move_out_runs(ctx, pgs, a, b, n, PMV_SIZE_4K, res, part);
+	retry_refused(ctx, u, a, b, n, res, part);
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = u[i];
 
-		if (res[i])
+		if (res[i] && hole_touched(res[i], part[i]))
 			m->hole_suspect = true;
 		if (!res[i])
 			out[nout++] = m;
@@ -739,9 +799,26 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		/*
 		 * Cannot put the moved part back: the page is split between
 		 * the hole and its address. Assemble the copy from both, the
-		 * mapped part under write-protect, and drop both halves.
+		 * mapped part under write-protect, and drop both halves. The
+		 * write-protect for that copy passes the gate as every other
+		 * does: a discard that reached the page since step 1 forbids
+		 * it (event.c; after MADV_FREE the program may write the part
+		 * at its address again, and the gate would zero those writes
+		 * in the copy). Then the page stays split, parked: the hole
+		 * holds the head, and its next access or unpark puts it back
+		 * through the gate (track.c), the discard applied to it.
 		 */
-		_pmv_uffd_wp(ctx, m->addr + done, m->size - done, PMV_WP_SET);
+		ret = wp_range_for_copy(ctx, m, m->addr + done, m->size - done);
+		if (ret) {
+			_pmv_park_keep(ctx, m->pg, m->hole);
+			_pmv_pool_put_page(&ctx->tiers[m->dst], m->ps, m->dst_slot, false);
+			m->state = ENT_SKIP;
+			m->status = -EBUSY;
+			_pmv_count_fail(ctx, m->dst, -EBUSY);
+			_pmv_putback_lru_page(ctx, m->pg);
+			_pmv_page_unlock(ctx, m->pg);
+			return;
+		}
 		memcpy(m->dst_slot, m->hole, done);
 		/* no way back from here: wait for a slot (copiers end theirs soon) */
 		while (!_pmv_copier_enter(ctx))
@@ -749,7 +826,7 @@ static void migrate_unmap_one(pmv_ctx *ctx, struct mig *m, int flags)
 		memcpy((char *)m->dst_slot + done, (char *)m->addr + done, m->size - done);
 		_pmv_copier_exit(ctx);
 		_pmv_discard_self(ctx, m->addr + done, m->size - done);
-		madvise(m->hole, m->size, MADV_DONTNEED);
+		_pmv_pool_discard(ctx, m->hole, m->size);
 		put_hole(ctx, m);
 		_pmv_tier_uncharge(&ctx->tiers[m->src], m->ps, 1);
 		m->zapped = true;

@@ -388,7 +388,7 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	 * Never populated, even after mlockall(MCL_FUTURE): every page must
 	 * come from a pool, through a fault handler. Nor locked: UFFDIO_MOVE
 	 * refuses to move between a locked and an unlocked mapping, and the
-	 * pools cannot be locked (a locked hole refuses MADV_DONTNEED).
+	 * pools are kept unlocked (tier.c: a locked hole refuses MADV_DONTNEED).
 	 */
 	base = _pmv_map_anon(len, psz);
 	if (!base) {

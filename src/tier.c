@@ -26,6 +26,14 @@
 #define POOL_CHUNK_2M	(256UL * PMV_SIZE_2M)	/* 512 MB of VA per chunk */
 #define POOL_CHUNK_MIN	16			/* slots, when VA is short */
 /*
+ * A chunk is reserved PROT_NONE and made writable this much at a time, as
+ * its slots are needed: mlockall(MCL_CURRENT) populates every writable
+ * mapping in full, PROT_NONE ones not at all, so what it fills is bounded
+ * by what the pool has used, not by the 512 MB of VA a 2 MB chunk takes.
+ */
+#define POOL_ARM_4K	(512UL * PMV_SIZE_4K)	/* 2 MB */
+#define POOL_ARM_2M	(8UL * PMV_SIZE_2M)	/* 16 MB */
+/*
  * Free pages kept per tier and page size. Trimming below what a round trip
  * of migrations needs makes every round re-populate, i.e. zero, its
  * destinations: the kernel's own migration never pays that. Tunable with
@@ -158,16 +166,14 @@ bool _pmv_tier_has_room(struct _pmv_tier *t, int ps)
 }
 
 /*
- * Aligned anonymous VA that is neither populated nor locked. After
- * mlockall(MCL_FUTURE) every new mapping is locked and populated in full:
- * a pool chunk's holes would all hold pages (a move into one fails), a
- * region would hold pages the library never placed, and the memory is
- * charged to no tier. mlock's population skips PROT_NONE; munlock then
- * drops VM_LOCKED (a no-op when it is not set; a raw syscall because
- * ASan's interceptor ignores it), and mprotect populates only locked
- * mappings. Sets errno on failure.
+ * Aligned anonymous VA, PROT_NONE and unlocked: nothing can populate it.
+ * After mlockall(MCL_FUTURE) every new mapping is locked and populated in
+ * full: a pool chunk's holes would all hold pages (a move into one fails),
+ * a region would hold pages the library never placed, and the memory is
+ * charged to no tier. mlock's population skips PROT_NONE, and munlock
+ * (arm()) drops VM_LOCKED. Sets errno on failure.
  */
-void *_pmv_map_anon(size_t len, size_t align)
+static void *map_va(size_t len, size_t align)
 {
 	size_t over = align > PMV_SIZE_4K ? len + align : len;
 	char *p = mmap(NULL, over, PROT_NONE,
@@ -203,14 +209,228 @@ void *_pmv_map_anon(size_t len, size_t align)
 		munmap(p, a - (uintptr_t)p);
 	if ((uintptr_t)p + over > a + len)
 		munmap((void *)(a + len), (uintptr_t)p + over - (a + len));
-	if (syscall(SYS_munlock, a, len) ||
-	    mprotect((void *)a, len, PROT_READ | PROT_WRITE)) {
+	if (syscall(SYS_munlock, a, len)) {
 		err = errno;
 		munmap((void *)a, len);
 		errno = err;
 		return NULL;
 	}
 	return (void *)a;
+}
+
+/*
+ * Make [addr, addr+len) of map_va()'s VA writable without populating it.
+ * The program may have locked it since (mlockall(MCL_CURRENT) locks
+ * PROT_NONE mappings too, filling nothing), and mprotect populates a
+ * locked mapping it makes writable: unlock first (a raw syscall, as
+ * ASan's interceptor ignores munlock; a no-op when nothing is locked).
+ */
+static int arm(void *addr, size_t len)
+{
+	if (syscall(SYS_munlock, addr, len) || mprotect(addr, len, PROT_READ | PROT_WRITE))
+		return -errno;
+	return 0;
+}
+
+void *_pmv_map_anon(size_t len, size_t align)
+{
+	void *a = map_va(len, align);
+	int err;
+
+	if (a && arm(a, len)) {
+		err = errno;
+		munmap(a, len);
+		errno = err;
+		return NULL;
+	}
+	return a;
+}
+
+/*
+ * ---- the program's mlock over the pools ----
+ *
+ * mlockall(MCL_CURRENT), or an mlock of a range that spans a pool, locks
+ * the pool's chunks and populates their writable part: every hole then
+ * holds a page. No event tells us. A hole must be empty (a move into it
+ * fails with EEXIST), MADV_DONTNEED refuses a locked VMA (EINVAL), and
+ * UFFDIO_MOVE refuses to move between a locked and an unlocked VMA
+ * (EINVAL): left alone, failed moves would retire their slots with the
+ * pages in them, new chunks would be mapped, and the next mlockall would
+ * fill those too. The pools are ours: the rule is that they are never
+ * locked and a hole never holds a page. Where a use finds otherwise (a
+ * discard refused, a move into a hole refused), the library unlocks the
+ * tier's chunks and empties every slot that must be empty: the holes, the
+ * reserve, the retired slots (repair()). The program's own regions keep
+ * their lock.
+ */
+
+/* Give the pages of [slot, slot+len) back; true if the pool was locked. */
+static bool discard(void *slot, size_t len)
+{
+	if (!madvise(slot, len, MADV_DONTNEED) || errno != EINVAL)
+		return false;
+	/* VM_LOCKED: the slot must be emptied all the same (Linux 5.18) */
+	madvise(slot, len, MADV_DONTNEED_LOCKED);
+	return true;
+}
+
+/* discard() inside tier.c, t->lock held or not: repair at t's next use. */
+static void tier_discard(struct _pmv_tier *t, void *slot, size_t len)
+{
+	if (discard(slot, len))
+		atomic_store_explicit(&t->pools_locked, true, memory_order_relaxed);
+}
+
+void _pmv_pool_discard(pmv_ctx *ctx, void *slot, size_t len)
+{
+	if (!discard(slot, len))
+		return;
+	/* an mlockall locks every tier's pools: each one repairs at its next use */
+	for (unsigned i = 0; i < ctx->ntiers; i++)
+		atomic_store_explicit(&ctx->tiers[i].pools_locked, true, memory_order_relaxed);
+}
+
+static int cmp_ptr(const void *a, const void *b);
+
+/*
+ * Empty the slots of p that must be empty and hold pages: every hole,
+ * the reserve and the retired slots, found by mincore() a chunk at a
+ * time, given back in runs. A 2 MB hole that mlock filled with small
+ * pages (no THP to be had) would keep a page table after the discard,
+ * and split every huge page moved through it: MADV_COLLAPSE first (a
+ * no-op on a PMD-mapped THP, and the zap of a THP frees its table too);
+ * a hole that cannot be collapsed is retired. t->lock held.
+ */
+static void sweep(struct _pmv_pool *p)
+{
+	size_t psz = _pmv_ps_size(p->ps), n = 0, k = 0;
+	size_t total = p->nholes + p->nretired + 1;
+	void **cand = malloc(total * sizeof(*cand));
+	bool *bad = calloc(total, sizeof(*bad));
+
+	if (!cand || !bad) {
+		free(cand);
+		free(bad);
+		return;
+	}
+	for (size_t c = 0; c < p->nchunks; c++) {
+		uintptr_t b = (uintptr_t)p->chunks[c].base;
+		size_t armed = p->chunks[c].armed;
+		unsigned char *vec = malloc(armed / PMV_SIZE_4K);
+
+		if (!vec)
+			continue;
+		if (armed && mincore((void *)b, armed, vec)) {
+			free(vec);
+			continue;
+		}
+		for (size_t i = 0; i < total; i++) {
+			uintptr_t s = (uintptr_t)(i < p->nholes ? p->holes[i] :
+				      i < p->nholes + p->nretired ? p->retired[i - p->nholes] :
+				      p->reserve);
+			bool res = false;
+
+			if (!s || s < b || s >= b + armed)
+				continue;
+			for (size_t o = 0; o < psz && !res; o += PMV_SIZE_4K)
+				res = vec[(s - b + o) / PMV_SIZE_4K] & 1;
+			if (!res)
+				continue;
+			/* only holes are moved into: the others need no collapse */
+			if (p->ps == PMV_PS_2M && i < p->nholes &&
+			    madvise((void *)s, psz, MADV_COLLAPSE))
+				bad[i] = true;
+			cand[n++] = (void *)s;
+		}
+		free(vec);
+	}
+	/* a hole that keeps small pages' table: retired (lost VA without memory) */
+	for (size_t i = 0; i < p->nholes; i++) {
+		if (!bad[i])
+			p->holes[k++] = p->holes[i];
+		else
+			stack_push(&p->retired, &p->nretired, &p->cap_retired, p->holes[i]);
+	}
+	p->nholes = k;
+	qsort(cand, n, sizeof(*cand), cmp_ptr);
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && (char *)cand[j] == (char *)cand[i] + (j - i) * psz; j++)
+			;
+		discard(cand[i], (j - i) * psz);
+	}
+	free(cand);
+	free(bad);
+}
+
+/*
+ * Unlock every chunk of t's pools (VA we reserved: nobody else maps
+ * there) and empty what must be empty. The pages in pool pages' slots,
+ * and in slots out of the pool (a migration's, a parked page's, the
+ * fault helper's), are left as they are. t->lock held.
+ */
+static void repair(struct _pmv_tier *t)
+{
+	atomic_store_explicit(&t->pools_locked, false, memory_order_relaxed);
+	for (int ps = 0; ps < PMV_PS_NR; ps++) {
+		struct _pmv_pool *p = &t->pool[ps];
+
+		for (size_t c = 0; c < p->nchunks; c++)
+			syscall(SYS_munlock, p->chunks[c].base, p->chunks[c].len);
+		sweep(p);
+	}
+}
+
+/* Take t->lock, repairing the pools first if a discard found them locked. */
+static void tier_lock(struct _pmv_tier *t)
+{
+	pthread_mutex_lock(&t->lock);
+	if (atomic_load_explicit(&t->pools_locked, memory_order_relaxed))
+		repair(t);
+}
+
+/* Any 4 KB piece of [a, a+len) resident? */
+static bool resident(void *a, size_t len)
+{
+	size_t n = len / PMV_SIZE_4K;
+	unsigned char vec[512];
+
+	for (size_t i = 0; i < n; i += 512) {
+		size_t k = n - i < 512 ? n - i : 512;
+
+		if (mincore((char *)a + i * PMV_SIZE_4K, k * PMV_SIZE_4K, vec))
+			return false;
+		for (size_t j = 0; j < k; j++)
+			if (vec[j] & 1)
+				return true;
+	}
+	return false;
+}
+
+bool _pmv_pool_refused(pmv_ctx *ctx, void *hole, size_t len, int err)
+{
+	size_t psz = _pmv_pool_slot_size(ctx, (uintptr_t)hole);
+
+	if (!psz)
+		return false;
+	if (err == -EINVAL) {
+		/* an empty hole answers MADV_DONTNEED with EINVAL only when locked */
+		if (!madvise(hole, len, MADV_DONTNEED) || errno != EINVAL)
+			return false;
+	} else if (err != -EEXIST || !resident(hole, len)) {
+		return false;
+	}
+	for (unsigned i = 0; i < ctx->ntiers; i++) {
+		pthread_mutex_lock(&ctx->tiers[i].lock);
+		repair(&ctx->tiers[i]);
+		pthread_mutex_unlock(&ctx->tiers[i].lock);
+	}
+	/* the caller's holes were out of the pool: empty them too, as sweep() */
+	for (size_t off = 0; psz == PMV_SIZE_2M && off < len; off += psz)
+		if (resident((char *)hole + off, psz) &&
+		    madvise((char *)hole + off, psz, MADV_COLLAPSE))
+			return false;
+	_pmv_pool_discard(ctx, hole, len);
+	return true;
 }
 
 /* Bind [addr, addr+len) to the tier's node: pages faulted there land on it. */
@@ -224,6 +444,37 @@ static int bind_to_node(struct _pmv_tier *t, void *addr, size_t len)
 	if (mbind(addr, len, MPOL_BIND, mask, sizeof(mask) * 8, 0))
 		return -errno;
 	return 0;
+}
+
+/*
+ * Make up to `want` more slots of the newest chunk with unarmed VA
+ * writable, a step at least, and push them as holes (high to low, so that
+ * pops hand out ascending addresses). -ENOMEM if no chunk has VA left.
+ * Called with t->lock held.
+ */
+static int arm_more(struct _pmv_pool *p, size_t want)
+{
+	size_t psz = _pmv_ps_size(p->ps);
+	size_t step = p->ps == PMV_PS_2M ? POOL_ARM_2M : POOL_ARM_4K;
+
+	for (size_t c = p->nchunks; c-- > 0;) {
+		char *base = p->chunks[c].base;
+		size_t armed = p->chunks[c].armed, len = want * psz;
+
+		if (armed == p->chunks[c].len)
+			continue;
+		len = (len + step - 1) / step * step;
+		if (len > p->chunks[c].len - armed)
+			len = p->chunks[c].len - armed;
+		if (arm(base + armed, len))
+			return -ENOMEM;
+		p->chunks[c].armed += len;
+		for (size_t off = armed + len; off > armed; off -= psz)
+			if (!stack_push(&p->holes, &p->nholes, &p->cap_holes, base + off - psz))
+				break;	/* holes already pushed stay valid; the rest is just VA */
+		return 0;
+	}
+	return -ENOMEM;
 }
 
 /* Add a chunk of holes. Called with t->lock held. */
@@ -243,7 +494,7 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	 * Under RLIMIT_AS the full chunk may not fit where a smaller one
 	 * does, and a first touch needs only one slot.
 	 */
-	while (!(base = _pmv_map_anon(len, psz))) {
+	while (!(base = map_va(len, psz))) {
 		if (errno != ENOMEM || len / 2 < POOL_CHUNK_MIN * psz)
 			return -ENOMEM;
 		len /= 2;
@@ -263,6 +514,8 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	 * 4 KB pools must never get a THP (moving a piece of one splits it);
 	 * 2 MB pools want one per slot. Pools are not inherited by fork: a
 	 * child's copy would COW-share our free pages and make them unmovable.
+	 * All of it while PROT_NONE: the VMAs that arm() makes writable later
+	 * inherit it, and merge with the writable part before them.
 	 */
 	if (madvise(base, len, p->ps == PMV_PS_2M ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) ||
 	    madvise(base, len, MADV_DONTFORK)) {
@@ -275,19 +528,17 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	ret = _pmv_uffd_register(ctx, base, len, false);
 	if (ret)
 		goto fail;
-	/* Push high to low so that pops hand out ascending addresses. */
-	for (size_t off = len; off; off -= psz) {
-		if (!stack_push(&p->holes, &p->nholes, &p->cap_holes,
-				(char *)base + off - psz)) {
-			/* holes already pushed stay valid; the rest is just VA */
-			break;
-		}
+	p->chunks[p->nchunks].base = base;
+	p->chunks[p->nchunks].len = len;
+	p->chunks[p->nchunks].armed = 0;
+	p->nchunks++;
+	ret = arm_more(p, 1);
+	if (ret) {
+		p->nchunks--;
+		goto fail;
 	}
 	if (!p->reserve && p->nholes)
 		set_reserve(t, p, p->holes[--p->nholes]);
-	p->chunks[p->nchunks].base = base;
-	p->chunks[p->nchunks].len = len;
-	p->nchunks++;
 	return 0;
 fail:
 	munmap(base, len);
@@ -296,8 +547,10 @@ fail:
 
 static void *pop_hole(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p)
 {
-	if (!p->nholes && pool_add_chunk(ctx, t, p))
+	if (!p->nholes && arm_more(p, 1) && pool_add_chunk(ctx, t, p))
 		return NULL;
+	if (!p->nholes)
+		return NULL;	/* a reserve took the only one */
 	return p->holes[--p->nholes];
 }
 
@@ -314,7 +567,7 @@ static void make_room(struct _pmv_tier *t, int ps)
 	while (t->capacity && !room_for(t, need) && pool_pages(o)) {
 		void *slot = o->ndirty ? o->dirty[--o->ndirty] : o->clean[--o->nclean];
 
-		madvise(slot, _pmv_ps_size(o->ps), MADV_DONTNEED);
+		tier_discard(t, slot, _pmv_ps_size(o->ps));
 		if (!push_hole(t, o, slot))
 			break;	/* the slot is lost VA; the page is freed */
 	}
@@ -339,7 +592,7 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 			break;
 		if (madvise(slot, psz, MADV_POPULATE_WRITE)) {
 			/* it may have filled part of the slot: a hole must be empty */
-			madvise(slot, psz, MADV_DONTNEED);
+			tier_discard(t, slot, psz);
 			p->holes[p->nholes++] = slot;	/* cannot fail: just popped */
 			break;
 		}
@@ -349,19 +602,20 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 		 * THP and repairs a slot the fault filled with small pages.
 		 */
 		if (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE)) {
-			madvise(slot, psz, MADV_DONTNEED);
+			tier_discard(t, slot, psz);
 			/*
 			 * The slot keeps a page table now: retire it, VA is
 			 * cheap. A collapse fails transiently (EAGAIN) too, so
 			 * one failure must not fail the migration: try a few
 			 * other slots first.
 			 */
+			stack_push(&p->retired, &p->nretired, &p->cap_retired, slot);
 			if (++retired == 4)
 				break;
 			continue;
 		}
 		if (!stack_push(&p->clean, &p->nclean, &p->cap_clean, slot)) {
-			madvise(slot, psz, MADV_DONTNEED);
+			tier_discard(t, slot, psz);
 			p->holes[p->nholes++] = slot;
 			break;
 		}
@@ -390,7 +644,7 @@ static void *reserve_page(struct _pmv_tier *t, struct _pmv_pool *p)
 	if (madvise(slot, psz, MADV_POPULATE_WRITE) ||
 	    (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE))) {
 		/* kept: it is only ever populated and collapsed, never moved into */
-		madvise(slot, psz, MADV_DONTNEED);
+		tier_discard(t, slot, psz);
 		return NULL;
 	}
 	p->reserve = NULL;
@@ -407,7 +661,7 @@ void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 	struct _pmv_pool *p = &t->pool[ps];
 	void *slot = NULL;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	if (!pool_pages(p)) {
 		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
 		while (!pool_pages(p) && wait_fill(t))
@@ -463,7 +717,7 @@ size_t _pmv_pool_take_pages(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
 	struct _pmv_pool *p = &t->pool[ps];
 	size_t got = 0;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	for (bool again = true; pool_pages(p) < n && again;) {
 		size_t want = n - pool_pages(p);
 
@@ -488,7 +742,7 @@ size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
 	struct _pmv_pool *p = &t->pool[ps];
 	size_t got = 0;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	while (got < n) {
 		void *h = pop_hole(ctx, t, p);
 
@@ -514,7 +768,7 @@ void _pmv_pool_put_page(struct _pmv_tier *t, int ps, void *slot, bool clean)
 		ok = stack_push(&p->dirty, &p->ndirty, &p->cap_dirty, slot);
 	if (!ok) {
 		/* No memory for bookkeeping: give the page back to the kernel. */
-		madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
+		tier_discard(t, slot, _pmv_ps_size(ps));
 	}
 	if (p->reserve_out) {
 		/*
@@ -535,7 +789,7 @@ void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 {
 	void *slot;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	slot = pop_hole(ctx, t, &t->pool[ps]);
 	pthread_mutex_unlock(&t->lock);
 	return slot;
@@ -546,7 +800,7 @@ int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 	struct _pmv_pool *p = &t->pool[ps];
 	int ret = 0;
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	if (!p->reserve) {
 		if (p->nholes)
 			set_reserve(t, p, p->holes[--p->nholes]);
@@ -568,6 +822,16 @@ void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot)
 	 * VA, which is harmless.
 	 */
 	push_hole(t, p, slot);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void _pmv_pool_retire(struct _pmv_tier *t, int ps, void *slot)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+
+	pthread_mutex_lock(&t->lock);
+	/* without memory for it, the slot is lost VA */
+	stack_push(&p->retired, &p->nretired, &p->cap_retired, slot);
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -644,7 +908,7 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 	void *slot[FILL_4K];
 	bool ok[FILL_4K];
 
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	n = fill_room(t, p);
 	for (size_t i = 0; i < n; i++)
 		slot[i] = p->holes[--p->nholes];
@@ -675,10 +939,12 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 		    stack_push(&p->clean, &p->nclean, &p->cap_clean, slot[i]))
 			continue;
 		/* a hole must be empty; a 2 MB one that failed keeps a page table: retire it */
-		madvise(slot[i], psz, MADV_DONTNEED);
+		tier_discard(t, slot[i], psz);
 		/* others pushed holes meanwhile: this may need room; without, lost VA */
 		if (ps != PMV_PS_2M || ok[i])
 			stack_push(&p->holes, &p->nholes, &p->cap_holes, slot[i]);
+		else
+			stack_push(&p->retired, &p->nretired, &p->cap_retired, slot[i]);
 	}
 	pthread_mutex_unlock(&t->lock);
 }
@@ -686,7 +952,7 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
 {
 	(void)ctx;
-	pthread_mutex_lock(&t->lock);
+	tier_lock(t);
 	for (int ps = 0; ps < PMV_PS_NR; ps++) {
 		struct _pmv_pool *p = &t->pool[ps];
 
@@ -694,7 +960,7 @@ void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
 			void *slot = p->ndirty ? p->dirty[--p->ndirty]
 					       : p->clean[--p->nclean];
 
-			madvise(slot, _pmv_ps_size(ps), MADV_DONTNEED);
+			tier_discard(t, slot, _pmv_ps_size(ps));
 			if (!push_hole(t, p, slot))
 				break;	/* the slot is lost VA; the page is freed */
 		}
@@ -836,6 +1102,7 @@ void _pmv_tiers_destroy(pmv_ctx *ctx)
 			free(p->clean);
 			free(p->dirty);
 			free(p->holes);
+			free(p->retired);
 		}
 		pthread_mutex_destroy(&t->lock);
 		pthread_cond_destroy(&t->reserve_cv);

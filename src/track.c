@@ -146,10 +146,19 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 	 * shared with a child or pinned (EBUSY) or discarded (ENOENT), or
 	 * reached by a discard since we locked it (EAGAIN, event.c).
 	 */
-	_pmv_out_lock(ctx);
-	ret = _pmv_out_refused(pg) ? -EAGAIN :
-	      _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, PMV_MV_POOL, &done);
-	_pmv_out_unlock(ctx);
+	for (int repaired = 0;; repaired++) {
+		bool refused;
+
+		_pmv_out_lock(ctx);
+		refused = _pmv_out_refused(pg);
+		ret = refused ? -EAGAIN :
+		      _pmv_uffd_move(ctx, (uintptr_t)slot, addr, size, PMV_MV_POOL, &done);
+		_pmv_out_unlock(ctx);
+		/* a hole the program's mlock reached: the pools repaired, once more */
+		if (!ret || refused || done || repaired ||
+		    !_pmv_pool_refused(ctx, slot, size, ret))
+			break;
+	}
 	/* a park that stopped half way: the moved pieces go back through the gate */
 	if (ret && done && _pmv_move_in_head(ctx, pg, slot, done, 0)) {
 		/*
@@ -159,15 +168,28 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 		ret = 0;
 	}
 	if (ret) {
+		/* filled again meanwhile (mlock): a hole must be empty */
+		if (ret == -EEXIST) {
+			_pmv_pool_discard(ctx, slot, size);
+			if (ps == PMV_PS_2M) {
+				_pmv_pool_retire(t, ps, slot);
+				return ret;
+			}
+		}
 		_pmv_pool_put_hole(t, ps, slot);
 		return ret;
 	}
+	_pmv_park_keep(ctx, pg, slot);
+	_pmv_stat_add(&ctx->samples, 1);
+	return 0;
+}
+
+void _pmv_park_keep(pmv_ctx *ctx, struct _pmv_page *pg, void *slot)
+{
 	pg->park = slot;
 	pg->parked_us = now_us32(ctx);
 	_pmv_page_set(pg, PG_parked);
 	parked_account(ctx, pg, 1);
-	_pmv_stat_add(&ctx->samples, 1);
-	return 0;
 }
 
 /* Back to normal: the slot is a hole again unless something stayed in it. */
@@ -282,7 +304,7 @@ void _pmv_park_drop(pmv_ctx *ctx, struct _pmv_page *pg)
 {
 	int ps = pg->region->ps;
 
-	madvise(pg->park, _pmv_ps_size(ps), MADV_DONTNEED);
+	_pmv_pool_discard(ctx, pg->park, _pmv_ps_size(ps));
 	_pmv_pool_put_hole(&ctx->tiers[pg->tier], ps, pg->park);
 	pg->park = NULL;
 	_pmv_page_clear(pg, PG_parked);

@@ -408,6 +408,68 @@ static inline void *t_sys_mmap(void *a, size_t len, int prot, int flags, int fd,
 	return (void *)syscall(SYS_mmap, a, len, prot, flags, fd, off);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define T_ASAN_BUILD	1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define T_ASAN_BUILD	1
+#endif
+#endif
+#ifndef T_ASAN_BUILD
+#define T_ASAN_BUILD	0
+#endif
+
+/*
+ * mlockall(MCL_CURRENT | MCL_FUTURE), as near as a build allows: under
+ * ASan, whose terabytes of NORESERVE shadow MCL_CURRENT would populate,
+ * mlockall(MCL_FUTURE) and an mlock of every mapping of the process
+ * outside the shadow (below 0x10007fff8000 on x86-64) and under 1 GB:
+ * the heap, the stacks, the regions and pagemove's pools, as
+ * MCL_CURRENT locks them. 0 or -1 (errno).
+ */
+static inline int t_lock_current(void)
+{
+	char line[512];
+	FILE *f;
+	int ret = 0;
+
+	if (!T_ASAN_BUILD)
+		return t_sys_mlockall(MCL_CURRENT | MCL_FUTURE);
+	if (t_sys_mlockall(MCL_FUTURE))
+		return -1;
+	f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return -1;
+	while (!ret && fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		if (sscanf(line, "%lx-%lx", &s, &e) != 2 || s < 0x10007fff8000UL ||
+		    e - s >= (1UL << 30) || strstr(line, "[v"))
+			continue;	/* shadow, huge reservations, [vdso], [vvar], [vsyscall] */
+		if (t_sys_mlock((void *)s, e - s) && errno != ENOMEM)
+			ret = -1;	/* ENOMEM: unmapped since the read */
+	}
+	fclose(f);
+	return ret;
+}
+
+/* A field of /proc/self/status in kB ("VmRSS", "VmLck"), or -1. */
+static inline long t_status_kb(const char *key)
+{
+	char line[256];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':')
+			v = atol(line + n + 1);
+	fclose(f);
+	return v;
+}
+
 /* Root passes every RLIMIT_MEMLOCK check with CAP_IPC_LOCK: drop it. 0 or -1. */
 static inline int t_drop_cap_ipc_lock(void)
 {
