@@ -274,7 +274,11 @@ static bool discard(void *slot, size_t len)
 	return true;
 }
 
-/* discard() inside tier.c, t->lock held or not: repair at t's next use. */
+/*
+ * discard() inside tier.c, t->lock held or not: repair at t's next use.
+ * The mark is a hint (relaxed): the repair itself runs under t->lock, and
+ * a mark seen late only delays it by one use.
+ */
 static void tier_discard(struct _pmv_tier *t, void *slot, size_t len)
 {
 	if (discard(slot, len))
