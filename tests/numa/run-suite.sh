@@ -99,7 +99,8 @@ for s in tests/numa/t_*.c; do
             echo "FAIL $name (not built: $B/libpagemove.a did not build)"
             fail=$((fail + 1)); continue
         fi
-        cmd=("$CC" "${CFLAGS_NUMA[@]}" -static -o "$OUT/$name" "$s" "$B/libpagemove.a" -lnuma -pthread)
+        cmd=("$CC" "${CFLAGS_NUMA[@]}" -static -o "$OUT/$name" "$s" "$B/libpagemove.a" \
+             -lnuma -llz4 -lzstd -luring -lxxhash -pthread)	# the Makefile's LDLIBS
     else
         cmd=("$CC" "${CFLAGS_NUMA[@]}" -static -o "$OUT/$name" "$s" -pthread)
         grep -qE '#include[[:space:]]*<numa(if)?\.h>' "$s" && cmd+=(-lnuma)
@@ -120,6 +121,10 @@ for t in "$B"/tests/t_*; do
     case "$t" in *.sh|*.d|*.o|*.log) continue ;; esac
     [ -z "${NOT_BUILT[$t]:-}" ] || continue
     case "${t##*/}" in
+        t_store)
+            # the far tiers' stores hold no pages on nodes, and the guest's
+            # busybox losetup cannot make the block device one part needs
+            log "not running t_store in the guest (host stages run it)"; continue ;;
         t_mprotect|t_madvise|t_unmap|t_pins|t_rlimit)
             # the program's own calls on managed memory, not placement on
             # nodes: they run in both host stages; under TCG (some 20x
