@@ -1,13 +1,25 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Signals against threads blocked in userfaultfd faults. Writer threads own
- * a counter word in every 4 KB and 2 MB page (as t_integrity) while a mover
- * moves the pages back and forth, and a signaller hammers the writers and
- * the mover with SIGUSR1 (no SA_RESTART) and SIGUSR2 (SA_RESTART), so that
- * signals land while threads wait in MISSING and WP faults. A signal makes
- * the fault return to user space, run the handler (which reads managed
- * memory itself) and retry: no lost or doubled increment, no EINTR from a
- * kernel-mode copy, no hang. Afterwards every byte is checked.
+ * Signals against threads blocked in userfaultfd faults and against
+ * threads inside library calls. Writer threads own a counter word in every
+ * page (as t_integrity) while pages move, and a signaller hammers the
+ * writers and the library's callers with SIGUSR1 (no SA_RESTART) and
+ * SIGUSR2 (SA_RESTART), so that signals land while threads wait in MISSING
+ * and WP faults and while they hold or wait for the library's locks. A
+ * signal makes a fault return to user space, run the handler (which reads
+ * managed memory itself: a fault inside a handler that interrupted a fault
+ * or a library call) and retry: no lost or doubled increment, no EINTR
+ * from a kernel-mode copy, no hang (each sub-test runs under the harness
+ * watchdog). Afterwards every byte is checked.
+ *
+ * test_storm_during_moves_keeps_counters: one mover calling
+ *   pmv_move_pages as fast as it can.
+ * test_storm_during_library_calls_keeps_data: in each mode (migrating,
+ *   exchanging, parked, policy on) the mode's agitator, plus a caller that
+ *   goes through every call that takes the library's locks
+ *   (pmv_exchange_pages, pmv_mbind, pmv_migrate, pmv_tier_balance,
+ *   pmv_tier_policy, pmv_tier_stats, pmv_ctx_stats, pmv_move_pages) a fixed
+ *   number of times; both get signals.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -15,52 +27,49 @@
 
 #include "harness.h"
 
-#define NWRITERS	4
+#define NWRITERS	2
 #define SEED		0x519
-
-struct area {
-	char *base;
-	size_t psz, npages;
-};
+#define MAXPAGES	512
 
 static pmv_ctx *ctx;
-static struct area areas[2];
-static int nareas;
-static size_t ntotal;			/* counter pages in both areas */
+static char *base;
+static size_t psz, npages;
 static uint64_t *expect[NWRITERS];
-static atomic_int stop, sig_stop;
-static atomic_long delivered[2], to_mover, handler_bad, moves, bad_status, syscalls, syscall_bad;
-static pthread_t wt[NWRITERS], mv;
+static atomic_int stop, sig_stop, caller_done;
+static atomic_long delivered[2], in_caller, handler_bad, moves, bad_status, syscalls,
+	syscall_bad, calls, bad_calls;
+static pthread_t wt[NWRITERS], targets[2];	/* the mover or agitator, the caller */
+static int ntargets;
 static int pipes[NWRITERS][2];
+static _Thread_local int is_caller;
+static struct t_agit AG;
 
-static char *page_of(size_t i, size_t *psz)
+static char *page_of(size_t i, size_t *ps)
 {
-	const struct area *a = i < areas[0].npages ? &areas[0] : &areas[1];
-	size_t k = i < areas[0].npages ? i : i - areas[0].npages;
-
-	*psz = a->psz;
-	return a->base + k * a->psz;
+	*ps = psz;
+	return base + i * psz;
 }
 
 /*
- * The handler touches a managed page too (a fault inside a handler that
- * interrupted a fault): a pattern byte past the counters, which nobody
- * writes, so it can be checked here. On the mover as well: the library
- * holds asynchronous signals while it holds page locks, or a handler
- * touching a page its own thread is migrating could never be served.
+ * Reads a pattern byte past the counters, which nobody writes, so it can
+ * be checked here. The library holds asynchronous signals while it holds
+ * a lock a fault may need, or a handler touching a page its own thread
+ * holds could never be served.
  */
 static void handler(int sig)
 {
 	static _Thread_local unsigned n;
 	int saved = errno;
-	size_t i = (n * 7919) % ntotal, psz;
-	const volatile uint8_t *p = (const uint8_t *)page_of(i, &psz);
+	size_t i = (n * 7919) % npages;
+	const volatile uint8_t *p = (const uint8_t *)(base + i * psz);
 	size_t off = NWRITERS * 64 + (n * 131) % (psz - NWRITERS * 64);
 
 	if (p[off] != t_pat(i, off, SEED))
 		atomic_fetch_add(&handler_bad, 1);
 	n++;
 	atomic_fetch_add(&delivered[sig == SIGUSR1 ? 0 : 1], 1);
+	if (is_caller)
+		atomic_fetch_add(&in_caller, 1);
 	errno = saved;
 }
 
@@ -70,9 +79,8 @@ static void *writer(void *arg)
 	long round = 0;
 
 	while (!atomic_load(&stop)) {
-		for (size_t i = 0; i < ntotal; i++) {
-			size_t psz;
-			volatile uint64_t *c = (uint64_t *)(page_of(i, &psz) + w * 64);
+		for (size_t i = 0; i < npages; i++) {
+			volatile uint64_t *c = (uint64_t *)(base + i * psz + w * 64);
 
 			*c = *c + 1;
 			expect[w][i]++;
@@ -84,8 +92,8 @@ static void *writer(void *arg)
 		 * signal, so the read must be complete, never EINTR or EFAULT.
 		 */
 		if (++round % 4 == 0) {
-			size_t i = (round / 4 * 31 + w) % ntotal, psz;
-			uint64_t *c = (uint64_t *)(page_of(i, &psz) + w * 64);
+			size_t i = (size_t)(round / 4 * 31 + w) % npages;
+			uint64_t *c = (uint64_t *)(base + i * psz + w * 64);
 			uint64_t v = expect[w][i] + 1;
 			ssize_t r;
 
@@ -114,21 +122,20 @@ static void *mover(void *arg)
 
 	(void)arg;
 	while (!atomic_load(&stop)) {
-		const struct area *a = &areas[rand_r(&seed) % nareas];
 		int n = 1 + rand_r(&seed) % 64;
 		int to = rand_r(&seed) & 1;
 
 		for (int i = 0; i < n; i++)
-			pages[i] = a->base + (rand_r(&seed) % a->npages) * a->psz;
+			pages[i] = base + (rand_r(&seed) % npages) * psz;
 		t_move_count(ctx, n, pages, to, &moves, &bad_status);
 	}
 	return NULL;
 }
 
 /*
- * As fast as it can: alternate signals, mostly at the writers, some at the
- * mover (library calls get signals too). Runs until every target has
- * finished; none is joined before this thread is, so each id stays valid.
+ * As fast as it can: alternate signals at the writers and the library's
+ * callers. Runs until every target has finished; none is joined before
+ * this thread is, so each id stays valid.
  */
 static void *signaller(void *arg)
 {
@@ -137,104 +144,270 @@ static void *signaller(void *arg)
 	(void)arg;
 	while (!atomic_load(&sig_stop)) {
 		int sig = k & 1 ? SIGUSR2 : SIGUSR1;
-		pthread_t t = k % 8 == 7 ? mv : wt[(k / 2) % NWRITERS];
+		pthread_t t = k % 4 == 3 && ntargets ? targets[(k / 4) % ntargets] :
+			wt[(k / 2) % NWRITERS];
 		int ret;
 
 		k++;
 		ret = pthread_kill(t, sig);
 		if (ret && ret != ESRCH)
 			T_FAIL("pthread_kill: %s", strerror(ret));
-		if (t == mv)
-			atomic_fetch_add(&to_mover, 1);
 	}
 	return NULL;
 }
 
-static void setup(struct area *a, size_t len, int huge)
+static void bad_call(const char *what, long ret)
 {
-	a->psz = huge ? T_SZ_2M : T_SZ_4K;
-	a->npages = len / a->psz;
-	a->base = pmv_mmap(ctx, len, 0, huge ? PMV_HUGE : 0);
-	T_ASSERT(a->base, "pmv_mmap: %s", strerror(errno));
+	fprintf(stderr, "caller: %s returned %ld (%s)\n", what, ret, pmv_strerror((int)ret));
+	atomic_fetch_add(&bad_calls, 1);
 }
 
-int main(int argc, char **argv)
+/*
+ * One call of each kind in turn, a fixed number of rounds. Statuses may
+ * be anything a concurrent move allows (a tier, -EBUSY; -ENOMEM on the
+ * policy mode's small fast tier); return values must be what the man
+ * pages promise for valid arguments.
+ */
+static void *caller(void *arg)
 {
-	double secs = argc > 1 ? atof(argv[1]) : t_duration(3);
-	struct sigaction sa = { .sa_handler = handler };
-	struct pmv_ctx_stats cs;
-	pthread_t sg;
-	long bad;
+	const struct t_case *c = arg;
+	int policy = c->mode == T_PARKED ? PMV_POLICY_TRACK :
+		c->mode == T_POLICY ? PMV_POLICY_AUTO : PMV_POLICY_OFF;
+	int rounds = t_rounds(c->huge ? 40 : 200), status[8], tiers[8];
+	unsigned seed = 1234 + (unsigned)c->mode;
+	void *a[8], *b[8];
 
-	ctx = t_ctx(2, NULL, 0);
-	setup(&areas[0], 2 << 20, 0);
-	nareas = 1;
-	if (t_thp_enabled()) {
-		setup(&areas[1], 8 << 20, 1);
-		nareas = 2;
-	} else {
-		printf("note: THP disabled, 2 MB pages skipped\n");
+	is_caller = 1;
+	for (int r = 0; r < rounds * 8; r++) {
+		int n = 1 + rand_r(&seed) % 4, to = rand_r(&seed) & 1;
+		size_t at = rand_r(&seed) % npages;
+		long ret = 0;
+
+		for (int i = 0; i < n; i++) {
+			a[i] = base + (rand_r(&seed) % npages) * psz;
+			b[i] = base + (rand_r(&seed) % npages) * psz;
+			tiers[i] = to;
+		}
+		switch (r % 8) {
+		case 0:
+			ret = pmv_exchange_pages(ctx, (size_t)n, a, b, status, 0);
+			if (ret < 0)
+				bad_call("pmv_exchange_pages", ret);
+			break;
+		case 1:
+			ret = pmv_mbind(ctx, base + at * psz, psz, to, PMV_MOVE);
+			if (ret < 0)
+				bad_call("pmv_mbind", ret);
+			break;
+		case 2:
+			ret = pmv_migrate(ctx, 1UL << to, 1UL << !to, 0);
+			if (ret < 0)
+				bad_call("pmv_migrate", ret);
+			break;
+		case 3:
+			ret = pmv_tier_balance(ctx, 0);
+			if (ret < 0)
+				bad_call("pmv_tier_balance", ret);
+			break;
+		case 4:
+			ret = pmv_tier_policy(ctx, policy);
+			if (ret < 0)
+				bad_call("pmv_tier_policy", ret);
+			break;
+		case 5: {
+			struct pmv_tier_stats ts;
+
+			for (int t = 0; t < 2 && ret >= 0; t++)
+				if ((ret = pmv_tier_stats(ctx, t, &ts)) < 0)
+					bad_call("pmv_tier_stats", ret);
+			break;
+		}
+		case 6: {
+			struct pmv_ctx_stats cs;
+
+			ret = pmv_ctx_stats(ctx, &cs);
+			if (ret < 0)
+				bad_call("pmv_ctx_stats", ret);
+			break;
+		}
+		default:
+			ret = pmv_move_pages(ctx, (size_t)n, a, tiers, status, 0);
+			if (ret < 0)
+				bad_call("pmv_move_pages", ret);
+			break;
+		}
+		atomic_fetch_add(&calls, 1);
+		t_beat();
 	}
-	ntotal = areas[0].npages + (nareas > 1 ? areas[1].npages : 0);
-	for (size_t i = 0; i < ntotal; i++) {
-		size_t psz;
-		char *p = page_of(i, &psz);
+	atomic_store(&caller_done, 1);
+	return NULL;
+}
 
-		t_fill(p, psz, i, SEED);
+/* The region, filled: a pattern everywhere, the writers' counters zero. */
+static void setup(const struct t_case *c, size_t len)
+{
+	psz = c->huge ? T_SZ_2M : T_SZ_4K;
+	npages = len / psz;
+	base = t_map(ctx, len, 0, c->huge ? PMV_HUGE : 0);
+	for (size_t i = 0; i < npages; i++) {
+		t_fill(base + i * psz, psz, i, SEED);
 		for (int w = 0; w < NWRITERS; w++)
-			memset(p + w * 64, 0, 8);
+			memset(base + i * psz + w * 64, 0, 8);
 	}
 	for (int w = 0; w < NWRITERS; w++) {
-		T_ASSERT((expect[w] = calloc(ntotal, 8)), "calloc");
+		T_ASSERT((expect[w] = calloc(npages, 8)), "calloc");
 		T_EQ(pipe(pipes[w]), 0);
 	}
+}
 
-	/* one handler interrupts syscalls for good, the other restarts them */
+/* One handler interrupts system calls for good, the other restarts them. */
+static void set_handlers(void)
+{
+	struct sigaction sa = { .sa_handler = handler };
+
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = 0;
 	T_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
 	sa.sa_flags = SA_RESTART;
 	T_EQ(sigaction(SIGUSR2, &sa, NULL), 0);
+}
 
-	pthread_create(&mv, NULL, mover, NULL);
+static void start_writers_and_signals(pthread_t *sg)
+{
 	for (long w = 0; w < NWRITERS; w++)
-		pthread_create(&wt[w], NULL, writer, (void *)w);
-	pthread_create(&sg, NULL, signaller, NULL);
+		T_EQ(pthread_create(&wt[w], NULL, writer, (void *)w), 0);
+	T_EQ(pthread_create(sg, NULL, signaller, NULL), 0);
+}
 
-	for (double end = t_now() + secs; t_now() < end;)
-		usleep(10000);
+/*
+ * Stop everyone, signals still landing while they wind down; only then
+ * join anyone, so that every thread id the signaller uses stays valid.
+ * stop_targets() asks the mover or agitator and the caller to stop.
+ */
+static int finish(pthread_t sg, const char *who, void (*stop_targets)(void))
+{
+	struct pmv_ctx_stats cs = { 0 };
+	int bad = 0;
+	long wrong;
+
+	if (stop_targets)
+		stop_targets();
 	atomic_store(&stop, 1);
-	usleep(100000);		/* signals keep landing while everyone winds down */
+	usleep(100000);
 	atomic_store(&sig_stop, 1);
-	pthread_join(sg, NULL);
-	pthread_join(mv, NULL);
+	T_EQ(pthread_join(sg, NULL), 0);
 	for (int w = 0; w < NWRITERS; w++)
-		pthread_join(wt[w], NULL);
-
-	bad = t_check_counters(ntotal, page_of, SEED, NWRITERS, expect);
-	pmv_ctx_stats(ctx, &cs);
-	printf("%.1fs: %ld SIGUSR1 + %ld SIGUSR2 handled (%ld sent to the mover), "
+		T_EQ(pthread_join(wt[w], NULL), 0);
+	t_step("%s: check every byte", who);
+	wrong = t_check_counters(npages, page_of, SEED, NWRITERS, expect);
+	if (ctx)
+		T_EQ(pmv_ctx_stats(ctx, &cs), 0);
+	printf("  %s: %ld SIGUSR1 + %ld SIGUSR2 handled (%ld on the caller), %ld calls, "
 	       "%llu migrations, %llu faults waited, %ld reads into managed pages, "
-	       "%ld bad bytes\n", secs, atomic_load(&delivered[0]), atomic_load(&delivered[1]),
-	       atomic_load(&to_mover), (unsigned long long)cs.migrations,
-	       (unsigned long long)cs.faults_waited, atomic_load(&syscalls), bad);
-	T_EQ(bad, 0);
-	T_EQ(atomic_load(&handler_bad), 0);
-	T_EQ(atomic_load(&syscall_bad), 0);
-	T_EQ(atomic_load(&bad_status), 0);
-	/*
-	 * Enough signals that many landed in fault waits (faults_waited is
-	 * checked too); not a throughput bar: the emulated NUMA guest handles
-	 * some 600 in the same time.
-	 */
-	T_ASSERT(atomic_load(&delivered[0]) > 0 && atomic_load(&delivered[1]) > 0,
-		 "no signal handled: %ld + %ld", atomic_load(&delivered[0]),
-		 atomic_load(&delivered[1]));
-	T_ASSERT(atomic_load(&moves) > 0, "no progress: %ld moves", atomic_load(&moves));
-	T_ASSERT(cs.faults_waited > 0, "no fault ever waited on a migration");
-	/* statuses also count pages already on their target: ask the library */
-	T_ASSERT(cs.migrations > 0, "no migration: %llu",
-		 (unsigned long long)cs.migrations);
-	pmv_destroy(ctx);
-	return T_EXIT_PASS;
+	       "%ld bad bytes\n", who, atomic_load(&delivered[0]), atomic_load(&delivered[1]),
+	       atomic_load(&in_caller), atomic_load(&calls),
+	       (unsigned long long)cs.migrations, (unsigned long long)cs.faults_waited,
+	       atomic_load(&syscalls), wrong);
+	T_CHECK(bad, wrong == 0, "%ld bytes wrong", wrong);
+	T_CHECK(bad, atomic_load(&handler_bad) == 0, "%ld handler reads wrong",
+		atomic_load(&handler_bad));
+	T_CHECK(bad, atomic_load(&syscall_bad) == 0, "%ld reads into managed pages failed",
+		atomic_load(&syscall_bad));
+	T_CHECK(bad, atomic_load(&bad_status) == 0, "%ld unexpected statuses",
+		atomic_load(&bad_status));
+	T_CHECK(bad, atomic_load(&bad_calls) == 0, "%ld calls failed", atomic_load(&bad_calls));
+	T_CHECK(bad, atomic_load(&delivered[0]) > 0 && atomic_load(&delivered[1]) > 0,
+		"no signal handled: %ld + %ld", atomic_load(&delivered[0]),
+		atomic_load(&delivered[1]));
+	return bad;
+}
+
+/* The mover stops at `stop` with the writers. */
+static void stop_agitator(void)
+{
+	atomic_store(&AG.stop, 1);
+}
+
+static int test_storm_during_moves_keeps_counters(const struct t_case *c)
+{
+	struct pmv_ctx_stats cs;
+	double secs = t_duration(3);
+	pthread_t sg;
+	int bad;
+
+	if (t_control())
+		return T_SUB_SKIP;
+	ctx = t_ctx(2, NULL, 0);
+	setup(c, c->huge ? 8 << 20 : 2 << 20);
+	set_handlers();
+	T_EQ(pthread_create(&targets[0], NULL, mover, NULL), 0);
+	ntargets = 1;
+	start_writers_and_signals(&sg);
+	t_step("storm for %.1f s", secs);
+	for (double end = t_now() + secs; t_now() < end;) {
+		usleep(10000);
+		t_beat();
+	}
+	bad = finish(sg, "moves", NULL);
+	T_EQ(pthread_join(targets[0], NULL), 0);
+	T_EQ(pmv_ctx_stats(ctx, &cs), 0);
+	/* progress, not a throughput bar: the NUMA guest handles a few hundred */
+	T_CHECK(bad, atomic_load(&moves) > 0, "no progress: %ld moves", atomic_load(&moves));
+	T_CHECK(bad, cs.faults_waited > 0, "no fault ever waited on a migration");
+	T_CHECK(bad, cs.migrations > 0, "no migration");
+	T_EQ(t_unmap(ctx, base, npages * psz), 0);
+	t_destroy(ctx);
+	return bad;
+}
+
+static int test_storm_during_library_calls_keeps_data(const struct t_case *c)
+{
+	pthread_t sg;
+	int bad;
+
+	ctx = t_ctx_mode(c->mode, c->huge ? 4 * T_SZ_2M : 64 * T_SZ_4K, NULL);
+	setup(c, c->huge ? 8 * T_SZ_2M : 128 * T_SZ_4K);
+	set_handlers();
+	if (ctx) {
+		t_region_spread(&(struct t_region){ .ctx = ctx, .base = base, .psz = psz,
+						    .npages = npages }, c->mode);
+		t_agit_init(&AG, ctx, c->mode, base, psz, npages, SEED + 7 * c->mode + c->huge);
+		/* the caller's exchanges and mbinds move pages under the agitator too */
+		AG.allow[1] = -ENOMEM;
+		t_agit_run(&AG);
+		targets[0] = AG.th;
+		T_EQ(pthread_create(&targets[1], NULL, caller, (void *)c), 0);
+		ntargets = 2;
+	}
+	start_writers_and_signals(&sg);
+	if (ctx) {
+		t_step("the caller's rounds");
+		while (!atomic_load(&caller_done))
+			usleep(1000);
+		t_agit_sync(&AG, 2);
+	} else {
+		usleep(300000);
+	}
+	bad = finish(sg, "library calls", ctx ? stop_agitator : NULL);
+	if (ctx) {
+		T_EQ(pthread_join(targets[1], NULL), 0);
+		bad += t_agit_check(&AG, "agitator", 1);
+		T_CHECK(bad, atomic_load(&calls) > 0, "the caller made no call");
+		if (c->mode == T_MIGRATING || c->mode == T_EXCHANGING)
+			T_CHECK(bad, atomic_load(&AG.moved) > 0, "the agitator made no progress");
+	}
+	T_EQ(t_unmap(ctx, base, npages * psz), 0);
+	t_destroy(ctx);
+	return bad;
+}
+
+int main(void)
+{
+	struct t_suite s;
+
+	t_suite_init(&s);
+	for (int h = 0; h < 2; h++)
+		T_CASE(&s, test_storm_during_moves_keeps_counters, -1, h);
+	T_CASE_ALL(&s, test_storm_during_library_calls_keeps_data);
+	return t_suite_end(&s);
 }
