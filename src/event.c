@@ -460,12 +460,26 @@ static int copy_in(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t len,
 
 	/*
 	 * One UFFDIO_COPY must stay inside one VMA, and an mprotect or mlock
-	 * of part of a huge page splits its VMA: go on a piece at a time.
+	 * of part of a huge page splits its VMA: go on a piece at a time. A
+	 * piece with no VMA (ENOENT) is one the program unmapped while we
+	 * held the page: it has no address to go to, as the kernel's unmap
+	 * would have freed it.
 	 */
 	while (ret && ret != -EAGAIN && *done < len) {
+		uintptr_t to = _pmv_event_moved_to(ctx, addr + *done);
 		size_t one = 0;
 
-		ret = _pmv_uffd_copy(ctx, addr + *done, slot + *done, PMV_SIZE_4K, flags, &one);
+		/*
+		 * A piece mremap moved (surgery still queued: holders and the
+		 * janitor's unpark see it, see _pmv_regions_apply) goes to its
+		 * new address, where the kernel took the mapped pieces along.
+		 */
+		ret = _pmv_uffd_copy(ctx, to ? to : addr + *done, slot + *done, PMV_SIZE_4K,
+				     flags, &one);
+		if (ret == -ENOENT && !one) {
+			one = PMV_SIZE_4K;
+			ret = 0;
+		}
 		*done += one;
 		if (ret)
 			break;
@@ -542,8 +556,15 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 			ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, psz - off, fl, &done);
 		}
 		total = off + done;
-		/* a head's caller has its own way out (it assembles the page) */
-		if (ret == -EINVAL && !end) {
+		/*
+		 * A head's caller has its own way out (it assembles the page).
+		 * ENOENT: no VMA at the page's start; with a discard recorded
+		 * or a remap queued there, the program cut off that part
+		 * (gone_range): the rest goes in, piece by piece.
+		 */
+		if ((ret == -EINVAL ||
+		     (ret == -ENOENT && !done && ((_pmv_page_flags(pgs[i]) & PG_discard) ||
+						  _pmv_event_moved_to(ctx, dst)))) && !end) {
 			size_t f = total / psz, o = total % psz, cdone = 0;
 
 			ret = copy_in(ctx, dst + f * psz + o, slot[i + f] + o, lim - o, fl, &cdone);
@@ -838,12 +859,64 @@ static void on_remove(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
 	for_each_page(ctx, start, end, PG_discard, remove_fn);
 }
 
+/*
+ * The pages wholly in [start, end) of an unmap or remap are gone from
+ * their address; a huge page the range only cuts keeps the rest of its
+ * address, where its other pieces must stay or come back (a parked or
+ * moving page's too). For that page an unmap is a discard of the pieces
+ * the range covers: they are zeroed in its copy, and the move in places
+ * the pieces that still have an address (copy_in, restore).
+ */
+static void gone_range(pmv_ctx *ctx, uintptr_t start, uintptr_t end, bool remap)
+{
+	uintptr_t a = start;
+
+	while (a < end) {
+		struct _pmv_region *r = _pmv_region_find(ctx, a);
+		uintptr_t pa, pe;
+
+		if (!r) {
+			r = _pmv_region_next(ctx, a);
+			if (!r || r->start >= end)
+				return;
+			a = r->start;
+			continue;
+		}
+		pa = r->start + ((a - r->start) >> r->shift << r->shift);
+		pe = pa + ((uintptr_t)1 << r->shift);
+		if (a == pa && pe <= end) {
+			/* whole pages: as many as the range holds in this region */
+			uintptr_t e = end < r->start + r->len ? end : r->start + r->len;
+
+			e = r->start + ((e - r->start) >> r->shift << r->shift);
+			for_each_page(ctx, a, e, PG_gone, gone_fn);
+			a = e;
+		} else {
+			uintptr_t e = end < pe ? end : pe;
+
+			/*
+			 * Moved away by mremap, the pieces keep their data at
+			 * the new address: the kernel took the mapped ones
+			 * along, and a page held out of its address or parked
+			 * puts the rest there while the surgery is queued
+			 * (copy_in; _pmv_regions_apply unparks such pages
+			 * first). Nothing to mark, nothing to zero; nor for
+			 * the unmap of the old range that follows a remap's
+			 * event (mremap sends both).
+			 */
+			if (!remap && !_pmv_event_moved_to(ctx, a))
+				for_each_page(ctx, a, e, PG_discard, remove_fn);
+			a = e;
+		}
+	}
+}
+
 static void on_unmap(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
 {
 	_pmv_stat_add(&ctx->events_unmap, 1);
 	if (_pmv_surgery_add(ctx, PMV_SURGERY_UNMAP, start, 0, end - start))
 		return;
-	for_each_page(ctx, start, end, PG_gone, gone_fn);
+	gone_range(ctx, start, end, false);
 }
 
 static void on_remap(pmv_ctx *ctx, uintptr_t from, uintptr_t to, size_t len)
@@ -851,8 +924,11 @@ static void on_remap(pmv_ctx *ctx, uintptr_t from, uintptr_t to, size_t len)
 	_pmv_stat_add(&ctx->events_remap, 1);
 	if (_pmv_surgery_add(ctx, PMV_SURGERY_REMAP, from, to, len))
 		return;
-	/* the pages went along: keep them, surgery gives them new descriptors */
-	for_each_page(ctx, from, from + len, PG_gone, gone_fn);
+	/*
+	 * The pages went along: keep them, surgery gives them new descriptors.
+	 * A huge page the range cuts stays, as after an unmap of the part.
+	 */
+	gone_range(ctx, from, from + len, true);
 }
 
 void _pmv_event_handle(pmv_ctx *ctx, const struct uffd_msg *msg)

@@ -524,7 +524,13 @@ static void surgery(struct _pmv_fault *f)
 	atomic_store_explicit(&f->announced, announced, memory_order_relaxed);
 	if (!got)
 		return;
-	_pmv_regions_apply(ctx);
+	if (_pmv_regions_apply(ctx)) {
+		/* not yet (unpark_cut in region.c): announced, 1 ms later */
+		_pmv_regions_wrunlock(&ctx->regions_lock);
+		atomic_store(&f->hold, 0);
+		futex_wake_all(&f->hold);
+		return;
+	}
 	_pmv_regions_wrunlock(&ctx->regions_lock);
 	atomic_store(&f->hold, 0);
 	futex_wake_all(&f->hold);

@@ -203,8 +203,13 @@ PMV_HIDDEN bool _pmv_regions_trywrlock_fault(struct _pmv_regions_lock *l, bool *
 
 /* ---- region (region.c) ----------------------------------------------- */
 
-/* Apply the queued region-table changes (event.c); regions_lock written. */
-PMV_HIDDEN void _pmv_regions_apply(pmv_ctx *ctx);
+/*
+ * Apply the queued region-table changes (event.c); regions_lock written.
+ * 0, or -EAGAIN: nothing applied yet, because a parked huge page that a
+ * queued remap cuts could not be unparked now (its pieces' new address
+ * is known only while the change is queued); try again later.
+ */
+PMV_HIDDEN int _pmv_regions_apply(pmv_ctx *ctx);
 
 struct _pmv_region {
 	uintptr_t start;

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <numaif.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,13 +244,50 @@ static void regions_cut(pmv_ctx *ctx, uintptr_t s, uintptr_t e, uintptr_t to)
 	}
 }
 
-void _pmv_regions_apply(pmv_ctx *ctx)
+/*
+ * A parked huge page that a queued remap cuts (the range starts or ends
+ * inside it): its pieces in the moved part must reach their new address
+ * while the surgery that says where is still queued (copy_in in event.c
+ * follows it), so it is unparked before. The caller holds regions_lock
+ * written, so no mover holds a page lock now: a page that is locked
+ * anyway is left for the next try. -EAGAIN: not now (an event unread).
+ */
+static int unpark_cut(pmv_ctx *ctx, uintptr_t a)
+{
+	struct _pmv_page *pg = _pmv_addr_to_page(ctx, a, NULL);
+	int ret;
+
+	if (!pg || a == _pmv_page_addr(pg) || !(_pmv_page_flags(pg) & PG_parked))
+		return 0;
+	if (!_pmv_page_trylock(pg))
+		return -EAGAIN;
+	ret = _pmv_unpark(ctx, pg);
+	_pmv_page_unlock(ctx, pg);
+	return ret == -EAGAIN ? -EAGAIN : 0;
+}
+
+int _pmv_regions_apply(pmv_ctx *ctx)
 {
 	struct _pmv_surgery *ops;
 	size_t n;
 
 	if (!atomic_load_explicit(&ctx->surgery_pending, memory_order_acquire))
-		return;
+		return 0;
+	pthread_mutex_lock(&ctx->surgery_mu);
+	n = ctx->nsurgery;
+	ops = n ? malloc(n * sizeof(*ops)) : NULL;
+	if (ops)
+		memcpy(ops, ctx->surgery, n * sizeof(*ops));
+	pthread_mutex_unlock(&ctx->surgery_mu);
+	for (size_t i = 0; ops && i < n; i++) {
+		if (ops[i].kind != PMV_SURGERY_REMAP)
+			continue;
+		if (unpark_cut(ctx, ops[i].from) || unpark_cut(ctx, ops[i].from + ops[i].len)) {
+			free(ops);
+			return -EAGAIN;
+		}
+	}
+	free(ops);
 	pthread_mutex_lock(&ctx->surgery_mu);
 	ops = ctx->surgery;
 	n = ctx->nsurgery;
@@ -261,6 +299,7 @@ void _pmv_regions_apply(pmv_ctx *ctx)
 		regions_cut(ctx, ops[i].from, ops[i].from + ops[i].len,
 			    ops[i].kind == PMV_SURGERY_REMAP ? ops[i].to : 0);
 	free(ops);
+	return 0;
 }
 
 /*
@@ -274,7 +313,12 @@ static void regions_wrlock(pmv_ctx *ctx)
 	pthread_rwlock_rdlock(&ctx->event_lock);
 	pthread_rwlock_unlock(&ctx->event_lock);
 	_pmv_regions_wrlock(&ctx->regions_lock);
-	_pmv_regions_apply(ctx);
+	/* a remap's cut page waits for its mremap's caller to go on: let it */
+	while (_pmv_regions_apply(ctx)) {
+		_pmv_regions_wrunlock(&ctx->regions_lock);
+		sched_yield();
+		_pmv_regions_wrlock(&ctx->regions_lock);
+	}
 }
 
 static bool thp_enabled(void)

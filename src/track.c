@@ -102,9 +102,23 @@ static int restore(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t slot, size_t si
 			ret = -EAGAIN;
 			break;
 		}
+		uintptr_t to;
+
 		if (!_pmv_page_mapped(ctx, slot + off))
 			continue;
-		r = _pmv_uffd_move(ctx, addr + off, slot + off, PMV_SIZE_4K, PMV_MV_ONCE, NULL);
+		/* a piece mremap moved goes to its new address (see copy_in, event.c) */
+		to = _pmv_event_moved_to(ctx, addr + off);
+		r = _pmv_uffd_move(ctx, to ? to : addr + off, slot + off, PMV_SIZE_4K,
+				   PMV_MV_ONCE, NULL);
+		/*
+		 * ENOENT: no VMA there (the source piece is mapped, checked
+		 * above). The program unmapped that part of the huge page
+		 * while it was parked: it has nowhere to go.
+		 */
+		if (r == -ENOENT && !to) {
+			_pmv_pool_discard(ctx, (void *)(slot + off), PMV_SIZE_4K);
+			r = 0;
+		}
 		if (r && !ret)
 			ret = r;
 	}

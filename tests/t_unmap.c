@@ -434,6 +434,86 @@ static int test_only_the_range_changes(const struct t_case *c)
 	return bad;
 }
 
+/*
+ * A munmap or an mremap move of [1.5, 2.5) pages of a PMV_HUGE region: it
+ * cuts two huge pages in the middle, whatever they are doing then (being
+ * moved, exchanged, parked by the sampler, or moved by the policy). The
+ * part of each page the call left in place keeps its bytes there, the
+ * part mremap moved has them at the new address (the kernel moves mapped
+ * pieces; a page held out of its address or parked must put its pieces
+ * there itself), and the unmapped part is gone. The agitator keeps going
+ * over the whole region, the cut pages included, before the check.
+ */
+static int test_cut_huge_pages_keep_the_rest(const struct t_case *c)
+{
+	const size_t n = 4, half = T_SZ_2M / 2, cut = T_SZ_2M;
+	int move = c->variant, bad = 0;
+	char *lo, *res = NULL, *dst = NULL;
+	unsigned seed = SEED + 91 + (unsigned)c->mode;
+
+	psz = T_SZ_2M;
+	npages = n;
+	ctx = t_ctx_mode(c->mode, 2 * psz, NULL);
+	base = t_map(ctx, n * psz, 0, PMV_HUGE);
+	for (size_t i = 0; i < n; i++)
+		t_fill(base + i * psz, psz, i, seed);
+	lo = base + psz + half;
+	if (move) {
+		res = t_sys_mmap(NULL, cut + 2 * T_SZ_2M, PROT_NONE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		T_ASSERT(res != MAP_FAILED, "reserve: %s", strerror(errno));
+		dst = (char *)(((uintptr_t)res + T_SZ_2M - 1) & ~(T_SZ_2M - 1));
+	}
+	if (ctx) {
+		t_region_spread(&(struct t_region){ .ctx = ctx, .base = base, .psz = psz,
+						    .npages = n }, c->mode);
+		t_agit_init(&AG, ctx, c->mode, base, psz, n, seed);
+		/* the cut pages' addresses are no longer whole pages */
+		AG.allow[1] = -EFAULT;
+		AG.allow[2] = -ENOENT;
+		t_agit_run(&AG);
+		t_agit_sync(&AG, 4);
+		t_wait_parked(c->mode, base, psz, n, 1);
+	}
+	t_step("%s [1.5, 2.5) pages", move ? "mremap" : "munmap");
+	if (move)
+		T_CHECK(bad, t_sys_mremap(lo, cut, cut, MREMAP_MAYMOVE | MREMAP_FIXED, dst) == dst,
+			"mremap: %s", strerror(errno));
+	else
+		T_CHECK(bad, t_sys_munmap(lo, cut) == 0, "munmap: %s", strerror(errno));
+	t_agit_sync(&AG, 20);
+	if (ctx)
+		bad += t_agit_check(&AG, "agitator", 1);
+	t_step("check the pieces left in place%s", move ? " and the moved ones" : "");
+	for (size_t off = 0; off < n * psz; off += T_SZ_4K) {
+		char *p = base + off;
+		size_t i = off / psz, o = off % psz;
+
+		if (p >= lo && p < lo + cut) {
+			if (!move)
+				continue;
+			p = dst + (p - lo);
+		}
+		for (size_t k = 0; k < T_SZ_4K; k++)
+			if ((uint8_t)p[k] != t_pat(i, o + k, seed)) {
+				T_CHECK(bad, 0, "page %zu piece at %zu%s: byte %zu is %02x, not %02x",
+					i, o, p >= base && p < base + n * psz ? "" : " (moved)", k,
+					(uint8_t)p[k], t_pat(i, o + k, seed));
+				break;
+			}
+		if (bad > 8)
+			break;
+	}
+	if (!move)
+		bad += check_gone("the unmapped part", lo, 1);
+	if (move)
+		T_EQ(t_sys_munmap(res, cut + 2 * T_SZ_2M), 0);
+	T_EQ(t_sys_munmap(base, psz + half), 0);
+	T_EQ(t_sys_munmap(lo + cut, n * psz - (size_t)(lo + cut - base)), 0);
+	t_destroy(ctx);
+	return bad;
+}
+
 int main(void)
 {
 	struct t_suite s;
@@ -443,5 +523,9 @@ int main(void)
 		for (int m = 0; m < T_NMODES; m++)
 			for (int op = 0; op < OP_NR; op++)
 				T_CASE_V(&s, test_only_the_range_changes, op, op_names[op], m, h);
+	for (int m = 0; m < T_NMODES; m++) {
+		T_CASE_V(&s, test_cut_huge_pages_keep_the_rest, 0, "munmap", m, 1);
+		T_CASE_V(&s, test_cut_huge_pages_keep_the_rest, 1, "mremap", m, 1);
+	}
 	return t_suite_end(&s);
 }
