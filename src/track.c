@@ -96,14 +96,13 @@ static int restore(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t slot, size_t si
 	pthread_rwlock_rdlock(&ctx->event_lock);
 	ret = 0;
 	for (size_t off = done; off < size; off += PMV_SIZE_4K) {
+		uintptr_t to;
 		int r;
 
 		if (_pmv_page_flags(pg) & (PG_discard | PG_gone)) {
 			ret = -EAGAIN;
 			break;
 		}
-		uintptr_t to;
-
 		if (!_pmv_page_mapped(ctx, slot + off))
 			continue;
 		/* a piece mremap moved goes to its new address (see copy_in, event.c) */
