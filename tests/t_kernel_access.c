@@ -134,7 +134,8 @@ static void part_b(int pfd[2], uint8_t *buf)
 	double end = t_now() + t_duration(2);
 	long n = 0;
 
-	while (t_now() < end || n < 2000) {
+	/* a fixed amount of work, and meeting some migrations; never a rate */
+	while (t_now() < end || n < 2000 || migrations() - mig0 < 10) {
 		int h = rand_r(&seed) % nmig();
 		size_t max = h ? PIPE_MAX : T_SZ_4K;
 		size_t len = 1 + rand_r(&seed) % max;
@@ -164,8 +165,6 @@ static void part_b(int pfd[2], uint8_t *buf)
 	}
 	for (int h = 0; h < nmig(); h++)
 		T_ASSERT(!memcmp(mig_page(h), mig_shadow(h), mig_size(h)), "page %d differs", h);
-	T_ASSERT(migrations() - mig0 >= 10, "too few migrations during (b): %llu",
-		 (unsigned long long)(migrations() - mig0));
 	printf("(b) %ld pipe copies with migrating pages, %llu migrations: ok\n", n,
 	       (unsigned long long)(migrations() - mig0));
 }
