@@ -13,6 +13,10 @@
  *                     or new, never another page's.
  *  vmsplice_then_exchange  the same with pmv_exchange_pages of the victim and
  *                     a page of the other tier, then the others moved across.
+ *  vmsplice_pipes     vmsplice 4 KB of several victims into pipes while the
+ *                     agitator runs (every mode), then rewrite every page
+ *                     under it: each pipe holds its victim's bytes, old or
+ *                     new, never another page's, and every page its own.
  *  odirect            O_DIRECT write from and read into managed memory (a
  *                     file in /var/tmp, else /tmp): the block layer pins the
  *                     pages for DMA.
@@ -26,7 +30,7 @@
  *                     own writes and reads through its mapping, must agree
  *                     byte for byte while registered, and after unregister.
  *
- * The last three run while the pages migrate, exchange, are parked or the
+ * vmsplice_pipes and the last three run while the pages migrate, exchange, are parked or the
  * policy moves them (the agitator), every byte checked both ways.
  * PMV_TEST_CONTROL=1 runs the same on plain anonymous memory.
  */
@@ -342,6 +346,43 @@ static int tmp_file(int odirect)
 		}
 	}
 	return fd;
+}
+
+#define N_PIPES	4
+
+/* Pipes fill while pages migrate, exchange, are parked or the policy runs. */
+static int test_vmsplice_pipes_hold_their_bytes(const struct t_case *c)
+{
+	int bad = 0, p[N_PIPES][2], n = 0;
+	size_t v[N_PIPES], off[N_PIPES];
+
+	setup(c, 0);
+	fill_all(SEED + 20);
+	agitate(c);
+	for (; n < N_PIPES; n++) {
+		/* victims spread over the region, 4 KB anywhere in a 2 MB page */
+		v[n] = (n * 2 + 1) * npages / (2 * N_PIPES);
+		off[n] = c->huge ? (size_t)(n + 1) * 97 * T_SZ_4K : 0;
+		t_step("vmsplice victim %zu", v[n]);
+		if (splice_victim(p[n], v[n], off[n])) {
+			bad++;
+			break;
+		}
+		/* the agitator works on the page the pipe now references */
+		t_agit_sync(&AG, 4);
+	}
+	t_agit_sync(&AG, 16);
+	fill_all(SEED + 21);
+	t_agit_sync(&AG, 16);
+	bad += agitate_end("vmsplice");
+	bad += check_all(SEED + 21, "after the rewrite");
+	for (int i = 0; i < n; i++) {
+		bad += check_pipe(p[i][0], v[i], off[i], SEED + 20, SEED + 21);
+		close(p[i][0]);
+		close(p[i][1]);
+	}
+	teardown();
+	return bad;
 }
 
 /* ---- O_DIRECT -------------------------------------------------------- */
@@ -688,6 +729,7 @@ int main(void)
 		T_CASE(&s, test_vmsplice_then_migrate, -1, h);
 		T_CASE(&s, test_vmsplice_then_exchange, -1, h);
 	}
+	T_CASE_ALL(&s, test_vmsplice_pipes_hold_their_bytes);
 	T_CASE_ALL(&s, test_odirect_both_ways);
 	T_CASE_ALL(&s, test_process_vm_both_ways);
 	T_CASE_ALL(&s, test_io_uring_fixed_buffers);
