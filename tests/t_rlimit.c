@@ -5,7 +5,9 @@
  *  - RLIMIT_AS: if pmv_mmap() succeeds, every byte can be touched (the
  *    pools a first touch needs are part of what must fit); if the limit
  *    does not allow it, pmv_mmap() fails with ENOMEM, never a later SIGBUS.
- *    Also while parked pages hold every hole of the pools. The limits are
+ *    Also while parked pages hold every hole of the pools, and (in every
+ *    mode and page size) while the agitator moves the pages touched
+ *    before the limit was tightened. The limits are
  *    the current VmSize plus a margin, so this runs under ASan (which
  *    reserves terabytes) too.
  *  - mlockall(MCL_CURRENT | MCL_FUTURE): pool chunks and regions made after
@@ -463,6 +465,82 @@ static int as_first_touch_while_parked_pages_hold_the_holes(void)
 	return in_child(__func__, as_sampling_body, NULL);
 }
 
+/* ---- RLIMIT_AS while pages migrate, exchange, are parked, policy on ----- */
+
+struct as_mode_case {
+	int mode, huge;
+};
+
+/*
+ * First touches of half a region under a tight RLIMIT_AS while the other
+ * half's pages migrate, exchange, are parked or the policy moves them:
+ * every touch is served (a SIGBUS kills the child) and every byte is
+ * right. The agitator's moves may fail for want of VA (-ENOMEM), nothing
+ * else. Under ASan the limit is not set for the agitated part: there a
+ * failed mmap for a move batch is fatal.
+ */
+static int as_mode_body(const void *arg)
+{
+	const struct as_mode_case *c = arg;
+	size_t psz = c->huge ? T_SZ_2M : T_SZ_4K, len = c->huge ? 16 * MB : 4 * MB;
+	size_t n = len / psz, half = n / 2;
+	pmv_ctx *ctx = t_ctx_mode(c->mode, len / 2, NULL);
+	_Atomic uint8_t *untouched = calloc(n, 1);
+	struct rlimit rl;
+	struct t_agit ag;
+	int fails = 0;
+	char *p;
+
+	/* room for the region and a few pool slots per tier (the parts above) */
+	if (!untouched || set_as_limit(vm_size() + region_va(len, c->huge) +
+				       (c->huge ? 96 : 16) * MB)) {
+		T_REPORT("setup", "%s", strerror(errno));
+		return 1;
+	}
+	p = pmv_mmap(ctx, len, 0, c->huge ? PMV_HUGE : 0);
+	CHECK(p, "pmv_mmap under the limit: %s (%s)", strerror(errno), pmv_errmsg());
+	/* the agitator's thread stack is VA too: made without the limit */
+	drop_as_limit();
+	if (!p) {
+		pmv_destroy(ctx);
+		return fails;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i < half)
+			t_fill(p + i * psz, psz, i, SEED + 3);
+		else
+			atomic_store(&untouched[i], 1);
+	}
+	t_agit_init(&ag, ctx, c->mode, p, psz, n, SEED + 7 * c->mode + c->huge);
+	ag.allow[1] = -ENOMEM;
+	ag.untouched = untouched;
+	t_agit_run(&ag);
+	t_agit_sync(&ag, 2);
+	/* now hardly any VA to spare: what the touches need was reserved */
+	getrlimit(RLIMIT_AS, &rl);
+	rl.rlim_cur = vm_size() + MB;
+	if (!T_ASAN && setrlimit(RLIMIT_AS, &rl))
+		CHECK(0, "setrlimit: %s", strerror(errno));
+	for (size_t i = half; i < n; i += 4) {
+		size_t end = i + 4 < n ? i + 4 : n;
+
+		for (size_t j = i; j < end; j++)
+			t_fill(p + j * psz, psz, j, SEED + 3);
+		/* a call in flight during the touch may still say -ENOENT: let it end */
+		t_agit_sync(&ag, 1);
+		for (size_t j = i; j < end; j++)
+			atomic_store(&untouched[j], 0);
+	}
+	t_agit_sync(&ag, 8);
+	drop_as_limit();
+	fails += t_agit_check(&ag, "RLIMIT_AS", 1);
+	CHECK(check_all(p, len, psz, SEED + 3) == 0, "data wrong after touches under the limit");
+	CHECK(pmv_munmap(ctx, p, len) == 0, "munmap");
+	pmv_destroy(ctx);
+	free((void *)untouched);
+	return fails;
+}
+
 /* ---- mlockall ----------------------------------------------------------- */
 
 /*
@@ -715,14 +793,32 @@ int main(void)
 	thp = t_thp_enabled();
 	/* skip here, not in a child, if the kernel cannot */
 	pmv_destroy(t_ctx(2, NULL, 0));
-	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+	size_t nparts = sizeof(parts) / sizeof(parts[0]);
+
+	for (size_t i = 0; i < nparts; i++) {
 		if (parts[i].fn()) {
 			printf("FAILED: %s\n", parts[i].name);
 			failed++;
 		}
 	}
+	for (int h = 0; h < 2; h++) {
+		for (int m = 0; m < T_NMODES; m++) {
+			struct as_mode_case c = { .mode = m, .huge = h };
+			char name[96];
+
+			snprintf(name, sizeof(name), "as_first_touch_under_the_limit_while_%s_%s",
+				 t_mode_names[m], h ? "2m" : "4k");
+			if (h && no_thp(name))
+				continue;
+			nparts++;
+			if (in_child(name, as_mode_body, &c)) {
+				printf("FAILED: %s\n", name);
+				failed++;
+			}
+		}
+	}
 	if (failed) {
-		printf("t_rlimit: %d of %zu parts failed\n", failed, sizeof(parts) / sizeof(parts[0]));
+		printf("t_rlimit: %d of %zu parts failed\n", failed, nparts);
 		return T_EXIT_FAIL;
 	}
 	printf("t_rlimit: RLIMIT_AS, mlockall and RLIMIT_MEMLOCK as for anonymous memory\n");
