@@ -317,6 +317,8 @@ PMV_HIDDEN size_t _pmv_pool_slot_size(pmv_ctx *ctx, uintptr_t addr);
  * A 2 MB hole that a failed move may have left a page table in: never
  * moved into again (every huge page moved through it would be split),
  * but kept, so that a later repair can empty it (below). Discard it first.
+ * Where the kernel frees the page table of a discarded range (PT_RECLAIM,
+ * probed at pmv_create), the hole is whole again and simply put back.
  */
 PMV_HIDDEN void _pmv_pool_retire(struct _pmv_tier *t, int ps, void *slot);
 /*

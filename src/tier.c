@@ -10,11 +10,13 @@
  * can still be migrated out of.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <numa.h>
 #include <numaif.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -264,6 +266,67 @@ void *_pmv_map_anon(size_t len, size_t align)
  * their lock.
  */
 
+/*
+ * Does MADV_DONTNEED of a whole 2 MB range free its page table
+ * (CONFIG_PT_RECLAIM)? Then a 2 MB hole that a failed move left pieces or
+ * a page table in is whole again once discarded, and goes back to its
+ * pool instead of being retired: without it, every such failure (an
+ * exchange meeting the program's mlock or mprotect, say) leaked 2 MB of
+ * VA for good. A kernel property, probed once per process: a page table
+ * made by one small page, that page discarded, then a write fault under
+ * MADV_HUGEPAGE must get a THP (PAGEMAP_SCAN says PAGE_IS_HUGE), which it
+ * can only with a none PMD. No THP to be had, a locked mapping
+ * (MCL_FUTURE), or no PAGEMAP_SCAN answer no: holes are retired, as safe.
+ */
+static _Atomic int pt_reclaim_known;	/* 0 not probed, 1 no, 2 yes */
+
+static bool probe_pt_reclaim(void)
+{
+	size_t len = 2 * PMV_SIZE_2M;
+	char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct page_region r = { 0 };
+	struct pm_scan_arg arg = { .size = sizeof(arg) };
+	bool yes = false;
+	char *a;
+	int fd;
+
+	if (m == MAP_FAILED)
+		return false;
+	a = (char *)(((uintptr_t)m + PMV_SIZE_2M - 1) & ~(uintptr_t)(PMV_SIZE_2M - 1));
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && !madvise(a, PMV_SIZE_2M, MADV_NOHUGEPAGE)) {
+		*(volatile char *)a = 1;
+		if (!madvise(a, PMV_SIZE_2M, MADV_DONTNEED) &&
+		    !madvise(a, PMV_SIZE_2M, MADV_HUGEPAGE)) {
+			*(volatile char *)a = 1;
+			arg.start = (uintptr_t)a;
+			arg.end = (uintptr_t)a + PMV_SIZE_2M;
+			arg.vec = (uintptr_t)&r;
+			arg.vec_len = 1;
+			arg.category_mask = PAGE_IS_PRESENT;
+			arg.return_mask = PAGE_IS_PRESENT | PAGE_IS_HUGE;
+			yes = ioctl(fd, PAGEMAP_SCAN, &arg) == 1 && (r.categories & PAGE_IS_HUGE) &&
+			      r.start == (uintptr_t)a && r.end == (uintptr_t)a + PMV_SIZE_2M;
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	munmap(m, len);
+	return yes;
+}
+
+static bool pt_reclaim(void)
+{
+	int k = atomic_load_explicit(&pt_reclaim_known, memory_order_relaxed);
+
+	/* two contexts probing at once agree: it is the kernel's answer */
+	if (!k) {
+		k = probe_pt_reclaim() ? 2 : 1;
+		atomic_store_explicit(&pt_reclaim_known, k, memory_order_relaxed);
+	}
+	return k == 2;
+}
+
 /* Give the pages of [slot, slot+len) back; true if the pool was locked. */
 static bool discard(void *slot, size_t len)
 {
@@ -341,7 +404,7 @@ static void sweep(struct _pmv_pool *p)
 			if (!res)
 				continue;
 			/* only holes are moved into: the others need no collapse */
-			if (p->ps == PMV_PS_2M && i < p->nholes &&
+			if (p->ps == PMV_PS_2M && i < p->nholes && !pt_reclaim() &&
 			    madvise((void *)s, psz, MADV_COLLAPSE))
 				bad[i] = true;
 			cand[n++] = (void *)s;
@@ -833,6 +896,11 @@ void _pmv_pool_retire(struct _pmv_tier *t, int ps, void *slot)
 {
 	struct _pmv_pool *p = &t->pool[ps];
 
+	/* discarded, so with PT_RECLAIM whole again: no VA lost */
+	if (ps == PMV_PS_2M && pt_reclaim()) {
+		_pmv_pool_put_hole(t, ps, slot);
+		return;
+	}
 	pthread_mutex_lock(&t->lock);
 	/* without memory for it, the slot is lost VA */
 	stack_push(&p->retired, &p->nretired, &p->cap_retired, slot);
@@ -1043,6 +1111,8 @@ int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 	char why[160];
 	unsigned bad;
 
+	/* probed here, not on the first failed move: it faults in a THP */
+	pt_reclaim();
 	if (_pmv_tiers_check(cfg->tiers, cfg->ntiers, &bad, why, sizeof(why)))
 		return _pmv_set_errmsg(-EINVAL, "pmv_create: tier %u: %s", bad, why);
 	for (unsigned i = 0; i < cfg->ntiers; i++) {

@@ -36,35 +36,10 @@
 
 #include "cli.h"
 
-/* PAGEMAP_SCAN is Linux 6.7, newer than Debian 12's uapi headers. */
-#ifndef PAGEMAP_SCAN
-#define PAGE_IS_PRESENT		(1 << 3)
-#define PAGE_IS_PFNZERO		(1 << 5)
-#define PAGE_IS_HUGE		(1 << 6)
-struct page_region {
-	__u64 start;
-	__u64 end;
-	__u64 categories;
-};
-struct pm_scan_arg {
-	__u64 size;
-	__u64 flags;
-	__u64 start;
-	__u64 end;
-	__u64 walk_end;
-	__u64 vec;
-	__u64 vec_len;
-	__u64 max_pages;
-	__u64 category_inverted;
-	__u64 category_mask;
-	__u64 category_anyof_mask;
-	__u64 return_mask;
-};
-#define PAGEMAP_SCAN		_IOWR('f', 16, struct pm_scan_arg)
-#endif
+/* PAGEMAP_SCAN is Linux 6.7, newer than Debian 12's uapi headers */
+#include "../src/compat.h"
 
-/* Documentation/admin-guide/mm/pagemap.rst */
-#define PM_PRESENT		(1ULL << 63)
+/* Documentation/admin-guide/mm/pagemap.rst (PM_PRESENT: compat.h) */
 #define PM_PFN_MASK		((1ULL << 55) - 1)
 #define KPF_COMPOUND_HEAD	15
 #define KPF_THP			22
