@@ -160,7 +160,7 @@ int pmv_tiers_parse(const char *text, struct pmv_tier_config *tiers, unsigned ma
  * PMV_COPY_AUTO (0), and never overrides another engine.
  */
 enum pmv_copy_engine {
-	PMV_COPY_AUTO = 0,	/* by page and batch size */
+	PMV_COPY_AUTO = 0,	/* by batch size, then the fastest lately */
 	PMV_COPY_MEMCPY,
 	PMV_COPY_NT,		/* AVX2 non-temporal stores (memcpy without AVX2) */
 	PMV_COPY_PARALLEL,	/* copy threads and the caller split the work */

@@ -15,8 +15,9 @@
  *            hardware engine (Intel DSA via idxd work queues) implements
  *            the same submit/wait pair.
  *
- * PMV_COPY_AUTO picks per batch: parallel for batches of 1 MB or more when
- * there are copy threads, nt for pages of 64 KB or more, memcpy otherwise.
+ * PMV_COPY_AUTO picks per batch: memcpy up to 4 MB (cache-resident, where
+ * streaming stores and thread hand-offs lose), and above that the engine
+ * that copied fastest lately, measured on the batches themselves.
  */
 #include <errno.h>
 #include <immintrin.h>
@@ -245,8 +246,6 @@ static void pool_wait(struct _pmv_copy_pool *p, struct _pmv_copy_job *job)
 	pthread_mutex_unlock(&p->lock);
 }
 
-static void calibrate(pmv_ctx *ctx);
-
 int _pmv_copy_pool_start(pmv_ctx *ctx)
 {
 	struct _pmv_copy_pool *p;
@@ -291,7 +290,6 @@ int _pmv_copy_pool_start(pmv_ctx *ctx)
 	ctx->copy_threads = p->nthreads;
 	/* Release: a batch that sees the pointer sees an initialised pool. */
 	__atomic_store_n(&ctx->copy_pool, p, __ATOMIC_RELEASE);
-	calibrate(ctx);
 	return 0;
 }
 
@@ -452,22 +450,9 @@ static int offload_copy(pmv_ctx *ctx, void *d, const void *s, size_t l)
  * read-for-ownership. Parallel copies only where they measured faster at
  * start-up: on a VM whose memory bandwidth one core saturates, they are not.
  */
-static const struct _pmv_copy_ops *choose(pmv_ctx *ctx, size_t n, size_t bytes)
-{
-	int e = __atomic_load_n(&ctx->copy_engine, __ATOMIC_RELAXED);
-
-	(void)n;
-	if (e != PMV_COPY_AUTO)
-		return &_pmv_copy_engines[e];
-	if (bytes <= (4UL << 20))
-		return &_pmv_copy_engines[PMV_COPY_MEMCPY];
-	if (__atomic_load_n(&ctx->parallel_wins, __ATOMIC_RELAXED) &&
-	    __atomic_load_n(&ctx->copy_pool, __ATOMIC_ACQUIRE))
-		return &_pmv_copy_engines[PMV_COPY_PARALLEL];
-	if (have_avx2())
-		return &_pmv_copy_engines[PMV_COPY_NT];
-	return &_pmv_copy_engines[PMV_COPY_MEMCPY];
-}
+#define AUTO_MIN	(4UL << 20)	/* smaller batches: memcpy */
+#define EXPLORE		16		/* one large batch in this many tries another */
+#define EXPLORE_FAR	128		/* ... or in this many, if far behind */
 
 static double secs_now(void)
 {
@@ -477,37 +462,74 @@ static double secs_now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/*
- * Once, when the copy threads start: does splitting a 16 MB copy across
- * them beat one thread with streaming stores? Best of three each, so a
- * passing hiccup does not decide. Costs a few milliseconds.
- */
-static void calibrate(pmv_ctx *ctx)
+static double bps_get(pmv_ctx *ctx, int e)
 {
-	size_t len = 16UL << 20;
-	char *a = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	struct _pmv_copy_req r;
-	double one = 1e9, par = 1e9;
+	uint64_t v = atomic_load_explicit(&ctx->copy_bps[e], memory_order_relaxed);
+	double d;
 
-	if (a == MAP_FAILED)
-		return;
-	memset(a, 1, len);
-	r = (struct _pmv_copy_req){ .dst = a + len, .src = a, .len = len };
-	for (int i = 0; i < 3; i++) {
-		double t0 = secs_now(), t;
+	memcpy(&d, &v, sizeof(d));
+	return d;
+}
 
-		_pmv_copy_engines[have_avx2() ? PMV_COPY_NT : PMV_COPY_MEMCPY]
-			.copy_batch(ctx, &r, 1);
-		t = secs_now() - t0;
-		one = t < one ? t : one;
-		t0 = secs_now();
-		parallel_batch(ctx, &r, 1);
-		t = secs_now() - t0;
-		par = t < par ? t : par;
+static void bps_set(pmv_ctx *ctx, int e, double d)
+{
+	uint64_t v;
+
+	memcpy(&v, &d, sizeof(v));
+	atomic_store_explicit(&ctx->copy_bps[e], v, memory_order_relaxed);
+}
+
+/* The engines auto chooses between for large batches. */
+static int auto_candidates(pmv_ctx *ctx, int *c)
+{
+	int n = 0;
+
+	if (have_avx2())
+		c[n++] = PMV_COPY_NT;
+	c[n++] = PMV_COPY_MEMCPY;
+	if (__atomic_load_n(&ctx->copy_pool, __ATOMIC_ACQUIRE))
+		c[n++] = PMV_COPY_PARALLEL;
+	return n;
+}
+
+/*
+ * Auto for a large batch: the candidate with the best recent throughput,
+ * except that one batch in EXPLORE goes to the next other candidate in
+ * turn, so that each figure stays current (a CPU hog that starts slows
+ * the parallel engine, and that is seen within a few batches). One far
+ * behind (under 70% of the best) is tried one batch in EXPLORE_FAR only,
+ * which keeps what exploring costs to a few per cent. Not measured yet
+ * comes first. The figures are shared by every caller and updated
+ * without a lock: a lost update only delays a switch by a batch.
+ */
+static int auto_engine(pmv_ctx *ctx)
+{
+	int c[PMV_COPY_NR], n = auto_candidates(ctx, c), best = c[0];
+	unsigned k = atomic_fetch_add_explicit(&ctx->copy_nbatch, 1, memory_order_relaxed);
+
+	for (int i = 0; i < n; i++) {
+		if (bps_get(ctx, c[i]) == 0)
+			return c[i];
+		if (bps_get(ctx, c[i]) > bps_get(ctx, best))
+			best = c[i];
 	}
-	munmap(a, 2 * len);
-	__atomic_store_n(&ctx->parallel_wins, par * 1.15 < one, __ATOMIC_RELAXED);
+	if (n > 1 && k % EXPLORE == 0) {
+		/* k / EXPLORE walks the candidates in turn */
+		int o = c[(k / EXPLORE) % n];
+
+		if (o != best && (bps_get(ctx, o) >= 0.7 * bps_get(ctx, best) ||
+				  k % EXPLORE_FAR == 0))
+			return o;
+	}
+	return best;
+}
+
+/* A large batch's throughput, folded into its engine's figure (weight 1/4). */
+static void auto_learn(pmv_ctx *ctx, int e, size_t bytes, double secs)
+{
+	double now = bytes / (secs > 1e-9 ? secs : 1e-9), old = bps_get(ctx, e);
+
+	bps_set(ctx, e, old ? old * 0.75 + now * 0.25 : now);
 }
 
 /*
@@ -518,7 +540,7 @@ static void calibrate(pmv_ctx *ctx)
 int _pmv_copy_batch(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n)
 {
 	size_t bytes = 0;
-	int ret;
+	int ret, e;
 
 	for (size_t i = 0; i < n; i++) {
 		reqs[i].status = 0;
@@ -535,7 +557,19 @@ int _pmv_copy_batch(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n)
 			reqs[i].done = half.len;
 		}
 	}
-	ret = choose(ctx, n, bytes)->copy_batch(ctx, reqs, n);
+	e = __atomic_load_n(&ctx->copy_engine, __ATOMIC_RELAXED);
+	if (e != PMV_COPY_AUTO) {
+		ret = _pmv_copy_engines[e].copy_batch(ctx, reqs, n);
+	} else if (bytes <= AUTO_MIN) {
+		ret = _pmv_copy_engines[PMV_COPY_MEMCPY].copy_batch(ctx, reqs, n);
+	} else {
+		double t0 = secs_now();
+
+		e = auto_engine(ctx);
+		ret = _pmv_copy_engines[e].copy_batch(ctx, reqs, n);
+		if (!ret)
+			auto_learn(ctx, e, bytes, secs_now() - t0);
+	}
 	if (ret) {
 		/* The engine itself failed: say so on every request. */
 		for (size_t i = 0; i < n; i++)

@@ -782,7 +782,13 @@ struct pmv_ctx {
 	int copy_engine;		/* enum pmv_copy_engine */
 	struct _pmv_copy_pool *copy_pool;	/* set once, under copy_pool_lock */
 	pthread_mutex_t copy_pool_lock;
-	bool parallel_wins;		/* calibrated: auto may use parallel */
+	/*
+	 * auto, for large batches (copy.c auto_engine()): each engine's recent
+	 * throughput (a double's bits, bytes/s; 0 = not measured), and the
+	 * large batches copied so far. Racy by design, see there.
+	 */
+	_Atomic uint64_t copy_bps[PMV_COPY_NR];
+	_Atomic unsigned copy_nbatch;
 	unsigned inject_copy_fail;	/* tests: fail every N-th copy */
 	_Atomic unsigned inject_count;
 	unsigned inject_hold_us;	/* tests: see _pmv_inject_hold */
