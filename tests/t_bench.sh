@@ -10,10 +10,10 @@ trap 'rm -f "$out"' EXIT
 if ! "$pm" bench --quick --json >"$out" 2>/dev/null; then
 	echo "FAIL: pagemove bench exited non-zero"; exit 1
 fi
-for key in memcpy_1t_gbps memcpy_all_gbps copy_2m_1t_us writer_stall_p50_us \
-	writer_stall_p99_us writer_stall_max_us migrate_2m_single_1t migrate_2m_batch \
-	migrate_2m_parallel migrate_4k_random_batch migrate_4k_random_parallel \
-	exchange_2m_batch exchange_4k_batch mode mode_why; do
+for key in memcpy_1t_gbps memcpy_all_gbps limit_warm_gbps limit_bulk_gbps copy_2m_1t_us \
+	writer_stall_p50_us writer_stall_p99_us writer_stall_max_us migrate_2m_single_1t \
+	migrate_2m_warm migrate_2m_bulk migrate_4k_random_batch migrate_4k_random_parallel \
+	exchange_2m_batch exchange_4k_batch auto_vs_best mode mode_why; do
 	grep -q "\"$key\"" "$out" || { echo "FAIL: no $key in the JSON"; cat "$out"; exit 1; }
 done
 if command -v python3 >/dev/null 2>&1; then
@@ -22,11 +22,21 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 names = {r["name"] for r in d["results"]}
 assert len(names) == 7, names
+engines = {"auto", "memcpy", "nt", "parallel", "offload"}
 for r in d["results"]:
+    assert set(r) == {"name", "gbps", "ratio", "engine", "size"}, r
     assert r["gbps"] > 0 and r["ratio"] > 0, r
+    assert r["engine"] in engines and r["size"] in ("warm", "bulk"), r
+# every case with the default engine and with each fixed one
+for n in names:
+    assert {r["engine"] for r in d["results"] if r["name"] == n} == engines, n
+assert {r["size"] for r in d["results"] if r["name"] == "migrate_2m_bulk"} == {"bulk"}
+assert {a["name"] for a in d["auto_vs_best"]} == names, d["auto_vs_best"]
+assert d["limit_warm_gbps"] > 0 and d["limit_bulk_gbps"] > 0, d
 assert d["mode"] in ("full", "user-mode-only"), d["mode"]
 assert d["mode_why"] in ("device", "syscall", "asked", "denied"), d["mode_why"]
-print("bench JSON ok:", ", ".join("%s %.2f" % (r["name"], r["ratio"]) for r in d["results"]))
+print("bench JSON ok:", ", ".join("%s %.2f" % (r["name"], r["ratio"])
+      for r in d["results"] if r["engine"] == "auto"))
 PY
 fi
 if ! "$pm" bench faults --quick --json >"$out" 2>/dev/null; then
@@ -57,8 +67,8 @@ fi
 if command -v script >/dev/null 2>&1; then
 	script -qec "'$pm' bench --quick" /dev/null >"$out" 2>&1 ||
 		{ echo "FAIL: pagemove bench on a pty exited non-zero"; cat "$out"; exit 1; }
-	n=$(grep -c '^migrate_2m_batch ' "$out")
-	[ "$n" = 1 ] || { echo "FAIL: on a terminal migrate_2m_batch printed $n times"; cat "$out"; exit 1; }
+	n=$(grep -c '^migrate_2m_warm  *warm  *auto ' "$out")
+	[ "$n" = 1 ] || { echo "FAIL: on a terminal migrate_2m_warm (auto) printed $n times"; cat "$out"; exit 1; }
 	echo "bench on a terminal: each figure once"
 else
 	echo "note: no script(1): the terminal check is skipped"
@@ -76,6 +86,7 @@ fi
 grep -q '^data verified: 64 MB x 3 runs' "$out" || { echo "FAIL: bench tiering: no data verified"; cat "$out"; exit 1; }
 echo "bench tiering: convergence as seconds or never"
 "$pm" bench --mb 1 >/dev/null 2>&1 && { echo "FAIL: --mb 1 accepted"; exit 1; }
+"$pm" bench --bulk-mb 8 >/dev/null 2>&1 && { echo "FAIL: --bulk-mb 8 accepted"; exit 1; }
 "$pm" bench --bogus >/dev/null 2>&1 && { echo "FAIL: unknown option accepted"; exit 1; }
 echo "t_bench: JSON of bench and bench faults complete, bad options refused"
 exit 0
