@@ -10,12 +10,15 @@
  *      wait/wake handshakes on words of migrating pages;
  *  (e) O_DIRECT write from and read into migrating memory, if a file
  *      system here supports O_DIRECT.
- * Every check is byte for byte against a shadow copy.
+ * Every check is byte for byte against a shadow copy. Each part is a
+ * sub-test in a watchdog child with a context of its own; PMV_TEST_ONLY=name
+ * runs one.
  */
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
@@ -162,6 +165,7 @@ static void part_b(int pfd[2], uint8_t *buf)
 				 "iteration %ld: pipe got wrong data", n);
 		}
 		n++;
+		t_beat();
 	}
 	for (int h = 0; h < nmig(); h++)
 		T_ASSERT(!memcmp(mig_page(h), mig_shadow(h), mig_size(h)), "page %d differs", h);
@@ -201,6 +205,7 @@ static void part_c(uint8_t *buf)
 				 "process_vm_readv: wrong data");
 		}
 		n++;
+		t_beat();
 	}
 	/* both migrating pages in one call */
 	if (huge) {
@@ -323,6 +328,7 @@ static void part_d(void)
 	}
 	while (t_now() < end || k < 1000) {
 		k++;
+		t_beat();
 		for (int i = 0; i < 2; i++) {
 			double limit = t_now() + 10;
 
@@ -380,16 +386,13 @@ static void part_e(void)
 	long n = 0;
 	ssize_t r;
 
-	if (fd < 0) {
-		printf("(e) skipped: no file system here takes O_DIRECT\n");
-		return;
-	}
+	if (fd < 0)
+		t_skip("(e): no file system here takes O_DIRECT");
 	/* write from a migrating page; probe that O_DIRECT works at all */
 	r = pwrite(fd, mig_page(0), T_SZ_4K, 0);
 	if (r < 0 && errno == EINVAL) {
-		printf("(e) skipped: %s: O_DIRECT write: EINVAL\n", path);
 		close(fd);
-		return;
+		t_skip("(e): %s: O_DIRECT write: EINVAL", path);
 	}
 	T_ASSERT(r == (ssize_t)T_SZ_4K, "O_DIRECT write: %zd (%s)", r, strerror(errno));
 	/* read into a never-touched page */
@@ -401,6 +404,8 @@ static void part_e(void)
 
 	while (t_now() < end || n < 200) {
 		int h = rand_r(&seed) % nmig();
+
+		t_beat();
 		size_t blocks = mig_size(h) / T_SZ_4K;
 		size_t nb = 1 + rand_r(&seed) % (h ? 16 : 1);
 		size_t off = (rand_r(&seed) % (blocks - nb + 1)) * T_SZ_4K;
@@ -438,33 +443,28 @@ static void part_e(void)
 	printf("(e) %ld O_DIRECT write+read rounds on migrating pages: ok\n", n);
 }
 
-int main(void)
-{
-	struct pmv_ctx_stats cs;
-	uint8_t *buf = malloc(PIPE_MAX);
-	pthread_t mv;
-	int pfd[2];
+/* ---- sub-tests: each in a child, on a context and regions of its own ---- */
 
+static uint8_t *buf;
+static int pfd[2];
+static pthread_t mv;
+
+/* The context and regions; with mig, the migrating pages and their mover. */
+static void setup(bool mig)
+{
+	buf = malloc(PIPE_MAX);
 	T_ASSERT(buf, "malloc");
 	ctx = t_ctx(2, NULL, 0);
-	T_EQ(pmv_ctx_stats(ctx, &cs), 0);
-	if (cs.mode != PMV_MODE_FULL) {
-		pmv_destroy(ctx);
-		t_skip("context is in user-mode-only mode: kernel accesses are not served");
-	}
 	small = pmv_mmap(ctx, SMALL_PAGES * T_SZ_4K, 0, 0);
 	T_ASSERT(small, "pmv_mmap: %s", strerror(errno));
+	huge = NULL;
 	if (t_thp_enabled()) {
 		huge = pmv_mmap(ctx, HUGE_PAGES * T_SZ_2M, 0, PMV_HUGE);
 		T_ASSERT(huge, "pmv_mmap huge: %s", strerror(errno));
-	} else {
-		printf("note: THP disabled, 2 MB parts skipped\n");
 	}
 	T_EQ(pipe(pfd), 0);
-
-	part_a(pfd, buf);
-
-	/* the migrating pages, their shadows, and the mover */
+	if (!mig)
+		return;
 	shadow_s = malloc(T_SZ_4K);
 	shadow_h = malloc(T_SZ_2M);
 	T_ASSERT(shadow_s && shadow_h, "malloc");
@@ -472,21 +472,91 @@ int main(void)
 		t_fill(mig_page(h), mig_size(h), h, SEED);
 		memcpy(mig_shadow(h), mig_page(h), mig_size(h));
 	}
-	pthread_create(&mv, NULL, mover, NULL);
-	part_b(pfd, buf);
-	part_c(buf);
-	part_d();
-	part_e();
-	atomic_store(&stop, 1);
-	pthread_join(mv, NULL);
+	T_EQ(pthread_create(&mv, NULL, mover, NULL), 0);
+}
 
-	for (int h = 0; h < nmig(); h++)
-		T_ASSERT(!memcmp(mig_page(h), mig_shadow(h), mig_size(h)), "page %d differs", h);
-	T_EQ(atomic_load(&bad_status), 0);
-	T_ASSERT(atomic_load(&moves) > 0, "no progress: %ld moves", atomic_load(&moves));
+/* Stop the mover; the migrating pages hold their shadows, every move went right. */
+static int finish(bool mig)
+{
+	if (mig) {
+		atomic_store(&stop, 1);
+		pthread_join(mv, NULL);
+		for (int h = 0; h < nmig(); h++)
+			T_ASSERT(!memcmp(mig_page(h), mig_shadow(h), mig_size(h)),
+				 "page %d differs", h);
+		T_EQ(atomic_load(&bad_status), 0);
+		T_ASSERT(atomic_load(&moves) > 0, "no progress: %ld moves", atomic_load(&moves));
+	}
 	pmv_destroy(ctx);
-	free(shadow_s);
-	free(shadow_h);
-	free(buf);
-	return T_EXIT_PASS;
+	return 0;
+}
+
+static int test_read_into_untouched_pages_waits_for_the_fault(const struct t_case *c)
+{
+	(void)c;
+	setup(false);
+	part_a(pfd, buf);
+	return finish(false);
+}
+
+static int test_pipe_copies_from_and_into_migrating_pages(const struct t_case *c)
+{
+	(void)c;
+	setup(true);
+	part_b(pfd, buf);
+	return finish(true);
+}
+
+static int test_process_vm_readv_writev_on_migrating_pages(const struct t_case *c)
+{
+	(void)c;
+	setup(true);
+	part_c(buf);
+	return finish(true);
+}
+
+static int test_futexes_on_untouched_and_migrating_pages(const struct t_case *c)
+{
+	(void)c;
+	setup(true);
+	part_d();
+	return finish(true);
+}
+
+static int test_odirect_from_and_into_migrating_pages(const struct t_case *c)
+{
+	(void)c;
+	setup(true);
+	part_e();
+	return finish(true);
+}
+
+int main(void)
+{
+	static const struct { const char *name; t_case_fn fn; } subs[] = {
+#define SUB(f) { #f, f }
+		SUB(test_read_into_untouched_pages_waits_for_the_fault),
+		SUB(test_pipe_copies_from_and_into_migrating_pages),
+		SUB(test_process_vm_readv_writev_on_migrating_pages),
+		SUB(test_futexes_on_untouched_and_migrating_pages),
+		SUB(test_odirect_from_and_into_migrating_pages),
+#undef SUB
+	};
+	struct pmv_ctx_stats cs;
+	struct t_suite s;
+
+	t_suite_init(&s);
+	ctx = t_ctx(2, NULL, 0);
+	T_EQ(pmv_ctx_stats(ctx, &cs), 0);
+	pmv_destroy(ctx);
+	if (cs.mode != PMV_MODE_FULL)
+		t_skip("context is in user-mode-only mode: kernel accesses are not served");
+	if (!t_thp_enabled())
+		printf("note: THP disabled, 2 MB pages are left out\n");
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		struct t_case c = { .mode = -1, .name = subs[i].name };
+
+		t_run_isolated(&s, &c, subs[i].fn, 0);
+	}
+	return t_suite_end(&s);
 }
