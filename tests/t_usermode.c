@@ -11,6 +11,7 @@
  *      vm.unprivileged_userfaultfd is 0, the library falls back by itself,
  *      and pmv_ctx_stats() says why (PMV_MODE_WHY_DENIED, the device's errno).
  *  (c) As the caller is: the reason matches the mode; root gets full mode.
+ * Each is a sub-test in a watchdog child; PMV_TEST_ONLY=name runs one.
  */
 #include <grp.h>
 #include <pthread.h>
@@ -78,6 +79,7 @@ static void *mover(void *arg)
 		int n = 1 + rand_r(&seed) % 64;
 		size_t first = rand_r(&seed) % ntotal;
 
+		t_beat();
 		for (int i = 0; i < n; i++) {
 			size_t psz;
 			char *p = page_of((first + i) % ntotal, &psz);
@@ -349,14 +351,46 @@ static void part_c(void)
 	pmv_destroy(ctx);
 }
 
+static int test_user_mode_only_places_pages_at_mmap_and_keeps_data(const struct t_case *c)
+{
+	part_a(c->huge);
+	return 0;
+}
+
+static int test_unprivileged_user_falls_back_and_says_why(const struct t_case *c)
+{
+	(void)c;
+	part_b();
+	return 0;
+}
+
+static int test_mode_why_matches_the_callers_mode(const struct t_case *c)
+{
+	(void)c;
+	part_c();
+	return 0;
+}
+
 int main(void)
 {
+	static const struct { const char *name; t_case_fn fn; } subs[] = {
+#define SUB(f) { #f, f }
+		SUB(test_user_mode_only_places_pages_at_mmap_and_keeps_data),
+		SUB(test_unprivileged_user_falls_back_and_says_why),
+		SUB(test_mode_why_matches_the_callers_mode),
+#undef SUB
+	};
 	int thp = t_thp_enabled();
+	struct t_suite s;
 
+	t_suite_init(&s);
 	if (!thp)
-		printf("note: THP disabled, 2 MB pages skipped\n");
-	part_a(thp);
-	part_b();
-	part_c();
-	return T_EXIT_PASS;
+		printf("note: THP disabled, 2 MB pages left out\n");
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		/* huge: 2 MB pages too, where THP allows */
+		struct t_case c = { .mode = -1, .huge = thp, .name = subs[i].name };
+
+		t_run_isolated(&s, &c, subs[i].fn, 0);
+	}
+	return t_suite_end(&s);
 }
