@@ -443,12 +443,13 @@ static int offload_copy(pmv_ctx *ctx, void *d, const void *s, size_t l)
 }
 
 /*
- * The engine for a batch of `bytes`. Up to 4 MB the source (just unmapped,
- * often just used) and the destination fit in the last-level cache:
- * ordinary stores win (one 2 MB page: 116 us with memcpy against 201 us
- * with streaming stores here). Above, streaming stores avoid the
- * read-for-ownership. Parallel copies only where they measured faster at
- * start-up: on a VM whose memory bandwidth one core saturates, they are not.
+ * auto. Up to 4 MB the source (just unmapped, often just used) and the
+ * destination fit in the last-level cache: ordinary stores win (one 2 MB
+ * page: 116 us with memcpy against 201 us with streaming stores here).
+ * Above, which engine wins depends on the machine and the moment
+ * (streaming stores avoid the read-for-ownership; copy threads help only
+ * where one core does not saturate memory, and not while another program
+ * keeps the other CPUs busy): auto_engine() measures.
  */
 #define AUTO_MIN	(4UL << 20)	/* smaller batches: memcpy */
 #define EXPLORE		16		/* one large batch in this many tries another */

@@ -366,7 +366,8 @@ static int cmp_ptr(const void *a, const void *b);
  * pages (no THP to be had) would keep a page table after the discard,
  * and split every huge page moved through it: MADV_COLLAPSE first (a
  * no-op on a PMD-mapped THP, and the zap of a THP frees its table too);
- * a hole that cannot be collapsed is retired. t->lock held.
+ * a hole that cannot be collapsed is retired. With PT_RECLAIM the discard
+ * frees the table: no collapse. t->lock held.
  */
 static void sweep(struct _pmv_pool *p)
 {
