@@ -2,7 +2,7 @@
 /*
  * pmv_exchange_pages(): pairs swap tiers with no free page on either tier
  * (tiers exactly full), every byte stays at its address, THPs stay whole,
- * and every documented error.
+ * and every documented error. Each a sub-test in a watchdog child.
  */
 #include "harness.h"
 
@@ -106,12 +106,29 @@ static void errors(void)
 	pmv_destroy(ctx);
 }
 
+static int test_exchange_at_full_tiers_keeps_data_and_thp(const struct t_case *c)
+{
+	if (c->huge)
+		run(T_SZ_2M, 8);
+	else
+		run(T_SZ_4K, 64);
+	return 0;
+}
+
+static int test_exchange_errors_as_documented(const struct t_case *c)
+{
+	(void)c;
+	errors();
+	return 0;
+}
+
 int main(void)
 {
-	run(T_SZ_4K, 64);
-	if (t_thp_enabled())
-		run(T_SZ_2M, 8);
-	errors();
-	printf("exchange: at exactly full tiers, data in place, THP whole, errors as documented\n");
-	return T_EXIT_PASS;
+	struct t_suite s;
+
+	t_suite_init(&s);
+	for (int h = 0; h < 2; h++)
+		T_CASE(&s, test_exchange_at_full_tiers_keeps_data_and_thp, -1, h);
+	T_CASE(&s, test_exchange_errors_as_documented, -1, 0);
+	return t_suite_end(&s);
 }

@@ -63,6 +63,7 @@ static void run(int engine, size_t pagesz, int huge)
 	if (rounds < 2)
 		rounds = 2;
 	for (int round = 0; round < rounds; round++) {
+		t_step("round %d of %d", round, rounds);
 		for (size_t i = 0; i < npages; i++)
 			tiers[i] = (round + 1) & 1;
 		pmv_move_pages(ctx, npages, pages, tiers, st, 0);
@@ -108,16 +109,25 @@ static void run(int engine, size_t pagesz, int huge)
 	pmv_destroy(ctx);
 }
 
+static const int engines[] = { PMV_COPY_MEMCPY, PMV_COPY_NT, PMV_COPY_PARALLEL,
+			       PMV_COPY_OFFLOAD };
+static const char *const engine_names[] = { "memcpy", "nt", "parallel", "offload" };
+
+/* A failing copy engine loses no byte: failed moves leave pages whole. */
+static int test_failed_copies_lose_nothing(const struct t_case *c)
+{
+	run(engines[c->variant], c->huge ? T_SZ_2M : T_SZ_4K, c->huge);
+	return 0;
+}
+
 int main(void)
 {
-	static const int engines[] = { PMV_COPY_MEMCPY, PMV_COPY_NT, PMV_COPY_PARALLEL,
-				       PMV_COPY_OFFLOAD };
+	struct t_suite s;
 
+	t_suite_init(&s);
 	setenv("PAGEMOVE_INJECT_COPY_FAIL", "7", 1);
-	for (size_t e = 0; e < sizeof(engines) / sizeof(engines[0]); e++) {
-		run(engines[e], T_SZ_4K, 0);
-		if (t_thp_enabled())
-			run(engines[e], T_SZ_2M, 1);
-	}
-	return T_EXIT_PASS;
+	for (int e = 0; e < (int)(sizeof(engines) / sizeof(engines[0])); e++)
+		for (int h = 0; h < 2; h++)
+			T_CASE_V(&s, test_failed_copies_lose_nothing, e, engine_names[e], -1, h);
+	return t_suite_end(&s);
 }
