@@ -8,7 +8,8 @@
  * whole-tier pmv_migrate() and pmv_exchange_pages(). It runs once per copy
  * engine (auto, memcpy, nt, parallel, offload), and once more with 2 MB
  * pages copied under write-protect (PMV_CTX_WP_COPY). Afterwards every byte must
- * be what its writer last wrote. Usage: t_integrity [seconds-per-engine]
+ * be what its writer last wrote. Each run is a sub-test in a watchdog child.
+ * Usage: t_integrity [seconds-per-engine]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -245,8 +246,11 @@ static long run(int engine, double secs, int huge, unsigned flags)
 	pthread_create(&pw, NULL, page_writer, NULL);
 	pthread_create(&mv, NULL, mover, NULL);
 
-	for (double end = t_now() + secs; t_now() < end;)
+	for (double end = t_now() + secs; t_now() < end;) {
 		usleep(10000);
+		t_step("writers, readers and mover: %ld moves, %ld exchanges so far",
+		       atomic_load(&moves), atomic_load(&xchgs));
+	}
 	atomic_store(&stop, 1);
 	for (int w = 0; w < NWRITERS; w++)
 		pthread_join(wt[w], NULL);
@@ -310,18 +314,39 @@ static long run(int engine, double secs, int huge, unsigned flags)
 	return bad;
 }
 
+static double secs;
+static const int engines[] = { PMV_COPY_AUTO, PMV_COPY_MEMCPY, PMV_COPY_NT, PMV_COPY_PARALLEL,
+			       PMV_COPY_OFFLOAD };
+static const char *const engine_names[] = { "auto", "memcpy", "nt", "parallel", "offload" };
+
+/* variant: the engine; beyond them, auto with 2 MB pages copied under WP */
+static int test_concurrent_writers_readers_and_moves_keep_every_byte(const struct t_case *c)
+{
+	int n = (int)(sizeof(engines) / sizeof(engines[0]));
+
+	if (c->variant < n)
+		return run(engines[c->variant], secs, c->huge, 0) ? 1 : 0;
+	return run(PMV_COPY_AUTO, secs, c->huge, PMV_CTX_WP_COPY) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
-	double secs = argc > 1 ? atof(argv[1]) : t_duration(1.5);
-	int huge = t_thp_enabled();
-	static const int engines[] = { PMV_COPY_AUTO, PMV_COPY_MEMCPY, PMV_COPY_NT,
-				       PMV_COPY_PARALLEL, PMV_COPY_OFFLOAD };
+	int huge = t_thp_enabled(), n = (int)(sizeof(engines) / sizeof(engines[0]));
+	struct t_suite s;
 
+	secs = argc > 1 ? atof(argv[1]) : t_duration(1.5);
+	t_suite_init(&s);
 	if (!huge)
 		printf("note: THP disabled, 2 MB areas use 4 KB pages\n");
-	for (size_t e = 0; e < sizeof(engines) / sizeof(engines[0]); e++)
-		run(engines[e], secs, huge, 0);
-	/* the write-protect copy path for 2 MB pages (readers keep running) */
-	run(PMV_COPY_AUTO, secs, huge, PMV_CTX_WP_COPY);
-	return T_EXIT_PASS;
+	for (int e = 0; e <= n; e++) {
+		/* huge: 2 MB areas too where THP allows; the name has no size */
+		char name[128];
+		struct t_case c = { .mode = -1, .huge = huge, .variant = e, .name = name };
+
+		snprintf(name, sizeof(name),
+			 "test_concurrent_writers_readers_and_moves_keep_every_byte_%s",
+			 e < n ? engine_names[e] : "auto_wp_copy");
+		t_run_isolated(&s, &c, test_concurrent_writers_readers_and_moves_keep_every_byte, 0);
+	}
+	return t_suite_end(&s);
 }
