@@ -225,17 +225,15 @@ static void destroy_live(int huge)
 	free(r2.count);
 }
 
-int main(void)
+static int test_munmap_while_pages_move_leaves_nothing(const struct t_case *c)
 {
-	int thp = t_thp_enabled();
+	int thp = c->huge;
 	int rounds = (int)(ROUNDS * t_duration(1));
 	unsigned seed = 99;
 	uint64_t keep4k, keep2m, r4k, r2m;
 	struct pmv_ctx_stats cs;
 	double t0 = t_now();
 
-	if (!thp)
-		printf("note: THP disabled, 2 MB rounds use 4 KB pages\n");
 	ctx = t_ctx(2, NULL, 0);
 	map_region(&keep, KEEP_PAGES * T_SZ_4K, 0, SEED);
 	resident(&keep4k, &keep2m);
@@ -247,6 +245,7 @@ int main(void)
 		int kind = round % 3;	/* 0: mover, 1: pmv_migrate, 2: both */
 		pthread_t wt, mv, mg;
 
+		t_step("round %d of %d", round, rounds);
 		map_region(&cur, huge ? 2 * T_SZ_2M : 256 * T_SZ_4K, huge, SEED + round);
 		atomic_store(&stop_writer, 0);
 		atomic_store(&stop_movers, 0);
@@ -297,8 +296,35 @@ int main(void)
 	       atomic_load(&moves), atomic_load(&migrated), t_now() - t0);
 	pmv_destroy(ctx);
 	free(keep.count);
+	return 0;
+}
 
-	destroy_live(thp);
+static int test_destroy_with_live_regions_after_a_mover(const struct t_case *c)
+{
+	destroy_live(c->huge);
 	printf("pmv_destroy with live regions after a mover: ok\n");
-	return T_EXIT_PASS;
+	return 0;
+}
+
+int main(void)
+{
+	static const struct { const char *name; t_case_fn fn; } subs[] = {
+#define SUB(f) { #f, f }
+		SUB(test_munmap_while_pages_move_leaves_nothing),
+		SUB(test_destroy_with_live_regions_after_a_mover),
+#undef SUB
+	};
+	int thp = t_thp_enabled();
+	struct t_suite s;
+
+	t_suite_init(&s);
+	if (!thp)
+		printf("note: THP disabled, 2 MB rounds use 4 KB pages\n");
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		/* huge: 2 MB rounds too where THP allows; the name has no size */
+		struct t_case c = { .mode = -1, .huge = thp, .name = subs[i].name };
+
+		t_run_isolated(&s, &c, subs[i].fn, 0);
+	}
+	return t_suite_end(&s);
 }
