@@ -1308,6 +1308,19 @@ static inline int t_suite_case(struct t_suite *s, const char *fn_name, t_case_fn
 #define T_CASE_V(s, fn, v, vname, mode, huge) t_suite_case(s, #fn, fn, mode, huge, v, vname, 0)
 #define T_CASE_SIG(s, fn, mode, huge, sig) t_suite_case(s, #fn, fn, mode, huge, 0, NULL, sig)
 
+/*
+ * A sub-test of no mode and no page size of its own, named fn_name as it
+ * is: huge says it may use 2 MB pages too (THP is enabled), as it likes.
+ */
+static inline int t_suite_one(struct t_suite *s, const char *fn_name, t_case_fn fn, int huge)
+{
+	struct t_case c = { .mode = -1, .huge = huge && t_thp_enabled(), .name = fn_name };
+
+	return t_run_isolated(s, &c, fn, 0);
+}
+
+#define T_CASE_ONE(s, fn, huge)	t_suite_one(s, #fn, fn, huge)
+
 /* Every mode and both page sizes. */
 #define T_CASE_ALL(s, fn)						\
 	do {								\

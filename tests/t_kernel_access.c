@@ -533,15 +533,6 @@ static int test_odirect_from_and_into_migrating_pages(const struct t_case *c)
 
 int main(void)
 {
-	static const struct { const char *name; t_case_fn fn; } subs[] = {
-#define SUB(f) { #f, f }
-		SUB(test_read_into_untouched_pages_waits_for_the_fault),
-		SUB(test_pipe_copies_from_and_into_migrating_pages),
-		SUB(test_process_vm_readv_writev_on_migrating_pages),
-		SUB(test_futexes_on_untouched_and_migrating_pages),
-		SUB(test_odirect_from_and_into_migrating_pages),
-#undef SUB
-	};
 	struct pmv_ctx_stats cs;
 	struct t_suite s;
 
@@ -553,10 +544,10 @@ int main(void)
 		t_skip("context is in user-mode-only mode: kernel accesses are not served");
 	if (!t_thp_enabled())
 		printf("note: THP disabled, 2 MB pages are left out\n");
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-		struct t_case c = { .mode = -1, .name = subs[i].name };
-
-		t_run_isolated(&s, &c, subs[i].fn, 0);
-	}
+	T_CASE_ONE(&s, test_read_into_untouched_pages_waits_for_the_fault, 1);
+	T_CASE_ONE(&s, test_pipe_copies_from_and_into_migrating_pages, 1);
+	T_CASE_ONE(&s, test_process_vm_readv_writev_on_migrating_pages, 1);
+	T_CASE_ONE(&s, test_futexes_on_untouched_and_migrating_pages, 1);
+	T_CASE_ONE(&s, test_odirect_from_and_into_migrating_pages, 1);
 	return t_suite_end(&s);
 }

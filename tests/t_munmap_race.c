@@ -308,23 +308,13 @@ static int test_destroy_with_live_regions_after_a_mover(const struct t_case *c)
 
 int main(void)
 {
-	static const struct { const char *name; t_case_fn fn; } subs[] = {
-#define SUB(f) { #f, f }
-		SUB(test_munmap_while_pages_move_leaves_nothing),
-		SUB(test_destroy_with_live_regions_after_a_mover),
-#undef SUB
-	};
 	int thp = t_thp_enabled();
 	struct t_suite s;
 
 	t_suite_init(&s);
 	if (!thp)
 		printf("note: THP disabled, 2 MB rounds use 4 KB pages\n");
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-		/* huge: 2 MB rounds too where THP allows; the name has no size */
-		struct t_case c = { .mode = -1, .huge = thp, .name = subs[i].name };
-
-		t_run_isolated(&s, &c, subs[i].fn, 0);
-	}
+	T_CASE_ONE(&s, test_munmap_while_pages_move_leaves_nothing, 1);
+	T_CASE_ONE(&s, test_destroy_with_live_regions_after_a_mover, 1);
 	return t_suite_end(&s);
 }

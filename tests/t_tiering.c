@@ -1108,14 +1108,6 @@ static int test_three_tiers_promote_one_step_at_a_time(const struct t_case *c)
 	return deferred;
 }
 
-/* A sub-test over both page sizes where THP allows: named without one. */
-static void run_both_sizes(struct t_suite *s, const char *name, t_case_fn fn)
-{
-	struct t_case c = { .mode = -1, .huge = thp, .name = name };
-
-	t_run_isolated(s, &c, fn, 0);
-}
-
 int main(void)
 {
 	struct t_suite s;
@@ -1155,8 +1147,7 @@ int main(void)
 	T_CASE(&s, test_policy_keeps_to_its_bandwidth_budget, -1, thp);
 	for (int huge = 0; huge < 2; huge++)
 		T_CASE(&s, test_policy_and_explicit_moves_keep_every_byte, -1, huge);
-	run_both_sizes(&s, "test_parked_pages_meet_munmap_fork_and_destroy",
-		       test_parked_pages_meet_munmap_fork_and_destroy);
+	T_CASE_ONE(&s, test_parked_pages_meet_munmap_fork_and_destroy, 1);
 	T_CASE(&s, test_modes_track_balance_off_and_bad_configs, -1, 0);
 	T_CASE(&s, test_three_tiers_promote_one_step_at_a_time, -1, 0);
 	return t_suite_end(&s);

@@ -373,24 +373,14 @@ static int test_mode_why_matches_the_callers_mode(const struct t_case *c)
 
 int main(void)
 {
-	static const struct { const char *name; t_case_fn fn; } subs[] = {
-#define SUB(f) { #f, f }
-		SUB(test_user_mode_only_places_pages_at_mmap_and_keeps_data),
-		SUB(test_unprivileged_user_falls_back_and_says_why),
-		SUB(test_mode_why_matches_the_callers_mode),
-#undef SUB
-	};
 	int thp = t_thp_enabled();
 	struct t_suite s;
 
 	t_suite_init(&s);
 	if (!thp)
 		printf("note: THP disabled, 2 MB pages left out\n");
-	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
-		/* huge: 2 MB pages too, where THP allows */
-		struct t_case c = { .mode = -1, .huge = thp, .name = subs[i].name };
-
-		t_run_isolated(&s, &c, subs[i].fn, 0);
-	}
+	T_CASE_ONE(&s, test_user_mode_only_places_pages_at_mmap_and_keeps_data, 1);
+	T_CASE_ONE(&s, test_unprivileged_user_falls_back_and_says_why, 1);
+	T_CASE_ONE(&s, test_mode_why_matches_the_callers_mode, 1);
 	return t_suite_end(&s);
 }
