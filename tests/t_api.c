@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Every public call: its success paths and every documented error, with
- * page contents checked byte for byte wherever a page moves.
+ * page contents checked byte for byte wherever a page moves. Each call's
+ * checks are a sub-test in a watchdog child, on a context of their own.
  */
 #include <limits.h>
 
@@ -479,28 +480,76 @@ static int copy_engine_starts_copy_threads(void)
 	return bad;
 }
 
+/* ---- sub-tests, each in a watchdog child ---------------------------------- */
+
+/* One call's checks on a context of their own. */
+#define ON_CTX(name, body)						\
+	static int name(const struct t_case *c)				\
+	{								\
+		pmv_ctx *ctx = t_ctx(2, NULL, 0);			\
+		int fails = 0;						\
+									\
+		(void)c;						\
+		body;							\
+		pmv_destroy(ctx);					\
+		return fails;						\
+	}
+
+ON_CTX(test_mmap_and_munmap, test_mmap_munmap(ctx))
+ON_CTX(test_move_pages_statuses_and_data, test_move_pages(ctx))
+ON_CTX(test_repeated_page_moves_apply_in_order,
+       fails += repeated_page_moves_in_order(ctx, c->huge ? T_SZ_2M : T_SZ_4K))
+ON_CTX(test_mbind_moves_and_binds, test_mbind(ctx))
+ON_CTX(test_stats_calls, test_stats(ctx))
+
+static int test_create_and_its_errors(const struct t_case *c)
+{
+	(void)c;
+	test_create();
+	return 0;
+}
+
+static int test_version_calls(const struct t_case *c)
+{
+	(void)c;
+	test_version();
+	return 0;
+}
+
+static int test_strerror_any_int_and_tiers(const struct t_case *c)
+{
+	(void)c;
+	return strerror_takes_any_int() + strerror_reads_tiers_as_success();
+}
+
+static int test_migrate_whole_tiers(const struct t_case *c)
+{
+	(void)c;
+	test_migrate();
+	return 0;
+}
+
+static int test_copy_engine_starts_copy_threads(const struct t_case *c)
+{
+	(void)c;
+	return copy_engine_starts_copy_threads();
+}
+
 int main(void)
 {
-	pmv_ctx *ctx;
-	int fails = 0;
+	struct t_suite s;
 
-	test_create();
-	test_version();
-	if (strerror_takes_any_int() + strerror_reads_tiers_as_success())
-		return T_EXIT_FAIL;
-	ctx = t_ctx(2, NULL, 0);
-	test_mmap_munmap(ctx);
-	test_move_pages(ctx);
-	fails += repeated_page_moves_in_order(ctx, T_SZ_4K);
-	if (t_thp_enabled())
-		fails += repeated_page_moves_in_order(ctx, T_SZ_2M);
-	test_mbind(ctx);
-	test_stats(ctx);
-	pmv_destroy(ctx);
-	test_migrate();
-	fails += copy_engine_starts_copy_threads();
-	if (fails)
-		return T_EXIT_FAIL;
-	printf("api: all calls and documented errors checked\n");
-	return T_EXIT_PASS;
+	t_suite_init(&s);
+	T_CASE_ONE(&s, test_create_and_its_errors, 0);
+	T_CASE_ONE(&s, test_version_calls, 0);
+	T_CASE_ONE(&s, test_strerror_any_int_and_tiers, 0);
+	T_CASE_ONE(&s, test_mmap_and_munmap, 0);
+	T_CASE_ONE(&s, test_move_pages_statuses_and_data, 0);
+	for (int h = 0; h < 2; h++)
+		T_CASE(&s, test_repeated_page_moves_apply_in_order, -1, h);
+	T_CASE_ONE(&s, test_mbind_moves_and_binds, 0);
+	T_CASE_ONE(&s, test_stats_calls, 0);
+	T_CASE_ONE(&s, test_migrate_whole_tiers, 0);
+	T_CASE_ONE(&s, test_copy_engine_starts_copy_threads, 0);
+	return t_suite_end(&s);
 }
