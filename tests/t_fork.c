@@ -15,8 +15,9 @@
  *      without PMV_MOVE_ALL.
  *  (d) Once the child has exited, every page moves without PMV_MOVE_ALL,
  *      also those the parent wrote a word of while it lived.
- * Then sub-tests, each in a watchdog child, in every mode (pages
- * migrating, exchanging, parked, the policy on) and page size:
+ * Each of (a), (b)+(c) and (d) is a sub-test in a watchdog child. Then
+ * sub-tests in every mode (pages migrating, exchanging, parked, the policy
+ * on) and page size:
  *  - fork: a child forked while pages move reads every byte of its
  *    snapshot while the parent rewrites the region;
  *  - vfork and clone(CLONE_VM): a child sharing the address space reads
@@ -655,36 +656,11 @@ static int test_end_while_moving(const struct t_case *c)
 	return bad;
 }
 
-static int run_suite(void)
+/* ---- (a)-(d) as sub-tests ------------------------------------------------ */
+
+/* The context and the (a)-(c) areas, 4 KB and (huge) 2 MB pages, filled. */
+static void areas_setup(int huge)
 {
-	struct t_suite s;
-
-	t_suite_init(&s);
-	T_CASE_ALL(&s, test_fork_child_reads_snapshot);
-	for (int v = 0; v < 2; v++)
-		for (int h = 0; h < 2; h++)
-			for (int m = 0; m < T_NMODES; m++)
-				T_CASE_V(&s, test_vm_child_reads_and_writes, v,
-					 v ? "clone_vm" : "vfork", m, h);
-	for (int v = 0; v < 3; v++)
-		for (int h = 0; h < 2; h++)
-			for (int m = 0; m < T_NMODES; m++)
-				T_CASE_V(&s, test_end_while_moving, v, end_names[v], m, h);
-	return t_suite_end(&s);
-}
-
-int main(int argc, char **argv)
-{
-	int huge = t_thp_enabled();
-	int nforks = (int)(20 * t_duration(1));
-	unsigned seed = SEED;
-	pthread_t mv;
-	pid_t prev = 0;
-	double t0 = t_now();
-	int fails = 0;
-
-	if (argc > 1 && !strcmp(argv[1], "--exec-child"))
-		return EXEC_CHILD_CODE;	/* test_end_while_moving's exec'd image */
 	ctx = t_ctx(2, NULL, 0);
 	areas[0].psz = T_SZ_4K;
 	areas[0].npages = SMALL_PAGES;
@@ -698,21 +674,30 @@ int main(int argc, char **argv)
 		areas[1].base = pmv_mmap(ctx, HUGE_PAGES * T_SZ_2M, 0, PMV_HUGE);
 		T_ASSERT(areas[1].base, "pmv_mmap huge: %s", strerror(errno));
 		nareas = 2;
-	} else {
-		printf("note: THP disabled, 2 MB parts skipped\n");
 	}
-	fill_all(seed);
+	fill_all(SEED);
+}
 
-	/*
-	 * (a) fork while pages migrate and the parent rewrites them. This
-	 * found the uncounted UFFDIO_MOVE of Linux 6.18 (see uffd.c):
-	 * fork and COW make the kernel's folio locks contended, and without
-	 * the workaround most runs showed a child a zero page.
-	 */
+/*
+ * (a) fork while pages migrate and the parent rewrites them. This found
+ * the uncounted UFFDIO_MOVE of Linux 6.18 (see uffd.c): fork and COW make
+ * the kernel's folio locks contended, and without the workaround most
+ * runs showed a child a zero page.
+ */
+static int test_children_forked_while_pages_move_read_their_snapshots(const struct t_case *c)
+{
+	int nforks = (int)(20 * t_duration(1));
+	unsigned seed = SEED;
+	double t0 = t_now();
+	pthread_t mv;
+	pid_t prev = 0;
+
+	areas_setup(c->huge);
 	pthread_create(&mv, NULL, mover, NULL);
 	for (int i = 0; i < nforks; i++) {
 		pid_t pid;
 
+		t_step("fork %d of %d", i, nforks);
 		seed = SEED + i;
 		fill_all(seed);
 		usleep(20000);	/* let the mover get some pages in flight */
@@ -733,15 +718,55 @@ int main(int argc, char **argv)
 	T_ASSERT(atomic_load(&moves) > 0, "no progress: %ld moves", atomic_load(&moves));
 	printf("(a) %d forks, %ld pages moved, %.1fs\n", nforks, atomic_load(&moves),
 	       t_now() - t0);
-	part_bc();
-	fails += movable_once_child_exits(T_SZ_4K);
-	if (huge)
-		fails += movable_once_child_exits(T_SZ_2M);
 	pmv_destroy(ctx);
-	ctx = NULL;
-	if (run_suite())
-		fails++;
-	if (fails)
-		return T_EXIT_FAIL;
-	return T_EXIT_PASS;
+	return 0;
+}
+
+/* (b) and (c) */
+static int test_shared_pages_move_with_move_all_or_once_the_child_exits(const struct t_case *c)
+{
+	areas_setup(c->huge);
+	part_bc();
+	pmv_destroy(ctx);
+	return 0;
+}
+
+/* (d) */
+static int test_pages_written_while_shared_move_once_the_child_exits(const struct t_case *c)
+{
+	int fails;
+
+	ctx = t_ctx(2, NULL, 0);
+	fails = movable_once_child_exits(c->huge ? T_SZ_2M : T_SZ_4K);
+	pmv_destroy(ctx);
+	return fails;
+}
+
+static int run_suite(void)
+{
+	struct t_suite s;
+
+	t_suite_init(&s);
+	T_CASE_ONE(&s, test_children_forked_while_pages_move_read_their_snapshots, 1);
+	T_CASE_ONE(&s, test_shared_pages_move_with_move_all_or_once_the_child_exits, 1);
+	for (int h = 0; h < 2; h++)
+		T_CASE(&s, test_pages_written_while_shared_move_once_the_child_exits, -1, h);
+	T_CASE_ALL(&s, test_fork_child_reads_snapshot);
+	for (int v = 0; v < 2; v++)
+		for (int h = 0; h < 2; h++)
+			for (int m = 0; m < T_NMODES; m++)
+				T_CASE_V(&s, test_vm_child_reads_and_writes, v,
+					 v ? "clone_vm" : "vfork", m, h);
+	for (int v = 0; v < 3; v++)
+		for (int h = 0; h < 2; h++)
+			for (int m = 0; m < T_NMODES; m++)
+				T_CASE_V(&s, test_end_while_moving, v, end_names[v], m, h);
+	return t_suite_end(&s);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--exec-child"))
+		return EXEC_CHILD_CODE;	/* test_end_while_moving's exec'd image */
+	return run_suite() ? T_EXIT_FAIL : T_EXIT_PASS;
 }
