@@ -248,40 +248,11 @@ out:
 
 /* ---- plot ---------------------------------------------------------------- */
 
-static int have_gnuplot(void)
-{
-	const char *path = getenv("PATH");
-	char buf[4096];
-
-	while (path && *path) {
-		size_t n = strcspn(path, ":");
-
-		if (n && snprintf(buf, sizeof(buf), "%.*s/gnuplot", (int)n, path) < (int)sizeof(buf) &&
-		    !access(buf, X_OK))
-			return 1;
-		path += n + (path[n] == ':');
-	}
-	return 0;
-}
-
-/* A gnuplot single-quoted string: quotes are doubled. */
-static void gp_string(FILE *f, const char *s)
-{
-	fputc('\'', f);
-	for (; *s; s++) {
-		if (*s == '\'')
-			fputc('\'', f);
-		fputc(*s, f);
-	}
-	fputc('\'', f);
-}
-
 static int plot(const char *png, const struct result *res, const struct opts *o)
 {
 	char dat[] = "/tmp/pagemove-tiering-XXXXXX", gp[] = "/tmp/pagemove-tiering-XXXXXX";
-	int fd1 = mkstemp(dat), fd2 = fd1 < 0 ? -1 : mkstemp(gp), status, ret = -1;
+	int fd1 = mkstemp(dat), fd2 = fd1 < 0 ? -1 : mkstemp(gp), ret = -1;
 	FILE *d, *g;
-	pid_t pid;
 
 	if (fd2 < 0) {
 		perror("pagemove bench tiering: mkstemp");
@@ -306,7 +277,7 @@ static int plot(const char *png, const struct result *res, const struct opts *o)
 		   "  set terminal pngcairo size 1000,1100 font ',10'\n"
 		   "} else {\n  set terminal png size 1000,1100\n}\n");
 	fprintf(g, "set output ");
-	gp_string(g, png);
+	bench_gp_string(g, png);
 	fprintf(g, "\nset multiplot layout 3,1 title 'pagemove bench tiering: "
 		   "fast-tier hit fraction per 0.5 s (%zu MB, fast tier 1/4, %u thread%s)'\n"
 		   "set yrange [0:1.2]\nset ytics 0,0.2,1\nset grid\nset key top center horizontal\n"
@@ -322,7 +293,7 @@ static int plot(const char *png, const struct result *res, const struct opts *o)
 			fprintf(g, "set arrow from %.2f, graph 0 to %.2f, graph 1 nohead "
 				   "dt 3 lc rgb 'gray40'\n", ph * r->per * IVL_S, ph * r->per * IVL_S);
 		fprintf(g, "plot ");
-		gp_string(g, dat);
+		bench_gp_string(g, dat);
 		fprintf(g, " index %d using 1:2 with lines lw 2 title 'hit fraction', "
 			   "'' index %d using 1:3 with lines dt 2 lc rgb 'black' title 'oracle', "
 			   "'' index %d using 1:5 with lines dt 3 lc rgb 'dark-green' title '0.9 x oracle', "
@@ -334,23 +305,7 @@ static int plot(const char *png, const struct result *res, const struct opts *o)
 		perror("pagemove bench tiering: plot data");
 		goto out;
 	}
-	fflush(NULL);
-	pid = fork();
-	if (pid == 0) {
-		execlp("gnuplot", "gnuplot", gp, (char *)NULL);
-		_exit(127);
-	}
-	if (pid < 0 || waitpid(pid, &status, 0) < 0) {
-		perror("pagemove bench tiering: gnuplot");
-		goto out;
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
-		fprintf(stderr, "pagemove bench tiering: gnuplot failed%s\n",
-			WIFEXITED(status) && WEXITSTATUS(status) == 127 ?
-			" to start: install gnuplot-nox" : "");
-		goto out;
-	}
-	ret = 0;
+	ret = bench_gnuplot(gp, "pagemove bench tiering");
 out:
 	unlink(dat);
 	unlink(gp);
@@ -544,7 +499,7 @@ int cmd_bench_tiering(int argc, char **argv)
 	}
 	if (secs)
 		o.run_s = secs;
-	if (png && !have_gnuplot()) {
+	if (png && !bench_have_gnuplot()) {
 		fprintf(stderr, "pagemove bench tiering: --plot needs gnuplot, which is not in PATH; "
 			"install it (apt-get install gnuplot-nox)\n");
 		return 1;

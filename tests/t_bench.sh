@@ -1,6 +1,6 @@
 #!/bin/sh
-# Smoke test of `pagemove bench --quick --json` and `pagemove bench faults
-# --quick --json`: they run, and their JSON has
+# Smoke test of `pagemove bench --quick --json`, `pagemove bench faults
+# --quick --json` and `pagemove bench far --quick`: they run, and their JSON has
 # every field the method (docs/BENCH.md) promises. Speed is not asserted:
 # the machine is shared; figures come from full `pagemove bench` runs.
 # Usage: t_bench.sh PAGEMOVE [ignored]
@@ -85,6 +85,46 @@ if grep -q -- '-1\.0' "$out" ||
 fi
 grep -q '^data verified: 64 MB x 3 runs' "$out" || { echo "FAIL: bench tiering: no data verified"; cat "$out"; exit 1; }
 echo "bench tiering: convergence as seconds or never"
+# bench far, as short as it goes: every case measured, or skipped with its
+# reason; every byte right; the kernel case's swap and cgroup gone after.
+swaps0=$(wc -l < /proc/swaps)
+if ! "$pm" bench far --quick --seconds 0.5 --json >"$out" 2>/dev/null; then
+	echo "FAIL: pagemove bench far exited non-zero"; cat "$out"; exit 1
+fi
+[ "$(wc -l < /proc/swaps)" = "$swaps0" ] || { echo "FAIL: bench far left a swap device"; cat /proc/swaps; exit 1; }
+ls -d /sys/fs/cgroup/memory/pmv-bench-far.* /sys/fs/cgroup/pmv-bench-far.* >/dev/null 2>&1 &&
+	{ echo "FAIL: bench far left its cgroup"; exit 1; }
+if command -v python3 >/dev/null 2>&1; then
+	python3 - "$out" "$(id -u)" <<'PY' || exit 1
+import json, sys
+d = json.load(open(sys.argv[1]))
+cases = d["cases"]
+assert len(cases) == 15, len(cases)
+assert {c["pattern"] for c in cases} == {"zipf", "scan", "shift"}
+fields = {"name", "pattern", "maccess_per_s", "fault_p50_us", "fault_p99_us", "fault_max_us",
+          "dram_bytes", "store_bytes", "ratio", "cpu_s", "bad_items"}
+for c in cases:
+    if c.get("skipped"):
+        assert set(c) == {"name", "pattern", "skipped", "reason"} and c["reason"], c
+        continue
+    assert set(c) == fields, c
+    assert c["maccess_per_s"] > 0 and c["bad_items"] == 0, c
+# the upper bound always runs; as root, so does the kernel's swap, unless
+# its cgroup's OOM killer struck (the kernel's reclaim, not ours)
+for c in cases:
+    if c["name"] == "kernel_zram_lz4" and "OOM killer" in c.get("reason", ""):
+        print("note: %s/kernel_zram_lz4: %s" % (c["pattern"], c["reason"]))
+        continue
+    if c["name"] == "unlimited" or (c["name"] == "kernel_zram_lz4" and sys.argv[2] == "0"):
+        assert not c.get("skipped"), c
+        if c["name"] == "kernel_zram_lz4":
+            # within its cgroup's budget (some slack for what the kernel charges)
+            assert c["store_bytes"] > 0 and c["dram_bytes"] <= 2 * d["budget_mb"] << 20, c
+print("bench far JSON ok:", ", ".join("%s/%s %s" % (c["pattern"], c["name"], "skipped"
+      if c.get("skipped") else "%.2f M/s" % c["maccess_per_s"]) for c in cases))
+PY
+fi
+"$pm" bench far --mb 8 >/dev/null 2>&1 && { echo "FAIL: bench far --mb 8 accepted"; exit 1; }
 "$pm" bench --mb 1 >/dev/null 2>&1 && { echo "FAIL: --mb 1 accepted"; exit 1; }
 "$pm" bench --bulk-mb 8 >/dev/null 2>&1 && { echo "FAIL: --bulk-mb 8 accepted"; exit 1; }
 "$pm" bench --bogus >/dev/null 2>&1 && { echo "FAIL: unknown option accepted"; exit 1; }
