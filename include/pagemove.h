@@ -404,7 +404,22 @@ struct pmv_tier_stats {
 	uint64_t wmark_min, wmark_low, wmark_high;	/* free bytes */
 	uint64_t promote_in;		/* pages the policy promoted here */
 	uint64_t demote_in;		/* pages the policy demoted here */
-	uint64_t resv[16];		/* zero */
+	/*
+	 * Far tiers (since 0.4; zero on a memory tier, and from an older
+	 * library). resident_* count the pages stored here; capacity bounds
+	 * stored_bytes.
+	 */
+	uint64_t kind;			/* enum pmv_tier_kind (0.4) */
+	uint64_t stored_pages;		/* pages in the store now, same-filled included */
+	uint64_t stored_bytes;		/* bytes the store uses, allocator waste included */
+	uint64_t stored_page_bytes;	/* the bytes of those pages, uncompressed */
+	double ratio;			/* stored_page_bytes / stored_bytes; 0: empty */
+	uint64_t same_filled;		/* stored pages of one repeated word: no storage */
+	uint64_t incompressible;	/* evictions refused: not below 3/4 compressed */
+	uint64_t faults_in;		/* pages an access faulted back in from here */
+	uint64_t fault_in_ns;		/* their handlers' time, load and map: / faults_in */
+	uint64_t io_errors;		/* failed reads and writes, checksum mismatches */
+	uint64_t resv[6];		/* zero */
 };
 
 /*

@@ -43,6 +43,12 @@ static void atfork_prepare(void)
 		 * returns.
 		 */
 		_pmv_unpark_all(c);
+		/*
+		 * Evicted pages too: the child would read a hole where the
+		 * parent has data. Each is loaded back (over capacity if it
+		 * must), the cost of a fork with far pages (DESIGN.md, fork).
+		 */
+		_pmv_far_load_all(c);
 	}
 }
 
@@ -155,6 +161,21 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	ret = _pmv_uffd_open(ctx, cfg->flags & PMV_CTX_USER_MODE_ONLY);
 	if (ret)
 		goto fail;
+	for (unsigned i = 0; i < ctx->ntiers && ctx->mode == PMV_MODE_USER_ONLY; i++) {
+		if (!_pmv_tier_far(ctx, (int)i))
+			continue;
+		/* a system call reading an evicted page would get EFAULT, not wait */
+		ret = _pmv_set_errmsg(-EOPNOTSUPP, "pmv_create: tier %u: a %s tier needs the "
+				      "full userfaultfd mode (%s); for it, drop "
+				      "PMV_CTX_USER_MODE_ONLY and give this user read-write "
+				      "access to /dev/userfaultfd, or CAP_SYS_PTRACE, or set "
+				      "vm.unprivileged_userfaultfd=1", i,
+				      _pmv_tier_kind_name(ctx->tiers[i].kind),
+				      ctx->mode_why == PMV_MODE_WHY_ASKED ?
+				      "PMV_CTX_USER_MODE_ONLY asked for user-mode-only" :
+				      "userfaultfd may not catch kernel faults here");
+		goto fail;
+	}
 	ctx->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (ctx->pagemap_fd < 0) {
 		ret = _pmv_set_errmsg(-errno, "cannot open /proc/self/pagemap: %s",

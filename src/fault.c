@@ -119,11 +119,13 @@ static int first_touch_tiers(pmv_ctx *ctx, const struct _pmv_page *pg, int *orde
 	int pol = __atomic_load_n(&pg->pol_tier, __ATOMIC_RELAXED);
 	int n = 0;
 
-	order[n++] = pol;
-	if (_pmv_page_flags(pg) & PG_bind)
+	/* never a far tier: a page there is one that was evicted */
+	if (!_pmv_tier_far(ctx, pol))
+		order[n++] = pol;
+	if (n && (_pmv_page_flags(pg) & PG_bind))
 		return n;
 	for (unsigned t = 0; t < ctx->ntiers; t++)
-		if ((int)t != pol)
+		if ((int)t != pol && !_pmv_tier_far(ctx, (int)t))
 			order[n++] = t;
 	return n;
 }
@@ -365,6 +367,15 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 	if (_pmv_page_flags(pg) & PG_parked) {
 		/* A sampled page's next access (a stale WP message too). */
 		_pmv_track_fault(ctx, pg);
+	} else if (_pmv_page_flags(pg) & PG_far) {
+		/* An evicted page's access: load it (far.c); the move in wakes. */
+		ret = _pmv_far_fault(ctx, pg);
+		if (ret == -ENOMEM)
+			sigbus_thread(ctx, tid);
+		_pmv_page_unlock(ctx, pg);
+		if (ret)
+			_pmv_uffd_wake(ctx, addr, size);
+		return true;
 	} else if (wp) {
 		/*
 		 * Nobody migrates this page, so a write-protect left on it is

@@ -232,7 +232,8 @@ static void reuse(pmv_ctx *ctx, struct _pmv_page *pg)
  */
 static void track_round(pmv_ctx *ctx)
 {
-	const uint32_t skip = PG_bind | PG_isolated | PG_shared | PG_locked;
+	/* an evicted page has nothing mapped to sample: its fault-in is its access */
+	const uint32_t skip = PG_bind | PG_isolated | PG_shared | PG_locked | PG_far;
 	uint64_t c0 = _pmv_thread_cpu_ns();
 	/* bounded, so munmap and fork (which wait for our locks) wait little */
 	uint64_t round_end = _pmv_now_ns() + WATCH_ROUND_NS;
@@ -396,7 +397,7 @@ static int cmp_hot_first(const void *x, const void *y)
 /* One pass over every page's descriptor: racy reads, no page locks. */
 static void collect(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
 {
-	const uint32_t skip = PG_bind | PG_isolated | PG_shared;
+	const uint32_t skip = PG_bind | PG_isolated | PG_shared | PG_far;
 	uint16_t now = _pmv_now_ds(ctx);
 	uint16_t res = (uint16_t)(ctx->pol.min_residency_ms / 100);
 	int last = (int)ctx->ntiers - 1;
