@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -85,6 +86,54 @@ static int env_flag(const char *name)
 	return v && *v && strcmp(v, "0") != 0;
 }
 
+/*
+ * PAGEMOVE_TIERS, the text form of pmv_tiers_parse(3), gives the tiers of
+ * a config that names none: a program built for one tier list runs with
+ * another (say "mem:1G,lz4") without being rebuilt. Checked whenever it is
+ * set, as every variable is: false with *ctx NULL and errno set if it does
+ * not parse; true with *ctx the context made from it when it applies.
+ */
+static bool tiers_from_env(const struct pmv_config *cfg, pmv_ctx **ctx)
+{
+	const char *text = getenv("PAGEMOVE_TIERS");
+	struct pmv_tier_config tiers[PMV_MAX_TIERS];
+	struct pmv_config c;
+	size_t len;
+	char *buf;
+	int n;
+
+	*ctx = NULL;
+	if (!text)
+		return false;
+	len = strlen(text) + 1;
+	buf = malloc(len);
+	if (!buf) {
+		errno = ENOMEM;
+		return true;
+	}
+	n = pmv_tiers_parse(text, tiers, PMV_MAX_TIERS, buf, len);
+	if (n < 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", pmv_errmsg());	/* the same buffer */
+		_pmv_set_errmsg(-EINVAL, "PAGEMOVE_TIERS=%s: %s", text, why);
+		free(buf);
+		errno = EINVAL;
+		return true;
+	}
+	if (!cfg || cfg->tiers || cfg->ntiers) {
+		free(buf);
+		return false;
+	}
+	c = *cfg;
+	c.tiers = tiers;
+	c.ntiers = (unsigned)n;
+	/* names and paths are copied (tier.c, the stores): buf may go */
+	*ctx = _pmv_create(&c);
+	free(buf);
+	return true;
+}
+
 pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 {
 	pthread_rwlockattr_t ra;
@@ -92,11 +141,13 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	int ret;
 
 	_pmv_clear_errmsg();
+	if (tiers_from_env(cfg, &ctx))
+		return ctx;
 	if (!cfg || !cfg->tiers || !cfg->ntiers || cfg->ntiers > PMV_MAX_TIERS ||
 	    (cfg->flags & ~(PMV_CTX_USER_MODE_ONLY | PMV_CTX_VERIFY | PMV_CTX_WP_COPY |
 			    PMV_CTX_NO_RT))) {
-		_pmv_set_errmsg(-EINVAL, "pmv_create: need 1..%d tiers and known flags",
-				PMV_MAX_TIERS);
+		_pmv_set_errmsg(-EINVAL, "pmv_create: need 1..%d tiers (or PAGEMOVE_TIERS) "
+				"and known flags", PMV_MAX_TIERS);
 		errno = EINVAL;
 		return NULL;
 	}

@@ -30,6 +30,7 @@
 #include "internal.h"
 
 #define EVICT_MAX	512	/* a batch of migrate.c is at most this */
+#define RECLAIM_MAX	64	/* pages a fault looks at to make room */
 
 /* ---- open, close, stats ------------------------------------------------ */
 
@@ -38,9 +39,13 @@ int _pmv_far_open(pmv_ctx *ctx, unsigned i, const struct pmv_tier_config *tc)
 	struct _pmv_tier *t = &ctx->tiers[i];
 	int ret = _pmv_store_open(&t->store, tc);
 
-	if (ret)
+	if (ret) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", pmv_errmsg());	/* the same buffer */
 		return _pmv_set_errmsg(ret, "pmv_create: tier %u (%s): %s", i,
-				       _pmv_tier_kind_name(tc->kind), pmv_errmsg());
+				       _pmv_tier_kind_name(tc->kind), why);
+	}
 	t->kind = tc->kind;
 	return 0;
 }
@@ -137,11 +142,24 @@ static void ev_dropped(pmv_ctx *ctx, struct ev *e)
 	_pmv_page_unlock(ctx, e->pg);
 }
 
-/* A stored page that cannot stay stored (err): back to its address. */
+/*
+ * A stored page that cannot stay stored (err): back to its address. Never
+ * given up while its address is ours: if the move back fails for now (an
+ * unread event, which a fault handler must not wait for; a transient
+ * EBUSY), the page stays parked in its hole, whole, and its next access or
+ * unpark puts it back (track.c).
+ */
 static void ev_back(pmv_ctx *ctx, struct ev *e, int err)
 {
-	int ret = _pmv_move_in_one(ctx, e->pg, e->hole, PMV_MV_WAKE, NULL);
+	size_t done = 0;
+	int ret;
 
+	for (int i = 0;; i++) {
+		ret = _pmv_move_in_one(ctx, e->pg, e->hole, PMV_MV_WAKE, &done);
+		if (ret != -EBUSY || done || i == 64)
+			break;
+		sched_yield();
+	}
 	if (!ret) {
 		ev_put_hole(ctx, e, false);
 		ev_release(ctx, e, err);
@@ -151,12 +169,9 @@ static void ev_back(pmv_ctx *ctx, struct ev *e, int err)
 		ev_dropped(ctx, e);
 		return;
 	}
-	/*
-	 * The address refuses its page: the program unmapped or remapped it
-	 * outside pagemove (as migrate.c's gone_outside). Nothing to go back to.
-	 */
-	ev_dropped(ctx, e);
-	e->status = -EFAULT;
+	_pmv_park_keep(ctx, e->pg, e->hole);
+	_pmv_uffd_wake(ctx, e->addr, e->size);
+	ev_release(ctx, e, err);
 }
 
 /* The page is stored: free its pool page, publish it far, unlock. */
@@ -345,6 +360,69 @@ void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t
 	for (size_t i = 0; evs && i < n; i++)
 		status[i] = evs[i].status;
 	free(evs);
+}
+
+/* ---- room for a fault ---------------------------------------------------- */
+
+/*
+ * A fault found memory tier `tier` full: evict its coldest pages (the
+ * tails of its inactive, then active list) to the first far tier until
+ * `bytes` are free, as the kernel's direct reclaim swaps out under a
+ * fault. Only pages it can lock at once; never `self` (the faulting
+ * page). The caller holds regions_lock for reading (a fault handler).
+ * fork_lock is only tried: a fork in progress loads every evicted page
+ * back, and one evicted behind it would be a hole in the child. 0 if it
+ * freed something, else -ENOMEM.
+ */
+int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self)
+{
+	struct _pmv_tier *t = &ctx->tiers[tier];
+	struct _pmv_page *cand[RECLAIM_MAX], *pgs[RECLAIM_MAX];
+	int dst[RECLAIM_MAX], st[RECLAIM_MAX], far = -1;
+	size_t nc = 0, n = 0, got = 0, freed = 0;
+
+	for (unsigned i = 0; i < ctx->ntiers && far < 0; i++)
+		if (_pmv_tier_far(ctx, (int)i))
+			far = (int)i;
+	if (far < 0 || _pmv_tier_far(ctx, tier))
+		return -ENOMEM;
+	if (pthread_rwlock_tryrdlock(&ctx->fork_lock))
+		return -ENOMEM;
+	pthread_mutex_lock(&t->lru_lock);
+	for (int l = 0; l < 2; l++) {
+		struct _pmv_lru_list *list = l ? &t->active : &t->inactive;
+
+		for (struct _pmv_page *pg = list->head.lru_prev;
+		     pg != &list->head && nc < RECLAIM_MAX; pg = pg->lru_prev)
+			cand[nc++] = pg;
+	}
+	pthread_mutex_unlock(&t->lru_lock);
+	for (size_t i = 0; i < nc && got < bytes; i++) {
+		struct _pmv_page *pg = cand[i];
+		uint32_t f;
+
+		if (pg == self || !_pmv_page_trylock(pg))
+			continue;
+		f = _pmv_page_flags(pg);
+		/* as prepare() in migrate.c: only a mapped, unshared page of this tier */
+		if ((f & (PG_present | PG_far | PG_zap | PG_shared | PG_isolated)) != PG_present ||
+		    pg->tier != tier || _pmv_unpark(ctx, pg) ||
+		    !(_pmv_page_flags(pg) & PG_present)) {
+			_pmv_page_unlock(ctx, pg);
+			continue;
+		}
+		_pmv_isolate_lru_page(ctx, pg);
+		pgs[n] = pg;
+		dst[n++] = far;
+		got += _pmv_page_size(pg);
+	}
+	if (n)
+		_pmv_far_evict(ctx, pgs, dst, n, st);
+	pthread_rwlock_unlock(&ctx->fork_lock);
+	for (size_t i = 0; i < n; i++)
+		if (st[i] >= 0 && _pmv_tier_far(ctx, st[i]))
+			freed += _pmv_page_size(pgs[i]);
+	return freed ? 0 : -ENOMEM;
 }
 
 /* ---- loading back ------------------------------------------------------ */
