@@ -371,8 +371,8 @@ void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t
  * fault. Only pages it can lock at once; never `self` (the faulting
  * page). The caller holds regions_lock for reading (a fault handler).
  * fork_lock is only tried: a fork in progress loads every evicted page
- * back, and one evicted behind it would be a hole in the child. 0 if it
- * freed something, else -ENOMEM.
+ * back, and one evicted behind it would be a hole in the child: -EAGAIN
+ * then. 0 if it freed something, else -ENOMEM.
  */
 int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self)
 {
@@ -387,7 +387,7 @@ int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *sel
 	if (far < 0 || _pmv_tier_far(ctx, tier))
 		return -ENOMEM;
 	if (pthread_rwlock_tryrdlock(&ctx->fork_lock))
-		return -ENOMEM;
+		return -EAGAIN;	/* a fork (or one queued behind a batch): fault again */
 	pthread_mutex_lock(&t->lru_lock);
 	for (int l = 0; l < 2; l++) {
 		struct _pmv_lru_list *list = l ? &t->active : &t->inactive;
@@ -691,7 +691,9 @@ void _pmv_far_load_all(pmv_ctx *ctx)
 			/* as _pmv_unpark_all: fork excludes migrations, faults hold briefly */
 			if (_pmv_page_lock_timeout(pg, 1000000))
 				continue;
-			_pmv_far_load(ctx, pg, -1, PMV_FAR_FORCE);
+			/* unreadable: poisoned, so the child gets SIGBUS too, not a hole */
+			if (_pmv_far_load(ctx, pg, -1, PMV_FAR_FORCE) == -EIO)
+				poison(ctx, pg);
 			_pmv_page_unlock(ctx, pg);
 		}
 	}

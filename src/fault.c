@@ -384,7 +384,7 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 	} else if (_pmv_page_flags(pg) & PG_far) {
 		/* An evicted page's access: load it (far.c); the move in wakes. */
 		ret = _pmv_far_fault(ctx, pg);
-		if (ret == -ENOMEM && !reclaim(ctx, pg))
+		if (ret == -ENOMEM && !(ret = reclaim(ctx, pg)))
 			ret = _pmv_far_fault(ctx, pg);
 		if (ret == -ENOMEM)
 			sigbus_thread(ctx, tid);
@@ -405,7 +405,8 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		bool fresh = !(_pmv_page_flags(pg) & PG_present);
 
 		ret = _pmv_first_touch(ctx, pg, PMV_MV_WAKE);
-		if (ret == -ENOMEM && !reclaim(ctx, pg)) {
+		/* -EAGAIN from reclaim (a fork): the thread faults again */
+		if (ret == -ENOMEM && !(ret = reclaim(ctx, pg))) {
 			fresh = !(_pmv_page_flags(pg) & PG_present);
 			ret = _pmv_first_touch(ctx, pg, PMV_MV_WAKE);
 		}

@@ -710,9 +710,9 @@ PMV_HIDDEN int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg);
 /*
  * A fault found memory tier `tier` full: evict its coldest pages to the
  * first far tier until `bytes` are free (not `self`). 0 if it freed
- * something, -ENOMEM if not (no far tier, nothing it could lock, a fork
- * in progress). Caller holds regions_lock for reading and no page lock
- * but self's.
+ * something, -ENOMEM if not (no far tier, nothing it could lock),
+ * -EAGAIN while a fork is under way (fault again). Caller holds
+ * regions_lock for reading and no page lock but self's.
  */
 PMV_HIDDEN int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self);
 /* The page's data is gone (discard, unmap): drop its handle, clear PG_far. */
