@@ -3,6 +3,10 @@
  * Far tiers (far.c): pages evicted to an lz4, zstd or file tier with
  * pmv_move_pages or pmv_migrate, and faulted back in by their next access,
  * byte for byte:
+ *   cycle            writers on every page while a mover sends them memory ->
+ *                    lz4 -> file -> memory; every byte checked after
+ *   four_times       a memory tier a quarter of the data: faults evict to make room
+ *   environment      PAGEMOVE_TIERS gives a config without tiers its tiers
  *   round_trip       evict every page (compressible, same-filled), read
  *                    them back by touching them (huge pages stay THPs),
  *                    again with pmv_migrate both ways; stats follow
@@ -632,6 +636,125 @@ static int test_user_mode_refused(const struct t_case *c)
 	return bad;
 }
 
+/* ---- integrity under writers: memory -> lz4 -> file -> memory ---------- */
+
+#define NWRITERS	3
+
+struct cyc {
+	char *p;
+	size_t n, psz;
+	atomic_int stop;
+	uint64_t *last[NWRITERS];	/* writer w's last value in page i */
+	atomic_long moves, bad;
+};
+
+static struct cyc CY;
+static pmv_ctx *ctx_of_cyc;
+
+static void *cyc_writer(void *arg)
+{
+	unsigned w = (unsigned)(uintptr_t)arg;
+	uint64_t x = w + 1;
+
+	while (!atomic_load(&CY.stop)) {
+		size_t i;
+
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		i = x % CY.n;
+		/* its own word of a cache line; the rest of the page is the pattern */
+		__atomic_store_n((uint64_t *)(CY.p + i * CY.psz + w * 64), ++CY.last[w][i],
+				 __ATOMIC_RELAXED);
+	}
+	return NULL;
+}
+
+static void *cyc_mover(void *arg)
+{
+	static const int order[3] = { 1, 2, 0 };
+	int *st = calloc(CY.n, sizeof(int));
+	void **pages = calloc(CY.n, sizeof(void *));
+	int *tg = calloc(CY.n, sizeof(int));
+
+	(void)arg;
+	for (size_t i = 0; i < CY.n; i++)
+		pages[i] = CY.p + i * CY.psz;
+	for (unsigned k = 0; !atomic_load(&CY.stop); k++) {
+		int to = order[k % 3];
+
+		for (size_t i = 0; i < CY.n; i++)
+			tg[i] = to;
+		if (pmv_move_pages(ctx_of_cyc, CY.n, pages, tg, st, 0) < 0)
+			atomic_fetch_add(&CY.bad, 1);
+		for (size_t i = 0; i < CY.n; i++) {
+			if (st[i] == to) {
+				atomic_fetch_add(&CY.moves, 1);
+			} else if (st[i] != -EBUSY) {
+				fprintf(stderr, "mover: page %zu to %d: status %d\n", i, to, st[i]);
+				atomic_fetch_add(&CY.bad, 1);
+			}
+		}
+		t_beat();
+	}
+	free(st);
+	free(pages);
+	free(tg);
+	return NULL;
+}
+
+static int test_cycle_under_writers(const struct t_case *c)
+{
+	int kinds[2] = { K_LZ4, K_FILE }, bad = 0;
+	pmv_ctx *ctx = far_ctx(kinds, 2, NULL, NULL, 0);
+	pthread_t w[NWRITERS], m;
+	double end;
+
+	ctx_of_cyc = ctx;
+	CY.psz = psz_of(c);
+	CY.n = c->huge ? 6 : 128;
+	CY.p = pmv_mmap(ctx, CY.n * CY.psz, 0, c->huge ? PMV_HUGE : 0);
+	T_ASSERT(CY.p, "pmv_mmap");
+	for (size_t i = 0; i < CY.n; i++)
+		for (size_t o = 0; o < CY.psz; o++)
+			CY.p[i * CY.psz + o] = (char)tpat(i, o);
+	for (unsigned k = 0; k < NWRITERS; k++) {
+		CY.last[k] = calloc(CY.n, sizeof(uint64_t));
+		for (size_t i = 0; i < CY.n; i++)
+			memcpy(&CY.last[k][i], CY.p + i * CY.psz + k * 64, 8);
+		pthread_create(&w[k], NULL, cyc_writer, (void *)(uintptr_t)k);
+	}
+	pthread_create(&m, NULL, cyc_mover, NULL);
+	end = t_now() + t_duration(2.0);
+	while (t_now() < end) {
+		usleep(50000);
+		t_beat();
+	}
+	atomic_store(&CY.stop, 1);
+	for (unsigned k = 0; k < NWRITERS; k++)
+		pthread_join(w[k], NULL);
+	pthread_join(m, NULL);
+	printf("  %ld page moves through lz4 and file under %d writers\n",
+	       atomic_load(&CY.moves), NWRITERS);
+	for (size_t i = 0; i < CY.n; i++) {
+		const uint8_t *b = (const uint8_t *)CY.p + i * CY.psz;
+		long wrong = 0;
+
+		for (size_t o = 0; o < CY.psz; o++) {
+			size_t wr = o / 64;
+			uint8_t want = wr < NWRITERS && o % 64 < 8 ?
+				       (uint8_t)(CY.last[wr][i] >> (8 * (o % 64))) : tpat(i, o);
+
+			if (b[o] != want && wrong++ < 2)
+				fprintf(stderr, "page %zu byte %zu: 0x%02x, want 0x%02x\n", i, o,
+					b[o], want);
+		}
+		bad += wrong > 0;
+	}
+	T_CHECK(bad, atomic_load(&CY.moves) > 0, "nothing moved");
+	bad += (int)atomic_load(&CY.bad);
+	pmv_destroy(ctx);
+	return bad;
+}
+
 /* A memory tier of a quarter of the data: faults make room by evicting. */
 static int test_four_times_the_memory_tier(const struct t_case *c)
 {
@@ -811,6 +934,7 @@ int main(void)
 		run(&s, "test_fault_in_latency", test_fault_in_latency, K_FILE, "file", h, 0);
 	}
 	for (int h = 0; h < 2; h++) {
+		run(&s, "test_cycle_under_writers", test_cycle_under_writers, 0, "lz4_file", h, 0);
 		run(&s, "test_four_times_the_memory_tier", test_four_times_the_memory_tier, 0,
 		    "policy_off", h, 0);
 		run(&s, "test_four_times_the_memory_tier", test_four_times_the_memory_tier, 1,
