@@ -636,6 +636,79 @@ static int test_user_mode_refused(const struct t_case *c)
 	return bad;
 }
 
+/* ---- the program's own calls on evicted pages ---------------------------- */
+
+/* MADV_DONTNEED of one 4 KB piece of each evicted 2 MB page: zero there only */
+static int test_discard_part_of_evicted_huge_page(const struct t_case *c)
+{
+	size_t psz = T_SZ_2M, n = 3;
+	pmv_ctx *ctx = far_ctx1(c->variant);
+	char *p = region(ctx, n, psz);
+	int bad = 0, s[3];
+
+	T_CHECK(bad, move_all(ctx, p, n, psz, 1, s) == (int)n, "evict");
+	for (size_t i = 0; i < n; i++)
+		T_CHECK(bad, t_sys_madvise(p + i * psz + 4096 * (i + 1), 4096, MADV_DONTNEED) == 0,
+			"madvise");
+	for (size_t i = 0; i < n; i++) {
+		const char *pg = p + i * psz;
+		size_t z = 4096 * (i + 1);
+
+		for (size_t o = 0; o < psz; o++) {
+			uint8_t want = o >= z && o < z + 4096 ? 0 : i % 8 == 7 ? 0 : tpat(i, o);
+
+			if ((uint8_t)pg[o] != want) {
+				T_REPORT("bytes", "page %zu byte %zu: %d, want %d", i, o, pg[o], want);
+				bad++;
+				break;
+			}
+		}
+	}
+	pmv_destroy(ctx);
+	return bad;
+}
+
+/* mremap of evicted pages: their bytes are at the new address */
+static int test_mremap_evicted_pages(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 4 : 32;
+	pmv_ctx *ctx = far_ctx1(c->variant);
+	char *p = region(ctx, n, psz), *to, *q;
+	int bad = 0, s[32];
+
+	T_CHECK(bad, move_all(ctx, p, n, psz, 1, s) == (int)n, "evict");
+	to = t_sys_mmap(NULL, (n + 1) * psz, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT(to != MAP_FAILED, "mmap");
+	to = (char *)(((uintptr_t)to + psz - 1) & ~(psz - 1));
+	q = t_sys_mremap(p, n * psz, n * psz, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	T_ASSERT(q == to, "mremap: %s", strerror(errno));
+	/* the region table follows (the janitor), then the faults find the pages */
+	bad += (int)check_all(q, n, psz);
+	T_CHECK(bad, stored_settles(ctx, 0) == 0, "handles left after the faults");
+	T_CHECK(bad, move_all(ctx, q, n, psz, 1, s) == (int)n, "evict at the new address");
+	bad += (int)check_all(q, n, psz);
+	pmv_destroy(ctx);
+	return bad;
+}
+
+/* mprotect(PROT_READ) of evicted pages: a read brings them in (UFFDIO_COPY) */
+static int test_read_only_evicted_pages(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 4 : 32;
+	pmv_ctx *ctx = far_ctx1(c->variant);
+	char *p = region(ctx, n, psz);
+	int bad = 0, s[32];
+
+	T_CHECK(bad, move_all(ctx, p, n, psz, 1, s) == (int)n, "evict");
+	T_CHECK(bad, t_sys_mprotect(p, n * psz, PROT_READ) == 0, "mprotect");
+	bad += (int)check_all(p, n, psz);
+	T_CHECK(bad, t_sys_mprotect(p, n * psz, PROT_READ | PROT_WRITE) == 0, "mprotect");
+	p[1] = 1;
+	T_CHECK(bad, p[1] == 1, "write after");
+	pmv_destroy(ctx);
+	return bad;
+}
+
 /* ---- integrity under writers: memory -> lz4 -> file -> memory ---------- */
 
 #define NWRITERS	3
@@ -921,6 +994,13 @@ int main(void)
 			    k, kname[k], h, 0);
 			run(&s, "test_fork_sees_evicted_pages", test_fork_sees_evicted_pages, k,
 			    kname[k], h, 0);
+			run(&s, "test_mremap_evicted_pages", test_mremap_evicted_pages, k, kname[k],
+			    h, 0);
+			run(&s, "test_read_only_evicted_pages", test_read_only_evicted_pages, k,
+			    kname[k], h, 0);
+			if (h)
+				run(&s, "test_discard_part_of_evicted_huge_page",
+				    test_discard_part_of_evicted_huge_page, k, kname[k], h, 0);
 		}
 		run(&s, "test_enospc_page_stays", test_enospc_page_stays, 0, "capacity", h, 0);
 		run(&s, "test_enospc_page_stays", test_enospc_page_stays, 1, "tmpfs", h, 0);
