@@ -362,6 +362,58 @@ void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t
 	free(evs);
 }
 
+/* ---- between far tiers ---------------------------------------------------- */
+
+int _pmv_far_move(pmv_ctx *ctx, struct _pmv_page *pg, int dst)
+{
+	int ps = pg->region->ps, src = pg->tier;
+	size_t size = _pmv_ps_size(ps);
+	struct _pmv_store_req get = { .ps = ps, .handle = pg->handle }, put = { .ps = ps };
+	void *buf = aligned_alloc(PMV_SIZE_4K, size);
+
+	if (!buf)
+		return -ENOMEM;
+	get.page = put.page = buf;
+	if (_pmv_store_get(ctx->tiers[src].store, &get, 1) != 1) {
+		free(buf);
+		_pmv_stat_add(&ctx->tiers[src].load_errors, 1);
+		return -EIO;
+	}
+	_pmv_store_put(ctx->tiers[dst].store, &put, 1);
+	free(buf);
+	if (put.status) {
+		_pmv_count_fail(ctx, dst, put.status);
+		return put.status;
+	}
+	/* the page never leaves its empty address: only its handle and tier change */
+	_pmv_store_drop(ctx->tiers[src].store, &pg->handle, 1);
+	_pmv_lru_del(ctx, pg);
+	pg->handle = put.handle;
+	_pmv_tier_uncharge(&ctx->tiers[src], ps, 1);
+	_pmv_tier_charge(&ctx->tiers[dst], ps, 1);
+	__atomic_store_n(&pg->tier, (int8_t)dst, __ATOMIC_RELAXED);
+	pg->moved_ds = _pmv_now_ds(ctx);
+	if (!(_pmv_page_flags(pg) & PG_isolated))
+		_pmv_lru_add(ctx, pg);
+	_pmv_stat_add(&ctx->tiers[dst].migrate_in, 1);
+	_pmv_stat_add(&ctx->tiers[dst].migrate_bytes_in, size);
+	_pmv_stat_add(&ctx->tiers[src].migrate_out, 1);
+	_pmv_stat_add(&ctx->migrations, 1);
+	_pmv_stat_add(&ctx->migrate_bytes, size);
+	return 0;
+}
+
+size_t _pmv_far_free(pmv_ctx *ctx, int tier)
+{
+	struct _pmv_tier *t = &ctx->tiers[tier];
+	struct _pmv_store_stats ss;
+
+	if (!t->store || !t->capacity)
+		return SIZE_MAX;
+	_pmv_store_stats(t->store, &ss);
+	return ss.stored_bytes < t->capacity ? t->capacity - ss.stored_bytes : 0;
+}
+
 /* ---- room for a fault ---------------------------------------------------- */
 
 /*

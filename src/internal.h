@@ -715,6 +715,14 @@ PMV_HIDDEN int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg);
  * regions_lock for reading and no page lock but self's.
  */
 PMV_HIDDEN int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self);
+/*
+ * Move a locked PG_far page to far tier dst without mapping it: its bytes
+ * go from one store to the other. 0, or the store's error (the page stays
+ * where it was).
+ */
+PMV_HIDDEN int _pmv_far_move(pmv_ctx *ctx, struct _pmv_page *pg, int dst);
+/* Free bytes of a far tier's capacity (its store's), SIZE_MAX if unbounded. */
+PMV_HIDDEN size_t _pmv_far_free(pmv_ctx *ctx, int tier);
 /* The page's data is gone (discard, unmap): drop its handle, clear PG_far. */
 PMV_HIDDEN void _pmv_far_drop(pmv_ctx *ctx, struct _pmv_page *pg);
 /*

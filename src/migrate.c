@@ -298,18 +298,16 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 	}
 	if (f & PG_far) {
 		/*
-		 * Evicted: load it into the target if that is a memory tier
-		 * (done), else into a memory tier, from which it goes on.
+		 * Evicted: load it into the target if that is a memory tier;
+		 * to another far tier its bytes go store to store, never mapped.
 		 */
-		int ret = _pmv_far_load(ctx, pg, _pmv_tier_far(ctx, m->dst) ? -1 : m->dst, 0);
+		int ret = _pmv_tier_far(ctx, m->dst) ? _pmv_far_move(ctx, pg, m->dst)
+						     : _pmv_far_load(ctx, pg, m->dst, 0);
 
-		if (ret || !_pmv_tier_far(ctx, m->dst)) {
-			m->status = ret == -ECANCELED ? -ENOENT : ret ? ret : m->dst;
-			if (ret)
-				_pmv_count_fail(ctx, m->dst, ret);
-			goto unlock;
-		}
-		m->src = pg->tier;
+		m->status = ret == -ECANCELED ? -ENOENT : ret ? ret : m->dst;
+		if (ret && !_pmv_tier_far(ctx, m->dst))
+			_pmv_count_fail(ctx, m->dst, ret);
+		goto unlock;
 	}
 	/* A sampled page comes home first: every step below expects it mapped. */
 	if (_pmv_unpark(ctx, pg)) {

@@ -6,6 +6,8 @@
  *   cycle            writers on every page while a mover sends them memory ->
  *                    lz4 -> file -> memory; every byte checked after
  *   four_times       a memory tier a quarter of the data: faults evict to make room
+ *   far_to_far       lz4 -> file store to store, never mapped
+ *   policy_demotes   a nearly full lz4 tier's oldest pages go down to file
  *   environment      PAGEMOVE_TIERS gives a config without tiers its tiers
  *   round_trip       evict every page (compressible, same-filled), read
  *                    them back by touching them (huge pages stay THPs),
@@ -221,7 +223,14 @@ static int test_round_trip(const struct t_case *c)
 	T_CHECK(bad, pmv_migrate(ctx, 1, 2, 0) == 0, "pmv_migrate 0 -> far");
 	T_CHECK(bad, tstats(ctx, 1).stored_pages == n, "stored %lu",
 		(unsigned long)tstats(ctx, 1).stored_pages);
-	T_CHECK(bad, pmv_migrate(ctx, 2, 1, 0) == 0, "pmv_migrate far -> 0");
+	{
+		long left = pmv_migrate(ctx, 2, 1, 0);
+		struct pmv_tier_stats f0 = tstats(ctx, 0);
+
+		T_CHECK(bad, left == 0, "pmv_migrate far -> 0: %ld left; fails to tier 0: busy %lu "
+			"nomem %lu other %lu", left, (unsigned long)f0.fail[PMV_FAIL_BUSY],
+			(unsigned long)f0.fail[PMV_FAIL_NOMEM], (unsigned long)f0.fail[PMV_FAIL_OTHER]);
+	}
 	T_CHECK(bad, tstats(ctx, 1).stored_pages == 0 && tstats(ctx, 0).resident_bytes == n * psz,
 		"after migrate back");
 	bad += (int)check_all(p, n, psz);
@@ -868,6 +877,61 @@ static int test_four_times_the_memory_tier(const struct t_case *c)
 	return bad;
 }
 
+/* lz4 -> file with pmv_move_pages: store to store, the address stays empty */
+static int test_far_to_far(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 4 : 64;
+	int kinds[2] = { K_LZ4, K_FILE }, bad = 0, s[64];
+	pmv_ctx *ctx = far_ctx(kinds, 2, NULL, NULL, 0);
+	char *p = region(ctx, n, psz);
+
+	T_CHECK(bad, move_all(ctx, p, n, psz, 1, s) == (int)n, "to lz4");
+	T_CHECK(bad, move_all(ctx, p, n, psz, 2, s) == (int)n, "lz4 to file");
+	T_CHECK(bad, tstats(ctx, 1).stored_pages == 0 && tstats(ctx, 2).stored_pages == n &&
+		tstats(ctx, 1).faults_in == 0 && tstats(ctx, 0).resident_bytes == 0,
+		"stored %lu and %lu", (unsigned long)tstats(ctx, 1).stored_pages,
+		(unsigned long)tstats(ctx, 2).stored_pages);
+	T_CHECK(bad, move_all(ctx, p, n, psz, 1, s) == (int)n, "file to lz4");
+	bad += (int)check_all(p, n, psz);
+	T_CHECK(bad, tstats(ctx, 1).faults_in == n, "faults from lz4");
+	pmv_destroy(ctx);
+	return bad;
+}
+
+/* the policy demotes a nearly full lz4 tier's oldest pages to the file tier */
+static int test_policy_demotes_down_far_tiers(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 16 : 512, cap = c->huge ? 2 << 20 : 256 << 10;
+	struct pmv_tier_config tc[3] = {
+		{ .name = "mem", .node = PMV_NODE_ANY },
+		{ .name = "lz4", .node = PMV_NODE_ANY, .kind = PMV_TIER_LZ4, .capacity = cap },
+		{ .name = "file", .node = PMV_NODE_ANY, .kind = PMV_TIER_FILE, .path = dir },
+	};
+	struct pmv_policy_config pol = { .mode = PMV_POLICY_AUTO, .interval_ms = 20,
+					 .wmark_low_permille = 200, .wmark_high_permille = 300 };
+	struct pmv_config cfg = { .ntiers = 3, .tiers = tc, .policy = &pol };
+	pmv_ctx *ctx = pmv_create(&cfg);
+	int bad = 0, *s = calloc(n, sizeof(int));
+	char *p;
+
+	if (!ctx)
+		t_skip("pmv_create: %s", pmv_errmsg());
+	p = region(ctx, n, psz);
+	for (size_t base = 0; base < n; base += 64)
+		move_all(ctx, p + base * psz, n - base < 64 ? n - base : 64, psz, 1, s);
+	for (int i = 0; i < 500 && !tstats(ctx, 2).demote_in; i++)
+		usleep(10000);
+	printf("  lz4 %lu pages (%lu KB of %zu), file %lu pages, demoted %lu\n",
+	       (unsigned long)tstats(ctx, 1).stored_pages,
+	       (unsigned long)(tstats(ctx, 1).stored_bytes >> 10), cap >> 10,
+	       (unsigned long)tstats(ctx, 2).stored_pages, (unsigned long)tstats(ctx, 2).demote_in);
+	T_CHECK(bad, tstats(ctx, 2).demote_in > 0, "nothing demoted to the file tier");
+	bad += (int)check_all(p, n, psz);
+	free(s);
+	pmv_destroy(ctx);
+	return bad;
+}
+
 static int test_tiers_from_environment(const struct t_case *c)
 {
 	struct pmv_config cfg = { 0 };
@@ -1015,6 +1079,9 @@ int main(void)
 	}
 	for (int h = 0; h < 2; h++) {
 		run(&s, "test_cycle_under_writers", test_cycle_under_writers, 0, "lz4_file", h, 0);
+		run(&s, "test_far_to_far", test_far_to_far, 0, "lz4_file", h, 0);
+		run(&s, "test_policy_demotes_down_far_tiers", test_policy_demotes_down_far_tiers, 0,
+		    "lz4_file", h, 0);
 		run(&s, "test_four_times_the_memory_tier", test_four_times_the_memory_tier, 0,
 		    "policy_off", h, 0);
 		run(&s, "test_four_times_the_memory_tier", test_four_times_the_memory_tier, 1,
