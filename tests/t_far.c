@@ -207,6 +207,14 @@ static int test_round_trip(const struct t_case *c)
 	T_CHECK(bad, c->variant == K_FILE || (st.ratio > 1.3 && st.stored_bytes < n * psz * 3 / 4),
 		"ratio %.2f, %lu bytes", st.ratio, (unsigned long)st.stored_bytes);
 	T_CHECK(bad, tier_of(ctx, p) == 1, "query: tier %d", tier_of(ctx, p));
+	{
+		/* an evicted page has no page to trade */
+		void *a = p, *b = p + psz;
+		int st = 0;
+
+		T_CHECK(bad, pmv_exchange_pages(ctx, 1, &a, &b, &st, 0) == 1 && st == -EINVAL,
+			"exchange of evicted pages: status %d", st);
+	}
 	T_CHECK(bad, tstats(ctx, 0).resident_bytes == 0, "tier 0 still holds pages");
 	t_step("fault back");
 	bad += (int)check_all(p, n, psz);
