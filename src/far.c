@@ -606,7 +606,17 @@ int _pmv_far_load(pmv_ctx *ctx, struct _pmv_page *pg, int tier, unsigned flags)
 	 */
 	_pmv_lru_del(ctx, pg);
 	__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
-	ret = _pmv_move_in_one(ctx, pg, slot, (flags & PMV_FAR_WAKE) ? PMV_MV_WAKE : 0, &done);
+	/*
+	 * EBUSY can be transient (the slot's page in a large folio the kernel
+	 * must split first, as migrate.c's move_in() says): again, a while.
+	 */
+	for (int i = 0;; i++) {
+		ret = _pmv_move_in_one(ctx, pg, slot, (flags & PMV_FAR_WAKE) ? PMV_MV_WAKE : 0,
+				       &done);
+		if (ret != -EBUSY || i == 64)
+			break;
+		sched_yield();
+	}
 	if (ret) {
 		__atomic_store_n(&pg->tier, (int8_t)ft, __ATOMIC_RELAXED);
 		if (!(_pmv_page_flags(pg) & PG_isolated))
