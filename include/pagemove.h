@@ -258,7 +258,8 @@ void pmv_destroy(pmv_ctx *ctx);
  * cannot satisfy would; lack of address space never does: it is reserved
  * here, and under RLIMIT_AS the call fails with ENOMEM instead. Managed
  * memory is never populated here nor locked, even after
- * mlockall(MCL_FUTURE). Returns NULL and sets errno: EINVAL, ENOMEM,
+ * mlockall(MCL_FUTURE). Returns NULL and sets errno: EINVAL (also for a
+ * far tier: first touches go to memory tiers), ENOMEM,
  * EOPNOTSUPP (PMV_HUGE with THP disabled), ECHILD.
  * Threads: any.
  */

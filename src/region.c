@@ -400,9 +400,11 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	}
 	if (tier == PMV_TIER_DEFAULT)
 		tier = 0;
-	if (!len || tier < 0 || (unsigned)tier >= ctx->ntiers ||
+	/* a far tier holds evicted pages only: a first touch goes to memory */
+	if (!len || tier < 0 || (unsigned)tier >= ctx->ntiers || _pmv_tier_far(ctx, tier) ||
 	    (flags & ~(PMV_HUGE | PMV_BIND | PMV_POPULATE))) {
-		_pmv_set_errmsg(-EINVAL, "pmv_mmap: bad length, tier or flags");
+		_pmv_set_errmsg(-EINVAL, "pmv_mmap: bad length, tier (far tiers hold no first "
+				"touch) or flags");
 		errno = EINVAL;
 		return NULL;
 	}

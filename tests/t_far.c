@@ -666,6 +666,12 @@ static int test_user_mode_refused(const struct t_case *c)
 	T_CHECK(bad, !ctx && errno == EOPNOTSUPP && strstr(pmv_errmsg(), "/dev/userfaultfd"),
 		"errno %d (%s)", errno, pmv_errmsg());
 	t_destroy(ctx);
+	/* and in full mode, no region is first placed on a far tier */
+	ctx = far_ctx1(K_LZ4);
+	errno = 0;
+	T_CHECK(bad, !pmv_mmap(ctx, 4096, 1, 0) && errno == EINVAL, "pmv_mmap on lz4: errno %d",
+		errno);
+	pmv_destroy(ctx);
 	return bad;
 }
 
