@@ -98,6 +98,7 @@ struct ev {
 	void *hole;
 	bool suspect;		/* a failed move touched the hole */
 	bool pending;		/* out, to be stored on dst */
+	bool reuse;		/* not exclusive (a child came and went): write-fault, again */
 	int status;
 	uint64_t handle;
 };
@@ -253,7 +254,21 @@ static size_t ev_move_out(pmv_ctx *ctx, struct ev **g, size_t n, size_t psz, str
 			continue;
 		}
 		ev_put_hole(ctx, e, false);
-		/* shared, pinned, locked or protected by the program: in use */
+		if (res[i] == -EBUSY && !_pmv_out_refused(e->pg)) {
+			/*
+			 * UFFDIO_MOVE wants an exclusive page. Shared with a
+			 * child: -EACCES, as a move says. Mapped once but not
+			 * exclusive (the child exited): the caller write-faults
+			 * it after the unlock and tries once more (migrate.c).
+			 */
+			if (_pmv_page_shared(ctx, e->addr, e->size)) {
+				_pmv_page_set(e->pg, PG_shared);
+				ev_release(ctx, e, -EACCES);
+				continue;
+			}
+			e->reuse = true;
+		}
+		/* pinned, locked or protected by the program: in use */
 		ev_release(ctx, e, res[i] == -ENOMEM ? -ENOMEM : -EBUSY);
 	}
 	return nout;
@@ -331,7 +346,7 @@ static void evict_group(pmv_ctx *ctx, struct ev **g, size_t n, size_t psz)
 }
 
 void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t n,
-		    int *status)
+		    int *status, bool *reuse)
 {
 	struct ev *evs = calloc(n ? n : 1, sizeof(*evs));
 	struct ev *g[PMV_PS_NR][EVICT_MAX];
@@ -357,8 +372,11 @@ void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t
 	}
 	evict_group(ctx, g[PMV_PS_4K], ng[PMV_PS_4K], PMV_SIZE_4K);
 	evict_group(ctx, g[PMV_PS_2M], ng[PMV_PS_2M], PMV_SIZE_2M);
-	for (size_t i = 0; evs && i < n; i++)
+	for (size_t i = 0; evs && i < n; i++) {
 		status[i] = evs[i].status;
+		if (reuse)
+			reuse[i] = evs[i].reuse;
+	}
 	free(evs);
 }
 
@@ -469,7 +487,7 @@ int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *sel
 		got += _pmv_page_size(pg);
 	}
 	if (n)
-		_pmv_far_evict(ctx, pgs, dst, n, st);
+		_pmv_far_evict(ctx, pgs, dst, n, st, NULL);
 	pthread_rwlock_unlock(&ctx->fork_lock);
 	for (size_t i = 0; i < n; i++)
 		if (st[i] >= 0 && _pmv_tier_far(ctx, st[i]))

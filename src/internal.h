@@ -683,10 +683,13 @@ PMV_HIDDEN bool _pmv_is_fault_thread(void);
  * address through the out-gate, stored, and its pool page freed; on any
  * failure it goes back untouched. Every page is unlocked on return, with
  * status[i] its tier or a negative errno (-EBUSY, -ENOSPC, -EIO, -ENOMEM,
- * -EMSGSIZE: incompressible and no later far tier took it).
+ * -EMSGSIZE: incompressible and no later far tier took it; -EACCES:
+ * shared with a child). reuse[i] (if given): -EBUSY because the page is
+ * not exclusive though mapped once; a write fault after the unlock makes
+ * it so, and another try may pass.
  */
 PMV_HIDDEN void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst,
-			       size_t n, int *status);
+			       size_t n, int *status, bool *reuse);
 /* _pmv_far_load flags */
 #define PMV_FAR_WAKE	1u	/* wake the faulting threads with the move in */
 #define PMV_FAR_FORCE	2u	/* no room on any memory tier: copy it in over capacity */

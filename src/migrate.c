@@ -896,6 +896,7 @@ static void evict(pmv_ctx *ctx, struct mig **act, size_t n)
 {
 	struct _pmv_page *pgs[BATCH_PAGES];
 	int dst[BATCH_PAGES], st[BATCH_PAGES];
+	bool reuse[BATCH_PAGES];
 	struct mig *ev[BATCH_PAGES];
 	size_t k = 0;
 
@@ -908,10 +909,11 @@ static void evict(pmv_ctx *ctx, struct mig **act, size_t n)
 	}
 	if (!k)
 		return;
-	_pmv_far_evict(ctx, pgs, dst, k, st);
+	_pmv_far_evict(ctx, pgs, dst, k, st, reuse);
 	for (size_t i = 0; i < k; i++) {
 		ev[i]->status = st[i];
 		ev[i]->state = ENT_SKIP;
+		ev[i]->retry_reuse = reuse[i];	/* _pmv_move_list write-faults it, again */
 	}
 }
 
