@@ -89,8 +89,13 @@ typedef struct pmv_ctx pmv_ctx;
  * memory), have no node, and their capacity counts the bytes their store
  * really uses, allocator waste included. Data at rest is not encrypted,
  * as with the kernel's swap; store files are readable by their owner only.
- * Not wired into migration yet: pmv_create() validates a far tier's config
- * and then refuses it with EOPNOTSUPP.
+ * A migration to a far tier evicts the page (its address is left empty,
+ * its status is the far tier); its next access, from user or kernel mode,
+ * faults it back into the region's policy tier, or the first memory tier
+ * with room. A page that cannot be loaded (read error, checksum mismatch)
+ * gets SIGBUS at the access, never wrong bytes. fork() loads every evicted
+ * page back first. Far tiers need the full mode: in user-mode-only mode
+ * pmv_create() refuses them with EOPNOTSUPP.
  */
 enum pmv_tier_kind {
 	PMV_TIER_MEM = 0,	/* memory (the only kind before 0.4) */
@@ -225,12 +230,14 @@ struct pmv_config {
  * bad policy knob or PAGEMOVE_POLICY* variable, a bad tier kind, level or
  * path, a far tier before a memory tier), ENODEV (a tier's node does not exist or
  * has no memory), EOPNOTSUPP (kernel lacks UFFD_FEATURE_MOVE or anonymous
- * WP; a far tier, for now), EPERM (userfaultfd not permitted at all), EACCES (/proc/self/pagemap
+ * WP; a far tier in user-mode-only mode), EPERM (userfaultfd not permitted at all), EACCES (/proc/self/pagemap
  * cannot be opened), EAGAIN (no copy thread could start for the parallel
  * or offload engine), ENOMEM.
  * Threads: any.
  */
 pmv_ctx *pmv_create(const struct pmv_config *cfg);
+/* (A cfg with tiers NULL and ntiers 0 takes them from PAGEMOVE_TIERS, in
+ * pmv_tiers_parse()'s text form; a set one that does not parse: EINVAL.) */
 
 /*
  * Stop the fault thread and release everything: regions are unmapped.
@@ -251,7 +258,8 @@ void pmv_destroy(pmv_ctx *ctx);
  * cannot satisfy would; lack of address space never does: it is reserved
  * here, and under RLIMIT_AS the call fails with ENOMEM instead. Managed
  * memory is never populated here nor locked, even after
- * mlockall(MCL_FUTURE). Returns NULL and sets errno: EINVAL, ENOMEM,
+ * mlockall(MCL_FUTURE). Returns NULL and sets errno: EINVAL (also for a
+ * far tier: first touches go to memory tiers), ENOMEM,
  * EOPNOTSUPP (PMV_HUGE with THP disabled), ECHILD.
  * Threads: any.
  */
@@ -284,7 +292,11 @@ int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len);
  *   -EACCES shared with another process and no PMV_MOVE_ALL
  *   -EINVAL no such tier
  *   -EIO    the copy failed (the page stayed, intact), or, with
- *           PMV_CTX_VERIFY, the page moved but is not on its tier's node
+ *           PMV_CTX_VERIFY, the page moved but is not on its tier's node;
+ *           a far tier's write failed, or its read (the page stays far)
+ *   -ENOSPC a far target is full (capacity, file system): page stayed
+ *   -EMSGSIZE a compressed far target: not below 3/4 compressed, and no
+ *           later far tier took it (page stayed)
  * A page the program discards (MADV_DONTNEED/FREE) or unmaps while it
  * moves reads as the kernel says it must, and reports -ENOENT (or -EFAULT).
  * In a PMV_HUGE region any address inside a 2 MB page names the whole page,
@@ -404,7 +416,22 @@ struct pmv_tier_stats {
 	uint64_t wmark_min, wmark_low, wmark_high;	/* free bytes */
 	uint64_t promote_in;		/* pages the policy promoted here */
 	uint64_t demote_in;		/* pages the policy demoted here */
-	uint64_t resv[16];		/* zero */
+	/*
+	 * Far tiers (since 0.4; zero on a memory tier, and from an older
+	 * library). resident_* count the pages stored here; capacity bounds
+	 * stored_bytes.
+	 */
+	uint64_t kind;			/* enum pmv_tier_kind (0.4) */
+	uint64_t stored_pages;		/* pages in the store now, same-filled included */
+	uint64_t stored_bytes;		/* bytes the store uses, allocator waste included */
+	uint64_t stored_page_bytes;	/* the bytes of those pages, uncompressed */
+	double ratio;			/* stored_page_bytes / stored_bytes; 0: empty */
+	uint64_t same_filled;		/* stored pages of one repeated word: no storage */
+	uint64_t incompressible;	/* evictions refused: not below 3/4 compressed */
+	uint64_t faults_in;		/* pages an access faulted back in from here */
+	uint64_t fault_in_ns;		/* their handlers' time, load and map: / faults_in */
+	uint64_t io_errors;		/* failed reads and writes, checksum mismatches */
+	uint64_t resv[6];		/* zero */
 };
 
 /*

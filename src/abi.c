@@ -95,8 +95,11 @@ _Static_assert(PMV_FAIL_NR == 5, "pmv_tier_stats.fail[] is ABI");
 /* 0.2's tier fields took exactly 0.1's resv: a 0.2 program gets them all. */
 _Static_assert(offsetof(struct pmv_tier_stats, active) ==
 	       offsetof(struct pmv_tier_stats_0_1, resv), "0.2 tier fields");
-_Static_assert(offsetof(struct pmv_tier_stats, resv) ==
+_Static_assert(offsetof(struct pmv_tier_stats, kind) ==
 	       sizeof(struct pmv_tier_stats_0_1), "0.2 tier fields");
+/* 0.4's far-tier fields took the first words of 0.3's resv */
+_Static_assert(offsetof(struct pmv_tier_stats, resv) ==
+	       sizeof(struct pmv_tier_stats_0_1) + 10 * 8, "0.4 tier fields");
 /* ... and of the context's, those before `demoted` (header comment). */
 _Static_assert(offsetof(struct pmv_ctx_stats, demoted) ==
 	       sizeof(struct pmv_ctx_stats_0_1), "0.2 context fields");

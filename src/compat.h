@@ -40,6 +40,23 @@ struct uffdio_move {
 #define UFFDIO_MOVE		_IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
 #endif
 
+/* UFFDIO_POISON: Linux 6.6 (so every kernel with UFFDIO_MOVE has it) */
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON	(1 << 14)
+#endif
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON		(0x08)
+#endif
+#ifndef UFFDIO_POISON
+struct uffdio_poison {
+	struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE		((__u64)1 << 0)
+	__u64 mode;
+	__s64 updated;	/* bytes poisoned, or -errno */
+};
+#define UFFDIO_POISON		_IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE	23
 #endif

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,6 +44,12 @@ static void atfork_prepare(void)
 		 * returns.
 		 */
 		_pmv_unpark_all(c);
+		/*
+		 * Evicted pages too: the child would read a hole where the
+		 * parent has data. Each is loaded back (over capacity if it
+		 * must), the cost of a fork with far pages (DESIGN.md, fork).
+		 */
+		_pmv_far_load_all(c);
 	}
 }
 
@@ -79,6 +86,54 @@ static int env_flag(const char *name)
 	return v && *v && strcmp(v, "0") != 0;
 }
 
+/*
+ * PAGEMOVE_TIERS, the text form of pmv_tiers_parse(3), gives the tiers of
+ * a config that names none: a program built for one tier list runs with
+ * another (say "mem:1G,lz4") without being rebuilt. Checked whenever it is
+ * set, as every variable is: false with *ctx NULL and errno set if it does
+ * not parse; true with *ctx the context made from it when it applies.
+ */
+static bool tiers_from_env(const struct pmv_config *cfg, pmv_ctx **ctx)
+{
+	const char *text = getenv("PAGEMOVE_TIERS");
+	struct pmv_tier_config tiers[PMV_MAX_TIERS];
+	struct pmv_config c;
+	size_t len;
+	char *buf;
+	int n;
+
+	*ctx = NULL;
+	if (!text)
+		return false;
+	len = strlen(text) + 1;
+	buf = malloc(len);
+	if (!buf) {
+		errno = ENOMEM;
+		return true;
+	}
+	n = pmv_tiers_parse(text, tiers, PMV_MAX_TIERS, buf, len);
+	if (n < 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", pmv_errmsg());	/* the same buffer */
+		_pmv_set_errmsg(-EINVAL, "PAGEMOVE_TIERS=%s: %s", text, why);
+		free(buf);
+		errno = EINVAL;
+		return true;
+	}
+	if (!cfg || cfg->tiers || cfg->ntiers) {
+		free(buf);
+		return false;
+	}
+	c = *cfg;
+	c.tiers = tiers;
+	c.ntiers = (unsigned)n;
+	/* names and paths are copied (tier.c, the stores): buf may go */
+	*ctx = _pmv_create(&c);
+	free(buf);
+	return true;
+}
+
 pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 {
 	pthread_rwlockattr_t ra;
@@ -86,11 +141,13 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	int ret;
 
 	_pmv_clear_errmsg();
+	if (tiers_from_env(cfg, &ctx))
+		return ctx;
 	if (!cfg || !cfg->tiers || !cfg->ntiers || cfg->ntiers > PMV_MAX_TIERS ||
 	    (cfg->flags & ~(PMV_CTX_USER_MODE_ONLY | PMV_CTX_VERIFY | PMV_CTX_WP_COPY |
 			    PMV_CTX_NO_RT))) {
-		_pmv_set_errmsg(-EINVAL, "pmv_create: need 1..%d tiers and known flags",
-				PMV_MAX_TIERS);
+		_pmv_set_errmsg(-EINVAL, "pmv_create: need 1..%d tiers (or PAGEMOVE_TIERS) "
+				"and known flags", PMV_MAX_TIERS);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -155,6 +212,21 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	ret = _pmv_uffd_open(ctx, cfg->flags & PMV_CTX_USER_MODE_ONLY);
 	if (ret)
 		goto fail;
+	for (unsigned i = 0; i < ctx->ntiers && ctx->mode == PMV_MODE_USER_ONLY; i++) {
+		if (!_pmv_tier_far(ctx, (int)i))
+			continue;
+		/* a system call reading an evicted page would get EFAULT, not wait */
+		ret = _pmv_set_errmsg(-EOPNOTSUPP, "pmv_create: tier %u: a %s tier needs the "
+				      "full userfaultfd mode (%s); for it, drop "
+				      "PMV_CTX_USER_MODE_ONLY and give this user read-write "
+				      "access to /dev/userfaultfd, or CAP_SYS_PTRACE, or set "
+				      "vm.unprivileged_userfaultfd=1", i,
+				      _pmv_tier_kind_name(ctx->tiers[i].kind),
+				      ctx->mode_why == PMV_MODE_WHY_ASKED ?
+				      "PMV_CTX_USER_MODE_ONLY asked for user-mode-only" :
+				      "userfaultfd may not catch kernel faults here");
+		goto fail;
+	}
 	ctx->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (ctx->pagemap_fd < 0) {
 		ret = _pmv_set_errmsg(-errno, "cannot open /proc/self/pagemap: %s",

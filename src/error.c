@@ -48,6 +48,8 @@ PMV_API const char *pmv_strerror(int err)
 	case EOPNOTSUPP: return "kernel lacks a required userfaultfd feature";
 	case EPERM: return "userfaultfd not permitted";
 	case E2BIG: return "too many pages";
+	case ENOSPC: return "far tier full";
+	case EMSGSIZE: return "page does not compress below 3/4 of its size";
 	default: return strerror(-err);
 	}
 }

@@ -127,6 +127,8 @@ void _pmv_page_forget(pmv_ctx *ctx, struct _pmv_page *pg)
 		return;
 	if (f & PG_parked)
 		_pmv_park_drop(ctx, pg);
+	if (f & PG_far)
+		_pmv_far_drop(ctx, pg);
 	_pmv_lru_del(ctx, pg);
 	_pmv_tier_uncharge(&ctx->tiers[pg->tier], ps, 1);
 	_pmv_page_clear(pg, PG_present | PG_active | PG_referenced | PG_isolated);
@@ -144,8 +146,16 @@ static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_
 
 	if (!(f & PG_present))
 		return;
+	/*
+	 * An evicted page's address is empty, as a parked one's: the zap
+	 * misses it. Whole, it goes now; in part (a huge page), it comes
+	 * back parked, so that its pieces can be zeroed in its slot.
+	 */
+	if ((f & PG_far) && !(off == 0 && len == _pmv_page_size(pg)) &&
+	    !_pmv_far_to_parked(ctx, pg))
+		f = _pmv_page_flags(pg);
 	if (off == 0 && len == _pmv_page_size(pg)) {
-		if ((f & PG_parked) || !(f & PG_zap))
+		if ((f & (PG_parked | PG_far)) || !(f & PG_zap))
 			_pmv_page_forget(ctx, pg);
 	} else if (f & PG_parked) {
 		/* its address is empty: the zap misses it, so zero the slot */
@@ -397,7 +407,13 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 	uint32_t f = _pmv_page_flags(pg);
 
 	if (f & PG_discard) {
-		bool parked = f & PG_parked, all;
+		bool parked, all;
+
+		/* an evicted huge page comes back parked first: see discard_locked */
+		if ((f & PG_far) && (f & PG_huge))
+			_pmv_far_to_parked(ctx, pg);
+		f = _pmv_page_flags(pg);
+		parked = f & PG_parked;
 
 		/*
 		 * Clear the mark before taking the records. The reading handler
@@ -413,7 +429,7 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 		 * back, before the event was read): the watch forgets it once
 		 * zapped, or keeps it after MADV_FREE (see zap_watch).
 		 */
-		if (all && (parked || !(_pmv_page_flags(pg) & PG_zap)))
+		if (all && (parked || (f & PG_far) || !(_pmv_page_flags(pg) & PG_zap)))
 			_pmv_page_forget(ctx, pg);
 	}
 	if (f & PG_gone) {

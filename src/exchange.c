@@ -132,6 +132,11 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 			x->status = -EBUSY;	/* its discard's zap is due (event.c) */
 			goto unlock;
 		}
+		if (f & PG_far) {
+			/* evicted: no page to trade; pmv_move_pages loads and evicts */
+			x->status = -EINVAL;
+			goto unlock;
+		}
 		/*
 		 * A page shared with a child cannot be moved out, and exchange
 		 * does not un-share: pmv_move_pages(PMV_MOVE_ALL) does.

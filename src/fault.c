@@ -119,11 +119,13 @@ static int first_touch_tiers(pmv_ctx *ctx, const struct _pmv_page *pg, int *orde
 	int pol = __atomic_load_n(&pg->pol_tier, __ATOMIC_RELAXED);
 	int n = 0;
 
-	order[n++] = pol;
-	if (_pmv_page_flags(pg) & PG_bind)
+	/* never a far tier: a page there is one that was evicted */
+	if (!_pmv_tier_far(ctx, pol))
+		order[n++] = pol;
+	if (n && (_pmv_page_flags(pg) & PG_bind))
 		return n;
 	for (unsigned t = 0; t < ctx->ntiers; t++)
-		if ((int)t != pol)
+		if ((int)t != pol && !_pmv_tier_far(ctx, (int)t))
 			order[n++] = t;
 	return n;
 }
@@ -296,6 +298,20 @@ static void rescue_copier(pmv_ctx *ctx, uintptr_t fa)
 	_pmv_uffd_wake(ctx, fa & ~(PMV_SIZE_4K - 1), PMV_SIZE_4K);
 }
 
+/*
+ * No memory tier had room for pg: make some on the first tier it may use
+ * by evicting cold pages to a far tier (far.c), as the kernel reclaims
+ * under a fault. 0 if any room was made.
+ */
+static int reclaim(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	int order[PMV_MAX_TIERS], n = first_touch_tiers(ctx, pg, order);
+
+	if (!n)
+		return -ENOMEM;
+	return _pmv_far_reclaim(ctx, order[0], _pmv_page_size(pg), pg);
+}
+
 static void sigbus_thread(pmv_ctx *ctx, pid_t tid)
 {
 	/* No room on any allowed tier: fail the access as the kernel would. */
@@ -365,6 +381,17 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 	if (_pmv_page_flags(pg) & PG_parked) {
 		/* A sampled page's next access (a stale WP message too). */
 		_pmv_track_fault(ctx, pg);
+	} else if (_pmv_page_flags(pg) & PG_far) {
+		/* An evicted page's access: load it (far.c); the move in wakes. */
+		ret = _pmv_far_fault(ctx, pg);
+		if (ret == -ENOMEM && !(ret = reclaim(ctx, pg)))
+			ret = _pmv_far_fault(ctx, pg);
+		if (ret == -ENOMEM)
+			sigbus_thread(ctx, tid);
+		_pmv_page_unlock(ctx, pg);
+		if (ret)
+			_pmv_uffd_wake(ctx, addr, size);
+		return true;
 	} else if (wp) {
 		/*
 		 * Nobody migrates this page, so a write-protect left on it is
@@ -378,6 +405,11 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		bool fresh = !(_pmv_page_flags(pg) & PG_present);
 
 		ret = _pmv_first_touch(ctx, pg, PMV_MV_WAKE);
+		/* -EAGAIN from reclaim (a fork): the thread faults again */
+		if (ret == -ENOMEM && !(ret = reclaim(ctx, pg))) {
+			fresh = !(_pmv_page_flags(pg) & PG_present);
+			ret = _pmv_first_touch(ctx, pg, PMV_MV_WAKE);
+		}
 		if (!ret && fresh) {
 			/* the move woke it (PMV_MV_WAKE) */
 			_pmv_page_unlock(ctx, pg);

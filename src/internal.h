@@ -98,6 +98,12 @@ enum {
 	 * the zap (event.c), or the zap would miss what it moved.
 	 */
 	PG_zap		= 1u << 14,
+	/*
+	 * On a far tier (far.c): PG_present stays set (the page has data),
+	 * but its address is empty and its bytes are in the tier's store
+	 * under `handle`; the next access faults it back in.
+	 */
+	PG_far		= 1u << 15,
 };
 
 struct _pmv_region;
@@ -114,7 +120,10 @@ struct _pmv_page {
 	 * racily to pick candidates. `park` is the pool slot holding the page
 	 * while PG_parked; `parked_us` when it went there (wraps; diffs only).
 	 */
-	void *park;
+	union {
+		void *park;		/* PG_parked */
+		uint64_t handle;	/* PG_far: the store's handle */
+	};
 	uint32_t heat;		/* decayed access rate, accesses/s */
 	uint32_t parked_us;
 };
@@ -284,7 +293,14 @@ struct _pmv_tier {
 	_Atomic uint64_t fail[PMV_FAIL_NR];
 	_Atomic uint64_t parked, promote_in, demote_in;
 	size_t wmark[3];	/* free bytes: min, low, high (policy.c) */
+
+	/* far tiers (far.c): the store; NULL on a memory tier */
+	int kind;		/* enum pmv_tier_kind */
+	struct _pmv_store *store;
+	_Atomic uint64_t faults_in, fault_in_ns, load_errors;
 };
+
+static inline bool _pmv_tier_far(const pmv_ctx *ctx, int t);
 
 /*
  * A tier list's kinds (pmv_create, pmv_tiers_parse): known kinds, each
@@ -538,6 +554,12 @@ PMV_HIDDEN int _pmv_uffd_copy(pmv_ctx *ctx, uintptr_t dst, uintptr_t src,
  * mapped; -EAGAIN (never retried) while an event is unread.
  */
 PMV_HIDDEN int _pmv_uffd_zeropage(pmv_ctx *ctx, uintptr_t addr, size_t len);
+/*
+ * Put a poison marker at an empty address and wake its waiters: every
+ * access there gets SIGBUS (a system call EFAULT) until it is zapped.
+ * -EEXIST if mapped; -EAGAIN (never retried) while an event is unread.
+ */
+PMV_HIDDEN int _pmv_uffd_poison(pmv_ctx *ctx, uintptr_t addr, size_t len);
 /* Wake threads waiting in a fault on the range; maps nothing. */
 PMV_HIDDEN int _pmv_uffd_wake(pmv_ctx *ctx, uintptr_t addr, size_t len);
 
@@ -653,6 +675,79 @@ PMV_HIDDEN uintptr_t _pmv_event_moved_to(pmv_ctx *ctx, uintptr_t addr);
 /* Is addr inside the new range of a queued mremap? */
 PMV_HIDDEN bool _pmv_event_in_new_range(pmv_ctx *ctx, uintptr_t addr);
 PMV_HIDDEN bool _pmv_is_fault_thread(void);
+
+/* ---- far tiers: eviction and fault-in (far.c) --------------------------- */
+
+/*
+ * Evict pgs[0..n) to the far tiers dst[i]: each locked, isolated, present
+ * and mapped at its address (unparked), on a memory tier; the caller holds
+ * fork_lock and regions_lock for reading. Each page is moved out of its
+ * address through the out-gate, stored, and its pool page freed; on any
+ * failure it goes back untouched. Every page is unlocked on return, with
+ * status[i] its tier or a negative errno (-EBUSY, -ENOSPC, -EIO, -ENOMEM,
+ * -EMSGSIZE: incompressible and no later far tier took it; -EACCES:
+ * shared with a child). reuse[i] (if given): -EBUSY because the page is
+ * not exclusive though mapped once; a write fault after the unlock makes
+ * it so, and another try may pass.
+ */
+PMV_HIDDEN void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst,
+			       size_t n, int *status, bool *reuse);
+/* _pmv_far_load flags */
+#define PMV_FAR_WAKE	1u	/* wake the faulting threads with the move in */
+#define PMV_FAR_FORCE	2u	/* no room on any memory tier: copy it in over capacity */
+#define PMV_FAR_FAULT	4u	/* a fault: count it, and the page comes back hot */
+/*
+ * Bring a locked PG_far page back to a memory tier: `tier`, or with -1
+ * the region's policy tier, else the first memory tier with room. 0 (the
+ * page is present on that tier), -ENOMEM (no room), -EIO (the store could
+ * not give its bytes back: read error or checksum; the page stays far),
+ * -ECANCELED (discarded or unmapped meanwhile: the unlock settles it),
+ * another error of the move.
+ */
+PMV_HIDDEN int _pmv_far_load(pmv_ctx *ctx, struct _pmv_page *pg, int tier, unsigned flags);
+/*
+ * A fault handler met an access to a PG_far page it holds locked: load it
+ * and map it, or on a load error poison the address (the thread gets
+ * SIGBUS, a kernel access EFAULT); -ENOMEM: no room (the caller sends
+ * SIGBUS, as for a first touch).
+ */
+PMV_HIDDEN int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * A fault found memory tier `tier` full: evict its coldest pages to the
+ * first far tier until `bytes` are free (not `self`). 0 if it freed
+ * something, -ENOMEM if not (no far tier, nothing it could lock),
+ * -EAGAIN while a fork is under way (fault again). Caller holds
+ * regions_lock for reading and no page lock but self's.
+ */
+PMV_HIDDEN int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self);
+/*
+ * Move a locked PG_far page to far tier dst without mapping it: its bytes
+ * go from one store to the other. 0, or the store's error (the page stays
+ * where it was).
+ */
+PMV_HIDDEN int _pmv_far_move(pmv_ctx *ctx, struct _pmv_page *pg, int dst);
+/* Free bytes of a far tier's capacity (its store's), SIZE_MAX if unbounded. */
+PMV_HIDDEN size_t _pmv_far_free(pmv_ctx *ctx, int tier);
+/* The page's data is gone (discard, unmap): drop its handle, clear PG_far. */
+PMV_HIDDEN void _pmv_far_drop(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * Part of a far huge page was discarded: bring it back as a parked page
+ * of a memory tier, so that the discard can zero its pieces. 0 or -errno.
+ */
+PMV_HIDDEN int _pmv_far_to_parked(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * A piece of a region the table drops with its memory kept (region.c's
+ * region_abandon, regions_lock written): an evicted page's bytes are
+ * copied back to its address directly, without the gate.
+ */
+PMV_HIDDEN void _pmv_far_abandon(pmv_ctx *ctx, struct _pmv_page *pg);
+/* fork: load every far page back (fork_lock written); see DESIGN.md. */
+PMV_HIDDEN void _pmv_far_load_all(pmv_ctx *ctx);
+PMV_HIDDEN int _pmv_far_open(pmv_ctx *ctx, unsigned i, const struct pmv_tier_config *tc);
+PMV_HIDDEN void _pmv_far_close(pmv_ctx *ctx, unsigned i);
+PMV_HIDDEN void _pmv_far_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st);
+/* Far-tier tests: the store's fault injection and damage (see store.c). */
+PMV_HIDDEN int _pmv_far_inject(pmv_ctx *ctx, int tier, const char *spec);
 
 /* ---- fault handler (fault.c) ----------------------------------------- */
 
@@ -846,7 +941,13 @@ struct pmv_ctx {
 	_Atomic uint64_t faults_waited, faults_sigbus;
 	_Atomic uint64_t migrations, migrate_bytes;
 	_Atomic uint64_t recopies;	/* pages written through a pin during a copy */
+	_Atomic uint64_t far_pages;	/* pages on far tiers now (fork loads them) */
 };
+
+static inline bool _pmv_tier_far(const pmv_ctx *ctx, int t)
+{
+	return ctx->tiers[t].store != NULL;
+}
 
 /*
  * Fault injection (PAGEMOVE_INJECT_HOLD_US, for tests): every 4th fault a

@@ -296,6 +296,19 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 		_pmv_count_fail(ctx, m->dst, -EBUSY);
 		goto unlock;
 	}
+	if (f & PG_far) {
+		/*
+		 * Evicted: load it into the target if that is a memory tier;
+		 * to another far tier its bytes go store to store, never mapped.
+		 */
+		int ret = _pmv_tier_far(ctx, m->dst) ? _pmv_far_move(ctx, pg, m->dst)
+						     : _pmv_far_load(ctx, pg, m->dst, 0);
+
+		m->status = ret == -ECANCELED ? -ENOENT : ret ? ret : m->dst;
+		if (ret && !_pmv_tier_far(ctx, m->dst))
+			_pmv_count_fail(ctx, m->dst, ret);
+		goto unlock;
+	}
 	/* A sampled page comes home first: every step below expects it mapped. */
 	if (_pmv_unpark(ctx, pg)) {
 		m->status = -EBUSY;
@@ -878,6 +891,32 @@ static int cmp_mig(const void *x, const void *y)
 	return a->addr < b->addr ? -1 : a->addr > b->addr;
 }
 
+/* The active entries whose target is a far tier: evicted (far.c), done. */
+static void evict(pmv_ctx *ctx, struct mig **act, size_t n)
+{
+	struct _pmv_page *pgs[BATCH_PAGES];
+	int dst[BATCH_PAGES], st[BATCH_PAGES];
+	bool reuse[BATCH_PAGES];
+	struct mig *ev[BATCH_PAGES];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!_pmv_tier_far(ctx, act[i]->dst))
+			continue;
+		ev[k] = act[i];
+		pgs[k] = act[i]->pg;
+		dst[k++] = act[i]->dst;
+	}
+	if (!k)
+		return;
+	_pmv_far_evict(ctx, pgs, dst, k, st, reuse);
+	for (size_t i = 0; i < k; i++) {
+		ev[i]->status = st[i];
+		ev[i]->state = ENT_SKIP;
+		ev[i]->retry_reuse = reuse[i];	/* _pmv_move_list write-faults it, again */
+	}
+}
+
 static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 {
 	struct mig *act[BATCH_PAGES], *small[BATCH_PAGES];
@@ -891,6 +930,8 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 	}
 	/* 2: reserve in address order, so runs coalesce. */
 	qsort(act, nact, sizeof(*act), cmp_mig);
+	/* evictions (far targets) need no destination page: far.c does them */
+	evict(ctx, act, nact);
 	reserve(ctx, act, nact);
 	for (size_t i = 0; i < nact; i++)
 		if (act[i]->state == ENT_ACTIVE && act[i]->ps == PMV_PS_4K)

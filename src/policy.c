@@ -232,7 +232,8 @@ static void reuse(pmv_ctx *ctx, struct _pmv_page *pg)
  */
 static void track_round(pmv_ctx *ctx)
 {
-	const uint32_t skip = PG_bind | PG_isolated | PG_shared | PG_locked;
+	/* an evicted page has nothing mapped to sample: its fault-in is its access */
+	const uint32_t skip = PG_bind | PG_isolated | PG_shared | PG_locked | PG_far;
 	uint64_t c0 = _pmv_thread_cpu_ns();
 	/* bounded, so munmap and fork (which wait for our locks) wait little */
 	uint64_t round_end = _pmv_now_ns() + WATCH_ROUND_NS;
@@ -396,7 +397,7 @@ static int cmp_hot_first(const void *x, const void *y)
 /* One pass over every page's descriptor: racy reads, no page locks. */
 static void collect(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
 {
-	const uint32_t skip = PG_bind | PG_isolated | PG_shared;
+	const uint32_t skip = PG_bind | PG_isolated | PG_shared | PG_far;
 	uint16_t now = _pmv_now_ds(ctx);
 	uint16_t res = (uint16_t)(ctx->pol.min_residency_ms / 100);
 	int last = (int)ctx->ntiers - 1;
@@ -487,12 +488,61 @@ static bool spend(pmv_ctx *ctx, size_t bytes, bool urgent)
 	return true;
 }
 
+/*
+ * Far tier t over its low watermark (its store's bytes against its
+ * capacity): its oldest pages go down to far tier t + 1, store to store
+ * (far.c), until high is free. Sampling never sees evicted pages, so
+ * "oldest" is the tail of the tier's lists: the order they were evicted
+ * (or loaded back and evicted again) in.
+ */
+static long far_demote(pmv_ctx *ctx, struct _pmv_policy_scratch *s, unsigned t)
+{
+	struct _pmv_tier *fast = &ctx->tiers[t];
+	size_t free = _pmv_far_free(ctx, (int)t), n = 0, want, per;
+	struct pmv_tier_stats st;
+	size_t ok = 0;
+
+	if (free == SIZE_MAX || free >= fast->wmark[1] || _pmv_tier_stats(ctx, (int)t, &st))
+		return 0;
+	per = st.stored_pages ? st.stored_bytes / st.stored_pages + 1 : PMV_SIZE_4K;
+	want = (fast->wmark[2] - free) / per + 1;
+	if (want > CAND_MAX)
+		want = CAND_MAX;
+	pthread_mutex_lock(&fast->lru_lock);
+	for (int l = 0; l < 2; l++) {
+		struct _pmv_lru_list *list = l ? &fast->active : &fast->inactive;
+
+		for (struct _pmv_page *pg = list->head.lru_prev; pg != &list->head && n < want &&
+		     spend(ctx, per, free < fast->wmark[0]); pg = pg->lru_prev) {
+			s->a[n] = (void *)_pmv_page_addr(pg);
+			s->tg[n++] = (int)t + 1;
+		}
+	}
+	pthread_mutex_unlock(&fast->lru_lock);
+	if (!n || pmv_move_pages(ctx, n, s->a, s->tg, s->st, 0) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		ok += s->st[i] == (int)t + 1;
+	ctx->tokens += (double)((n - ok) * per);
+	_pmv_stat_add(&ctx->demoted, ok);
+	_pmv_stat_add(&ctx->tiers[t + 1].demote_in, ok);
+	_pmv_stat_add(&ctx->policy_bytes, ok * per);
+	return (long)ok;
+}
+
 /* One pair of adjacent tiers: fast t, slow t + 1. Returns pages moved. */
 static long balance_pair(pmv_ctx *ctx, struct _pmv_policy_scratch *s, unsigned t)
 {
 	struct _pmv_tier *fast = &ctx->tiers[t];
 	int64_t free = fast->capacity ? tier_free(fast) : INT64_MAX;
 	long moved = 0;
+
+	/*
+	 * Into a far tier only demotion: an evicted page comes back up by
+	 * its fault-in, not by promotion (collect() never picks one).
+	 */
+	if (_pmv_tier_far(ctx, (int)t))
+		return _pmv_tier_far(ctx, (int)t + 1) ? far_demote(ctx, s, t) : 0;
 
 	for (int ps = PMV_PS_NR - 1; ps >= 0; ps--) {
 		size_t psz = _pmv_ps_size(ps), n = 0, nh = 0, got;

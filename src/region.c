@@ -161,6 +161,7 @@ static void region_page_drop(pmv_ctx *ctx, struct _pmv_page *pg)
 		return;
 	if (_pmv_page_flags(pg) & PG_parked)
 		_pmv_park_drop(ctx, pg);
+	_pmv_far_drop(ctx, pg);
 	_pmv_lru_del(ctx, pg);
 	_pmv_tier_uncharge(&ctx->tiers[pg->tier], pg->region->ps, 1);
 	_pmv_page_clear(pg, PG_present);
@@ -183,6 +184,7 @@ static void region_abandon(pmv_ctx *ctx, struct _pmv_region *r)
 		if (_pmv_page_flags(pg) & PG_parked)
 			_pmv_uffd_move(ctx, _pmv_page_addr(pg), (uintptr_t)pg->park,
 				       _pmv_page_size(pg), PMV_MV_WAKE, NULL);
+		_pmv_far_abandon(ctx, pg);	/* and an evicted one, copied in */
 		region_page_drop(ctx, pg);
 	}
 	region_free(r);
@@ -398,9 +400,11 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	}
 	if (tier == PMV_TIER_DEFAULT)
 		tier = 0;
-	if (!len || tier < 0 || (unsigned)tier >= ctx->ntiers ||
+	/* a far tier holds evicted pages only: a first touch goes to memory */
+	if (!len || tier < 0 || (unsigned)tier >= ctx->ntiers || _pmv_tier_far(ctx, tier) ||
 	    (flags & ~(PMV_HUGE | PMV_BIND | PMV_POPULATE))) {
-		_pmv_set_errmsg(-EINVAL, "pmv_mmap: bad length, tier or flags");
+		_pmv_set_errmsg(-EINVAL, "pmv_mmap: bad length, tier (far tiers hold no first "
+				"touch) or flags");
 		errno = EINVAL;
 		return NULL;
 	}
@@ -578,6 +582,7 @@ PMV_API int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len)
 					continue;
 				if (_pmv_page_flags(pg) & PG_parked)
 					_pmv_park_drop(ctx, pg);
+				_pmv_far_drop(ctx, pg);
 				_pmv_lru_del(ctx, pg);
 				n[pg->tier][r->ps]++;
 			}

@@ -868,6 +868,8 @@ int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 	struct _pmv_pool *p = &t->pool[ps];
 	int ret = 0;
 
+	if (t->store)
+		return 0;	/* a far tier: no first touch, no pool */
 	tier_lock(t);
 	if (!p->reserve) {
 		if (p->nholes)
@@ -1117,13 +1119,6 @@ int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 	if (_pmv_tiers_check(cfg->tiers, cfg->ntiers, &bad, why, sizeof(why)))
 		return _pmv_set_errmsg(-EINVAL, "pmv_create: tier %u: %s", bad, why);
 	for (unsigned i = 0; i < cfg->ntiers; i++) {
-		if (cfg->tiers[i].kind != PMV_TIER_MEM)
-			return _pmv_set_errmsg(-EOPNOTSUPP, "pmv_create: tier %u: %s tiers are "
-					       "not supported yet (their stores exist, their "
-					       "eviction and fault-in do not)", i,
-					       _pmv_tier_kind_name(cfg->tiers[i].kind));
-	}
-	for (unsigned i = 0; i < cfg->ntiers; i++) {
 		int ret = check_node(i, cfg->tiers[i].node);
 
 		if (ret)
@@ -1159,6 +1154,13 @@ int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 			t->pool[ps].high = high / _pmv_ps_size(ps);
 		}
 		ctx->ntiers = i + 1;
+		/* a far tier's capacity is its store's: its pools stay empty */
+		if (tc->kind != PMV_TIER_MEM) {
+			int ret = _pmv_far_open(ctx, i, tc);
+
+			if (ret)
+				return ret;
+		}
 	}
 	return 0;
 }
@@ -1183,6 +1185,7 @@ void _pmv_tiers_destroy(pmv_ctx *ctx)
 		pthread_cond_destroy(&t->reserve_cv);
 		pthread_cond_destroy(&t->fill_cv);
 		pthread_mutex_destroy(&t->lru_lock);
+		_pmv_far_close(ctx, i);
 	}
 	ctx->ntiers = 0;
 }

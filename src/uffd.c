@@ -24,7 +24,8 @@
 
 #define PMV_UFFD_FEATURES	(UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP | \
 				 UFFD_FEATURE_THREAD_ID | UFFD_FEATURE_EVENT_REMOVE | \
-				 UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP)
+				 UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP | \
+				 UFFD_FEATURE_POISON)
 /* Pools: WP registration only so that their vm_page_prot equals the regions'. */
 #define PMV_POOL_FEATURES	(UFFD_FEATURE_MOVE | UFFD_FEATURE_PAGEFAULT_FLAG_WP)
 
@@ -417,6 +418,13 @@ int _pmv_uffd_zeropage(pmv_ctx *ctx, uintptr_t addr, size_t len)
 	struct uffdio_zeropage z = { .range = { .start = addr, .len = len } };
 
 	return ioctl(ctx->uffd, UFFDIO_ZEROPAGE, &z) ? -errno : 0;
+}
+
+int _pmv_uffd_poison(pmv_ctx *ctx, uintptr_t addr, size_t len)
+{
+	struct uffdio_poison p = { .range = { .start = addr, .len = len } };
+
+	return ioctl(ctx->uffd, UFFDIO_POISON, &p) ? -errno : 0;
 }
 
 int _pmv_uffd_wake(pmv_ctx *ctx, uintptr_t addr, size_t len)
