@@ -523,16 +523,10 @@ static void run_case(int c, int pattern, const struct far_opts *o, struct far_re
 
 		pmv_tier_stats(ctx, 0, &st);
 		r->dram_bytes = st.resident_bytes + st.pool_bytes;
-		/*
-		 * A RAM store's bytes are the process's anonymous memory beyond
-		 * the memory tier's and the workload's own arrays.
-		 */
-		if (c != C_FILE) {
-			uint64_t mine = r->dram_bytes + n * (sizeof(double) + 8 + 2 * 4);
-			uint64_t rss = rss_anon();
-
-			r->store_bytes = rss > mine ? rss - mine : 0;
-		}
+		/* what the far tier's store really uses, allocator waste included */
+		pmv_tier_stats(ctx, 1, &st);
+		r->store_bytes = st.stored_bytes;
+		r->ratio = st.ratio;
 	} else {
 		r->dram_bytes = rss_anon();
 	}
