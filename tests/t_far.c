@@ -921,6 +921,71 @@ static int test_four_times_the_memory_tier(const struct t_case *c)
 	return bad;
 }
 
+/*
+ * Two threads fault past a full memory tier at once, one in address order
+ * (a scan) and one at random: room a reclaim makes may go to the other's
+ * access first, and the policy holds pages it evicts. No access may get
+ * SIGBUS while a far tier has room (a SIGBUS kills the child). Found by
+ * bench far's scan pattern, which died of SIGBUS in 2 runs of 3.
+ */
+struct racer {
+	const char *p;
+	size_t n, psz;
+	int random;
+	atomic_long bad;
+};
+
+static void *racer(void *arg)
+{
+	struct racer *r = arg;
+	unsigned seed = 17;
+
+	for (size_t k = 0; k < 4 * r->n; k++) {
+		size_t i = r->random ? rand_r(&seed) % r->n : k % r->n;
+		uint8_t b = *(volatile const uint8_t *)(r->p + i * r->psz + 61);
+
+		if (b != (i % 8 == 7 ? 0 : tpat(i, 61)))
+			atomic_fetch_add(&r->bad, 1);
+		if (k % 256 == 0)
+			t_beat();
+	}
+	return NULL;
+}
+
+static int test_two_threads_fault_past_a_full_memory_tier(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 16 : 2048, cap = n / 4 * psz;
+	struct pmv_tier_config tc[2] = {
+		{ .name = "mem", .node = PMV_NODE_ANY, .capacity = cap },
+		{ .name = "far", .node = PMV_NODE_ANY,
+		  .kind = c->variant ? PMV_TIER_FILE : PMV_TIER_LZ4, .path = c->variant ? dir : NULL },
+	};
+	struct pmv_policy_config pol = { .mode = PMV_POLICY_AUTO, .interval_ms = 20 };
+	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol };
+	pmv_ctx *ctx = pmv_create(&cfg);
+	struct racer r[2];
+	pthread_t th[2];
+	int bad = 0;
+	char *p;
+
+	if (!ctx)
+		t_skip("pmv_create: %s", pmv_errmsg());
+	p = region(ctx, n, psz);
+	for (int k = 0; k < 2; k++) {
+		r[k] = (struct racer){ .p = p, .n = n, .psz = psz, .random = k };
+		T_EQ(pthread_create(&th[k], NULL, racer, &r[k]), 0);
+	}
+	for (int k = 0; k < 2; k++) {
+		pthread_join(th[k], NULL);
+		T_CHECK(bad, atomic_load(&r[k].bad) == 0, "%ld wrong reads by the %s thread",
+			atomic_load(&r[k].bad), k ? "random" : "scanning");
+	}
+	bad += (int)check_all(p, n, psz);
+	T_CHECK(bad, tstats(ctx, 1).faults_in > 0, "no page came back from the far tier");
+	pmv_destroy(ctx);
+	return bad;
+}
+
 /* fork with the memory tier full: evicted pages come back over its capacity */
 static int test_fork_with_full_memory_tier(const struct t_case *c)
 {
@@ -1166,6 +1231,10 @@ int main(void)
 		    "policy_off", h, 0);
 		run(&s, "test_four_times_the_memory_tier", test_four_times_the_memory_tier, 1,
 		    "policy_auto", h, 0);
+		run(&s, "test_two_threads_fault_past_a_full_memory_tier",
+		    test_two_threads_fault_past_a_full_memory_tier, 0, "lz4", h, 0);
+		run(&s, "test_two_threads_fault_past_a_full_memory_tier",
+		    test_two_threads_fault_past_a_full_memory_tier, 1, "file", h, 0);
 	}
 	run(&s, "test_user_mode_refused", test_user_mode_refused, 0, NULL, 0, 0);
 	run(&s, "test_tiers_from_environment", test_tiers_from_environment, 0, NULL, 0, 0);
