@@ -109,8 +109,10 @@ static char *region(pmv_ctx *ctx, size_t n, size_t psz)
 	char *p = pmv_mmap(ctx, n * psz, 0, psz == T_SZ_2M ? PMV_HUGE : 0);
 
 	T_ASSERT(p, "pmv_mmap: %s", pmv_errmsg());
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		fill(p + i * psz, psz, i);
+		t_beat();	/* past a full memory tier each page is an eviction */
+	}
 	return p;
 }
 
