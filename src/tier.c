@@ -831,7 +831,7 @@ size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
  * from the top of the clean stack, which the fill pushed in address
  * order, so out[] usually is one ascending run (one move).
  */
-#define AHEAD_KEEP	POOL_GROW_4K
+#define AHEAD_KEEP	(FILL_4K / 2)
 
 size_t _pmv_pool_take_clean(struct _pmv_tier *t, int ps, size_t n, void **out)
 {
