@@ -364,11 +364,14 @@ static void stream_ahead(struct _pmv_fault *f, pid_t tid, uintptr_t addr, size_t
 				      memory_order_relaxed);
 }
 
-/* A page map-ahead may take: never touched, nobody's, nothing pending on it. */
-static bool ahead_ok(const struct _pmv_page *pg, int tier)
+/*
+ * A page map-ahead may take: never touched, nothing pending on it, of the
+ * tier's policy; and (not_held) nobody's, before the trylock.
+ */
+static bool ahead_ok(const struct _pmv_page *pg, int tier, uint32_t not_held)
 {
-	return !(_pmv_page_flags(pg) & (PG_present | PG_locked | PG_parked | PG_discard |
-					 PG_gone | PG_zap)) &&
+	return !(_pmv_page_flags(pg) & (PG_present | PG_parked | PG_discard | PG_gone | PG_zap |
+					 not_held)) &&
 	       __atomic_load_n(&pg->pol_tier, __ATOMIC_RELAXED) == tier;
 }
 
@@ -401,9 +404,9 @@ static void map_ahead(pmv_ctx *ctx, const struct ahead *a)
 	while (n < a->win && idx + 1 + n < r->npages) {
 		struct _pmv_page *q = &r->pages[idx + 1 + n];
 
-		if (!ahead_ok(q, t) || !_pmv_page_trylock(q))
+		if (!ahead_ok(q, t, PG_locked) || !_pmv_page_trylock(q))
 			break;
-		if (_pmv_page_flags(q) & (PG_present | PG_parked | PG_discard | PG_gone | PG_zap)) {
+		if (!ahead_ok(q, t, 0)) {	/* again, held: it may have changed */
 			_pmv_page_unlock(ctx, q);
 			break;
 		}
