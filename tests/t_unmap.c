@@ -26,7 +26,8 @@
  * byte, reads and writes there work and pmv_move_pages on it works; a
  * MAP_FIXED range reads zeros, takes writes and is not managed; a grown
  * tail reads zeros and takes writes. Once settled the tiers' resident bytes
- * are exactly the pages still mapped and touched. Then pmv_munmap of the
+ * are exactly the pages still mapped and touched (or mapped ahead of the
+ * fill, which is a stream of first touches). Then pmv_munmap of the
  * original range takes the pieces left of it (0, or -EINVAL when nothing
  * is left there), pmv_munmap of a moved range takes it, and resident bytes
  * go to 0.
@@ -55,6 +56,7 @@ static char *base;
 static size_t psz, npages;
 static size_t op_lo, op_hi;		/* pages [op_lo, op_hi) are changed */
 static _Atomic uint8_t gone[N_4K], never[N_4K];
+static uint8_t ahead[N_4K];		/* untouched, but mapped ahead of the fill */
 static atomic_int reader_stop;
 static atomic_long reader_bad, reader_reads;
 
@@ -152,6 +154,20 @@ static int test_only_the_range_changes(const struct t_case *c)
 		atomic_store(&never[i], untouched(i));
 		if (!untouched(i))
 			t_fill(base + i * psz, psz, i, SEED);
+	}
+	/*
+	 * The fill is a stream of first touches: the library may have mapped
+	 * pages after it ahead (fault.c), untouched ones included, and those
+	 * are placed and charged as touched ones. Which: the query, now
+	 * (nothing else places an untouched page before the checks).
+	 */
+	memset(ahead, 0, sizeof(ahead));
+	for (size_t i = 0; ctx && i < npages; i++) {
+		void *pg = base + i * psz;
+		int st = -ENOENT;
+
+		if (untouched(i) && pmv_move_pages(ctx, 1, &pg, NULL, &st, 0) >= 0 && st >= 0)
+			ahead[i] = 1;
 	}
 	switch (op) {
 	case OP_UNMAP_START:	op_lo = 0; op_hi = third; break;
@@ -274,9 +290,9 @@ static int test_only_the_range_changes(const struct t_case *c)
 			"the agitator made no progress");
 	printf("  %ld reads by the reader\n", atomic_load(&reader_reads));
 
-	/* resident: every page still mapped (here or moved) and touched */
+	/* resident: every page still mapped (here or moved) and touched, or mapped ahead */
 	for (size_t i = 0; i < npages; i++)
-		if ((state[i] == P_MAPPED || state[i] == P_MOVED) && !untouched(i))
+		if ((state[i] == P_MAPPED || state[i] == P_MOVED) && (!untouched(i) || ahead[i]))
 			want_res += psz;
 	if (ctx) {
 		got = settled(want_res);
