@@ -415,8 +415,10 @@ int cmd_bench_faults(int argc, char **argv)
 				pct(&res[c].m, 0.99), pct(&res[c].k, 0.99),
 				res[c].m.n ? res[c].m.v[res[c].m.n - 1] : 0);
 	}
-	fprintf(stderr, "  tracking CPU %.2f %% of a core; %d fault-handler thread%s at the end\n",
-		100 * cs.track_cpu_fraction, threads, threads == 1 ? "" : "s");
+	fprintf(stderr, "  tracking CPU %.2f %% of a core; %d fault-handler thread%s at the end; "
+		"%llu of %llu first touches mapped ahead\n", 100 * cs.track_cpu_fraction, threads,
+		threads == 1 ? "" : "s", (unsigned long long)cs.faults_ahead,
+		(unsigned long long)cs.faults_first_touch);
 	if (json) {
 		int first = 1;
 

@@ -482,7 +482,9 @@ struct pmv_ctx_stats {
 	unsigned mode_why;		/* enum pmv_mode_why (since 0.3) */
 	int mode_errno;			/* PMV_MODE_WHY_DENIED: the errno of
 					 * /dev/userfaultfd (ENOENT: none) */
-	uint64_t resv[15];		/* zero */
+	uint64_t faults_ahead;		/* of faults_first_touch, pages mapped
+					 * ahead of a sequential stream (0.4) */
+	uint64_t resv[14];		/* zero */
 };
 
 /* Threads: any. */

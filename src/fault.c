@@ -51,6 +51,17 @@
 #define FOLLOW_DELAY_NS		1000000L	/* after the fault that asked: see helper_main */
 #define EVENT_SPIN_NS		20000	/* another handler reads: its hold is short */
 #define THREAD_STACK		(512UL << 10)	/* ours need little; mlockall locks it all */
+/*
+ * Map-ahead (map_ahead()): a thread that first-touches 4 KB pages one
+ * after another gets the next pages of its stream mapped after its fault
+ * is answered, so that it takes one fault per window instead of one per
+ * page. The window starts at AHEAD_FIRST, doubles while the stream goes
+ * on, up to PAGEMOVE_FAULT_AHEAD pages (0: never), and starts again after
+ * a break.
+ */
+#define AHEAD_DEFAULT		32
+#define AHEAD_MAX		256
+#define AHEAD_FIRST		4
 
 enum { ARM_FOLLOW, ARM_ALL };
 
@@ -97,6 +108,13 @@ struct _pmv_fault {
 	_Atomic bool spare;		/* a CPU without an armed handler, for the helper */
 	cpu_set_t initial;		/* the creator's CPUs */
 	int count[CPU_SETSIZE];		/* follow(): faulting threads per CPU (the helper's) */
+	/*
+	 * Sequential first-touch streams, by tid: the page a stream touches
+	 * next if it goes on, and its window. Hints (relaxed): a thread
+	 * faults once at a time, and a stale entry costs one window or none.
+	 */
+	unsigned ahead_max;		/* PAGEMOVE_FAULT_AHEAD */
+	struct { _Atomic pid_t tid; _Atomic uintptr_t next; _Atomic unsigned win; } stream[PMV_SEEN];
 	/* the helper thread */
 	pthread_t helper;
 	bool helper_started;
@@ -375,13 +393,156 @@ static void sigbus_thread(pmv_ctx *ctx, pid_t tid)
 		syscall(SYS_tgkill, ctx->pid, tid, SIGBUS);
 }
 
+/* ---- map-ahead of sequential first touches --------------------------------- */
+
+/* A first touch just answered, whose stream wants `win` pages mapped after it. */
+struct ahead {
+	struct _pmv_page *pg;
+	pid_t tid;
+	unsigned win;
+};
+
+/*
+ * A 4 KB first touch at addr by tid was answered: does it go on the
+ * thread's stream (the page right after the last one it faulted on, or
+ * after the last window)? Then the window grows, else the stream starts
+ * again here, with none.
+ */
+static unsigned stream_touch(struct _pmv_fault *f, pid_t tid, uintptr_t addr)
+{
+	unsigned slot = (unsigned)tid % PMV_SEEN, win = 0;
+
+	if (atomic_load_explicit(&f->stream[slot].tid, memory_order_relaxed) == tid &&
+	    atomic_load_explicit(&f->stream[slot].next, memory_order_relaxed) == addr) {
+		win = atomic_load_explicit(&f->stream[slot].win, memory_order_relaxed);
+		win = win ? 2 * win : AHEAD_FIRST;
+		if (win > f->ahead_max)
+			win = f->ahead_max;
+	}
+	atomic_store_explicit(&f->stream[slot].tid, tid, memory_order_relaxed);
+	atomic_store_explicit(&f->stream[slot].next, addr + PMV_SIZE_4K, memory_order_relaxed);
+	atomic_store_explicit(&f->stream[slot].win, win, memory_order_relaxed);
+	return win;
+}
+
+/* Where the stream's next fault will be, after n pages mapped ahead. */
+static void stream_ahead(struct _pmv_fault *f, pid_t tid, uintptr_t addr, size_t n)
+{
+	unsigned slot = (unsigned)tid % PMV_SEEN;
+
+	if (atomic_load_explicit(&f->stream[slot].tid, memory_order_relaxed) == tid)
+		atomic_store_explicit(&f->stream[slot].next, addr + (n + 1) * PMV_SIZE_4K,
+				      memory_order_relaxed);
+}
+
+/*
+ * A page map-ahead may take: never touched, nothing pending on it, of the
+ * tier's policy; and (not_held) nobody's, before the trylock.
+ */
+static bool ahead_ok(const struct _pmv_page *pg, int tier, uint32_t not_held)
+{
+	return !(_pmv_page_flags(pg) & (PG_present | PG_parked | PG_discard | PG_gone | PG_zap |
+					 not_held)) &&
+	       __atomic_load_n(&pg->pol_tier, __ATOMIC_RELAXED) == tier;
+}
+
+/*
+ * After a.pg's first touch was answered (the thread runs on): map the next
+ * a.win pages of its region ahead, as first touches of their own would,
+ * so that a sequential stream takes one fault per window. Only pages never
+ * touched and not held, up to the first that is not; only on an unbounded
+ * tier, and the faulting page's, which must be their policy tier too: on a
+ * bounded tier they would take room (and bring pressure or SIGBUS) for
+ * pages the program may never touch. Only pool pages zeroed already, in
+ * one move per run of neighbours: nothing is grown or zeroed here. They
+ * are then present, charged and on the LRU as any first touch; the gate
+ * of _pmv_move_in keeps out those the program discarded or unmapped
+ * meanwhile. Caller holds regions_lock for reading.
+ */
+static void map_ahead(pmv_ctx *ctx, const struct ahead *a)
+{
+	struct _pmv_region *r = a->pg->region;
+	struct _pmv_page *pgs[AHEAD_MAX];
+	void *slot[AHEAD_MAX], *holes[AHEAD_MAX];
+	uintptr_t s[AHEAD_MAX];
+	int res[AHEAD_MAX], t = __atomic_load_n(&a->pg->tier, __ATOMIC_RELAXED);
+	size_t part[AHEAD_MAX], idx = (size_t)(a->pg - r->pages), n = 0, got, placed = 0;
+	struct _pmv_tier *tier;
+
+	if (t < 0 || (unsigned)t >= ctx->ntiers || ctx->tiers[t].capacity)
+		return;
+	tier = &ctx->tiers[t];
+	while (n < a->win && idx + 1 + n < r->npages) {
+		struct _pmv_page *q = &r->pages[idx + 1 + n];
+
+		if (!ahead_ok(q, t, PG_locked) || !_pmv_page_trylock(q))
+			break;
+		if (!ahead_ok(q, t, 0)) {	/* again, held: it may have changed */
+			_pmv_page_unlock(ctx, q);
+			break;
+		}
+		pgs[n++] = q;
+	}
+	got = n ? _pmv_pool_take_clean(tier, PMV_PS_4K, n, slot) : 0;
+	for (size_t i = got; i < n; i++)
+		_pmv_page_unlock(ctx, pgs[i]);
+	n = got;
+	if (!n)
+		return;
+	/*
+	 * Published before the move, as a first touch does (_pmv_first_touch):
+	 * a discard read while the page goes in then marks it PG_zap too, and
+	 * after MADV_FREE it stays the program's, managed. Taken back below if
+	 * it did not go in.
+	 */
+	for (size_t i = 0; i < n; i++) {
+		s[i] = (uintptr_t)slot[i];
+		__atomic_store_n(&pgs[i]->tier, (int8_t)t, __ATOMIC_RELAXED);
+		_pmv_page_set(pgs[i], PG_present);
+	}
+	_pmv_inject_hold(ctx);
+	_pmv_move_in(ctx, pgs, s, n, 0, res, part);
+	for (size_t i = 0; i < n; i++) {
+		struct _pmv_page *q = pgs[i];
+
+		if (!res[i]) {
+			holes[placed++] = slot[i];
+			_pmv_page_clear(q, PG_active | PG_referenced | PG_shared);
+			_pmv_lru_add(ctx, q);
+			continue;
+		}
+		_pmv_page_clear(q, PG_present);
+		if (part[i]) {
+			/* cannot be for a 4 KB page; as _pmv_first_touch all the same */
+			_pmv_pool_discard(ctx, slot[i], PMV_SIZE_4K);
+			_pmv_pool_put_hole(tier, PMV_PS_4K, slot[i]);
+			_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
+		} else {
+			/* untouched by a refused move: still zero */
+			_pmv_pool_put_page(tier, PMV_PS_4K, slot[i], true);
+		}
+	}
+	if (placed)
+		_pmv_pool_put_holes(tier, PMV_PS_4K, holes, placed);
+	for (size_t i = 0; i < n; i++)
+		_pmv_page_unlock(ctx, pgs[i]);
+	/* the stream's next fault is past what went in, up to the first failure */
+	for (got = 0; got < n && !res[got]; got++)
+		;
+	stream_ahead(ctx->fault, a->tid, _pmv_page_addr(a->pg), got);
+	_pmv_fault_want_fill(ctx, t, PMV_PS_4K);
+	_pmv_stat_add(&tier->first_touch, placed);
+	_pmv_stat_add(&ctx->faults_first_touch, placed);
+	_pmv_stat_add(&ctx->faults_ahead, placed);
+}
+
 /*
  * Answer one fault. Caller holds regions_lock for reading. False: the fault
  * is at the new place of a range the program moved with mremap, which the
  * region table does not know yet: it waits for the table (defer(), then
  * the janitor's surgery()).
  */
-static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
+static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg, struct ahead *ah)
 {
 	uintptr_t fa = msg->arg.pagefault.address;
 	bool wp = msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP;
@@ -464,6 +625,11 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg)
 		if (!ret && fresh) {
 			/* the move woke it (PMV_MV_WAKE) */
 			_pmv_page_unlock(ctx, pg);
+			if (ah && r->ps == PMV_PS_4K && tid > 0 && ctx->fault->ahead_max) {
+				ah->win = stream_touch(ctx->fault, tid, addr);
+				ah->pg = ah->win ? pg : NULL;
+				ah->tid = tid;
+			}
 			return true;
 		}
 		if (ret == -ENOMEM) {
@@ -631,7 +797,7 @@ static void surgery(struct _pmv_fault *f)
 		return;
 	_pmv_regions_rdlock(&ctx->regions_lock, true);
 	for (size_t i = 0; i < n; i++)
-		if (!handle_fault(ctx, &again[i]))
+		if (!handle_fault(ctx, &again[i], NULL))
 			defer(f, &again[i]);
 	_pmv_regions_rdunlock(&ctx->regions_lock);
 	free(again);
@@ -671,6 +837,7 @@ static void serve(struct handler *h)
 	struct _pmv_fault *f = h->f;
 	pmv_ctx *ctx = f->ctx;
 	struct uffd_msg msgs[64];
+	struct ahead ah[64];
 	int me = h->idx + 1;
 	bool jan = atomic_load(&f->janitor) == me, pending;
 	size_t nmsg, zap;
@@ -693,9 +860,15 @@ static void serve(struct handler *h)
 		_pmv_event_poll(ctx);
 	zap = ctx->nzap_wait;	/* only under event_lock written */
 	pthread_rwlock_unlock(&ctx->event_lock);
-	for (size_t i = 0; i < nmsg; i++)
-		if (msgs[i].event == UFFD_EVENT_PAGEFAULT && !handle_fault(ctx, &msgs[i]))
+	for (size_t i = 0; i < nmsg; i++) {
+		ah[i].pg = NULL;
+		if (msgs[i].event == UFFD_EVENT_PAGEFAULT && !handle_fault(ctx, &msgs[i], &ah[i]))
 			defer(f, &msgs[i]);
+	}
+	/* every fault of the batch answered first: then the streams' windows */
+	for (size_t i = 0; i < nmsg; i++)
+		if (ah[i].pg)
+			map_ahead(ctx, &ah[i]);
 	_pmv_regions_rdunlock(&ctx->regions_lock);
 	note_faulters(f, msgs, nmsg);
 
@@ -1090,6 +1263,8 @@ void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps)
 int _pmv_fault_start(pmv_ctx *ctx)
 {
 	const char *mode = getenv("PAGEMOVE_FAULT_HANDLERS");
+	const char *ahead = getenv("PAGEMOVE_FAULT_AHEAD");
+	unsigned long nahead = AHEAD_DEFAULT;
 	struct _pmv_fault *f;
 	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
 	pthread_attr_t attr;
@@ -1099,11 +1274,21 @@ int _pmv_fault_start(pmv_ctx *ctx)
 
 	if (mode && *mode && strcmp(mode, "follow") && strcmp(mode, "all"))
 		return _pmv_set_errmsg(-EINVAL, "PAGEMOVE_FAULT_HANDLERS=%s: want follow or all", mode);
+	if (ahead && *ahead) {
+		char *end;
+
+		errno = 0;
+		nahead = strtoul(ahead, &end, 10);
+		if (errno || *end || *ahead == '-' || nahead > AHEAD_MAX)
+			return _pmv_set_errmsg(-EINVAL, "PAGEMOVE_FAULT_AHEAD=%s: want 0 (off) to %d "
+					       "pages", ahead, AHEAD_MAX);
+	}
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	f->ctx = ctx;
 	f->mode = mode && !strcmp(mode, "all") ? ARM_ALL : ARM_FOLLOW;
+	f->ahead_max = (unsigned)nahead;
 	atomic_store(&f->follow_ivl, FOLLOW_NS);
 	f->max = ncpu > 0 && ncpu < PMV_MAX_HANDLERS ? (unsigned)ncpu : PMV_MAX_HANDLERS;
 	_pmv_mutex_init_pi(&f->mu);

@@ -324,6 +324,14 @@ PMV_HIDDEN size_t _pmv_pool_take_pages(pmv_ctx *ctx, struct _pmv_tier *t, int ps
 				       size_t n, void **out);
 PMV_HIDDEN size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 				       size_t n, void **out);
+/*
+ * Up to n clean (zeroed) pages, counted resident, for a map-ahead: never
+ * grows the pool, waits or takes the reserve, and leaves a few for the
+ * next first touches. Ascending when they are neighbours.
+ */
+PMV_HIDDEN size_t _pmv_pool_take_clean(struct _pmv_tier *t, int ps, size_t n, void **out);
+/* Give n emptied slots back as holes (each as _pmv_pool_put_hole). */
+PMV_HIDDEN void _pmv_pool_put_holes(struct _pmv_tier *t, int ps, void *const *slot, size_t n);
 /* A hole to move a page out into; NULL only when VA is exhausted. */
 PMV_HIDDEN void *_pmv_pool_take_hole(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_put_hole(struct _pmv_tier *t, int ps, void *slot);
@@ -938,7 +946,7 @@ struct pmv_ctx {
 
 	/* statistics */
 	_Atomic uint64_t faults_missing, faults_wp, faults_first_touch;
-	_Atomic uint64_t faults_waited, faults_sigbus;
+	_Atomic uint64_t faults_waited, faults_sigbus, faults_ahead;
 	_Atomic uint64_t migrations, migrate_bytes;
 	_Atomic uint64_t recopies;	/* pages written through a pin during a copy */
 	_Atomic uint64_t far_pages;	/* pages on far tiers now (fork loads them) */

@@ -95,6 +95,7 @@ int _pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
 	st->faults_first_touch = rd(&ctx->faults_first_touch);
 	st->faults_waited = rd(&ctx->faults_waited);
 	st->faults_sigbus = rd(&ctx->faults_sigbus);
+	st->faults_ahead = rd(&ctx->faults_ahead);
 	st->migrations = rd(&ctx->migrations);
 	st->migrate_bytes = rd(&ctx->migrate_bytes);
 	st->policy_mode = atomic_load_explicit(&ctx->policy_mode, memory_order_relaxed);

@@ -823,6 +823,43 @@ size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
 	return got;
 }
 
+/*
+ * Map-ahead (fault.c): up to n clean pages, only those zeroed already. No
+ * growth, no wait for a fill, no reserve: the fault was answered, and
+ * what follows it must stay cheap. At least AHEAD_KEEP stay for the first
+ * touches that come next, whose inline growth is the slow path. Taken
+ * from the top of the clean stack, which the fill pushed in address
+ * order, so out[] usually is one ascending run (one move).
+ */
+#define AHEAD_KEEP	(FILL_4K / 2)
+
+size_t _pmv_pool_take_clean(struct _pmv_tier *t, int ps, size_t n, void **out)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+	size_t k;
+
+	tier_lock(t);
+	k = p->nclean > AHEAD_KEEP ? p->nclean - AHEAD_KEEP : 0;
+	if (k > n)
+		k = n;
+	p->nclean -= k;
+	memcpy(out, p->clean + p->nclean, k * sizeof(*out));
+	t->resident[ps] += k;
+	pthread_mutex_unlock(&t->lock);
+	return k;
+}
+
+void _pmv_pool_put_holes(struct _pmv_tier *t, int ps, void *const *slot, size_t n)
+{
+	struct _pmv_pool *p = &t->pool[ps];
+
+	pthread_mutex_lock(&t->lock);
+	/* high to low, so that pops (the fill's) hand them out ascending */
+	for (size_t i = n; i-- > 0;)
+		push_hole(t, p, slot[i]);
+	pthread_mutex_unlock(&t->lock);
+}
+
 void _pmv_pool_put_page(struct _pmv_tier *t, int ps, void *slot, bool clean)
 {
 	struct _pmv_pool *p = &t->pool[ps];

@@ -880,6 +880,8 @@ static int where(const struct t_case *c)
 	pthread_t w;
 
 	setenv("PAGEMOVE_FAULT_HANDLERS", c->variant ? "all" : "follow", 1);
+	/* one fault per page touched: the wakes counted below are faults */
+	setenv("PAGEMOVE_FAULT_AHEAD", "0", 1);
 	sched_getaffinity(0, sizeof(all), &all);
 	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
 		if (CPU_ISSET(cpu, &all)) {
@@ -970,6 +972,318 @@ static int where(const struct t_case *c)
 	T_CHECK(bad, atomic_load(&where_bad) == 0, "%ld words read back wrong",
 		atomic_load(&where_bad));
 	pmv_destroy(ctx);
+	return bad;
+}
+
+/* ---- map-ahead of sequential first touches ----------------------------------- */
+
+/*
+ * A thread that first-touches 4 KB pages in order gets the pages after
+ * them mapped ahead (fault.c, map_ahead()). Each sub-test here:
+ *  - AHEAD_PATTERNS: strides 1 (a stream), 2, 3 and 7, and backwards,
+ *    over fresh regions: every page touched holds its word, every other
+ *    reads zero, and every page mapped (touched or ahead) is charged and
+ *    found by the query; rounds go on until some page was mapped ahead
+ *    (progress only);
+ *  - AHEAD_OFF: PAGEMOVE_FAULT_AHEAD=0: the same stream maps nothing
+ *    ahead, and no page past the stream is mapped; a bad value fails
+ *    pmv_create with EINVAL;
+ *  - AHEAD_BOUND: a capacity-bound tier, regions bound to it, exactly
+ *    full: streams never get SIGBUS (a SIGBUS kills the sub-test) and no
+ *    page is mapped ahead there;
+ *  - AHEAD_DONTNEED, AHEAD_MUNMAP, AHEAD_MREMAP: the program discards,
+ *    unmaps or moves (mremap) pages just ahead of a stream while it runs,
+ *    with every 4th answer held 100 us (PAGEMOVE_INJECT_HOLD_US) so that
+ *    the event meets pages being mapped ahead: every page the stream
+ *    wrote keeps its word, every other reads zero, and the resident bytes
+ *    settle at what is mapped.
+ * Fixed seeds; nothing is timed.
+ */
+enum { AHEAD_PATTERNS, AHEAD_OFF, AHEAD_BOUND, AHEAD_DONTNEED, AHEAD_MUNMAP, AHEAD_MREMAP };
+
+#define NAHEAD		1024	/* 4 KB pages of a map-ahead region */
+
+static uint64_t ahead_word(int round, size_t p)
+{
+	return 0xa4e0000000000000ULL | (uint64_t)round << 20 | p;
+}
+
+static uint64_t faults_ahead(void)
+{
+	struct pmv_ctx_stats cs;
+
+	if (!ctx || pmv_ctx_stats(ctx, &cs))
+		return 0;
+	return cs.faults_ahead;
+}
+
+/* Pages of [b, b + n pages) mapped now (pagemap), and whether all are found by the query. */
+static size_t ahead_mapped(char *b, size_t n, long *unmanaged)
+{
+	size_t m = 0;
+
+	for (size_t p = 0; p < n; p++) {
+		void *pg = b + p * T_SZ_4K;
+		int st = 0;
+
+		if (t_present(pg) != 1)
+			continue;
+		m++;
+		if (ctx && (pmv_move_pages(ctx, 1, &pg, NULL, &st, 0) || st < 0) &&
+		    (*unmanaged)++ < 4)
+			printf("  page %zu mapped, but the query says %s\n", p, pmv_strerror(st));
+	}
+	return m;
+}
+
+/* Touch pages of a fresh region in the order of stride (< 0: backwards); check. */
+static long ahead_pattern(int round, long stride, size_t *mapped)
+{
+	char *b = t_map(ctx, NAHEAD * T_SZ_4K, 0, 0);
+	static uint8_t wrote[NAHEAD];
+	long bad = 0, unmanaged = 0;
+
+	memset(wrote, 0, sizeof(wrote));
+	if (stride > 0) {
+		for (size_t p = 0; p < NAHEAD; p += (size_t)stride)
+			*(volatile uint64_t *)(b + p * T_SZ_4K) = ahead_word(round, p), wrote[p] = 1;
+	} else {
+		for (size_t p = NAHEAD; p-- > 0;)
+			*(volatile uint64_t *)(b + p * T_SZ_4K) = ahead_word(round, p), wrote[p] = 1;
+	}
+	for (size_t p = 0; p < NAHEAD; p++)
+		bad += race_check(b + p * T_SZ_4K, wrote[p] ? ahead_word(round, p) : 0, "ahead", p);
+	*mapped = ahead_mapped(b, NAHEAD, &unmanaged);
+	T_EQ(t_unmap(ctx, b, NAHEAD * T_SZ_4K), 0);
+	return bad + unmanaged;
+}
+
+/* The discarder's window: the stream waits while its next page is in it. */
+static _Atomic long ahead_pos, ahead_lo, ahead_hi;
+static uint8_t ahead_gone[NAHEAD];	/* AHEAD_MUNMAP: pages unmapped under the stream */
+static char *_Atomic ahead_base;
+
+static void *ahead_stream(void *arg)
+{
+	int round = (int)(intptr_t)arg;
+	char *b = atomic_load(&ahead_base);
+
+	for (size_t p = 0; p < NAHEAD; p++) {
+		/* Dekker with the discarder: one of us sees the other */
+		atomic_store(&ahead_pos, (long)p);
+		while ((long)p >= atomic_load(&ahead_lo) && (long)p < atomic_load(&ahead_hi))
+			sched_yield();
+		if (!ahead_gone[p])
+			*(volatile uint64_t *)(b + p * T_SZ_4K) = ahead_word(round, p);
+	}
+	atomic_store(&ahead_pos, NAHEAD);
+	return NULL;
+}
+
+/*
+ * While the stream runs: discard (or unmap) ranges just ahead of it, where
+ * map-ahead is placing pages, never one it may be writing.
+ */
+static long ahead_cut_round(int kind, int round, unsigned *seed, long *cuts)
+{
+	char *b = t_map(ctx, NAHEAD * T_SZ_4K, 0, 0);
+	long bad = 0, unmanaged = 0;
+	size_t mapped, want = 0;
+	pthread_t th;
+
+	memset(ahead_gone, 0, sizeof(ahead_gone));
+	atomic_store(&ahead_lo, 0);
+	atomic_store(&ahead_hi, 0);
+	atomic_store(&ahead_pos, 0);
+	atomic_store(&ahead_base, b);
+	T_EQ(pthread_create(&th, NULL, ahead_stream, (void *)(intptr_t)round), 0);
+	while (atomic_load(&ahead_pos) < NAHEAD - 64) {
+		long pos = atomic_load(&ahead_pos);
+		long lo = pos + 2 + (long)(rand_r(seed) % 24), hi = lo + 1 + (long)(rand_r(seed) % 16);
+
+		atomic_store(&ahead_lo, lo);
+		atomic_store(&ahead_hi, hi);
+		if (atomic_load(&ahead_pos) < lo) {
+			if (kind == AHEAD_DONTNEED) {
+				T_EQ(t_sys_madvise(b + lo * T_SZ_4K, (hi - lo) * T_SZ_4K,
+						   MADV_DONTNEED), 0);
+			} else {
+				memset(ahead_gone + lo, 1, (size_t)(hi - lo));
+				T_EQ(t_sys_munmap(b + lo * T_SZ_4K, (hi - lo) * T_SZ_4K), 0);
+				bad += race_plug(b + lo * T_SZ_4K, (hi - lo) * T_SZ_4K);
+			}
+			(*cuts)++;
+		}
+		atomic_store(&ahead_hi, 0);
+		atomic_store(&ahead_lo, 0);
+		/* let the stream go on a little: the next cut meets new windows */
+		while (atomic_load(&ahead_pos) < hi && atomic_load(&ahead_pos) < NAHEAD - 64)
+			sched_yield();
+	}
+	pthread_join(th, NULL);
+	for (size_t p = 0; p < NAHEAD; p++) {
+		if (ahead_gone[p])
+			continue;
+		bad += race_check(b + p * T_SZ_4K, ahead_word(round, p), "streamed", p);
+		want++;
+	}
+	mapped = ahead_mapped(b, NAHEAD, &unmanaged);
+	bad += unmanaged;
+	if (ctx) {
+		/* every page the stream wrote, and no page discarded or unmapped, is charged */
+		uint64_t r = t_resident_settled(ctx, want * T_SZ_4K);
+
+		if (r != want * T_SZ_4K && bad++ < 4)
+			printf("  round %d: %llu bytes resident, want %zu pages (%zu mapped)\n",
+			       round, (unsigned long long)r, want, mapped);
+	}
+	for (size_t p = 0; p < NAHEAD; p++)
+		if (ahead_gone[p])
+			T_EQ(t_sys_munmap(b + p * T_SZ_4K, T_SZ_4K), 0);	/* the plugs */
+	T_EQ(t_sys_munmap(b, NAHEAD * T_SZ_4K), 0);
+	return bad;
+}
+
+/* The stream's region is cut in two by mremap of its tail, just ahead of it. */
+static long ahead_mremap_round(int round, unsigned *seed)
+{
+	size_t cut = NAHEAD / 4 + rand_r(seed) % (NAHEAD / 2), tail = NAHEAD - cut;
+	char *b = t_map(ctx, NAHEAD * T_SZ_4K, 0, 0), *dst, *moved;
+	long bad = 0, unmanaged = 0;
+	pthread_t th;
+
+	dst = t_sys_mmap(NULL, tail * T_SZ_4K, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT(dst != MAP_FAILED, "mmap: %s", strerror(errno));
+	memset(ahead_gone, 0, sizeof(ahead_gone));
+	memset(ahead_gone + cut, 1, tail);	/* the stream stops at the cut */
+	atomic_store(&ahead_lo, 0);
+	atomic_store(&ahead_hi, 0);
+	atomic_store(&ahead_pos, 0);
+	atomic_store(&ahead_base, b);
+	T_EQ(pthread_create(&th, NULL, ahead_stream, (void *)(intptr_t)round), 0);
+	/* a window or two before the cut: pages past it are being mapped ahead */
+	while (atomic_load(&ahead_pos) < (long)cut - 1 - (long)(rand_r(seed) % 48))
+		sched_yield();
+	moved = t_sys_mremap(b + cut * T_SZ_4K, tail * T_SZ_4K, tail * T_SZ_4K,
+			     MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+	T_ASSERT(moved == dst, "mremap: %s", strerror(errno));
+	bad += race_plug(b + cut * T_SZ_4K, tail * T_SZ_4K);
+	pthread_join(th, NULL);
+	/* the moved pages: never written, so zero, and managed at their new place */
+	for (size_t p = cut; p < NAHEAD; p++)
+		*(volatile uint64_t *)(dst + (p - cut) * T_SZ_4K) ^= ahead_word(round, p);
+	for (size_t p = 0; p < NAHEAD; p++)
+		bad += race_check((p < cut ? b + p * T_SZ_4K : dst + (p - cut) * T_SZ_4K),
+				  ahead_word(round, p), p < cut ? "kept" : "moved", p);
+	ahead_mapped(b, cut, &unmanaged);
+	ahead_mapped(dst, tail, &unmanaged);
+	if (ctx) {
+		uint64_t r = t_resident_settled(ctx, NAHEAD * T_SZ_4K);
+
+		if (r != NAHEAD * T_SZ_4K && bad++ < 4)
+			printf("  round %d: %llu bytes resident, want %d pages\n", round,
+			       (unsigned long long)r, NAHEAD);
+	}
+	T_EQ(t_sys_munmap(b, NAHEAD * T_SZ_4K), 0);
+	T_EQ(t_sys_munmap(dst, tail * T_SZ_4K), 0);
+	return bad + unmanaged;
+}
+
+static int ahead(const struct t_case *c)
+{
+	struct pmv_policy_config off = { .mode = PMV_POLICY_OFF };
+	unsigned seed = SEED ^ (unsigned)c->mode;
+	int bad = 0, nrounds = t_rounds(8);
+	long nbad = 0, cuts = 0;
+	uint64_t a0;
+
+	setenv("PAGEMOVE_FAULT_HANDLERS", "follow", 1);
+	setenv("PAGEMOVE_FAULT_AHEAD", c->mode == AHEAD_OFF ? "0" : "32", 1);
+	if (c->mode >= AHEAD_DONTNEED)
+		setenv("PAGEMOVE_INJECT_HOLD_US", "100", 1);
+	if (c->mode == AHEAD_OFF && !t_control()) {
+		struct pmv_tier_config tc = { .name = "one", .node = PMV_NODE_ANY };
+		struct pmv_config cfg = { .ntiers = 1, .tiers = &tc };
+		static const char *const bad_values[] = { "32x", "-1", "257" };
+
+		for (size_t i = 0; i < 3; i++) {
+			pmv_ctx *x;
+
+			setenv("PAGEMOVE_FAULT_AHEAD", bad_values[i], 1);
+			x = pmv_create(&cfg);
+			T_CHECK(bad, !x && errno == EINVAL, "PAGEMOVE_FAULT_AHEAD=%s: %s",
+				bad_values[i], x ? "accepted" : strerror(errno));
+			if (x)
+				pmv_destroy(x);
+		}
+		setenv("PAGEMOVE_FAULT_AHEAD", "0", 1);
+	}
+	if (t_control())
+		ctx = NULL;
+	else if (c->mode == AHEAD_BOUND)
+		ctx = t_ctx_pol(1, (const size_t[]){ NAHEAD * T_SZ_4K }, 0, &off);
+	else if (c->mode == AHEAD_PATTERNS || c->mode == AHEAD_OFF)
+		ctx = t_ctx_pol(2, NULL, 0, &off);	/* nothing parked: mapped means placed */
+	else
+		ctx = t_ctx(2, NULL, 0);
+	a0 = faults_ahead();
+	if (c->mode == AHEAD_PATTERNS || c->mode == AHEAD_OFF) {
+		static const long strides[] = { 1, 2, 3, 7, -1 };
+
+		/* until a stream was mapped ahead once (progress only: a hang is the watchdog's) */
+		for (int round = 0; round < nrounds || (ctx && c->mode == AHEAD_PATTERNS &&
+							faults_ahead() == a0); round++) {
+			for (size_t k = 0; k < sizeof(strides) / sizeof(strides[0]); k++) {
+				long st = c->mode == AHEAD_OFF ? 1 : strides[k];
+				size_t mapped, touched = st > 0 ? (NAHEAD + st - 1) / st : NAHEAD;
+
+				t_step("round %d, stride %ld", round, st);
+				nbad += ahead_pattern(round, st, &mapped);
+				/* mapped: what was touched, and with map-ahead maybe more */
+				T_CHECK(bad, mapped >= touched && (c->mode != AHEAD_OFF ||
+					mapped == touched), "round %d, stride %ld: %zu pages mapped, "
+					"%zu touched", round, st, mapped, touched);
+			}
+			t_beat();
+		}
+		if (ctx && c->mode == AHEAD_OFF)
+			T_CHECK(bad, faults_ahead() == a0, "PAGEMOVE_FAULT_AHEAD=0: %llu pages "
+				"mapped ahead", (unsigned long long)(faults_ahead() - a0));
+	} else if (c->mode == AHEAD_BOUND) {
+		for (int round = 0; round < nrounds; round++) {
+			/* two regions bound to the full tier: each stream may use all of it */
+			for (int r = 0; r < 2; r++) {
+				char *b = t_map(ctx, NAHEAD * T_SZ_4K, 0, PMV_BIND);
+				long unmanaged = 0;
+
+				t_step("round %d, region %d", round, r);
+				for (size_t p = 0; p < NAHEAD; p++)
+					*(volatile uint64_t *)(b + p * T_SZ_4K) = ahead_word(round, p);
+				for (size_t p = 0; p < NAHEAD; p++)
+					nbad += race_check(b + p * T_SZ_4K, ahead_word(round, p), "bound",
+							   p);
+				T_EQ(ahead_mapped(b, NAHEAD, &unmanaged), NAHEAD);
+				nbad += unmanaged;
+				T_EQ(t_unmap(ctx, b, NAHEAD * T_SZ_4K), 0);
+			}
+			t_beat();
+		}
+		if (ctx)
+			T_CHECK(bad, faults_ahead() == a0, "%llu pages mapped ahead on a bounded tier",
+				(unsigned long long)(faults_ahead() - a0));
+	} else {
+		for (int round = 0; round < nrounds; round++) {
+			t_step("round %d", round);
+			nbad += c->mode == AHEAD_MREMAP ? ahead_mremap_round(round, &seed) :
+				ahead_cut_round(c->mode, round, &seed, &cuts);
+			t_beat();
+		}
+	}
+	printf("  %d rounds: %llu pages mapped ahead, %ld cuts, %ld bad\n", nrounds,
+	       (unsigned long long)(faults_ahead() - a0), cuts, nbad);
+	T_CHECK(bad, nbad == 0, "%ld bad bytes or unmanaged pages", nbad);
+	if (ctx)
+		pmv_destroy(ctx);
 	return bad;
 }
 
@@ -1139,6 +1453,22 @@ int main(void)
 				 all ? "on_every_cpu" : "following");
 			t_run_isolated(&s, &c, race, 0);
 		}
+	{
+		static const char *const what[] = {
+			"map_ahead_sequential_and_strided_touches_are_byte_exact",
+			"map_ahead_off_with_pagemove_fault_ahead_0",
+			"map_ahead_never_on_a_bounded_tier_and_no_sigbus",
+			"map_ahead_races_madv_dontneed",
+			"map_ahead_races_munmap",
+			"map_ahead_races_mremap",
+		};
+
+		for (int kind = 0; kind < (int)(sizeof(what) / sizeof(what[0])); kind++) {
+			struct t_case c = { .mode = kind, .name = what[kind] };
+
+			t_run_isolated(&s, &c, ahead, 0);
+		}
+	}
 	{
 		static const struct { int mode, all; const char *name; } wh[] = {
 			{ WHERE_FOLLOW, 0, "handlers_follow_the_faulting_thread_to_its_cpu" },
