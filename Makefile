@@ -90,10 +90,20 @@ MANS      := $(MAN_SRCS:man/%=$(B)/man/%)
 STATIC_LIB := $(B)/libpagemove.a
 SHARED_LIB := $(B)/libpagemove.so.$(VERSION)
 CLI        := $(B)/pagemove
+# libpagemove-preload.so (pagemove run): preload/ and the library's PIC
+# objects in one object, exporting only what it interposes. Never
+# sanitized: it is preloaded into programs that are not (SAN=1 builds its
+# copy). Its own copy of the library's objects: PIC, without symbol
+# versions (PMV_SHARED), which only libpagemove.so has.
+PRELOAD_SO := $(B)/libpagemove-preload.so
+PRELOAD_SRCS := $(wildcard preload/*.c) common/runcfg.c
+PRELOAD_CFLAGS = $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
+PRELOAD_LDFLAGS = $(filter-out -fsanitize=%,$(LDFLAGS))
+PRELOAD_LIB_OBJS := $(filter-out $(B)/preload/src/abi.os,$(LIB_SRCS:src/%.c=$(B)/preload/src/%.os))
 
 .PHONY: all lib test test-unit test-san test-numa stress stress-loop bench demo install clean deps
 
-all: lib $(CLI) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(EXAMPLES) $(B)/pagemove.pc $(MANS)
+all: lib $(CLI) $(PRELOAD_SO) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(EXAMPLES) $(B)/pagemove.pc $(MANS)
 
 ifeq ($(STATIC),1)
 lib: $(STATIC_LIB)
@@ -121,6 +131,15 @@ $(SHARED_LIB): $(LIB_SOBJS) src/libpagemove.map
 		-Wl,--version-script=src/libpagemove.map -o $@ $(LIB_SOBJS) $(LDLIBS)
 	ln -sf libpagemove.so.$(VERSION) $(B)/libpagemove.so.$(SOVERSION)
 	ln -sf libpagemove.so.$(VERSION) $(B)/libpagemove.so
+
+$(B)/preload/src/%.os: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+$(PRELOAD_SO): $(PRELOAD_SRCS) preload/preload.h common/runcfg.h preload/preload.map $(PRELOAD_LIB_OBJS)
+	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_LDFLAGS) -fPIC -fvisibility=hidden -shared \
+		-Wl,--version-script=preload/preload.map -o $@ $(PRELOAD_SRCS) \
+		$(PRELOAD_LIB_OBJS) $(LDLIBS) -ldl
 
 $(CLI): $(TOOL_SRCS) $(TOOL_HDRS) $(STATIC_LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRCS) $(STATIC_LIB) $(LDLIBS) -lm
