@@ -142,7 +142,7 @@ $(PRELOAD_SO): $(PRELOAD_SRCS) preload/preload.h common/runcfg.h preload/preload
 		$(PRELOAD_LIB_OBJS) $(LDLIBS) -ldl
 
 $(CLI): $(TOOL_SRCS) $(TOOL_HDRS) $(STATIC_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRCS) $(STATIC_LIB) $(LDLIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -DPMV_LIBDIR='"$(LIBDIR)"' -o $@ $(TOOL_SRCS) $(STATIC_LIB) $(LDLIBS) -lm
 
 $(B)/tests/%: tests/%.c tests/harness.h common/threads.h $(STATIC_LIB)
 	@mkdir -p $(dir $@)
@@ -244,6 +244,7 @@ install: all
 	install -m 644 include/pagemove.h $(DESTDIR)$(INCDIR)/
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/
 	ln -sf libpagemove.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpagemove.so.$(SOVERSION)
 	ln -sf libpagemove.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpagemove.so
 	install -m 644 $(B)/pagemove.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
