@@ -74,7 +74,7 @@ TOOL_SRCS := $(wildcard tools/*.c) $(wildcard bench/*.c) $(wildcard common/*.c)
 TOOL_HDRS := $(wildcard tools/*.h) $(wildcard bench/*.h) $(wildcard common/*.h)
 TEST_SRCS := $(wildcard tests/t_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
-TEST_HELPERS := $(B)/tests/cli_child
+TEST_HELPERS := $(B)/tests/cli_child $(B)/tests/run_child
 EXAMPLES  := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 # The ABI test (tests/abi/README.md): one program per released header, and
 # one for today's, each against the shared library (so none in a static tree).
@@ -180,6 +180,11 @@ $(B)/examples/%: examples/%.c include/pagemove.h $(STATIC_LIB)
 $(B)/tests/cli_child: tests/cli_child.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# runs under the preload, which is never sanitized: neither is it
+$(B)/tests/run_child: tests/run_child.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_LDFLAGS) -o $@ $<
 
 # Directories under PREFIX are written from ${prefix}, so that the file can
 # move with its tree (pkg-config --define-prefix); others stay absolute.
