@@ -18,7 +18,9 @@
  * exported __libc_* for malloc (no dlsym, which itself allocates) and
  * dlsym(RTLD_NEXT) for mmap, with the raw system call until it resolved.
  */
+#include <dirent.h>
 #include <dlfcn.h>
+#include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -61,6 +63,7 @@ static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t stats_thread;
 static bool stats_running;
 static pid_t owner_pid;		/* the process the context belongs to */
+static bool forked;		/* a fork child: no stats file */
 
 typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
 static mmap_fn real_mmap_fn;
@@ -219,6 +222,7 @@ static bool config_ready(void)
 }
 
 static void *stats_main(void *arg);
+static void stats_sweep(void);
 
 /*
  * One context per process, made at the first mapping that wants one. A
@@ -258,7 +262,7 @@ static pmv_ctx *get_ctx(void)
 		} else {
 			ctx = c;
 			owner_pid = getpid();
-			if (cfg.stats_interval &&
+			if (cfg.stats_interval && !forked && (stats_sweep(), 1) &&
 			    pthread_create(&stats_thread, NULL, stats_main, NULL) == 0)
 				stats_running = true;
 			__atomic_store_n(&state, ST_READY, __ATOMIC_RELEASE);
@@ -575,6 +579,33 @@ static void stats_publish(void)
 		unlink(tmp);
 }
 
+/* Remove the files of this user's processes that are gone (killed, or
+ * ended by _exit, which runs no destructor). */
+static void stats_sweep(void)
+{
+	char prefix[64], path[512];
+	DIR *d = opendir(cfg.stats_dir);
+	struct dirent *e;
+	size_t n;
+
+	if (!d)
+		return;
+	n = (size_t)snprintf(prefix, sizeof(prefix), "pagemove-run.%u.", (unsigned)getuid());
+	while ((e = readdir(d))) {
+		char *end;
+		long pid;
+
+		if (strncmp(e->d_name, prefix, n))
+			continue;
+		pid = strtol(e->d_name + n, &end, 10);
+		if (*end || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", cfg.stats_dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+}
+
 static void *stats_main(void *arg)
 {
 	(void)arg;
@@ -593,9 +624,13 @@ static void *stats_main(void *arg)
 
 /*
  * fork: the library quiesces migrations and gives the child an ordinary
- * copy of managed memory; its context is the parent's. The child stays on
- * plain memory (its blocks from before the fork are freed with munmap as
- * ever); a child that execs gets its own context from the environment.
+ * copy of managed memory; the parent's context is not the child's (its
+ * calls return ECHILD there). The child makes a context of its own at its
+ * first large mapping (stress-ng's workers, a server's forked workers);
+ * its blocks from before the fork are plain memory there, freed with
+ * munmap as ever. It publishes no stats file: many children end with
+ * _exit, which would leave theirs behind. A child that execs gets a
+ * context, and a stats file, from the environment.
  */
 static void atfork_prepare(void)
 {
@@ -614,7 +649,10 @@ static void atfork_child(void)
 	pthread_mutex_unlock(&blk_lock);
 	pthread_mutex_unlock(&ctx_lock);
 	stats_running = false;
-	__atomic_store_n(&state, ST_OFF, __ATOMIC_RELEASE);
+	forked = true;
+	ctx = NULL;	/* the parent's: left as it is, its calls would fail */
+	if (state == ST_READY)
+		__atomic_store_n(&state, ST_UNINIT, __ATOMIC_RELEASE);
 }
 
 static void config_load(void)

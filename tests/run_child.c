@@ -197,7 +197,7 @@ static int t_threads(void)
 }
 
 /* fork: the child reads the parent's bytes, its writes are its own; it
- * allocates and frees large blocks (plain memory there) */
+ * allocates managed blocks of its own context and frees the parent's */
 static int t_fork(void)
 {
 	size_t n = 24 * MB;
@@ -216,7 +216,8 @@ static int t_fork(void)
 			f += check(p, n, 5) >= 0;
 			fill(p, n, 6);
 			f += check(p, n, 6) >= 0;
-			q = malloc(8 * MB);
+			q = malloc(8 * MB);	/* the child's own context */
+			f += managed(q) != 1;
 			fill(q, 8 * MB, 7);
 			f += check(q, 8 * MB, 7) >= 0;
 			free(q);
