@@ -132,9 +132,16 @@ $(SHARED_LIB): $(LIB_SOBJS) src/libpagemove.map
 	ln -sf libpagemove.so.$(VERSION) $(B)/libpagemove.so.$(SOVERSION)
 	ln -sf libpagemove.so.$(VERSION) $(B)/libpagemove.so
 
+# The library's own allocations go straight to glibc's malloc, never
+# through the preload's malloc nor the program's allocator: a jemalloc that
+# maps an extent holds its lock, and the region made for it allocates.
+PRELOAD_REDEFINE := malloc=__libc_malloc calloc=__libc_calloc realloc=__libc_realloc \
+	free=__libc_free aligned_alloc=__libc_memalign posix_memalign=_pmvp_libc_posix_memalign
+
 $(B)/preload/src/%.os: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(PRELOAD_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+	$(CC) $(PRELOAD_CFLAGS) -fPIC -fvisibility=hidden -c -o $@.tmp $<
+	objcopy $(PRELOAD_REDEFINE:%=--redefine-sym %) $@.tmp $@ && rm -f $@.tmp
 
 $(PRELOAD_SO): $(PRELOAD_SRCS) preload/preload.h common/runcfg.h preload/preload.map $(PRELOAD_LIB_OBJS)
 	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_LDFLAGS) -fPIC -fvisibility=hidden -shared \

@@ -14,9 +14,14 @@
  * Recursion: the library maps and allocates too. A call made while this
  * thread is inside the library (in_lib, set around every pmv_* call and in
  * the stats thread), or whose caller is code of this object (the library's
- * own threads), passes straight through. The real functions are glibc's
- * exported __libc_* for malloc (no dlsym, which itself allocates) and
- * dlsym(RTLD_NEXT) for mmap, with the raw system call until it resolved.
+ * own threads), passes straight through. The real functions come from
+ * dlsym(RTLD_NEXT); until they are resolved, mmap is the raw system call
+ * and malloc a small static arena (dlsym itself allocates).
+ *
+ * A program that loads an allocator of its own (redis with libjemalloc.so)
+ * keeps it: every malloc-family call goes to it untouched, since its other
+ * calls (malloc_usable_size, mallocx) must see its own pointers, and it
+ * maps its memory with mmap, which is caught here.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -44,11 +49,20 @@
 #define SIZE_2M		(2UL << 20)
 
 extern void *__libc_malloc(size_t);
-extern void __libc_free(void *);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
 extern void *__libc_memalign(size_t, size_t);
 extern size_t malloc_usable_size(void *);
+
+/* The library's posix_memalign (Makefile: PRELOAD_REDEFINE), glibc's. */
+int _pmvp_libc_posix_memalign(void **out, size_t align, size_t n);
+int _pmvp_libc_posix_memalign(void **out, size_t align, size_t n)
+{
+	void *p = __libc_memalign(align, n);
+
+	if (!p)
+		return ENOMEM;
+	*out = p;
+	return 0;
+}
 
 /* this object's own image: a caller inside it is the library */
 extern const char __ehdr_start[];
@@ -109,6 +123,124 @@ static void warn(const char *fmt, ...)
 	buf[n++] = '\n';
 	if (write(2, buf, n) < 0)
 		return;
+}
+
+/* ---- the allocator behind this one --------------------------------------- */
+
+static struct {
+	void *(*malloc)(size_t);
+	void (*free)(void *);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	void *(*memalign)(size_t, size_t);
+	size_t (*usable)(void *);
+} nx;
+static int nx_state;	/* 0 unresolved, 1 resolving, 2 resolved */
+static bool foreign;	/* not glibc's: forward everything to it */
+
+/* Allocations made while dlsym resolves the allocator: never freed. */
+static _Alignas(64) char boot[64 << 10];
+static size_t boot_used;
+
+static void *boot_alloc(size_t n, size_t align)
+{
+	size_t hdr = align > 16 ? align : 16, at, end;
+
+	do {
+		at = __atomic_load_n(&boot_used, __ATOMIC_RELAXED);
+		end = ((at + hdr + align - 1) & ~(align - 1)) + n;
+		if (end > sizeof(boot))
+			return NULL;
+	} while (!__atomic_compare_exchange_n(&boot_used, &at, end, false, __ATOMIC_ACQ_REL,
+					      __ATOMIC_RELAXED));
+	char *p = boot + (end - n);
+	((size_t *)p)[-1] = n;
+	return p;
+}
+
+static bool in_boot(const void *p)
+{
+	return (const char *)p >= boot && (const char *)p < boot + sizeof(boot);
+}
+
+static bool next_ready(void)
+{
+	int s = __atomic_load_n(&nx_state, __ATOMIC_ACQUIRE);
+
+	if (s == 2)
+		return true;
+	if (s == 0 && __atomic_compare_exchange_n(&nx_state, &s, 1, false, __ATOMIC_ACQ_REL,
+						  __ATOMIC_ACQUIRE)) {
+		in_lib++;
+		nx.malloc = (void *(*)(size_t))dlsym(RTLD_NEXT, "malloc");
+		nx.free = (void (*)(void *))dlsym(RTLD_NEXT, "free");
+		nx.calloc = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "calloc");
+		nx.realloc = (void *(*)(void *, size_t))dlsym(RTLD_NEXT, "realloc");
+		nx.memalign = (void *(*)(size_t, size_t))dlsym(RTLD_NEXT, "memalign");
+		nx.usable = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
+		in_lib--;
+		if (!nx.malloc || !nx.free || !nx.calloc || !nx.realloc || !nx.memalign ||
+		    !nx.usable) {
+			__atomic_store_n(&nx_state, 0, __ATOMIC_RELEASE);
+			return false;
+		}
+		/* glibc's malloc is an alias of its __libc_malloc */
+		foreign = nx.malloc != __libc_malloc;
+		__atomic_store_n(&nx_state, 2, __ATOMIC_RELEASE);
+		return true;
+	}
+	return false;
+}
+
+static void *next_malloc(size_t n)
+{
+	return next_ready() ? nx.malloc(n) : boot_alloc(n, 16);
+}
+
+static void *next_calloc(size_t n, size_t m)
+{
+	size_t t;
+
+	if (next_ready())
+		return nx.calloc(n, m);
+	return __builtin_mul_overflow(n, m, &t) ? NULL : boot_alloc(t, 16);	/* zero */
+}
+
+static void *next_memalign(size_t align, size_t n)
+{
+	return next_ready() ? nx.memalign(align, n) : boot_alloc(n, align < 16 ? 16 : align);
+}
+
+static size_t next_usable(void *p)
+{
+	if (in_boot(p))
+		return ((size_t *)p)[-1];
+	return next_ready() ? nx.usable(p) : 0;
+}
+
+static void next_free(void *p)
+{
+	if (p && !in_boot(p) && next_ready())
+		nx.free(p);
+}
+
+static void *next_realloc(void *p, size_t n)
+{
+	if (in_boot(p)) {
+		size_t old = ((size_t *)p)[-1];
+		void *q = next_malloc(n);
+
+		if (q)
+			memcpy(q, p, old < n ? old : n);
+		return q;
+	}
+	return next_ready() ? nx.realloc(p, n) : boot_alloc(n, 16);
+}
+
+/* The program's allocator is another library's: leave it alone. */
+static bool is_foreign(void)
+{
+	return next_ready() && foreign;
 }
 
 /* ---- big blocks of the malloc family ------------------------------------ */
@@ -335,7 +467,7 @@ static void *block_alloc(size_t n)
 
 static bool wanted(size_t n, const void *ra)
 {
-	return !in_lib && config_ready() && n >= cfg.min_size && state != ST_OFF &&
+	return !in_lib && !is_foreign() && config_ready() && n >= cfg.min_size && state != ST_OFF &&
 	       !caller_is_ours(ra);
 }
 
@@ -343,7 +475,7 @@ EXPORT void *malloc(size_t n)
 {
 	void *p = wanted(n, __builtin_return_address(0)) ? block_alloc(n) : NULL;
 
-	return p ? p : __libc_malloc(n);
+	return p ? p : next_malloc(n);
 }
 
 EXPORT void *calloc(size_t n, size_t m)
@@ -353,7 +485,7 @@ EXPORT void *calloc(size_t n, size_t m)
 
 	if (!__builtin_mul_overflow(n, m, &t) && wanted(t, __builtin_return_address(0)))
 		p = block_alloc(t);	/* fresh managed memory reads zero */
-	return p ? p : __libc_calloc(n, m);
+	return p ? p : next_calloc(n, m);
 }
 
 EXPORT void free(void *p)
@@ -363,24 +495,16 @@ EXPORT void free(void *p)
 	if (len)
 		munmap(p, len);	/* the library follows it (UNMAP event) */
 	else
-		__libc_free(p);
+		next_free(p);
 }
 
 EXPORT size_t malloc_usable_size(void *p)
 {
 	size_t len = blk_find(p, false);
-	static size_t (*next)(void *);
 
 	if (len)
 		return len;
-	if (!p)
-		return 0;
-	if (!next) {
-		in_lib++;
-		next = (size_t (*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
-		in_lib--;
-	}
-	return next ? next(p) : 0;
+	return p ? next_usable(p) : 0;
 }
 
 /*
@@ -395,12 +519,12 @@ EXPORT void *realloc(void *p, size_t n)
 
 	if (!len) {
 		if (!p || !wanted(n, __builtin_return_address(0)))
-			return __libc_realloc(p, n);
+			return next_realloc(p, n);
 		if (!(q = block_alloc(n)))
-			return __libc_realloc(p, n);
-		old = malloc_usable_size(p);
+			return next_realloc(p, n);
+		old = next_usable(p);
 		memcpy(q, p, old < n ? old : n);
-		__libc_free(p);
+		next_free(p);
 		return q;
 	}
 	if (n == 0) {
@@ -418,7 +542,7 @@ EXPORT void *realloc(void *p, size_t n)
 		return p;
 	}
 	q = block_alloc(n);
-	if (!q && !(q = __libc_malloc(n)))
+	if (!q && !(q = next_malloc(n)))
 		return NULL;
 	memcpy(q, p, len);
 	free(p);
@@ -441,7 +565,7 @@ static void *aligned(size_t align, size_t n, const void *ra)
 {
 	void *p = align <= PAGE_4K && wanted(n, ra) ? block_alloc(n) : NULL;
 
-	return p ? p : __libc_memalign(align, n);
+	return p ? p : next_memalign(align, n);
 }
 
 EXPORT int posix_memalign(void **out, size_t align, size_t n)
@@ -499,7 +623,10 @@ static bool mmap_wanted(size_t len, int prot, int flags, const void *ra)
 
 static void *do_mmap(void *a, size_t len, int prot, int flags, int fd, off_t off, const void *ra)
 {
-	if (mmap_wanted(len, prot, flags, ra)) {
+	/* a foreign allocator maps with its lock held: only on a context made
+	 * before (by the constructor; its own first maps are plain) */
+	if (mmap_wanted(len, prot, flags, ra) &&
+	    (!is_foreign() || __atomic_load_n(&state, __ATOMIC_ACQUIRE) == ST_READY)) {
 		void *p = managed_map((len + PAGE_4K - 1) & ~(PAGE_4K - 1),
 				      flags & MAP_POPULATE ? PMV_POPULATE : 0);
 		if (p)
@@ -666,9 +793,16 @@ static void config_load(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
+/*
+ * With an allocator of the program's own, the context is made here rather
+ * than at its first mmap: that mmap comes with the allocator's lock held,
+ * and pmv_create's libraries (libnuma) allocate through it.
+ */
 __attribute__((constructor)) static void preload_init(void)
 {
 	config_ready();
+	if (is_foreign())
+		get_ctx();
 }
 
 /*
