@@ -74,7 +74,7 @@ TOOL_SRCS := $(wildcard tools/*.c) $(wildcard bench/*.c) $(wildcard common/*.c)
 TOOL_HDRS := $(wildcard tools/*.h) $(wildcard bench/*.h) $(wildcard common/*.h)
 TEST_SRCS := $(wildcard tests/t_*.c)
 TESTS     := $(TEST_SRCS:tests/%.c=$(B)/tests/%)
-TEST_HELPERS := $(B)/tests/cli_child
+TEST_HELPERS := $(B)/tests/cli_child $(B)/tests/run_child
 EXAMPLES  := $(patsubst examples/%.c,$(B)/examples/%,$(wildcard examples/*.c))
 # The ABI test (tests/abi/README.md): one program per released header, and
 # one for today's, each against the shared library (so none in a static tree).
@@ -90,10 +90,20 @@ MANS      := $(MAN_SRCS:man/%=$(B)/man/%)
 STATIC_LIB := $(B)/libpagemove.a
 SHARED_LIB := $(B)/libpagemove.so.$(VERSION)
 CLI        := $(B)/pagemove
+# libpagemove-preload.so (pagemove run): preload/ and the library's PIC
+# objects in one object, exporting only what it interposes. Never
+# sanitized: it is preloaded into programs that are not (SAN=1 builds its
+# copy). Its own copy of the library's objects: PIC, without symbol
+# versions (PMV_SHARED), which only libpagemove.so has.
+PRELOAD_SO := $(B)/libpagemove-preload.so
+PRELOAD_SRCS := $(wildcard preload/*.c) common/runcfg.c
+PRELOAD_CFLAGS = $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
+PRELOAD_LDFLAGS = $(filter-out -fsanitize=%,$(LDFLAGS))
+PRELOAD_LIB_OBJS := $(filter-out $(B)/preload/src/abi.os,$(LIB_SRCS:src/%.c=$(B)/preload/src/%.os))
 
 .PHONY: all lib test test-unit test-san test-numa stress stress-loop bench demo install clean deps
 
-all: lib $(CLI) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(EXAMPLES) $(B)/pagemove.pc $(MANS)
+all: lib $(CLI) $(PRELOAD_SO) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(EXAMPLES) $(B)/pagemove.pc $(MANS)
 
 ifeq ($(STATIC),1)
 lib: $(STATIC_LIB)
@@ -122,8 +132,24 @@ $(SHARED_LIB): $(LIB_SOBJS) src/libpagemove.map
 	ln -sf libpagemove.so.$(VERSION) $(B)/libpagemove.so.$(SOVERSION)
 	ln -sf libpagemove.so.$(VERSION) $(B)/libpagemove.so
 
+# The library's own allocations go straight to glibc's malloc, never
+# through the preload's malloc nor the program's allocator: a jemalloc that
+# maps an extent holds its lock, and the region made for it allocates.
+PRELOAD_REDEFINE := malloc=__libc_malloc calloc=__libc_calloc realloc=__libc_realloc \
+	free=__libc_free aligned_alloc=__libc_memalign posix_memalign=_pmvp_libc_posix_memalign
+
+$(B)/preload/src/%.os: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) -fPIC -fvisibility=hidden -c -o $@.tmp $<
+	objcopy $(PRELOAD_REDEFINE:%=--redefine-sym %) $@.tmp $@ && rm -f $@.tmp
+
+$(PRELOAD_SO): $(PRELOAD_SRCS) preload/preload.h common/runcfg.h preload/preload.map $(PRELOAD_LIB_OBJS)
+	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_LDFLAGS) -fPIC -fvisibility=hidden -shared \
+		-Wl,--version-script=preload/preload.map -o $@ $(PRELOAD_SRCS) \
+		$(PRELOAD_LIB_OBJS) $(LDLIBS) -ldl
+
 $(CLI): $(TOOL_SRCS) $(TOOL_HDRS) $(STATIC_LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_SRCS) $(STATIC_LIB) $(LDLIBS) -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -DPMV_LIBDIR='"$(LIBDIR)"' -o $@ $(TOOL_SRCS) $(STATIC_LIB) $(LDLIBS) -lm
 
 $(B)/tests/%: tests/%.c tests/harness.h common/threads.h $(STATIC_LIB)
 	@mkdir -p $(dir $@)
@@ -161,6 +187,11 @@ $(B)/examples/%: examples/%.c include/pagemove.h $(STATIC_LIB)
 $(B)/tests/cli_child: tests/cli_child.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $<
+
+# runs under the preload, which is never sanitized: neither is it
+$(B)/tests/run_child: tests/run_child.c
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) $(PRELOAD_LDFLAGS) -o $@ $<
 
 # Directories under PREFIX are written from ${prefix}, so that the file can
 # move with its tree (pkg-config --define-prefix); others stay absolute.
@@ -225,6 +256,7 @@ install: all
 	install -m 644 include/pagemove.h $(DESTDIR)$(INCDIR)/
 	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)/
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/
 	ln -sf libpagemove.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpagemove.so.$(SOVERSION)
 	ln -sf libpagemove.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpagemove.so
 	install -m 644 $(B)/pagemove.pc $(DESTDIR)$(LIBDIR)/pkgconfig/

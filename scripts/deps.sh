@@ -15,8 +15,10 @@ set -e
 # the file tier's O_DIRECT I/O, xxhash checksums every stored page.
 build_headers=${PMV_BUILD_HEADERS:-"numaif.h:libnuma-dev numa.h:libnuma-dev lz4.h:liblz4-dev
 	zstd.h:libzstd-dev liburing.h:liburing-dev xxhash.h:libxxhash-dev"}
-# What the test suite runs besides (t_version.sh: pkg-config --modversion).
-test_packages="pkg-config"
+# What the test suite runs besides (t_version.sh: pkg-config --modversion;
+# the real programs of t_run_*.sh under pagemove run; t_run.sh's static
+# program needs libc6-dev's libc.a, and setpriv is util-linux's).
+test_packages="pkg-config stress-ng python3 sqlite3 redis-server redis-tools libc6-dev util-linux"
 
 packages_of() {
 	for d in $build_headers; do echo "${d#*:}"; done | sort -u | tr '\n' ' '

@@ -6,7 +6,7 @@
 # Every subcommand parses its options the same way (common/opt.c): a
 # value with trailing garbage is refused; each bad option gets one message
 # of its own, starting "pagemove CMD:" and naming the option; the exit
-# status is 2; --help exits 0 and lists every option the command accepts
+# status is 2 (125 for run, whose 2 may be its program's); --help exits 0 and lists every option the command accepts
 # (read from its getopt table) and its exit statuses. Nothing here runs a
 # workload: every call fails in parsing or prints help.
 # Exit: 0 pass, 1 fail.
@@ -21,9 +21,12 @@ ok()  { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
 
 . "$ROOT/tests/cli_lib.sh"
-CMDS="demo bench bench_tiering bench_faults migrate stat"
+CMDS="demo bench bench_tiering bench_faults migrate run stat"
 
-# refuse DESC N CMD... : exit 2, N lines "pagemove CMD: ...", then "Try"
+# usage_rc CMD: the usage error status of CMD
+usage_rc() { if [ "$1" = run ]; then echo 125; else echo 2; fi; }
+
+# refuse DESC N CMD... : exit 2 (usage_rc), N lines "pagemove CMD: ...", then "Try"
 refuse() {
 	desc=$1 n=$2
 	shift 2
@@ -32,8 +35,9 @@ refuse() {
 	cmd=$1
 	[ "$1" = bench ] && [ "$2" = tiering ] && cmd="bench tiering"
 	[ "$1" = bench ] && [ "$2" = faults ] && cmd="bench faults"
-	if [ "$rc" != 2 ]; then
-		bad "$desc: exit $rc, expected 2"; sed 's/^/#      /' "$tmp/err"; return
+	want=$(usage_rc "$cmd")
+	if [ "$rc" != "$want" ]; then
+		bad "$desc: exit $rc, expected $want"; sed 's/^/#      /' "$tmp/err"; return
 	fi
 	lines=$(grep -c "^pagemove $cmd: " "$tmp/err")
 	if [ "$lines" != "$n" ] || ! grep -q "^Try 'pagemove $cmd --help'\.\$" "$tmp/err" ||
@@ -45,7 +49,7 @@ refuse() {
 		grep "^pagemove $cmd: " "$tmp/err" | grep -q -- "$word" ||
 			{ bad "$desc: no message names $word"; sed 's/^/#      /' "$tmp/err"; return; }
 	done
-	ok "$desc: $n message(s), exit 2"
+	ok "$desc: $n message(s), exit $want"
 }
 
 test_trailing_garbage() {
@@ -69,6 +73,13 @@ test_trailing_garbage() {
 		migrate --pid 1 --from 0 --to 0 --threads 2x --rate 1.5abc
 	names="--threads"
 	refuse "migrate --threads -1" 1 migrate --pid 1 --from 0 --to 0 --threads -1
+	names="--min-size --stats-interval"
+	refuse "run --min-size 1Mx --stats-interval 1.5abc" 2 \
+		run --min-size 1Mx --stats-interval 1.5abc -- true
+	names="--huge --policy"
+	refuse "run --huge maybe --policy some" 2 run --huge maybe --policy some -- true
+	names="--tiers"
+	refuse "run --tiers bogus" 1 run --tiers bogus -- true
 }
 
 test_bad_options() {
@@ -79,6 +90,10 @@ test_bad_options() {
 	refuse "bench faults --bogus extra" 2 bench faults --bogus extra
 	refuse "migrate --bogus extra" 2 migrate --pid 1 --from 0 --to 0 --bogus extra
 	refuse "stat --bogus extra" 2 stat --pid 1 --bogus extra
+	names="--bogus"
+	refuse "run --bogus" 1 run --bogus -- true
+	names="PROG"
+	refuse "run with no PROG" 1 run
 	names="--seconds"
 	refuse "demo --seconds (no value)" 1 demo --seconds
 	names="-x"
@@ -107,7 +122,7 @@ test_help_lists_options_and_status() {
 		done
 		[ -z "$miss" ] || { bad "$cmd --help does not list:$miss"; continue; }
 		grep -q '^Exit status:' "$tmp/help" && grep -q '^  0  ' "$tmp/help" &&
-			grep -q '^  2  usage error' "$tmp/help" ||
+			grep -q "^  $(usage_rc "$cmd")  usage error" "$tmp/help" ||
 			{ bad "$cmd --help has no exit statuses"; continue; }
 		ok "$cmd --help: every option and the exit statuses"
 	done

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "runstats.h"
 #include "../common/opt.h"
 
 #define CMD		"stat"
@@ -47,6 +48,8 @@ struct stat_ctx {
 	struct cli_pagescan ps;
 	bool have_scan;
 	bool totals;		/* --totals: the TOTAL row alone */
+	bool run_known;		/* under pagemove run: its stats */
+	struct cli_run_stats run;
 	char comm[64];
 };
 
@@ -423,7 +426,12 @@ static void print_json(struct stat_ctx *c)
 		json_node_map(c, thp);
 	else
 		printf("null");
-	printf("}}\n");
+	printf("},\"run\":");
+	if (c->run_known)
+		cli_run_stats_json(&c->run);
+	else
+		printf("null");
+	printf("}\n");
 out:
 	free(kb);
 	free(thp);
@@ -511,10 +519,14 @@ static int stat_run(struct stat_ctx *c, bool json)
 			c->column[n] = c->maps[i].pages[n] != 0;
 	}
 	read_comm(c);
-	if (json)
+	c->run_known = cli_run_stats_read(c->pid, &c->run) == 0;
+	if (json) {
 		print_json(c);
-	else
+	} else {
 		print_table(c);
+		if (c->run_known)
+			cli_run_stats_print(&c->run);
+	}
 	if (fflush(stdout) || ferror(stdout)) {
 		fprintf(stderr, "pagemove " CMD ": writing output: %s\n",
 			strerror(errno));

@@ -4,5 +4,6 @@
 #define LIB_CMDS_H
 
 int cmd_demo(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const struct {
 	{ "bench", cmd_bench, "measure migration and exchange against memcpy, in one run" },
 	{ "demo", cmd_demo, "move a running workload's pages between two tiers and verify them" },
 	{ "migrate", cmd_migrate, "move another process's pages between NUMA nodes" },
+	{ "run", cmd_run, "run a program with its large anonymous memory managed" },
 	{ "stat", cmd_stat, "show a process's memory per mapping and NUMA node" },
 };
 
