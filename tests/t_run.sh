@@ -57,8 +57,9 @@ test_exit_status() {
 	expect "PROG not found" 127 "$PM" run -- "$tmp/no-such-program"
 	printf 'x' >"$tmp/noexec"
 	expect "PROG not executable" 126 "$PM" run -- "$tmp/noexec"
-	expect "far tier refused by the library" 120 "$PM" run --tiers mem,lz4 -- true
-	grep -q 'far tiers' "$tmp/err" || { bad "no word on far tiers"; show "$tmp/err"; }
+	expect "a far tier accepted" 0 "$PM" run --tiers mem:16M,lz4 -- true
+	expect "a far tier whose store cannot open" 120 "$PM" run --tiers mem,file@/nonexistent -- true
+	grep -q 'nonexistent' "$tmp/err" || { bad "no word on the store"; show "$tmp/err"; }
 	expect "bad tiers" 125 "$PM" run --tiers mem:0 -- true
 	# SIGTERM to pagemove run reaches PROG
 	"$PM" run -- sleep 30 &

@@ -186,7 +186,7 @@ static int find_preload(char *out, size_t len)
 
 /*
  * Make a context as the preload will, to say now what it would only
- * print: bad tiers, far tiers (not wired yet: EOPNOTSUPP), no userfaultfd,
+ * print: bad tiers, a far tier's store that cannot open, no userfaultfd,
  * or user-mode-only.
  */
 static int probe(const struct _pmvp_config *c, bool allow_user_mode)
@@ -200,9 +200,6 @@ static int probe(const struct _pmvp_config *c, bool allow_user_mode)
 	if (!ctx) {
 		fprintf(stderr, "pagemove run: cannot make the tiers' context: %s%s%s\n",
 			strerror(err), *pmv_errmsg() ? ": " : "", pmv_errmsg());
-		if (err == EOPNOTSUPP)
-			fprintf(stderr, "pagemove run: far tiers (lz4, zstd, file) are not usable in "
-				"this build yet; give memory tiers only\n");
 		return RUN_EXIT_CTX;
 	}
 	if (pmv_ctx_stats(ctx, &cs) == 0 && cs.mode != PMV_MODE_FULL && !allow_user_mode) {
