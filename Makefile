@@ -103,7 +103,14 @@ PRELOAD_LIB_OBJS := $(filter-out $(B)/preload/src/abi.os,$(LIB_SRCS:src/%.c=$(B)
 
 .PHONY: all lib test test-unit test-san test-numa stress stress-loop bench demo install clean deps
 
-all: lib $(CLI) $(PRELOAD_SO) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(EXAMPLES) $(B)/pagemove.pc $(MANS)
+# A static tree (the NUMA guest's) has no shared objects: no preload there.
+ifeq ($(STATIC),1)
+PRELOAD_ALL :=
+else
+PRELOAD_ALL := $(PRELOAD_SO)
+endif
+
+all: lib $(CLI) $(PRELOAD_ALL) $(TESTS) $(ABI_TESTS) $(TEST_HELPERS) $(EXAMPLES) $(B)/pagemove.pc $(MANS)
 
 ifeq ($(STATIC),1)
 lib: $(STATIC_LIB)
