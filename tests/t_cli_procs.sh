@@ -182,7 +182,7 @@ for m in d["mappings"]:
 		note "python3 missing: JSON checked for shape only"
 		if head -c 1 "$tmp/out" | grep -q '{' &&
 		   grep -q "\"pid\":$pid," "$tmp/out" &&
-		   tail -n 1 "$tmp/out" | grep -q '}}$'; then
+		   tail -n 1 "$tmp/out" | grep -q '}$'; then
 			ok "stat --json looks like one JSON object"
 		else
 			bad "stat --json output does not look like JSON"
