@@ -411,7 +411,12 @@ static int test_mlockall_bounds_pools(const struct t_case *c)
 		bad++;
 	}
 	grew = rss[1] - rss0;
-	if (grew > bound || rss[1] - rss[0] > 2 * (long)(R.len >> 10)) {
+	/*
+	 * The second round may add what the first did not start: under load
+	 * it grew 18 MB once (a thread's stack that MCL_FUTURE fills, likely;
+	 * not proven), where the failure this guards against grew by GBs.
+	 */
+	if (grew > bound || rss[1] - rss[0] > 2 * (long)(R.len >> 10) + 32 * 1024) {
 		printf("  %s resident memory grew by %ld kB (bound %ld kB), %ld kB of it in the "
 		       "second round\n", T_ASAN_BUILD ? "note (ASan)" : "FAIL", grew, bound,
 		       rss[1] - rss[0]);
