@@ -76,6 +76,23 @@ static pmv_ctx *far_ctx1(int kind)
 	return far_ctx(&kind, 1, NULL, NULL, 0);
 }
 
+/* A memory tier of cap bytes, then far tier `kind`, the policy in `mode`. */
+static pmv_ctx *bounded_ctx(size_t cap, int kind, int mode)
+{
+	struct pmv_tier_config tc[2] = {
+		{ .name = "mem", .node = PMV_NODE_ANY, .capacity = cap },
+		{ .name = kname[kind], .node = PMV_NODE_ANY, .kind = kkind[kind],
+		  .path = kind == K_FILE ? dir : NULL },
+	};
+	struct pmv_policy_config pol = { .mode = mode, .interval_ms = 20 };
+	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol };
+	pmv_ctx *ctx = pmv_create(&cfg);
+
+	if (!ctx)
+		t_skip("pmv_create: %s", pmv_errmsg());
+	return ctx;
+}
+
 /* Text-like bytes that depend on page and offset: compress some 4:1. */
 static uint8_t tpat(size_t page, size_t off)
 {
@@ -887,20 +904,11 @@ static int test_cycle_under_writers(const struct t_case *c)
 static int test_four_times_the_memory_tier(const struct t_case *c)
 {
 	size_t psz = psz_of(c), n = c->huge ? 16 : 1024, cap = n / 4 * psz;
-	struct pmv_tier_config tc[2] = {
-		{ .name = "mem", .node = PMV_NODE_ANY, .capacity = cap },
-		{ .name = "lz4", .node = PMV_NODE_ANY, .kind = PMV_TIER_LZ4 },
-	};
-	struct pmv_policy_config pol = { .mode = c->variant ? PMV_POLICY_AUTO : PMV_POLICY_OFF,
-					 .interval_ms = 20 };
-	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol };
-	pmv_ctx *ctx = pmv_create(&cfg);
+	pmv_ctx *ctx = bounded_ctx(cap, K_LZ4, c->variant ? PMV_POLICY_AUTO : PMV_POLICY_OFF);
 	struct pmv_tier_stats s0, s1;
 	int bad = 0;
 	char *p;
 
-	if (!ctx)
-		t_skip("pmv_create: %s", pmv_errmsg());
 	p = region(ctx, n, psz);	/* every first touch past the first quarter evicts */
 	for (int round = 0; round < 3; round++) {
 		bad += (int)check_all(p, n, psz);
@@ -957,21 +965,12 @@ static void *racer(void *arg)
 static int test_two_threads_fault_past_a_full_memory_tier(const struct t_case *c)
 {
 	size_t psz = psz_of(c), n = c->huge ? 16 : 2048, cap = n / 4 * psz;
-	struct pmv_tier_config tc[2] = {
-		{ .name = "mem", .node = PMV_NODE_ANY, .capacity = cap },
-		{ .name = "far", .node = PMV_NODE_ANY,
-		  .kind = c->variant ? PMV_TIER_FILE : PMV_TIER_LZ4, .path = c->variant ? dir : NULL },
-	};
-	struct pmv_policy_config pol = { .mode = PMV_POLICY_AUTO, .interval_ms = 20 };
-	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol };
-	pmv_ctx *ctx = pmv_create(&cfg);
+	pmv_ctx *ctx = bounded_ctx(cap, c->variant ? K_FILE : K_LZ4, PMV_POLICY_AUTO);
 	struct racer r[2];
 	pthread_t th[2];
 	int bad = 0;
 	char *p;
 
-	if (!ctx)
-		t_skip("pmv_create: %s", pmv_errmsg());
 	p = region(ctx, n, psz);
 	for (int k = 0; k < 2; k++) {
 		r[k] = (struct racer){ .p = p, .n = n, .psz = psz, .random = k };
@@ -992,19 +991,11 @@ static int test_two_threads_fault_past_a_full_memory_tier(const struct t_case *c
 static int test_fork_with_full_memory_tier(const struct t_case *c)
 {
 	size_t psz = psz_of(c), n = c->huge ? 8 : 256, cap = n / 4 * psz;
-	struct pmv_tier_config tc[2] = {
-		{ .name = "mem", .node = PMV_NODE_ANY, .capacity = cap },
-		{ .name = "lz4", .node = PMV_NODE_ANY, .kind = PMV_TIER_LZ4 },
-	};
-	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };
-	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol };
-	pmv_ctx *ctx = pmv_create(&cfg);
+	pmv_ctx *ctx = bounded_ctx(cap, K_LZ4, PMV_POLICY_OFF);
 	int bad = 0, st = 0;
 	char *p;
 	pid_t pid;
 
-	if (!ctx)
-		t_skip("pmv_create: %s", pmv_errmsg());
 	p = region(ctx, n, psz);
 	T_CHECK(bad, tstats(ctx, 1).stored_pages >= n / 2, "nothing evicted");
 	pid = fork();
