@@ -427,7 +427,8 @@ struct pmv_tier_stats {
 	uint64_t stored_page_bytes;	/* the bytes of those pages, uncompressed */
 	double ratio;			/* stored_page_bytes / stored_bytes; 0: empty */
 	uint64_t same_filled;		/* stored pages of one repeated word: no storage */
-	uint64_t incompressible;	/* evictions refused: not below 3/4 compressed */
+	uint64_t incompressible;	/* pages not below 3/4 compressed: refused, or
+					 * kept as they are for a fault's reclaim */
 	uint64_t faults_in;		/* pages an access faulted back in from here */
 	uint64_t fault_in_ns;		/* their handlers' time, load and map: / faults_in */
 	uint64_t io_errors;		/* failed reads and writes, checksum mismatches */

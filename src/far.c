@@ -99,6 +99,7 @@ struct ev {
 	bool suspect;		/* a failed move touched the hole */
 	bool pending;		/* out, to be stored on dst */
 	bool reuse;		/* not exclusive (a child came and went): write-fault, again */
+	bool raw_ok;		/* PMV_EVICT_RECLAIM: the last far tier keeps it as it is */
 	int status;
 	uint64_t handle;
 };
@@ -284,6 +285,7 @@ static void ev_store(pmv_ctx *ctx, struct ev **out, size_t n)
 	struct ev *grp[EVICT_MAX];
 
 	for (unsigned t = 0; t < ctx->ntiers; t++) {
+		bool next_far = t + 1 < ctx->ntiers && _pmv_tier_far(ctx, (int)t + 1);
 		size_t k = 0;
 
 		if (!_pmv_tier_far(ctx, (int)t))
@@ -291,7 +293,8 @@ static void ev_store(pmv_ctx *ctx, struct ev **out, size_t n)
 		for (size_t i = 0; i < n; i++) {
 			if (!out[i]->pending || out[i]->dst != (int)t)
 				continue;
-			reqs[k] = (struct _pmv_store_req){ .page = out[i]->hole, .ps = out[i]->ps };
+			reqs[k] = (struct _pmv_store_req){ .page = out[i]->hole, .ps = out[i]->ps,
+							   .raw_ok = out[i]->raw_ok && !next_far };
 			grp[k++] = out[i];
 		}
 		if (!k)
@@ -304,8 +307,7 @@ static void ev_store(pmv_ctx *ctx, struct ev **out, size_t n)
 				e->handle = reqs[i].handle;
 				e->status = 0;
 				e->pending = false;
-			} else if (reqs[i].status == -PMV_E_INCOMPRESSIBLE && t + 1 < ctx->ntiers &&
-				   _pmv_tier_far(ctx, (int)t + 1)) {
+			} else if (reqs[i].status == -PMV_E_INCOMPRESSIBLE && next_far) {
 				e->dst = (int)t + 1;	/* still pending: the next far tier tries */
 			} else {
 				e->status = reqs[i].status;
@@ -346,7 +348,7 @@ static void evict_group(pmv_ctx *ctx, struct ev **g, size_t n, size_t psz)
 }
 
 void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t n,
-		    int *status, bool *reuse)
+		    int *status, bool *reuse, unsigned flags)
 {
 	struct ev *evs = calloc(n ? n : 1, sizeof(*evs));
 	struct ev *g[PMV_PS_NR][EVICT_MAX];
@@ -357,6 +359,7 @@ void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t
 		struct ev tmp = {
 			.pg = pg, .addr = _pmv_page_addr(pg), .size = _pmv_page_size(pg),
 			.ps = pg->region->ps, .src = pg->tier, .dst = dst[i],
+			.raw_ok = flags & PMV_EVICT_RECLAIM,
 		};
 		struct ev *e = evs ? &evs[i] : &tmp;
 
@@ -487,7 +490,7 @@ int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *sel
 		got += _pmv_page_size(pg);
 	}
 	if (n)
-		_pmv_far_evict(ctx, pgs, dst, n, st, NULL);
+		_pmv_far_evict(ctx, pgs, dst, n, st, NULL, PMV_EVICT_RECLAIM);
 	pthread_rwlock_unlock(&ctx->fork_lock);
 	for (size_t i = 0; i < n; i++)
 		if (st[i] >= 0 && _pmv_tier_far(ctx, st[i]))

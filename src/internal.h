@@ -421,6 +421,8 @@ struct _pmv_store_req {
 	int ps;			/* PMV_PS_4K or PMV_PS_2M */
 	int status;		/* out: 0 or a negative errno */
 	uint64_t handle;	/* put: out (0 on failure); get: in */
+	bool raw_ok;		/* put: a page that does not compress is kept as
+				 * it is, not refused (store_ram.c) */
 	struct _pmv_store_entry *e;	/* store.c's, for the backend */
 };
 
@@ -435,7 +437,8 @@ struct _pmv_store_stats {
 	uint64_t capacity;		/* 0: unlimited */
 	/* since open */
 	uint64_t puts, gets, drops;	/* pages */
-	uint64_t incompressible;	/* puts refused with PMV_E_INCOMPRESSIBLE */
+	uint64_t incompressible;	/* puts not below 3/4 compressed: refused with
+					 * PMV_E_INCOMPRESSIBLE, or kept raw (raw_ok) */
 	uint64_t nospc;			/* puts refused with -ENOSPC (capacity or device) */
 	uint64_t io_errors;		/* reads or writes that failed */
 	uint64_t csum_errors;		/* loads refused with PMV_E_CHECKSUM */
@@ -699,7 +702,14 @@ PMV_HIDDEN bool _pmv_is_fault_thread(void);
  * it so, and another try may pass.
  */
 PMV_HIDDEN void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst,
-			       size_t n, int *status, bool *reuse);
+			       size_t n, int *status, bool *reuse, unsigned flags);
+/*
+ * _pmv_far_evict flags. PMV_EVICT_RECLAIM: room for a fault, which has
+ * nowhere else to go; a page that does not compress is kept as it is on
+ * the last far tier (as zram keeps one) instead of -EMSGSIZE, or a
+ * program whose data does not compress would get SIGBUS.
+ */
+#define PMV_EVICT_RECLAIM	1u
 /* _pmv_far_load flags */
 #define PMV_FAR_WAKE	1u	/* wake the faulting threads with the move in */
 #define PMV_FAR_FORCE	2u	/* no room on any memory tier: copy it in over capacity */

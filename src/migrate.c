@@ -909,7 +909,7 @@ static void evict(pmv_ctx *ctx, struct mig **act, size_t n)
 	}
 	if (!k)
 		return;
-	_pmv_far_evict(ctx, pgs, dst, k, st, reuse);
+	_pmv_far_evict(ctx, pgs, dst, k, st, reuse, 0);
 	for (size_t i = 0; i < k; i++) {
 		ev[i]->status = st[i];
 		ev[i]->state = ENT_SKIP;

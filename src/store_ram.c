@@ -5,7 +5,11 @@
  *
  * A page is compressed into a scratch buffer of 3/4 of its size; if it
  * does not fit there it is refused (PMV_E_INCOMPRESSIBLE, for the caller
- * to send elsewhere), as storing it would save less than a quarter.
+ * to send elsewhere), as storing it would save less than a quarter. On the
+ * last far tier (raw_ok) there is nowhere else: refusing would leave a
+ * full memory tier no room, and the program a SIGBUS, so the page is kept
+ * as it is, as zram keeps its incompressible pages. A blob of the page's
+ * own size is such a raw copy (a compressed one is always smaller).
  *
  * Allocator. The capacity of a compressed tier counts the bytes the store
  * really uses, allocator waste included, so the allocator must know them
@@ -14,7 +18,7 @@
  * process can see (nor can ASan's allocator be asked the same). So blobs
  * live in memory the store maps itself, and stored_bytes is what it has
  * mapped and not given back:
- *  - small blobs (up to 3 KB, the most a 4 KB page may take) go to size
+ *  - small blobs (up to 4 KB: a 4 KB page's, compressed or raw) go to size
  *    classes 32 bytes apart, each with spans of 64 KB cut into equal
  *    slots, as zsmalloc's classes are; a blob's waste is its rounding (at
  *    most 31 bytes) and a span's its tail (under one slot). A class keeps
@@ -22,8 +26,9 @@
  *    that empties beyond that goes back to the kernel (MADV_DONTNEED) and
  *    out of the count. Spans are cut from 2 MB arenas of address space so
  *    that thousands of spans are not thousands of mappings.
- *  - large blobs (a 2 MB page's, up to 1.5 MB) get their own mapping,
- *    rounded up to 4 KB: at most 4 KB of waste on at least 3 KB saved.
+ *  - large blobs (a 2 MB page's, up to 1.5 MB, or 2 MB raw) get their own
+ *    mapping, rounded up to 4 KB: at most 4 KB of waste on at least 3 KB
+ *    saved.
  * Each class has its own lock, so puts of different sizes do not contend.
  */
 #include <errno.h>
@@ -35,8 +40,8 @@
 #include "store.h"
 
 #define STEP		32
-#define SMALL_MAX	(PMV_SIZE_4K * 3 / 4)		/* 3072 */
-#define NCLASSES	(SMALL_MAX / STEP)		/* 96 */
+#define SMALL_MAX	PMV_SIZE_4K			/* a raw 4 KB page */
+#define NCLASSES	(SMALL_MAX / STEP)		/* 128 */
 #define SPAN		(64UL << 10)
 #define ARENA		(2UL << 20)
 #define LARGE_ALIGN	PMV_SIZE_4K
@@ -348,15 +353,20 @@ static int put_one(struct _pmv_store *s, struct _pmv_store_req *r)
 {
 	struct ram *m = s->priv;
 	size_t psz = _pmv_ps_size(r->ps), cap = psz * 3 / 4 - 1, len;
-	char small[SMALL_MAX];
+	char small[PMV_SIZE_4K * 3 / 4];
 	char *buf = r->ps == PMV_PS_2M ? scratch_2m() : small;
 
 	if (!buf)
 		return -ENOMEM;
-	/* below 3/4 of the page, or not at all */
+	/* below 3/4 of the page, or as it is where nothing else can take it */
 	len = s->codec->compress(s, r->page, psz, buf, cap);
-	if (!len)
+	if (!len && !r->raw_ok)
 		return -PMV_E_INCOMPRESSIBLE;
+	if (!len) {
+		_pmv_stat_add(&s->incompressible, 1);
+		buf = r->page;
+		len = psz;
+	}
 	r->e->len = (uint32_t)len;
 	if (len <= SMALL_MAX) {
 		struct span *sp;
@@ -402,9 +412,17 @@ static const void *blob_of(const struct _pmv_store_entry *e)
 
 static void ram_get(struct _pmv_store *s, struct _pmv_store_req **r, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		r[i]->status = s->codec->decompress(s, blob_of(r[i]->e), r[i]->e->len,
-						    r[i]->page, _pmv_ps_size(r[i]->ps));
+	for (size_t i = 0; i < n; i++) {
+		size_t psz = _pmv_ps_size(r[i]->ps);
+
+		if (r[i]->e->len == psz) {
+			memcpy(r[i]->page, blob_of(r[i]->e), psz);
+			r[i]->status = 0;
+		} else {
+			r[i]->status = s->codec->decompress(s, blob_of(r[i]->e), r[i]->e->len,
+							    r[i]->page, psz);
+		}
+	}
 }
 
 static int ram_corrupt(struct _pmv_store *s, const struct _pmv_store_entry *e)

@@ -24,7 +24,8 @@
  *                    the access SIGBUS (the sub-test must die of it); never
  *                    wrong bytes
  *   incompressible   random pages: -EMSGSIZE with lz4 alone, the file tier
- *                    after lz4 takes them
+ *                    after lz4 takes them; past a full memory tier, reclaim
+ *                    keeps them as they are on lz4: no SIGBUS
  *   same_filled      zero and one-word pages take no storage
  *   fork             a child sees every evicted page's bytes
  *   munmap_destroy   pmv_munmap and pmv_destroy while another thread evicts
@@ -940,6 +941,55 @@ static int test_four_times_the_memory_tier(const struct t_case *c)
 }
 
 /*
+ * Random data four times the memory tier: nothing compresses, yet first
+ * touch and every access past the full memory tier must not get SIGBUS
+ * (it kills the child): reclaim keeps such pages as they are on the last
+ * far tier, as zram does, and counts them incompressible. An explicit move
+ * still says -EMSGSIZE (test_incompressible).
+ */
+static int test_incompressible_data_past_a_full_memory_tier(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 12 : 768, cap = n / 4 * psz;
+	pmv_ctx *ctx = bounded_ctx(cap, K_LZ4, PMV_POLICY_OFF);
+	struct pmv_tier_stats s0, s1;
+	char *p = pmv_mmap(ctx, n * psz, 0, c->huge ? PMV_HUGE : 0);
+	int bad = 0;
+
+	T_ASSERT(p, "pmv_mmap: %s", pmv_errmsg());
+	t_step("first touch");
+	for (size_t i = 0; i < n; i++) {
+		t_fill(p + i * psz, psz, i, SEED);
+		t_beat();
+	}
+	for (int round = 0; round < 2; round++) {
+		t_step("check round %d", round);
+		for (size_t i = 0; i < n; i++) {
+			if (t_check(p + i * psz, psz, i, SEED) >= 0) {
+				T_REPORT("bytes", "round %d page %zu", round, i);
+				bad++;
+			}
+			t_beat();
+		}
+	}
+	s0 = tstats(ctx, 0);
+	s1 = tstats(ctx, 1);
+	printf("  mem %lu KB of %zu, lz4 %lu pages in %lu KB raw, %lu incompressible\n",
+	       (unsigned long)(s0.resident_bytes >> 10), cap >> 10,
+	       (unsigned long)s1.stored_pages, (unsigned long)(s1.stored_bytes >> 10),
+	       (unsigned long)s1.incompressible);
+	T_CHECK(bad, s0.resident_bytes + s0.pool_bytes <= cap, "memory tier over its capacity");
+	T_CHECK(bad, s1.stored_pages >= n / 2, "only %lu pages stored",
+		(unsigned long)s1.stored_pages);
+	T_CHECK(bad, s1.incompressible >= s1.stored_pages, "incompressible %lu",
+		(unsigned long)s1.incompressible);
+	/* kept as they are: no smaller than the pages */
+	T_CHECK(bad, s1.stored_bytes >= s1.stored_page_bytes, "stored %lu of %lu bytes",
+		(unsigned long)s1.stored_bytes, (unsigned long)s1.stored_page_bytes);
+	pmv_destroy(ctx);
+	return bad;
+}
+
+/*
  * Two threads fault past a full memory tier at once, one in address order
  * (a scan) and one at random: room a reclaim makes may go to the other's
  * access first, and the policy holds pages it evicts. No access may get
@@ -1232,6 +1282,8 @@ int main(void)
 		    "policy_off", h, 0);
 		run(&s, "test_four_times_the_memory_tier", test_four_times_the_memory_tier, 1,
 		    "policy_auto", h, 0);
+		run(&s, "test_incompressible_data_past_a_full_memory_tier",
+		    test_incompressible_data_past_a_full_memory_tier, 0, "lz4", h, 0);
 		run(&s, "test_two_threads_fault_past_a_full_memory_tier",
 		    test_two_threads_fault_past_a_full_memory_tier, 0, "lz4", h, 0);
 		run(&s, "test_two_threads_fault_past_a_full_memory_tier",
