@@ -233,6 +233,58 @@ static int test_roundtrip(const struct t_case *c)
 	return bad;
 }
 
+/*
+ * raw_ok (the last far tier, for reclaim): a random page is kept as it is,
+ * counted incompressible, takes at least its size, and loads back exact;
+ * a text page is still compressed.
+ */
+static int test_raw_ok_keeps_incompressible_pages(const struct t_case *c)
+{
+	int k = VK(c), ps = VPS(c), bad = 0;
+	size_t psz = _pmv_ps_size(ps), n = 4;
+	struct _pmv_store *s;
+	uint8_t *src = pages_alloc(n, psz), *dst = pages_alloc(n, psz);
+	struct _pmv_store_req r[4];
+	struct _pmv_store_stats st;
+	uint64_t h[4];
+
+	s = open_store(k, 0, NULL);
+	if (!s || !src || !dst)
+		return 1;
+	for (size_t i = 0; i < n; i++) {
+		fill(src + i * psz, psz, i % 2 ? C_TEXT : C_RANDOM, i);
+		r[i] = (struct _pmv_store_req){ .page = src + i * psz, .ps = ps, .raw_ok = true };
+	}
+	T_CHECK(bad, _pmv_store_put(s, r, n) == n, "not all stored");
+	for (size_t i = 0; i < n; i++) {
+		T_CHECK(bad, r[i].status == 0 && r[i].handle, "page %zu: %d", i, r[i].status);
+		h[i] = r[i].handle;
+	}
+	_pmv_store_stats(s, &st);
+	T_CHECK(bad, st.incompressible == n / 2, "%llu incompressible, want %zu",
+		(unsigned long long)st.incompressible, n / 2);
+	T_CHECK(bad, st.data_bytes >= n / 2 * psz && st.data_bytes < n * psz,
+		"%llu data bytes for %zu raw and %zu text pages of %zu",
+		(unsigned long long)st.data_bytes, n / 2, n / 2, psz);
+	for (size_t i = 0; i < n; i++)
+		r[i] = (struct _pmv_store_req){ .page = dst + i * psz, .ps = ps, .handle = h[i] };
+	_pmv_store_get(s, r, n);
+	for (size_t i = 0; i < n; i++) {
+		long d = first_diff(src + i * psz, dst + i * psz, psz);
+
+		T_CHECK(bad, r[i].status == 0 && d < 0, "page %zu: status %d, byte %ld differs",
+			i, r[i].status, d);
+	}
+	_pmv_store_drop(s, h, n);
+	_pmv_store_stats(s, &st);
+	T_CHECK(bad, st.data_bytes == 0, "after drop: %llu data bytes",
+		(unsigned long long)st.data_bytes);
+	_pmv_store_close(s);
+	munmap(src, n * psz);
+	munmap(dst, n * psz);
+	return bad;
+}
+
 /* Zero pages and pages of one repeated word take no bytes at all. */
 static int test_same_filled_takes_no_storage(const struct t_case *c)
 {
@@ -937,6 +989,13 @@ int main(void)
 	}
 	atexit(cleanup);
 	RUN_ALL(&s, test_roundtrip);
+	/* the compressed stores: the file store keeps every page as it is */
+	for (int h = 0; h < 2; h++) {
+		run(&s, "test_raw_ok_keeps_incompressible_pages",
+		    test_raw_ok_keeps_incompressible_pages, K_LZ4, h);
+		run(&s, "test_raw_ok_keeps_incompressible_pages",
+		    test_raw_ok_keeps_incompressible_pages, K_ZSTD, h);
+	}
 	RUN_ALL(&s, test_same_filled_takes_no_storage);
 	RUN_ALL(&s, test_capacity_is_allocator_bytes);
 	RUN_ALL(&s, test_concurrent_put_get);
