@@ -5,6 +5,7 @@
 #
 # What `pagemove demo` says, on the smallest run (--seconds 1 --mb 16): the
 # userfaultfd mode and why, whether its tiers are bound to nodes (--nodes),
+# far tiers (--tiers) that hold pages in less memory and say how much,
 # that Ctrl-C (SIGINT, SIGTERM) still gives the summary and the check, and
 # in user-mode-only mode (run as uid 65534
 # when we are root, where /dev/userfaultfd is root's and the sysctl is 0)
@@ -95,6 +96,41 @@ test_user_only_says_why() {
 	ok "demo as uid 65534: user-mode-only, why, how to get full mode, tiering did nothing"
 }
 
+# --tiers with a far tier: a memory tier of 8 MiB under 32 MiB of data, so
+# first touch evicts to lz4 (or zstd, then a file); each far tier is named
+# with what it stores, the memory saved is said, the data verified.
+test_far_tiers() {
+	for spec in mem:8M,lz4 "mem:8M,zstd,file@$tmp"; do
+		"$PM" demo --seconds 1 --mb 32 --tiers "$spec" >"$tmp/out" 2>"$tmp/err"
+		rc=$?
+		[ "$rc" = 0 ] || { bad "demo --tiers $spec: exit $rc"; show "$tmp/out" "$tmp/err"; continue; }
+		far=${spec#mem:8M,}
+		far=${far%%,*}
+		for text in "tier 0 'mem': memory on any node, 8 MiB" \
+			"tier 1 '$far': compressed in RAM with $far, unlimited" \
+			"the fast tier holds 8 MiB" "far tier '$far': " "MiB of memory saved" \
+			"data verified: 32 MiB, every byte"; do
+			has "$tmp/out" "$text" ||
+				{ bad "demo --tiers $spec does not say '$text'"; show "$tmp/out"; continue 2; }
+		done
+		# at least 24 MiB went far, and it takes less memory there
+		line=$(grep -F "far tier '$far': " "$tmp/out")
+		set -- $(echo "$line" | sed 's/.*pages, \([0-9.]*\) MiB of them in \([0-9.]*\) MiB.*/\1 \2/')
+		if ! awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= 24 && b > 0 && b < a) }'; then
+			bad "demo --tiers $spec: far tier line '$line'"; continue
+		fi
+		ok "demo --tiers $spec: $line"
+	done
+	for args in "--tiers bogus" "--tiers mem" "--tiers mem,lz4 --nodes 0,0"; do
+		"$PM" demo --seconds 1 --mb 16 $args >"$tmp/out" 2>"$tmp/err"
+		rc=$?
+		if [ "$rc" != 2 ] || ! grep -q "^pagemove demo: --tiers" "$tmp/err"; then
+			bad "demo $args: exit $rc"; show "$tmp/err"; continue
+		fi
+		ok "demo $args: refused: $(head -n 1 "$tmp/err")"
+	done
+}
+
 # Ctrl-C once the policy runs: the demo stops, summarizes what ran and
 # checks every byte. The run would last a day: only the signal ends it
 # (the timeout is a watchdog, not an assertion about speed).
@@ -127,7 +163,8 @@ test_sigint_summarizes_and_verifies() {
 	done
 }
 
-for t in test_mode_line test_nodes test_sigint_summarizes_and_verifies test_user_only_says_why; do
+for t in test_mode_line test_nodes test_far_tiers test_sigint_summarizes_and_verifies \
+	test_user_only_says_why; do
 	$t
 	[ $? = 77 ] && skipped=1
 done

@@ -5,7 +5,9 @@
  * fast tier with whatever comes first, then the policy moves the hot pages
  * in while the workers keep reading and writing. At the end every byte of
  * every page is checked. The workload is bench/workload.c, as in
- * "pagemove bench tiering".
+ * "pagemove bench tiering". With --tiers the tiers are the caller's, far
+ * ones included: pages past the memory tiers are then stored compressed or
+ * in a file, and the demo shows the memory that saves.
  */
 #include <errno.h>
 #include <signal.h>
@@ -55,9 +57,66 @@ static double frac(uint64_t hits, uint64_t acc)
 	return acc ? (double)hits / acc : 0;
 }
 
+/* A far tier's pages and what storing them costs, "lz4 12 MiB in 3.1 MiB" */
+static void far_line(pmv_ctx *ctx, unsigned ntiers, const char *sep)
+{
+	for (unsigned t = 0; t < ntiers; t++) {
+		struct pmv_tier_stats st;
+
+		if (pmv_tier_stats(ctx, (int)t, &st) || st.kind == PMV_TIER_MEM)
+			continue;
+		printf("%s%s %.0f MiB in %.1f MiB", sep, st.name, st.stored_page_bytes / 1048576.0,
+		       st.stored_bytes / 1048576.0);
+	}
+}
+
+/* What each tier is, and what the hit rates below are about. */
+static void describe_tiers(const struct pmv_tier_config *tc, unsigned n, bool spec)
+{
+	static const char *const what[PMV_TIER_KIND_NR] = {
+		[PMV_TIER_MEM] = "memory", [PMV_TIER_LZ4] = "compressed in RAM with lz4",
+		[PMV_TIER_ZSTD] = "compressed in RAM with zstd", [PMV_TIER_FILE] = "a file",
+	};
+	unsigned mem = 0, unbound = 0;
+
+	for (unsigned t = 0; t < n; t++) {
+		if (tc[t].kind == PMV_TIER_MEM) {
+			mem++;
+			unbound += tc[t].node == PMV_NODE_ANY;
+		}
+	}
+	if (!spec) {
+		if (unbound)
+			printf("tiers unbound: 'fast' and 'slow' are labels on memory of any node, "
+			       "not faster and slower memory (--nodes A,B binds them)\n");
+		else
+			printf("tiers bound: fast on node %d, slow on node %d\n", tc[0].node,
+			       tc[1].node);
+		return;
+	}
+	for (unsigned t = 0; t < n; t++) {
+		char cap[32] = "unlimited";
+
+		if (tc[t].capacity)
+			snprintf(cap, sizeof(cap), "%.0f MiB", tc[t].capacity / 1048576.0);
+		if (tc[t].kind == PMV_TIER_MEM && tc[t].node != PMV_NODE_ANY)
+			printf("tier %u '%s': memory on node %d, %s\n", t, tc[t].name, tc[t].node, cap);
+		else if (tc[t].kind == PMV_TIER_MEM)
+			printf("tier %u '%s': memory on any node, %s\n", t, tc[t].name, cap);
+		else
+			printf("tier %u '%s': %s, %s: its pages take %s\n", t, tc[t].name,
+			       what[tc[t].kind], cap, tc[t].kind == PMV_TIER_FILE ?
+			       "no memory" : "only the memory of their compressed bytes");
+	}
+	if (mem > 1 && unbound)
+		printf("memory tiers unbound: between them the hit rates are about labels, "
+		       "not faster and slower memory (mem@NODE binds one)\n");
+}
+
 static int usage(void)
 {
 	fputs("Usage: pagemove demo [--seconds S] [--mb MB] [--threads N] [--nodes A,B]\n"
+"                     [--tiers SPEC]\n"
 "\n"
 "Runs a zipf workload from N threads on MB MiB of 2 MB pages whose fast tier\n"
 "holds a quarter. First touch fills the fast tier in address order; after\n"
@@ -73,22 +132,30 @@ static int usage(void)
 "  -n, --nodes A,B   bind the fast tier to NUMA node A and the slow one to B\n"
 "                    (default: both unbound, on any node: the hit rates are\n"
 "                    then about labels, not about faster memory)\n"
+"  -T, --tiers SPEC  the tiers instead, fastest first, as pmv_tiers_parse(3),\n"
+"                    e.g. mem:64M,lz4 or mem@0:64M,mem@1,zstd; the first\n"
+"                    tier holds a quarter of MB unless SPEC sizes it. Far\n"
+"                    tiers (lz4, zstd, file@DIR) hold the cold pages in\n"
+"                    less memory, or none; the demo shows how much\n"
 "  -h, --help        show this help\n"
 "\n"
 "Exit status:\n"
 "  0  every byte verified (also after Ctrl-C)\n"
 "  1  no context or memory (pmv_create or pmv_mmap failed), or data corrupted\n"
-"  2  usage error (unknown option, bad value, a node that does not exist)\n",
+"  2  usage error (unknown option, bad value, a node that does not exist,\n"
+"     a SPEC that does not parse, --tiers with --nodes)\n",
 	      stdout);
 	return 0;
 }
 
 int cmd_demo(int argc, char **argv)
 {
-	struct pmv_tier_config tiers[2] = {
+	struct pmv_tier_config tiers[PMV_MAX_TIERS] = {
 		{ .name = "fast", .node = PMV_NODE_ANY },
 		{ .name = "slow", .node = PMV_NODE_ANY, .capacity = 0 },
 	};
+	char spec[1024];	/* --tiers' names and paths */
+	bool have_spec = false, have_nodes = false;
 	/* off until the region is filled: first touch decides the start */
 	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };
 	struct pmv_config cfg = { .ntiers = 2, .tiers = tiers, .policy = &pol };
@@ -111,10 +178,10 @@ int cmd_demo(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "seconds", required_argument, 0, 's' }, { "mb", required_argument, 0, 'm' },
 		{ "threads", required_argument, 0, 't' }, { "nodes", required_argument, 0, 'n' },
-		{ "help", no_argument, 0, 'h' }, { 0 }
+		{ "tiers", required_argument, 0, 'T' }, { "help", no_argument, 0, 'h' }, { 0 }
 	};
 	opt_begin(&op, "demo");
-	while ((opt = getopt_long(argc, argv, ":s:m:t:n:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":s:m:t:n:T:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's': opt_double(&op, "--seconds", optarg, 1, 86400, &secs); break;
 		case 'm':
@@ -125,16 +192,35 @@ int cmd_demo(int argc, char **argv)
 		case 'n':
 			opt_node_pair(&op, "--nodes", optarg, numa_max_node(), &tiers[0].node,
 				      &tiers[1].node);
+			have_nodes = true;
 			break;
+		case 'T': {
+			int n = strlen(optarg) >= sizeof(spec) ? -ENOBUFS :
+				pmv_tiers_parse(optarg, tiers, PMV_MAX_TIERS, spec, sizeof(spec));
+
+			if (n < 0)
+				opt_error(&op, "--tiers '%s': %s", optarg,
+					  n == -ENOBUFS ? "too long" : pmv_errmsg());
+			else if (n < 2)
+				opt_error(&op, "--tiers '%s': the demo needs two tiers or more",
+					  optarg);
+			else
+				cfg.ntiers = (unsigned)n;
+			have_spec = n >= 2;
+			break;
+		}
 		case 'h': return usage();
 		default: opt_getopt_error(&op, opt, argv); break;
 		}
 	}
 	opt_no_args(&op, argc, argv);
+	if (have_spec && have_nodes)
+		opt_error(&op, "--tiers and --nodes: give one of them (mem@NODE binds a tier)");
 	if (opt_end(&op))
 		return OPT_EXIT_USAGE;
 	size = mb << 20;
-	tiers[0].capacity = size / 4;
+	if (!tiers[0].capacity)
+		tiers[0].capacity = size / 4;
 	ctx = pmv_create(&cfg);
 	if (!ctx) {
 		fprintf(stderr, "pagemove demo: %s: %s\n", strerror(errno), pmv_errmsg());
@@ -142,12 +228,7 @@ int cmd_demo(int argc, char **argv)
 	}
 	pmv_ctx_stats(ctx, &s0);
 	printf("%s\n", mode_explain(&s0, why, sizeof(why)));
-	if (tiers[0].node == PMV_NODE_ANY)
-		printf("tiers unbound: 'fast' and 'slow' are labels on memory of any node, not "
-		       "faster and slower memory (--nodes A,B binds them)\n");
-	else
-		printf("tiers bound: fast on node %d, slow on node %d\n", tiers[0].node,
-		       tiers[1].node);
+	describe_tiers(tiers, cfg.ntiers, have_spec);
 	err = wl_setup(&wl, ctx, size, threads, 1, SEED);
 	if (err) {
 		fprintf(stderr, "pagemove demo: %s\n", strerror(-err));
@@ -155,9 +236,10 @@ int cmd_demo(int argc, char **argv)
 	}
 	psz = wl.psz;
 	wl_query(&wl, ctx, NULL);
-	oracle = wl_oracle(&wl, size / 4 / psz);
-	printf("pagemove demo: %u threads, zipf over %zu MiB of %s pages; the fast tier "
-	       "holds %lu MiB\n", threads, mb, psz > 4096 ? "2 MB" : "4 KB", mb / 4);
+	oracle = wl_oracle(&wl, tiers[0].capacity / psz);
+	printf("pagemove demo: %u threads, zipf over %lu MiB of %s pages; the fast tier "
+	       "holds %.0f MiB\n", threads, mb, psz > 4096 ? "2 MB" : "4 KB",
+	       tiers[0].capacity / 1048576.0);
 	printf("best possible fast-tier hit rate (hottest pages all fast): %.1f %%\n",
 	       100 * oracle);
 	/*
@@ -212,12 +294,14 @@ int cmd_demo(int argc, char **argv)
 		wl_counts(&wl, &a, &h);
 		pmv_ctx_stats(ctx, &s);
 		printf("%s  %5.1f s  fast-tier hits %5.1f %%  promoted %llu  demoted %llu  "
-		       "exchanged %llu  %.0f MB/s%s", tty ? "\r" : "", bench_now() - t0,
+		       "exchanged %llu  %.0f MB/s", tty ? "\r" : "", bench_now() - t0,
 		       100 * frac(h - hprev, a - aprev),
 		       (unsigned long long)(s.promoted - s0.promoted),
 		       (unsigned long long)(s.demoted - s0.demoted),
 		       (unsigned long long)(s.exchanged - s0.exchanged),
-		       (s.policy_bytes - bprev) / (bench_now() - tprev) / 1e6, tty ? "   " : "\n");
+		       (s.policy_bytes - bprev) / (bench_now() - tprev) / 1e6);
+		far_line(ctx, cfg.ntiers, "  ");
+		printf("%s", tty ? "   " : "\n");
 		fflush(stdout);
 		aprev = a;
 		hprev = h;
@@ -244,6 +328,20 @@ int cmd_demo(int argc, char **argv)
 	       (unsigned long long)(s1.exchanged - s0.exchanged),
 	       (s1.policy_bytes - s0.policy_bytes) / 1e9, 100 * s1.track_cpu_fraction);
 
+	for (unsigned t = 0; t < cfg.ntiers; t++) {
+		struct pmv_tier_stats st;
+
+		if (pmv_tier_stats(ctx, (int)t, &st) || st.kind == PMV_TIER_MEM)
+			continue;
+		printf("far tier '%s': %llu pages, %.1f MiB of them in %.1f MiB (%.1f MiB of memory "
+		       "%s); %llu faulted back in, %.0f us each\n", st.name,
+		       (unsigned long long)st.stored_pages, st.stored_page_bytes / 1048576.0,
+		       st.stored_bytes / 1048576.0,
+		       (st.stored_page_bytes - (st.kind == PMV_TIER_FILE ? 0 : st.stored_bytes)) /
+			       1048576.0, st.kind == PMV_TIER_FILE ? "freed, to a file" : "saved",
+		       (unsigned long long)st.faults_in,
+		       st.faults_in ? st.fault_in_ns / 1e3 / st.faults_in : 0.0);
+	}
 	if (s1.mode != PMV_MODE_FULL)
 		printf("tiering did nothing: the userfaultfd is user-mode-only, so the policy "
 		       "could not sample (see the userfaultfd line above)\n");
