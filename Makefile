@@ -253,9 +253,11 @@ stress-loop: all
 bench: all
 	$(CLI) bench
 
+# memory tiers, then a memory tier of 64 MiB with lz4 below it: real memory saved
 demo: deps
 	@$(MAKE) --no-print-directory all
 	$(CLI) demo
+	$(CLI) demo --seconds 10 --tiers mem:64M,lz4
 
 install: all
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) \

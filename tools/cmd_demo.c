@@ -57,7 +57,7 @@ static double frac(uint64_t hits, uint64_t acc)
 	return acc ? (double)hits / acc : 0;
 }
 
-/* A far tier's pages and what storing them costs, "lz4 12 MiB in 3.1 MiB" */
+/* Far tiers' pages and what they take, "lz4 12 MiB in 3.1 MiB, 40 faulted in" */
 static void far_line(pmv_ctx *ctx, unsigned ntiers, const char *sep)
 {
 	for (unsigned t = 0; t < ntiers; t++) {
@@ -65,8 +65,9 @@ static void far_line(pmv_ctx *ctx, unsigned ntiers, const char *sep)
 
 		if (pmv_tier_stats(ctx, (int)t, &st) || st.kind == PMV_TIER_MEM)
 			continue;
-		printf("%s%s %.0f MiB in %.1f MiB", sep, st.name, st.stored_page_bytes / 1048576.0,
-		       st.stored_bytes / 1048576.0);
+		printf("%s%s %.0f MiB in %.1f MiB, %llu faulted in", sep, st.name,
+		       st.stored_page_bytes / 1048576.0, st.stored_bytes / 1048576.0,
+		       (unsigned long long)st.faults_in);
 	}
 }
 
