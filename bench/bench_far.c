@@ -36,6 +36,7 @@
 
 #include "pagemove.h"
 #include "bench.h"
+#include "../common/mode.h"
 #include "../common/opt.h"
 
 #define ITEM		4096UL
@@ -490,6 +491,14 @@ static void run_case(int c, int pattern, const struct far_opts *o, struct far_re
 			r->skipped = 1;
 			snprintf(r->why, sizeof(r->why), "%s", pmv_errmsg());
 			return;
+		}
+		if (c == C_LZ4 && pattern == 0) {
+			/* each case runs in a child of its own: said at the first */
+			struct pmv_ctx_stats cs;
+			char why[512];
+
+			pmv_ctx_stats(ctx, &cs);
+			fprintf(stderr, "pagemove bench far: %s\n", mode_explain(&cs, why, sizeof(why)));
 		}
 		base = pmv_mmap(ctx, o->bytes, 0, 0);
 	} else {

@@ -18,6 +18,7 @@
 
 #include "pagemove.h"
 #include "bench.h"
+#include "../common/mode.h"
 #include "../common/opt.h"
 #include "../common/threads.h"
 
@@ -383,6 +384,13 @@ int cmd_bench_faults(int argc, char **argv)
 	if (!ctx) {
 		fprintf(stderr, "pagemove bench faults: %s\n", pmv_errmsg());
 		return errno == ENODEV || errno == EINVAL ? 2 : 1;
+	}
+	{
+		struct pmv_ctx_stats cs;
+		char why[512];
+
+		pmv_ctx_stats(ctx, &cs);
+		fprintf(stderr, "pagemove bench faults: %s\n", mode_explain(&cs, why, sizeof(why)));
 	}
 	threads = fault_threads();
 	fprintf(stderr, "pagemove bench faults: %zu MB per round of 4 KB pages, %s; "

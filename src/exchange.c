@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Exchange (seeds 004 and 000): page a takes b's tier and b takes a's, with
- * no free page on either tier, so it works when both are exactly full.
+ * Exchange, the hot/cold swap between tiers: page a takes b's tier and b
+ * takes a's, with no free page on either tier, so it works when both are
+ * exactly full.
  *
  *   1. lock and isolate both pages of every pair;
  *   2. UFFDIO_MOVE a into a hole of a's tier's pool, b into one of b's

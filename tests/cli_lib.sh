@@ -10,6 +10,7 @@ src_of() {
 	bench)		echo bench/bench.c ;;
 	"bench tiering") echo bench/bench_tiering.c ;;
 	"bench faults")	echo bench/bench_faults.c ;;
+	"bench far")	echo bench/bench_far.c ;;
 	migrate)	echo tools/cmd_migrate.c ;;
 	run)		echo tools/cmd_run.c ;;
 	stat)		echo tools/cmd_stat.c ;;

@@ -21,7 +21,7 @@ ok()  { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
 
 . "$ROOT/tests/cli_lib.sh"
-CMDS="demo bench bench_tiering bench_faults migrate run stat"
+CMDS="demo bench bench_tiering bench_faults bench_far migrate run stat"
 
 # usage_rc CMD: the usage error status of CMD
 usage_rc() { if [ "$1" = run ]; then echo 125; else echo 2; fi; }
@@ -35,6 +35,7 @@ refuse() {
 	cmd=$1
 	[ "$1" = bench ] && [ "$2" = tiering ] && cmd="bench tiering"
 	[ "$1" = bench ] && [ "$2" = faults ] && cmd="bench faults"
+	[ "$1" = bench ] && [ "$2" = far ] && cmd="bench far"
 	want=$(usage_rc "$cmd")
 	if [ "$rc" != "$want" ]; then
 		bad "$desc: exit $rc, expected $want"; sed 's/^/#      /' "$tmp/err"; return
@@ -68,6 +69,8 @@ test_trailing_garbage() {
 	names="--mb"
 	refuse "bench faults --mb 3x" 1 bench faults --mb 3x
 	refuse "bench faults --mb 5 (odd)" 1 bench faults --mb 5
+	names="--mb --seconds"
+	refuse "bench far --mb 64x --seconds 1.5abc" 2 bench far --mb 64x --seconds 1.5abc
 	names="--threads --rate"
 	refuse "migrate --threads 2x --rate 1.5abc" 2 \
 		migrate --pid 1 --from 0 --to 0 --threads 2x --rate 1.5abc
@@ -88,6 +91,7 @@ test_bad_options() {
 	refuse "bench --bogus extra" 2 bench --bogus extra
 	refuse "bench tiering --bogus extra" 2 bench tiering --bogus extra
 	refuse "bench faults --bogus extra" 2 bench faults --bogus extra
+	refuse "bench far --bogus extra" 2 bench far --bogus extra
 	refuse "migrate --bogus extra" 2 migrate --pid 1 --from 0 --to 0 --bogus extra
 	refuse "stat --bogus extra" 2 stat --pid 1 --bogus extra
 	names="--bogus"
