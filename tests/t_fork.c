@@ -254,7 +254,7 @@ struct set {
  * is ours alone, but a 2 MB page with only its first 4 KB written is still
  * mostly shared (the write split it into PTEs).
  */
-static void part_bc(void)
+static void check_shared_pages_move(void)
 {
 	unsigned old = SEED + 1000, new = SEED + 2000, wseed = SEED + 3000;
 	struct set A = { .n = 0 }, C = { .n = 0 }, W = { .n = 0 }, Wh = { .n = 0 };
@@ -740,7 +740,7 @@ static int test_children_forked_while_pages_move_read_their_snapshots(const stru
 static int test_shared_pages_move_with_move_all_or_once_the_child_exits(const struct t_case *c)
 {
 	areas_setup(c->huge);
-	part_bc();
+	check_shared_pages_move();
 	pmv_destroy(ctx);
 	return 0;
 }

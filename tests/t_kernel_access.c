@@ -103,7 +103,7 @@ static void fill_buf(uint8_t *b, size_t len, size_t k)
 }
 
 /* (a) the kernel's copy_to_user meets a page never touched */
-static void part_a(int pfd[2], uint8_t *buf)
+static void check_read_into_untouched(int pfd[2], uint8_t *buf)
 {
 	struct { char *p; size_t span, off, len; const char *what; } c[3] = {
 		{ small + S_FRESH_A * T_SZ_4K, T_SZ_4K, 0, T_SZ_4K, "4K page" },
@@ -130,7 +130,7 @@ static void part_a(int pfd[2], uint8_t *buf)
 }
 
 /* (b) pipe copies to and from migrating pages */
-static void part_b(int pfd[2], uint8_t *buf)
+static void check_pipe_copies(int pfd[2], uint8_t *buf)
 {
 	unsigned seed = 5;
 	uint64_t mig0 = migrations();
@@ -174,7 +174,7 @@ static void part_b(int pfd[2], uint8_t *buf)
 }
 
 /* (c) GUP: process_vm_readv/writev on our own pid */
-static void part_c(uint8_t *buf)
+static void check_vm_readv_writev(uint8_t *buf)
 {
 	unsigned seed = 9;
 	double end = t_now() + t_duration(1);
@@ -293,7 +293,7 @@ static void *waiter(void *arg)
 }
 
 /* (d) futexes on never-touched and on migrating pages */
-static void part_d(void)
+static void check_futexes(void)
 {
 	struct timespec ts = { 1, 0 };
 	struct waiter w[2];
@@ -377,7 +377,7 @@ static int open_direct(char *path, size_t size)
 }
 
 /* (e) O_DIRECT pins user pages for the device's DMA (or its copy) */
-static void part_e(void)
+static void check_odirect(void)
 {
 	char path[256];
 	int fd = open_direct(path, sizeof(path));
@@ -495,7 +495,7 @@ static int test_read_into_untouched_pages_waits_for_the_fault(const struct t_cas
 {
 	(void)c;
 	setup(false);
-	part_a(pfd, buf);
+	check_read_into_untouched(pfd, buf);
 	return finish(false);
 }
 
@@ -503,7 +503,7 @@ static int test_pipe_copies_from_and_into_migrating_pages(const struct t_case *c
 {
 	(void)c;
 	setup(true);
-	part_b(pfd, buf);
+	check_pipe_copies(pfd, buf);
 	return finish(true);
 }
 
@@ -511,7 +511,7 @@ static int test_process_vm_readv_writev_on_migrating_pages(const struct t_case *
 {
 	(void)c;
 	setup(true);
-	part_c(buf);
+	check_vm_readv_writev(buf);
 	return finish(true);
 }
 
@@ -519,7 +519,7 @@ static int test_futexes_on_untouched_and_migrating_pages(const struct t_case *c)
 {
 	(void)c;
 	setup(true);
-	part_d();
+	check_futexes();
 	return finish(true);
 }
 
@@ -527,7 +527,7 @@ static int test_odirect_from_and_into_migrating_pages(const struct t_case *c)
 {
 	(void)c;
 	setup(true);
-	part_e();
+	check_odirect();
 	return finish(true);
 }
 

@@ -327,7 +327,7 @@ static void *cap_monitor(void *arg)
 	return NULL;
 }
 
-static void part_converge(int huge)
+static void check_converge(int huge)
 {
 	size_t len = sz(huge ? 128 * MB : 16 * MB, huge), cap = len / 4;
 	size_t caps[2] = { cap, 0 };
@@ -422,7 +422,7 @@ static void part_converge(int huge)
 
 /* ---- 3: bandwidth budget ------------------------------------------------ */
 
-static void part_budget(void)
+static void check_budget(void)
 {
 	const unsigned mbps = 8;
 	int huge = thp;
@@ -586,7 +586,7 @@ static void *imover(void *arg)
 	return NULL;
 }
 
-static void part_integrity(int huge)
+static void check_integrity(int huge)
 {
 	/* small enough for the sampling sweep to pass the hot set many times */
 	size_t len = sz(huge ? 32 * MB : 4 * MB, huge), cap = len / 4;
@@ -728,7 +728,7 @@ static uint64_t map_both_parked(pmv_ctx *ctx, struct region *r4, struct region *
 	return wait_parked(ctx, 2, what);
 }
 
-static void part_parked(void)
+static void check_parked(void)
 {
 	/* track only: parked pages stay where they are, nothing moves them */
 	struct pmv_policy_config pol = pol_base(PMV_POLICY_TRACK, 10);
@@ -846,7 +846,7 @@ static void expect_env_mode(const char *val, int mode)
 	T_EQ(unsetenv("PAGEMOVE_POLICY"), 0);
 }
 
-static void part_modes(void)
+static void check_modes(void)
 {
 	struct pmv_policy_config pol = pol_base(PMV_POLICY_TRACK, 20);
 	size_t caps[2] = { sz(8 * MB, 0), 0 };
@@ -996,7 +996,7 @@ static void *step_monitor(void *arg)
 	return NULL;
 }
 
-static void part_three(void)
+static void check_three(void)
 {
 	struct pmv_policy_config pol = pol_base(PMV_POLICY_AUTO, 20);
 	struct step_monitor mon = { 0 };
@@ -1070,41 +1070,41 @@ static void part_three(void)
 
 static int test_hot_pages_reach_the_fast_tier_within_its_capacity(const struct t_case *c)
 {
-	part_converge(c->huge);
+	check_converge(c->huge);
 	return deferred;
 }
 
 static int test_policy_keeps_to_its_bandwidth_budget(const struct t_case *c)
 {
 	(void)c;
-	part_budget();
+	check_budget();
 	return deferred;
 }
 
 static int test_policy_and_explicit_moves_keep_every_byte(const struct t_case *c)
 {
-	part_integrity(c->huge);
+	check_integrity(c->huge);
 	return deferred;
 }
 
 static int test_parked_pages_meet_munmap_fork_and_destroy(const struct t_case *c)
 {
 	(void)c;
-	part_parked();
+	check_parked();
 	return deferred;
 }
 
 static int test_modes_track_balance_off_and_bad_configs(const struct t_case *c)
 {
 	(void)c;
-	part_modes();
+	check_modes();
 	return deferred;
 }
 
 static int test_three_tiers_promote_one_step_at_a_time(const struct t_case *c)
 {
 	(void)c;
-	part_three();
+	check_three();
 	return deferred;
 }
 
