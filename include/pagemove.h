@@ -280,6 +280,15 @@ int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len);
 #define PMV_MOVE_ALL	(1 << 1) /* also move pages shared with another process */
 #define PMV_MPOL_BIND	(1 << 2) /* pmv_mbind(): bind instead of prefer */
 #define PMV_MF_STRICT	(1 << 3) /* pmv_mbind(): -EIO if a page could not move */
+/*
+ * pmv_move_pages(), pmv_exchange_pages(), pmv_migrate() (since 0.5): never
+ * wait for another thread: not for a page lock (a fault in progress,
+ * another move), a pool refill in flight, far-tier file I/O, a discard's
+ * pending zap, or the fork and regions locks. A page that would need one
+ * gets -EAGAIN at once (a whole call that would wait for a lock: every
+ * entry). The caller's own work (copies, pool pages it populates) is done.
+ */
+#define PMV_MOVE_NONBLOCK	(1 << 4)
 
 /*
  * The analog of move_pages(2). With tiers == NULL, status[i] is the tier of
@@ -297,6 +306,8 @@ int pmv_munmap(pmv_ctx *ctx, void *addr, size_t len);
  *   -ENOSPC a far target is full (capacity, file system): page stayed
  *   -EMSGSIZE a compressed far target: not below 3/4 compressed, and no
  *           later far tier took it (page stayed)
+ *   -EAGAIN  PMV_MOVE_NONBLOCK only: moving it now would wait (page
+ *           stayed); a later try may pass
  * A page the program discards (MADV_DONTNEED/FREE) or unmaps while it
  * moves reads as the kernel says it must, and reports -ENOENT (or -EFAULT).
  * In a PMV_HUGE region any address inside a 2 MB page names the whole page,
@@ -322,8 +333,9 @@ int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
  * status[i] is 0 or a negative errno as in pmv_move_pages(), plus -EINVAL
  * for a mixed pair or a page paired with itself. Exchange does not
  * un-share: a page known to be shared with another process gets -EACCES
- * (-EBUSY with PMV_MOVE_ALL, the only flag accepted), one not yet known to
- * be shared -EBUSY; pmv_move_pages(PMV_MOVE_ALL) un-shares. Returns 0 if
+ * (-EBUSY with PMV_MOVE_ALL), one not yet known to
+ * be shared -EBUSY; pmv_move_pages(PMV_MOVE_ALL) un-shares. flags: 0,
+ * PMV_MOVE_ALL, PMV_MOVE_NONBLOCK (-EAGAIN as in pmv_move_pages). Returns 0 if
  * every pair was exchanged, else the number that were not, or a negative
  * errno for an invalid call (-EINVAL, -E2BIG, -ECHILD).
  * Threads: any.
@@ -344,7 +356,8 @@ int pmv_set_copy_engine(pmv_ctx *ctx, int engine);
 /*
  * The analog of migrate_pages(2) on tier masks (bit i = tier i): every page
  * on the k-th tier of from_tiers moves to the k-th tier of to_tiers, or to
- * the last one if to_tiers has fewer. flags may hold PMV_MOVE_ALL. Returns
+ * the last one if to_tiers has fewer. flags may hold PMV_MOVE_ALL and
+ * PMV_MOVE_NONBLOCK (a page that would wait is skipped and counted). Returns
  * the number of pages not moved or a negative errno (-EINVAL: empty or
  * out-of-range masks, unknown flags).
  * Threads: any.

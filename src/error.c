@@ -50,6 +50,7 @@ PMV_API const char *pmv_strerror(int err)
 	case E2BIG: return "too many pages";
 	case ENOSPC: return "far tier full";
 	case EMSGSIZE: return "page does not compress below 3/4 of its size";
+	case EAGAIN: return "page busy now, not waited for";
 	default: return strerror(-err);
 	}
 }

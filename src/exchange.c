@@ -35,6 +35,7 @@ struct xpage {
 	bool out;	/* step 2 moved it into its hole */
 	bool touched;	/* a move into the hole may have left something there */
 	bool refused;	/* step 2 did not try it (the gate, no hole) */
+	bool hole_busy;	/* PMV_MOVE_NONBLOCK: no hole without waiting */
 	int err;	/* step 2 lost it: the pair's status */
 };
 
@@ -100,12 +101,22 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 		pa = pb;
 		pb = t;
 	}
-	if (_pmv_page_lock_timeout(pa, LOCK_TIMEOUT_US)) {
+	if (flags & PMV_MOVE_NONBLOCK) {
+		/* a fault in progress or another move holds one: skipped at once */
+		if (!_pmv_page_trylock(pa)) {
+			x->status = -EAGAIN;
+			return;
+		}
+		if (!_pmv_page_trylock(pb)) {
+			_pmv_page_unlock(ctx, pa);
+			x->status = -EAGAIN;
+			return;
+		}
+	} else if (_pmv_page_lock_timeout(pa, LOCK_TIMEOUT_US)) {
 		x->status = -EBUSY;
 		_pmv_count_fail(ctx, __atomic_load_n(&pb->tier, __ATOMIC_RELAXED), -EBUSY);
 		return;
-	}
-	if (_pmv_page_lock_timeout(pb, LOCK_TIMEOUT_US)) {
+	} else if (_pmv_page_lock_timeout(pb, LOCK_TIMEOUT_US)) {
 		_pmv_page_unlock(ctx, pa);
 		x->status = -EBUSY;
 		_pmv_count_fail(ctx, __atomic_load_n(&pa->tier, __ATOMIC_RELAXED), -EBUSY);
@@ -130,7 +141,8 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 			goto unlock;
 		}
 		if (f & PG_zap) {
-			x->status = -EBUSY;	/* its discard's zap is due (event.c) */
+			/* its discard's zap is due (event.c) */
+			x->status = flags & PMV_MOVE_NONBLOCK ? -EAGAIN : -EBUSY;
 			goto unlock;
 		}
 		if (f & PG_far) {
@@ -167,7 +179,7 @@ static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int fl
 	x->active = true;
 	return;
 unlock:
-	if (x->status)
+	if (x->status && x->status != -EAGAIN)
 		_pmv_count_fail(ctx, x->p[1].tier, x->status);
 	unlock_pair(ctx, x, false);
 }
@@ -239,22 +251,25 @@ static void fail_pair(pmv_ctx *ctx, struct xpair *x, int err)
 }
 
 /* Holes in bulk per (tier, size), in address order so runs coalesce. */
-static void take_holes(pmv_ctx *ctx, struct xpage **pgs, size_t n, int ps)
+static void take_holes(pmv_ctx *ctx, struct xpage **pgs, size_t n, int ps, bool nb)
 {
 	void *slots[2 * XCHG_BATCH];
 
 	for (unsigned t = 0; t < ctx->ntiers; t++) {
 		struct xpage *want[2 * XCHG_BATCH];
 		size_t k = 0, got;
+		bool busy;
 
 		for (size_t i = 0; i < n; i++)
 			if (pgs[i]->tier == (int)t)
 				want[k++] = pgs[i];
 		if (!k)
 			continue;
-		got = _pmv_pool_take_holes(ctx, &ctx->tiers[t], ps, k, slots);
-		for (size_t i = 0; i < k; i++)
+		got = _pmv_pool_take_holes_nb(ctx, &ctx->tiers[t], ps, k, slots, nb, &busy);
+		for (size_t i = 0; i < k; i++) {
 			want[i]->hole = i < got ? slots[i] : NULL;
+			want[i]->hole_busy = i >= got && busy;
+		}
 	}
 }
 
@@ -436,7 +451,8 @@ static void step_sort_out(pmv_ctx *ctx, struct xbatch *b, struct xpair *xs, size
 		}
 		/* a page gone says so; else no hole was to be had, or it was busy */
 		fail_pair(ctx, x, x->p[0].err ?: x->p[1].err ?:
-			  x->p[0].hole && x->p[1].hole ? -EBUSY : -ENOMEM);
+			  x->p[0].hole && x->p[1].hole ? -EBUSY :
+			  x->p[0].hole_busy || x->p[1].hole_busy ? -EAGAIN : -ENOMEM);
 	}
 }
 
@@ -533,7 +549,8 @@ static void step_finish(pmv_ctx *ctx, struct xbatch *b)
 }
 
 /* Steps 2-5 for the active pairs of one page size. */
-static void exchange_batch(pmv_ctx *ctx, struct xbatch *b, struct xpair *xs, size_t n, int ps)
+static void exchange_batch(pmv_ctx *ctx, struct xbatch *b, struct xpair *xs, size_t n, int ps,
+			   int flags)
 {
 	b->ps = ps;
 	b->psz = _pmv_ps_size(ps);
@@ -545,7 +562,7 @@ static void exchange_batch(pmv_ctx *ctx, struct xbatch *b, struct xpair *xs, siz
 	if (!b->np)
 		return;
 	qsort(b->pgs, b->np, sizeof(b->pgs[0]), cmp_addr);
-	take_holes(ctx, b->pgs, b->np, ps);
+	take_holes(ctx, b->pgs, b->np, ps, flags & PMV_MOVE_NONBLOCK);
 	step_move_out(ctx, b);
 	step_sort_out(ctx, b, xs, n);
 	trade(ctx, b->rx, b->reqs, b->nr, b->psz, b->bounce);	/* 3 */
@@ -563,7 +580,7 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 	PMV_CHECK_CTX(ctx);
 	if (count && (!a || !b || !status))
 		return _pmv_set_errmsg(-EINVAL, "pmv_exchange_pages: NULL array");
-	if (flags & ~PMV_MOVE_ALL)
+	if (flags & ~(PMV_MOVE_ALL | PMV_MOVE_NONBLOCK))
 		return _pmv_set_errmsg(-EINVAL, "pmv_exchange_pages: unknown flags");
 	if (count > INT32_MAX)
 		return _pmv_set_errmsg(-E2BIG, "pmv_exchange_pages: count too large");
@@ -584,8 +601,17 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		sigset_t sigs;
 
 		_pmv_signals_hold(&sigs);
-		pthread_rwlock_rdlock(&ctx->fork_lock);
-		_pmv_regions_rdlock(&ctx->regions_lock, false);
+		if (!(flags & PMV_MOVE_NONBLOCK)) {
+			pthread_rwlock_rdlock(&ctx->fork_lock);
+			_pmv_regions_rdlock(&ctx->regions_lock, false);
+		} else if (pthread_rwlock_tryrdlock(&ctx->fork_lock)) {
+			n = count - base;	/* a fork is under way: nothing waits for it */
+			goto all_again;
+		} else if (!_pmv_regions_tryrdlock(&ctx->regions_lock)) {
+			pthread_rwlock_unlock(&ctx->fork_lock);
+			n = count - base;	/* a region change is under way */
+			goto all_again;
+		}
 		/* bounded by pairs and by bytes, as migration batches are */
 		for (n = 0; base + n < count && n < XCHG_BATCH && bytes < XCHG_BYTES; n++) {
 			struct _pmv_page *pg = _pmv_addr_to_page(ctx, (uintptr_t)a[base + n], NULL);
@@ -599,8 +625,8 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		 */
 		for (size_t i = 0; i < n; i++)
 			prepare_pair(ctx, &xs[i], a[base + i], b[base + i], flags);
-		exchange_batch(ctx, xb, xs, n, PMV_PS_4K);
-		exchange_batch(ctx, xb, xs, n, PMV_PS_2M);
+		exchange_batch(ctx, xb, xs, n, PMV_PS_4K, flags);
+		exchange_batch(ctx, xb, xs, n, PMV_PS_2M, flags);
 		_pmv_regions_rdunlock(&ctx->regions_lock);
 		pthread_rwlock_unlock(&ctx->fork_lock);
 		_pmv_signals_release(&sigs);
@@ -608,6 +634,12 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 			status[base + i] = xs[i].status;
 			left += xs[i].status != 0;
 		}
+		continue;
+all_again:
+		_pmv_signals_release(&sigs);
+		for (size_t i = 0; i < n; i++)
+			status[base + i] = -EAGAIN;
+		left += (int)n;
 	}
 	free(xs);
 	free(xb->bounce);

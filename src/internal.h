@@ -198,6 +198,8 @@ struct _pmv_regions_lock {
 PMV_HIDDEN void _pmv_regions_lock_init(struct _pmv_regions_lock *l);
 PMV_HIDDEN void _pmv_regions_lock_destroy(struct _pmv_regions_lock *l);
 PMV_HIDDEN void _pmv_regions_rdlock(struct _pmv_regions_lock *l, bool fault_thread);
+/* PMV_MOVE_NONBLOCK: false, taking nothing, if a writer holds or awaits it. */
+PMV_HIDDEN bool _pmv_regions_tryrdlock(struct _pmv_regions_lock *l);
 PMV_HIDDEN void _pmv_regions_rdunlock(struct _pmv_regions_lock *l);
 PMV_HIDDEN void _pmv_regions_wrlock(struct _pmv_regions_lock *l);
 PMV_HIDDEN void _pmv_regions_wrunlock(struct _pmv_regions_lock *l);
@@ -325,6 +327,15 @@ PMV_HIDDEN size_t _pmv_pool_take_pages(pmv_ctx *ctx, struct _pmv_tier *t, int ps
 PMV_HIDDEN size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 				       size_t n, void **out);
 /*
+ * The same for PMV_MOVE_NONBLOCK when nowait: never wait for the tier lock
+ * (a growth under it) nor for a fill in flight; *busy (if given) says a
+ * shortfall was such a wait, not a lack of room or VA.
+ */
+PMV_HIDDEN size_t _pmv_pool_take_pages_nb(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
+					  size_t n, void **out, bool nowait, bool *busy);
+PMV_HIDDEN size_t _pmv_pool_take_holes_nb(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
+					  size_t n, void **out, bool nowait, bool *busy);
+/*
  * Up to n clean (zeroed) pages, counted resident, for a map-ahead: never
  * grows the pool, waits or takes the reserve, and leaves a few for the
  * next first touches. Ascending when they are neighbours.
@@ -367,7 +378,8 @@ PMV_HIDDEN int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 /* A resident page left the tier without coming to the pool (zap, munmap). */
 PMV_HIDDEN void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);
-PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
+/* nowait (PMV_MOVE_NONBLOCK): not if the tier lock is busy; a later move trims. */
+PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t, bool nowait);
 /*
  * Clean pages kept ready for first touches (tier.c says how many): does
  * the pool want more, and make them (the fault helper, off any fault).

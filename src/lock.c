@@ -30,6 +30,20 @@ void _pmv_regions_rdlock(struct _pmv_regions_lock *l, bool fault_thread)
 	pthread_mutex_unlock(&l->mu);
 }
 
+bool _pmv_regions_tryrdlock(struct _pmv_regions_lock *l)
+{
+	bool got = false;
+
+	/* mu itself is only held for a few instructions: not a wait */
+	pthread_mutex_lock(&l->mu);
+	if (!l->writer && !l->writers_waiting) {
+		l->readers++;
+		got = true;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return got;
+}
+
 void _pmv_regions_rdunlock(struct _pmv_regions_lock *l)
 {
 	pthread_mutex_lock(&l->mu);

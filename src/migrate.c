@@ -259,10 +259,20 @@ static int move_in(pmv_ctx *ctx, struct mig *m)
 	return ret;
 }
 
+/*
+ * PMV_MOVE_NONBLOCK: a move between src and dst that reads or writes a
+ * file store waits for I/O. The compressed stores are only CPU work.
+ */
+static bool needs_io(pmv_ctx *ctx, int src, int dst)
+{
+	return ctx->tiers[src].kind == PMV_TIER_FILE || ctx->tiers[dst].kind == PMV_TIER_FILE;
+}
+
 /* Step 1 for one entry: lock, check, isolate. Leaves it active or done. */
 static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 {
 	struct _pmv_page *pg = m->pg;
+	bool nb = flags & PMV_MOVE_NONBLOCK;
 	uint32_t f;
 
 	m->state = ENT_SKIP;
@@ -270,7 +280,12 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 		m->status = -EINVAL;
 		return;
 	}
-	if (_pmv_page_lock_timeout(pg, LOCK_TIMEOUT_US)) {
+	/* a fault in progress or another move holds it: skipped, not a failure */
+	if (nb && !_pmv_page_trylock(pg)) {
+		m->status = -EAGAIN;
+		return;
+	}
+	if (!nb && _pmv_page_lock_timeout(pg, LOCK_TIMEOUT_US)) {
 		m->status = -EBUSY;
 		_pmv_count_fail(ctx, m->dst, -EBUSY);
 		return;
@@ -290,10 +305,18 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 		m->status = m->dst;
 		goto unlock;
 	}
+	if ((f & PG_zap) && nb) {
+		m->status = -EAGAIN;	/* the janitor clears it soon */
+		goto unlock;
+	}
 	if (f & PG_zap) {
 		/* pieces discarded but not zapped yet: moved out, they would escape it */
 		m->status = -EBUSY;
 		_pmv_count_fail(ctx, m->dst, -EBUSY);
+		goto unlock;
+	}
+	if (nb && ((f & PG_far) || _pmv_tier_far(ctx, m->dst)) && needs_io(ctx, m->src, m->dst)) {
+		m->status = -EAGAIN;
 		goto unlock;
 	}
 	if (f & PG_far) {
@@ -349,12 +372,16 @@ static size_t select_group(struct mig **act, size_t n, int t, int ps, bool from,
 	return k;
 }
 
-/* An entry reserve() could not serve: -ENOMEM, back on its LRU, unlocked. */
-static void reserve_fail(pmv_ctx *ctx, struct mig *m)
+/*
+ * An entry reserve() could not serve: -ENOMEM (or -EAGAIN: a non-blocking
+ * take met a pool growth or fill), back on its LRU, unlocked.
+ */
+static void reserve_fail(pmv_ctx *ctx, struct mig *m, bool busy)
 {
 	m->state = ENT_SKIP;
-	m->status = -ENOMEM;
-	_pmv_count_fail(ctx, m->dst, -ENOMEM);
+	m->status = busy ? -EAGAIN : -ENOMEM;
+	if (!busy)
+		_pmv_count_fail(ctx, m->dst, -ENOMEM);
 	_pmv_putback_lru_page(ctx, m->pg);
 	_pmv_page_unlock(ctx, m->pg);
 }
@@ -366,8 +393,9 @@ static void reserve_fail(pmv_ctx *ctx, struct mig *m)
  * target tiers), then holes (in the source tiers) for the entries that got
  * one: an entry left without its hole gives its page back.
  */
-static void reserve(pmv_ctx *ctx, struct mig **act, size_t n)
+static void reserve(pmv_ctx *ctx, struct mig **act, size_t n, int flags)
 {
+	bool nb = flags & PMV_MOVE_NONBLOCK;
 	void *slots[BATCH_PAGES];
 
 	for (int holes = 0; holes < 2; holes++)
@@ -375,11 +403,14 @@ static void reserve(pmv_ctx *ctx, struct mig **act, size_t n)
 			for (int ps = 0; ps < PMV_PS_NR; ps++) {
 				struct mig *want[BATCH_PAGES];
 				size_t k = select_group(act, n, t, ps, holes, want), got;
+				bool busy = false;
 
 				if (!k)
 					continue;
-				got = holes ? _pmv_pool_take_holes(ctx, &ctx->tiers[t], ps, k, slots)
-					    : _pmv_pool_take_pages(ctx, &ctx->tiers[t], ps, k, slots);
+				got = holes ? _pmv_pool_take_holes_nb(ctx, &ctx->tiers[t], ps, k,
+								      slots, nb, &busy)
+					    : _pmv_pool_take_pages_nb(ctx, &ctx->tiers[t], ps, k,
+								      slots, nb, &busy);
 				for (size_t i = 0; i < k; i++) {
 					if (i < got && holes)
 						want[i]->hole = slots[i];
@@ -389,7 +420,7 @@ static void reserve(pmv_ctx *ctx, struct mig **act, size_t n)
 						_pmv_pool_put_page(&ctx->tiers[want[i]->dst], ps,
 								   want[i]->dst_slot, false);
 					if (i >= got)
-						reserve_fail(ctx, want[i]);
+						reserve_fail(ctx, want[i], busy);
 				}
 			}
 }
@@ -932,7 +963,7 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 	qsort(act, nact, sizeof(*act), cmp_mig);
 	/* evictions (far targets) need no destination page: far.c does them */
 	evict(ctx, act, nact);
-	reserve(ctx, act, nact);
+	reserve(ctx, act, nact, flags);
 	for (size_t i = 0; i < nact; i++)
 		if (act[i]->state == ENT_ACTIVE && act[i]->ps == PMV_PS_4K)
 			small[nsmall++] = act[i];
@@ -1008,7 +1039,11 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 		}
 		run_batch(ctx, ms, cnt, flags);
 		for (size_t i = 0; i < cnt; i++) {
-			if (ms[i].retry_reuse) {
+			if (ms[i].retry_reuse && (flags & PMV_MOVE_NONBLOCK)) {
+				/* the write fault below would wait for a handler */
+				ms[i].retry_reuse = false;
+				ms[i].status = -EAGAIN;
+			} else if (ms[i].retry_reuse) {
 				/*
 				 * Write-fault the page (unlocked now, so our fault
 				 * thread can serve it) to make it exclusive again.
@@ -1053,11 +1088,33 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 	}
 	free(ms);
 	for (unsigned t = 0; t < ctx->ntiers; t++)
-		_pmv_pool_trim(ctx, &ctx->tiers[t]);
+		_pmv_pool_trim(ctx, &ctx->tiers[t], flags & PMV_MOVE_NONBLOCK);
 	return left;
 }
 
 #define MOVE_CHUNK	1024
+
+/*
+ * fork_lock (if fork) and regions_lock for reading; with PMV_MOVE_NONBLOCK
+ * only if neither has a writer in or waiting (false: neither taken).
+ */
+static bool lock_both(pmv_ctx *ctx, bool fork, int flags)
+{
+	if (!(flags & PMV_MOVE_NONBLOCK)) {
+		if (fork)
+			pthread_rwlock_rdlock(&ctx->fork_lock);
+		_pmv_regions_rdlock(&ctx->regions_lock, false);
+		return true;
+	}
+	if (fork && pthread_rwlock_tryrdlock(&ctx->fork_lock))
+		return false;
+	if (!_pmv_regions_tryrdlock(&ctx->regions_lock)) {
+		if (fork)
+			pthread_rwlock_unlock(&ctx->fork_lock);
+		return false;
+	}
+	return true;
+}
 
 PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 			   const int tiers[], int status[], int flags)
@@ -1070,7 +1127,7 @@ PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 	PMV_CHECK_CTX(ctx);
 	if (count && (!pages || !status))
 		return _pmv_set_errmsg(-EINVAL, "pmv_move_pages: NULL array");
-	if (flags & ~PMV_MOVE_ALL)
+	if (flags & ~(PMV_MOVE_ALL | PMV_MOVE_NONBLOCK))
 		return _pmv_set_errmsg(-EINVAL, "pmv_move_pages: unknown flags");
 	if (count > INT32_MAX)
 		return _pmv_set_errmsg(-E2BIG, "pmv_move_pages: count too large");
@@ -1081,9 +1138,14 @@ PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 		sigset_t sigs;
 
 		_pmv_signals_hold(&sigs);
-		if (tiers)
-			pthread_rwlock_rdlock(&ctx->fork_lock);
-		_pmv_regions_rdlock(&ctx->regions_lock, false);
+		if (!lock_both(ctx, tiers != NULL, flags)) {
+			/* a fork or a region change is under way: nothing waits for it */
+			for (size_t i = 0; i < cnt; i++)
+				status[base + i] = -EAGAIN;
+			left += (long)cnt;
+			_pmv_signals_release(&sigs);
+			continue;
+		}
 		for (size_t i = 0; i < cnt; i++) {
 			uintptr_t a = (uintptr_t)pages[base + i];
 			struct _pmv_page *pg = _pmv_addr_to_page(ctx, a, NULL);
@@ -1155,7 +1217,7 @@ PMV_API long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 	long left = 0;
 
 	PMV_CHECK_CTX(ctx);
-	if (flags & ~PMV_MOVE_ALL)
+	if (flags & ~(PMV_MOVE_ALL | PMV_MOVE_NONBLOCK))
 		return _pmv_set_errmsg(-EINVAL, "pmv_migrate: unknown flags");
 	if (!from_tiers || !to_tiers || (from_tiers & ~all) || (to_tiers & ~all))
 		return _pmv_set_errmsg(-EINVAL, "pmv_migrate: empty or out-of-range tier mask");
@@ -1193,8 +1255,12 @@ PMV_API long pmv_migrate(pmv_ctx *ctx, unsigned long from_tiers,
 			sigset_t sigs;
 
 			_pmv_signals_hold(&sigs);
-			pthread_rwlock_rdlock(&ctx->fork_lock);
-			_pmv_regions_rdlock(&ctx->regions_lock, false);
+			if (!lock_both(ctx, true, flags)) {
+				/* skipped, counted as not moved, as its pages are */
+				_pmv_signals_release(&sigs);
+				left += (long)todo[t];
+				break;
+			}
 			n = scan_tier(ctx, &ctx->tiers[t], pgs, want);
 			for (size_t i = 0; i < n; i++)
 				tg[i] = map[t];

@@ -13,7 +13,10 @@
  *      high watermark free; then exchanges hot slow pages with cold fast
  *      ones, pair by pair, while the slow one is hotter by the margin.
  * Moves go through pmv_move_pages()/pmv_exchange_pages(), so they take
- * every lock and check a caller's would. A token bucket bounds their
+ * every lock and check a caller's would; the thread's own rounds pass
+ * PMV_MOVE_NONBLOCK, so a page the program is faulting, or a munmap or
+ * fork under way, is skipped this round rather than waited for (demotions
+ * into far tiers excepted: a file tier's are I/O by nature). A token bucket bounds their
  * bandwidth (at most one second's budget in a burst); only demotion below
  * the min watermark may overdraw it. A page moved less than
  * min_residency ago is not a candidate: with the exchange margin, that is
@@ -57,6 +60,7 @@ struct _pmv_policy_scratch {
 	struct heap cold[PMV_MAX_TIERS][PMV_PS_NR], hot[PMV_MAX_TIERS][PMV_PS_NR];
 	void *a[2 * CAND_MAX], *b[2 * CAND_MAX];
 	int tg[2 * CAND_MAX], st[2 * CAND_MAX];
+	int mflags;	/* this round's move flags: PMV_MOVE_NONBLOCK off pmv_tier_balance */
 };
 
 /* ---- knobs ------------------------------------------------------------ */
@@ -470,7 +474,7 @@ static size_t move_cands(pmv_ctx *ctx, struct _pmv_policy_scratch *s,
 		s->a[i] = (void *)c[i].addr;
 		s->tg[i] = to;
 	}
-	if (pmv_move_pages(ctx, n, s->a, s->tg, s->st, 0) < 0)
+	if (pmv_move_pages(ctx, n, s->a, s->tg, s->st, s->mflags) < 0)
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		ok += s->st[i] == to;
@@ -600,7 +604,7 @@ static long balance_pair(pmv_ctx *ctx, struct _pmv_policy_scratch *s, unsigned t
 				s->a[i] = (void *)pa[i].addr;
 				s->b[i] = (void *)pb[i].addr;
 			}
-			if (pmv_exchange_pages(ctx, n, s->a, s->b, s->st, 0) >= 0)
+			if (pmv_exchange_pages(ctx, n, s->a, s->b, s->st, s->mflags) >= 0)
 				for (size_t i = 0; i < n; i++)
 					ok += !s->st[i];
 			ctx->tokens += (double)(2 * psz * (n - ok));
@@ -628,6 +632,8 @@ static long balance_round(pmv_ctx *ctx, bool manual)
 	ctx->tokens_ns = now;
 	if (ctx->tokens > rate || (manual && ctx->tokens < rate))
 		ctx->tokens = rate;
+	/* the program's call waits as any caller's; the thread never does */
+	s->mflags = manual ? 0 : PMV_MOVE_NONBLOCK;
 	collect(ctx, s);
 	/* top down: room made in tier t this round is filled from t + 1 */
 	for (unsigned t = 0; t + 1 < ctx->ntiers; t++)

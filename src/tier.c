@@ -456,6 +456,23 @@ static void tier_lock(struct _pmv_tier *t)
 		repair(t);
 }
 
+/*
+ * PMV_MOVE_NONBLOCK's tier_lock: the lock is a leaf held briefly, except
+ * by a pool growth populating pages under it, which a non-blocking mover
+ * must not wait for. A few tries, no sleep.
+ */
+static bool tier_trylock(struct _pmv_tier *t)
+{
+	for (int i = 0; i < 64; i++) {
+		if (!pthread_mutex_trylock(&t->lock)) {
+			if (atomic_load_explicit(&t->pools_locked, memory_order_relaxed))
+				repair(t);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Any 4 KB piece of [a, a+len) resident? */
 static bool resident(void *a, size_t len)
 {
@@ -782,17 +799,33 @@ static int cmp_ptr(const void *a, const void *b)
 size_t _pmv_pool_take_pages(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
 			    void **out)
 {
+	return _pmv_pool_take_pages_nb(ctx, t, ps, n, out, false, NULL);
+}
+
+size_t _pmv_pool_take_pages_nb(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
+			       void **out, bool nowait, bool *busy)
+{
 	struct _pmv_pool *p = &t->pool[ps];
 	size_t got = 0;
 
-	tier_lock(t);
+	if (busy)
+		*busy = false;
+	if (!nowait) {
+		tier_lock(t);
+	} else if (!tier_trylock(t)) {
+		*busy = true;
+		return 0;
+	}
 	for (bool again = true; pool_pages(p) < n && again;) {
 		size_t want = n - pool_pages(p);
 
 		if (ps == PMV_PS_4K && want < POOL_GROW_4K)
 			want = POOL_GROW_4K;
 		pool_grow(ctx, t, p, want);
-		again = pool_pages(p) < n && wait_fill(t);
+		/* a fill in flight may bring pages: nowait does not wait for it */
+		again = pool_pages(p) < n && !nowait && wait_fill(t);
+		if (nowait && pool_pages(p) < n && p->nfilling)
+			*busy = true;
 	}
 	while (got < n && p->ndirty)
 		out[got++] = p->dirty[--p->ndirty];
@@ -807,10 +840,23 @@ size_t _pmv_pool_take_pages(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
 size_t _pmv_pool_take_holes(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
 			    void **out)
 {
+	return _pmv_pool_take_holes_nb(ctx, t, ps, n, out, false, NULL);
+}
+
+size_t _pmv_pool_take_holes_nb(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t n,
+			       void **out, bool nowait, bool *busy)
+{
 	struct _pmv_pool *p = &t->pool[ps];
 	size_t got = 0;
 
-	tier_lock(t);
+	if (busy)
+		*busy = false;
+	if (!nowait) {
+		tier_lock(t);
+	} else if (!tier_trylock(t)) {
+		*busy = true;
+		return 0;
+	}
 	while (got < n) {
 		void *h = pop_hole(ctx, t, p);
 
@@ -1061,10 +1107,13 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 	pthread_mutex_unlock(&t->lock);
 }
 
-void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t)
+void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t, bool nowait)
 {
 	(void)ctx;
-	tier_lock(t);
+	if (!nowait)
+		tier_lock(t);
+	else if (!tier_trylock(t))
+		return;		/* a later move trims */
 	for (int ps = 0; ps < PMV_PS_NR; ps++) {
 		struct _pmv_pool *p = &t->pool[ps];
 

@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Defragmentation (issue 14), part 1: PMV_MOVE_NONBLOCK. A non-blocking
+ * pmv_move_pages, pmv_exchange_pages or pmv_migrate never waits for
+ * another thread: a page a fault in progress holds gets -EAGAIN at once.
+ * Return times are measured and printed (they go in the issue's note),
+ * never asserted: the machine is shared. Data is checked byte for byte.
+ */
+#include "harness.h"
+
+
+
+static double now_us(void)
+{
+	return t_now() * 1e6;
+}
+
+static double cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void print_lat(const char *what, double *v, size_t n)
+{
+	if (!n) {
+		printf("  %s: no calls\n", what);
+		return;
+	}
+	qsort(v, n, sizeof(*v), cmp_dbl);
+	printf("  %s: %zu calls, p50 %.1f us, p99 %.1f us, max %.1f us\n", what, n,
+	       v[n / 2], v[(size_t)((double)n * 0.99)], v[n - 1]);
+}
+
+static pmv_ctx *ctx_off(void)
+{
+	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };
+
+	return t_ctx_pol(2, NULL, 0, &pol);
+}
+
+/* ---- a fault in progress ---------------------------------------------- */
+
+struct toucher {
+	char *base;
+	size_t psz, n;
+	atomic_long done;	/* pages touched so far */
+};
+
+static void *touch_thread(void *arg)
+{
+	struct toucher *t = arg;
+
+	for (size_t i = 0; i < t->n; i++) {
+		t_fill(t->base + i * t->psz, t->psz, i, 14);
+		atomic_store(&t->done, (long)i + 1);
+	}
+	return NULL;
+}
+
+/*
+ * A thread first-touches pages one after another; every 4th fault's
+ * handler holds the page locked for HOLD_US (PAGEMOVE_INJECT_HOLD_US)
+ * before mapping it. Meanwhile the test calls pmv_move_pages(NONBLOCK)
+ * on the page being touched, over and over: before the handler locks it
+ * the page is -ENOENT (never touched), while it holds it -EAGAIN, after
+ * it the page moves (tier 1). Nothing else is allowed, at least one call
+ * must meet a held page (a hold lasts 100 ms, far longer than a call),
+ * and every byte is the toucher's afterwards.
+ */
+static int test_nonblock_fault_in_progress_eagain(const struct t_case *c)
+{
+	size_t n = c->huge ? 8 : 32, psz = c->huge ? T_SZ_2M : T_SZ_4K, nlat = 0, cap = 1 << 20;
+	long bad = 0, eagain = 0, enoent = 0, moved = 0, fast = 0;
+	double *lat = malloc(cap * sizeof(*lat));
+	struct toucher t = { .psz = psz, .n = n };
+	pmv_ctx *ctx;
+	pthread_t th;
+
+	if (t_control())
+		return T_SUB_SKIP;
+	T_ASSERT(lat, "malloc");
+	setenv("PAGEMOVE_INJECT_HOLD_US", "100000", 1);
+	ctx = ctx_off();
+	t.base = t_map(ctx, n * psz, 0, c->huge ? PMV_HUGE : 0);
+	T_EQ(pthread_create(&th, NULL, touch_thread, &t), 0);
+	for (size_t i = 0; i < n; i++) {
+		void *page = t.base + i * psz;
+
+		t_step("page %zu", i);
+		while (atomic_load(&t.done) <= (long)i) {
+			int to = 1, st = 0x7fff, ret;
+			double t0 = now_us(), dt;
+
+			ret = pmv_move_pages(ctx, 1, &page, &to, &st, PMV_MOVE_NONBLOCK);
+			dt = now_us() - t0;
+			if (st == -EAGAIN) {
+				eagain++;
+				fast += dt < 1000;
+				if (nlat < cap)
+					lat[nlat++] = dt;
+			} else if (st == -ENOENT) {
+				enoent++;
+			} else if (st == 1) {
+				moved++;
+				/* back, so the next call on it is a move again */
+				to = 0;
+				pmv_move_pages(ctx, 1, &page, &to, &st, 0);
+			} else {
+				T_CHECK(bad, 0, "page %zu: status %d (%s), ret %d", i, st,
+					pmv_strerror(st), ret);
+				break;
+			}
+		}
+	}
+	pthread_join(th, NULL);
+	printf("  statuses: %ld -EAGAIN (%ld of them under 1 ms), %ld -ENOENT, %ld moved\n",
+	       eagain, fast, enoent, moved);
+	print_lat("-EAGAIN return time (page held by a fault)", lat, nlat);
+	T_CHECK(bad, eagain > 0, "no call met a page held by its fault");
+	for (size_t i = 0; i < n; i++) {
+		long off = t_check(t.base + i * psz, psz, i, 14);
+
+		T_CHECK(bad, off < 0, "page %zu: bad byte at %ld", i, off);
+	}
+	t_destroy(ctx);
+	free(lat);
+	return (int)bad;
+}
+
+/* ---- under load ------------------------------------------------------- */
+
+struct load {
+	pmv_ctx *ctx;
+	char *base;
+	size_t psz, n;
+	atomic_int stop;
+	atomic_long writes, moves;
+	unsigned gen[4096];	/* per page: the generation written last (writers) */
+};
+
+struct writer {
+	struct load *l;
+	size_t first, count;
+};
+
+/* Each writer owns its pages: it rewrites each whole, generation after generation. */
+static void *writer_thread(void *arg)
+{
+	struct writer *w = arg;
+	struct load *l = w->l;
+
+	while (!atomic_load(&l->stop)) {
+		for (size_t i = w->first; i < w->first + w->count && !atomic_load(&l->stop); i++) {
+			unsigned g = l->gen[i] + 1;
+
+			t_fill(l->base + i * l->psz, l->psz, i, g);
+			l->gen[i] = g;
+			atomic_fetch_add(&l->writes, 1);
+		}
+	}
+	return NULL;
+}
+
+/* A blocking mover: random pages to random tiers, in batches of 16. */
+static void *mover_thread(void *arg)
+{
+	struct load *l = arg;
+	unsigned seed = 1414;
+
+	while (!atomic_load(&l->stop)) {
+		void *pages[16];
+		int to[16], st[16];
+
+		for (int k = 0; k < 16; k++) {
+			pages[k] = l->base + (rand_r(&seed) % l->n) * l->psz;
+			to[k] = rand_r(&seed) & 1;
+		}
+		pmv_move_pages(l->ctx, 16, pages, to, st, 0);
+		atomic_fetch_add(&l->moves, 16);
+	}
+	return NULL;
+}
+
+/*
+ * Two writers rewrite their pages and a blocking mover moves random ones,
+ * while the test makes single-page non-blocking moves, exchanges and
+ * migrations. Every status is a tier (moved), 0 (exchanged) or -EAGAIN;
+ * the return times are printed (p50, p99, max); the writers' data is
+ * exact at the end.
+ */
+static int test_nonblock_under_load_statuses_and_data(const struct t_case *c)
+{
+	size_t psz = c->huge ? T_SZ_2M : T_SZ_4K, n = c->huge ? 32 : 2048, cap = 1 << 20;
+	size_t nlat = 0, nxlat = 0, nelat = 0;
+	double *lat = malloc(cap * sizeof(*lat)), *xlat = malloc(cap * sizeof(*xlat));
+	double *elat = malloc(cap * sizeof(*elat)), *ecpu = malloc(cap * sizeof(*ecpu));
+	double until = t_now() + t_duration(3);
+	long bad = 0, eagain = 0, ok = 0, calls = 0;
+	struct load *l = calloc(1, sizeof(*l));
+	struct writer w[2];
+	pthread_t wt[2], mt;
+	unsigned seed = 14;
+
+	if (t_control())
+		return T_SUB_SKIP;
+	T_ASSERT(lat && xlat && elat && ecpu && l, "malloc");
+	l->ctx = ctx_off();
+	l->psz = psz;
+	l->n = n;
+	l->base = t_map(l->ctx, n * psz, 0, c->huge ? PMV_HUGE : 0);
+	for (size_t i = 0; i < n; i++)
+		t_fill(l->base + i * psz, psz, i, 0);
+	for (int k = 0; k < 2; k++) {
+		/* the writers own the first half; the second half stays still */
+		w[k] = (struct writer){ .l = l, .first = k * n / 4, .count = n / 4 };
+		T_EQ(pthread_create(&wt[k], NULL, writer_thread, &w[k]), 0);
+	}
+	T_EQ(pthread_create(&mt, NULL, mover_thread, l), 0);
+	while (t_now() < until && !bad) {
+		void *a = l->base + (rand_r(&seed) % n) * psz;
+		void *b = l->base + (rand_r(&seed) % n) * psz;
+		int to = rand_r(&seed) & 1, st = 0x7fff, kind = rand_r(&seed) % 8;
+		double c0 = cpu_us(), t0 = now_us(), dt;
+		long ret;
+
+		if (kind == 0 && a != b) {
+			ret = pmv_exchange_pages(l->ctx, 1, &a, &b, &st, PMV_MOVE_NONBLOCK);
+			dt = now_us() - t0;
+			/* the same tier for both is 0 too; a busy pair -EBUSY never: no wait */
+			T_CHECK(bad, st == 0 || st == -EAGAIN, "exchange: status %d (%s)", st,
+				pmv_strerror(st));
+		} else if (kind == 1) {
+			ret = pmv_migrate(l->ctx, 1UL << to, 1UL << !to, PMV_MOVE_NONBLOCK);
+			dt = now_us() - t0;
+			T_CHECK(bad, ret >= 0, "migrate: %ld", ret);
+			st = 0;
+			if (nxlat < cap)
+				xlat[nxlat++] = dt;
+			calls++;
+			continue;
+		} else {
+			ret = pmv_move_pages(l->ctx, 1, &a, &to, &st, PMV_MOVE_NONBLOCK);
+			dt = now_us() - t0;
+			T_CHECK(bad, st == to || st == -EAGAIN, "move: status %d (%s)", st,
+				pmv_strerror(st));
+		}
+		(void)ret;
+		calls++;
+		eagain += st == -EAGAIN;
+		ok += st != -EAGAIN;
+		if (st == -EAGAIN && nelat < cap) {
+			ecpu[nelat] = cpu_us() - c0;
+			elat[nelat++] = dt;
+		}
+		else if (st != -EAGAIN && nlat < cap)
+			lat[nlat++] = dt;
+		if (calls % 256 == 0)
+			t_beat();
+	}
+	atomic_store(&l->stop, 1);
+	for (int k = 0; k < 2; k++)
+		pthread_join(wt[k], NULL);
+	pthread_join(mt, NULL);
+	printf("  load: %ld writes, %ld blocking moves; non-blocking: %ld calls, "
+	       "%ld done, %ld -EAGAIN\n", atomic_load(&l->writes), atomic_load(&l->moves),
+	       calls, ok, eagain);
+	print_lat("non-blocking move/exchange of one page that moved, return time", lat, nlat);
+	print_lat("non-blocking move/exchange of one page, -EAGAIN return time", elat, nelat);
+	/* what of that was the call's own work, not time spent preempted */
+	print_lat("  the same calls' own CPU time", ecpu, nelat);
+	print_lat("non-blocking pmv_migrate of a whole tier, return time", xlat, nxlat);
+	for (size_t i = 0; i < n; i++) {
+		long off = t_check(l->base + i * psz, psz, i, l->gen[i]);
+
+		T_CHECK(bad, off < 0, "page %zu gen %u: bad byte at %ld", i, l->gen[i], off);
+		if (bad > 4)
+			break;
+	}
+	t_destroy(l->ctx);
+	free(l);
+	free(lat);
+	free(xlat);
+	free(elat);
+	free(ecpu);
+	return (int)bad;
+}
+
+/* ---- the flag itself --------------------------------------------------- */
+
+/*
+ * Uncontended, a non-blocking call does what a blocking one does; unknown
+ * flags are still refused.
+ */
+static int test_nonblock_uncontended_moves(const struct t_case *c)
+{
+	size_t psz = c->huge ? T_SZ_2M : T_SZ_4K, n = 8;
+	void *pages[8];
+	int to[8], st[8], ret;
+	long bad = 0, left;
+	pmv_ctx *ctx;
+	char *base;
+
+	if (t_control())
+		return T_SUB_SKIP;
+	ctx = ctx_off();
+	base = t_map(ctx, n * psz, 0, c->huge ? PMV_HUGE : 0);
+	for (size_t i = 0; i < n; i++) {
+		t_fill(base + i * psz, psz, i, 7);
+		pages[i] = base + i * psz;
+		to[i] = 1;
+	}
+	ret = pmv_move_pages(ctx, n, pages, to, st, PMV_MOVE_NONBLOCK);
+	T_CHECK(bad, ret == 0, "move: %d left", ret);
+	for (size_t i = 0; i < n; i++)
+		T_CHECK(bad, st[i] == 1, "page %zu: status %d", i, st[i]);
+	/* exchange pages 0-3 (tier 1) with... themselves moved back first */
+	to[0] = to[1] = 0;
+	T_CHECK(bad, pmv_move_pages(ctx, 2, pages, to, st, PMV_MOVE_NONBLOCK) == 0, "back");
+	ret = pmv_exchange_pages(ctx, 2, pages, pages + 2, st, PMV_MOVE_NONBLOCK);
+	T_CHECK(bad, ret == 0 && st[0] == 0 && st[1] == 0, "exchange: %d, %d %d", ret, st[0],
+		st[1]);
+	T_CHECK(bad, pmv_move_pages(ctx, 4, pages, NULL, st, 0) == 0 && st[0] == 1 &&
+		st[1] == 1 && st[2] == 0 && st[3] == 0, "tiers after exchange %d %d %d %d",
+		st[0], st[1], st[2], st[3]);
+	left = pmv_migrate(ctx, 2, 1, PMV_MOVE_NONBLOCK);
+	T_CHECK(bad, left == 0, "migrate: %ld left", left);
+	T_CHECK(bad, pmv_move_pages(ctx, n, pages, NULL, st, 0) == 0, "query");
+	for (size_t i = 0; i < n; i++) {
+		T_CHECK(bad, st[i] == 0, "page %zu on tier %d after migrate", i, st[i]);
+		T_CHECK(bad, t_check(base + i * psz, psz, i, 7) < 0, "page %zu data", i);
+	}
+	T_CHECK(bad, pmv_move_pages(ctx, 1, pages, to, st, 1 << 20) == -EINVAL, "bad flag");
+	T_CHECK(bad, pmv_exchange_pages(ctx, 1, pages, pages + 1, st, PMV_MPOL_BIND) == -EINVAL,
+		"bad exchange flag");
+	T_CHECK(bad, pmv_migrate(ctx, 1, 2, PMV_MF_STRICT) == -EINVAL, "bad migrate flag");
+	T_CHECK(bad, !strcmp(pmv_strerror(-EAGAIN), "page busy now, not waited for"),
+		"strerror: %s", pmv_strerror(-EAGAIN));
+	t_destroy(ctx);
+	return (int)bad;
+}
+
+int main(void)
+{
+	struct t_suite s;
+
+	t_suite_init(&s);
+	for (int h = 0; h < 2; h++) {
+		T_CASE(&s, test_nonblock_uncontended_moves, -1, h);
+		T_CASE(&s, test_nonblock_fault_in_progress_eagain, -1, h);
+		T_CASE(&s, test_nonblock_under_load_statuses_and_data, -1, h);
+	}
+	return t_suite_end(&s);
+}
