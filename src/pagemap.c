@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <numaif.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -17,6 +18,19 @@ static uint64_t pagemap_entry(pmv_ctx *ctx, uintptr_t addr)
 	if (pread(ctx->pagemap_fd, &e, sizeof(e), (addr / PMV_SIZE_4K) * sizeof(e)) != sizeof(e))
 		return 0;
 	return e;
+}
+
+/* The 4 KB piece at addr maps the shared zero page. */
+static bool zero_piece(pmv_ctx *ctx, uintptr_t addr)
+{
+	struct page_region r = { 0 };
+	struct pm_scan_arg arg = {
+		.size = sizeof(arg), .start = addr, .end = addr + PMV_SIZE_4K,
+		.vec = (uintptr_t)&r, .vec_len = 1,
+		.category_mask = PAGE_IS_PFNZERO, .return_mask = PAGE_IS_PFNZERO,
+	};
+
+	return ioctl(ctx->pagemap_fd, PAGEMAP_SCAN, &arg) == 1;
 }
 
 bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len)
@@ -34,8 +48,13 @@ bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len)
 		ssize_t got = pread(ctx->pagemap_fd, e, k * sizeof(e[0]),
 				    ((addr / PMV_SIZE_4K) + i) * sizeof(e[0]));
 
+		/*
+		 * The zero page is never "exclusive", and a discarded piece of
+		 * a huge page gets it (fault.c, move_out): no other process.
+		 */
 		for (ssize_t j = 0; j < got / (ssize_t)sizeof(e[0]); j++)
-			if ((e[j] & PM_PRESENT) && !(e[j] & PM_MMAP_EXCLUSIVE))
+			if ((e[j] & PM_PRESENT) && !(e[j] & PM_MMAP_EXCLUSIVE) &&
+			    !zero_piece(ctx, addr + (i + (size_t)j) * PMV_SIZE_4K))
 				return true;
 	}
 	return false;
