@@ -62,7 +62,8 @@
  * apply) and its pmv_ctx_stats fields from demoted on left as they were;
  * every field of its pmv_tier_stats is filled. Rebuild it to get them all.
  * 0.4's pmv_tier_config.kind, level and path took the first three words
- * of 0.3's resv, under the same symbols.
+ * of 0.3's resv, under the same symbols; so did 0.5's huge-page coverage
+ * in pmv_ctx_stats (pmv_collapse is a PAGEMOVE_0.5 symbol).
  */
 
 #include <stddef.h>
@@ -73,7 +74,7 @@ extern "C" {
 #endif
 
 #define PMV_VERSION_MAJOR	0
-#define PMV_VERSION_MINOR	4
+#define PMV_VERSION_MINOR	5
 
 #define PMV_MAX_TIERS		16
 #define PMV_NODE_ANY		(-1)	/* tier not bound to a NUMA node */
@@ -498,11 +499,38 @@ struct pmv_ctx_stats {
 					 * /dev/userfaultfd (ENOENT: none) */
 	uint64_t faults_ahead;		/* of faults_first_touch, pages mapped
 					 * ahead of a sequential stream (0.4) */
-	uint64_t resv[14];		/* zero */
+	/*
+	 * Huge-page coverage (0.5): of the PMV_HUGE bytes mapped now (2 MB
+	 * pages present at their address: not evicted, not parked), those
+	 * mapped by one PMD each, i.e. still transparent huge pages.
+	 */
+	uint64_t huge_bytes;
+	uint64_t huge_pmd_bytes;
+	double huge_coverage;		/* huge_pmd_bytes / huge_bytes; 0 when none */
+	uint64_t collapsed;		/* 2 MB pages coalesced into one PMD (0.5) */
+	uint64_t resv[10];		/* zero */
 };
 
 /* Threads: any. */
 int pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st);
+
+/*
+ * Coalesce (since 0.5): every 2 MB page of a PMV_HUGE region that overlaps
+ * [addr, addr+len) and is mapped by 4 KB pieces rather than one PMD (after
+ * a partial MADV_DONTNEED, a copy-on-write after fork, ...) is migrated
+ * within its tier into a fresh huge page and mapped back as one PMD: the
+ * pieces present are copied, the discarded ones read as zeros, as before.
+ * Non-blocking, as PMV_MOVE_NONBLOCK: a page a fault or another call
+ * holds is left for a later call; evicted and sampled (parked) pages are
+ * not mapped, and are left. Memory of other regions in the range is
+ * ignored. flags: 0. Returns the number of split pages left split (0:
+ * the range is all huge pages now), or -EINVAL (flags, empty or wrapping
+ * range), -EFAULT (no managed memory in the range), -EOPNOTSUPP (the
+ * kernel keeps empty page tables: no CONFIG_PT_RECLAIM), -EAGAIN (a fork
+ * or a region change is under way), -ECHILD.
+ * Threads: any.
+ */
+int pmv_collapse(pmv_ctx *ctx, void *addr, size_t len, int flags);
 
 /* The number of tiers, or a negative errno. Threads: any. */
 int pmv_tier_count(pmv_ctx *ctx);

@@ -387,6 +387,8 @@ PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t, bool nowait);
 PMV_HIDDEN bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
+/* MADV_DONTNEED of a whole empty 2 MB range frees its page table (probed once). */
+PMV_HIDDEN bool _pmv_pt_reclaim(void);
 /* Anonymous VA for regions, never populated or locked by mlockall(MCL_FUTURE). */
 PMV_HIDDEN void *_pmv_map_anon(size_t len, size_t align);
 
@@ -855,8 +857,33 @@ PMV_HIDDEN void _pmv_policy_stop(pmv_ctx *ctx);
 
 /* ---- migration (migrate.c) ------------------------------------------- */
 
+/*
+ * _pmv_move_list flag, never a caller's: a 2 MB page whose target is its
+ * own tier is moved all the same, into a fresh 2 MB pool page (a THP),
+ * and mapped back as one PMD (collapse.c). Counted in ctx->collapsed, not
+ * as a migration.
+ */
+#define _PMV_MIG_COLLAPSE	(1 << 30)
+
 PMV_HIDDEN int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			      const int *tiers, int *status, int flags);
+
+/* ---- coalescing (collapse.c) ------------------------------------------ */
+
+/*
+ * Coalesce the split 2 MB pages of PMV_HUGE regions in [start, end) (at
+ * most max of them): each is moved non-blocking to its own tier as one
+ * PMD. Caller holds fork_lock and regions_lock for reading. Returns how
+ * many of those found split are still split; *found (if given): how many
+ * were found.
+ */
+PMV_HIDDEN size_t _pmv_collapse_range(pmv_ctx *ctx, uintptr_t start, uintptr_t end,
+				      size_t max, size_t *found);
+/*
+ * Mapped PMV_HUGE bytes (present, not far, not parked) and those of them
+ * mapped by one PMD. Caller holds regions_lock for reading.
+ */
+PMV_HIDDEN void _pmv_huge_coverage(pmv_ctx *ctx, uint64_t *bytes, uint64_t *pmd_bytes);
 
 /* ---- copy engines (copy.c) ------------------------------------------- */
 
@@ -970,6 +997,7 @@ struct pmv_ctx {
 	_Atomic uint64_t faults_missing, faults_wp, faults_first_touch;
 	_Atomic uint64_t faults_waited, faults_sigbus, faults_ahead;
 	_Atomic uint64_t migrations, migrate_bytes;
+	_Atomic uint64_t collapsed;	/* 2 MB pages coalesced into one PMD (collapse.c) */
 	_Atomic uint64_t recopies;	/* pages written through a pin during a copy */
 	_Atomic uint64_t far_pages;	/* pages on far tiers now (fork loads them) */
 };
@@ -1027,6 +1055,8 @@ PMV_HIDDEN bool _pmv_page_shared(pmv_ctx *ctx, uintptr_t addr, size_t len);
 PMV_HIDDEN bool _pmv_page_mapped(pmv_ctx *ctx, uintptr_t addr);
 /* How many 4 KB pieces of [addr, addr+len) are mapped (present or swapped). */
 PMV_HIDDEN size_t _pmv_pages_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len);
+/* Whether the 2 MB at addr (aligned) are mapped by one PMD (a THP). */
+PMV_HIDDEN bool _pmv_huge_mapped(pmv_ctx *ctx, uintptr_t addr);
 /* Whether any 4 KB piece of [addr, addr+len) is mapped; stops at the first. */
 PMV_HIDDEN bool _pmv_range_any_mapped(pmv_ctx *ctx, uintptr_t addr, size_t len);
 /*

@@ -49,6 +49,7 @@ struct mig {
 	int ps, src, dst;
 	void *dst_slot, *hole;
 	bool zapped, retry_reuse, deferred;
+	bool collapse;		/* _PMV_MIG_COLLAPSE: to its own tier, as one PMD */
 	bool hole_suspect;	/* a move into the hole failed: clean it first */
 	int state;
 	int status;
@@ -301,7 +302,11 @@ static void prepare(pmv_ctx *ctx, struct mig *m, int flags)
 		_pmv_count_fail(ctx, m->dst, m->status);
 		goto unlock;
 	}
-	if (m->src == m->dst) {
+	if (flags & _PMV_MIG_COLLAPSE)
+		m->dst = m->src;	/* it may have moved since it was picked */
+	m->collapse = (flags & _PMV_MIG_COLLAPSE) && m->ps == PMV_PS_2M && m->src == m->dst &&
+		      !(f & PG_far);
+	if (m->src == m->dst && !m->collapse) {
 		m->status = m->dst;
 		goto unlock;
 	}
@@ -493,8 +498,16 @@ static void finish(pmv_ctx *ctx, struct mig *m)
 	/* the copy's slot is empty now: a hole of its tier again, not lost VA */
 	_pmv_pool_put_hole(&ctx->tiers[m->dst], m->ps, m->dst_slot);
 	__atomic_store_n(&pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
-	pg->moved_ds = _pmv_now_ds(ctx);	/* the policy's minimum residency */
 	_pmv_putback_lru_page(ctx, pg);
+	if (m->collapse) {
+		/* not a migration: the page stayed on its tier, in one piece now */
+		_pmv_stat_add(&ctx->collapsed, 1);
+		m->status = m->dst;
+		m->state = ENT_SKIP;
+		_pmv_page_unlock(ctx, pg);
+		return;
+	}
+	pg->moved_ds = _pmv_now_ds(ctx);	/* the policy's minimum residency */
 	_pmv_stat_add(&ctx->tiers[m->dst].migrate_in, 1);
 	_pmv_stat_add(&ctx->tiers[m->dst].migrate_bytes_in, m->size);
 	_pmv_stat_add(&ctx->tiers[m->src].migrate_out, 1);
@@ -524,6 +537,14 @@ static void complete(pmv_ctx *ctx, struct mig *m)
 	int ret;
 
 	__atomic_store_n(&m->pg->tier, (int8_t)m->dst, __ATOMIC_RELAXED);
+	/*
+	 * A collapse: the pieces' moves out left the address an empty page
+	 * table, and a huge page moved onto one is split again. Discarding
+	 * the empty range frees it (PT_RECLAIM, checked by pmv_collapse),
+	 * so the copy goes in as one PMD. Nothing is there to lose.
+	 */
+	if (m->collapse)
+		_pmv_discard_self(ctx, m->addr, m->size);
 	ret = move_in(ctx, m);
 	if (!ret) {
 		finish(ctx, m);
@@ -974,7 +995,8 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 
 		if (m->state != ENT_ACTIVE)
 			continue;
-		if (m->deferred || (m->ps == PMV_PS_2M && (ctx->flags & PMV_CTX_WP_COPY)))
+		if (m->deferred || (m->ps == PMV_PS_2M && !m->collapse &&
+				    (ctx->flags & PMV_CTX_WP_COPY)))
 			migrate_wp(ctx, m, flags);
 		else if (m->ps == PMV_PS_2M)
 			migrate_unmap_one(ctx, m, flags);
@@ -1039,8 +1061,14 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 		}
 		run_batch(ctx, ms, cnt, flags);
 		for (size_t i = 0; i < cnt; i++) {
-			if (ms[i].retry_reuse && (flags & PMV_MOVE_NONBLOCK)) {
-				/* the write fault below would wait for a handler */
+			if (ms[i].retry_reuse && (flags & PMV_MOVE_NONBLOCK) &&
+			    !(flags & _PMV_MIG_COLLAPSE)) {
+				/*
+				 * The write fault below would wait for a handler.
+				 * A collapse does it: MADV_COLLAPSE is what mends a
+				 * page a COW after fork split, and its fault is the
+				 * kernel's (the page is whole and WP is cleared).
+				 */
 				ms[i].retry_reuse = false;
 				ms[i].status = -EAGAIN;
 			} else if (ms[i].retry_reuse) {

@@ -110,3 +110,17 @@ int _pmv_verify_node(pmv_ctx *ctx, uintptr_t addr, int node)
 			       p, st, node);
 	(void)ctx;
 }
+
+bool _pmv_huge_mapped(pmv_ctx *ctx, uintptr_t addr)
+{
+	struct page_region r = { 0 };
+	struct pm_scan_arg arg = {
+		.size = sizeof(arg), .start = addr, .end = addr + PMV_SIZE_2M,
+		.vec = (uintptr_t)&r, .vec_len = 1,
+		.category_mask = PAGE_IS_PRESENT, .return_mask = PAGE_IS_PRESENT | PAGE_IS_HUGE,
+	};
+
+	/* PAGE_IS_HUGE is a PMD mapping; PTE-mapped pieces of a THP lack it */
+	return ioctl(ctx->pagemap_fd, PAGEMAP_SCAN, &arg) == 1 && (r.categories & PAGE_IS_HUGE) &&
+	       r.start == addr && r.end == addr + PMV_SIZE_2M;
+}

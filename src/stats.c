@@ -88,7 +88,11 @@ int _pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
 	_pmv_signals_hold(&sigs);
 	_pmv_regions_rdlock(&ctx->regions_lock, false);
 	st->regions = ctx->nregions;
+	_pmv_huge_coverage(ctx, &st->huge_bytes, &st->huge_pmd_bytes);
 	_pmv_regions_rdunlock(&ctx->regions_lock);
+	st->huge_coverage = st->huge_bytes ?
+			    (double)st->huge_pmd_bytes / (double)st->huge_bytes : 0;
+	st->collapsed = rd(&ctx->collapsed);
 	_pmv_signals_release(&sigs);
 	st->faults_missing = rd(&ctx->faults_missing);
 	st->faults_wp = rd(&ctx->faults_wp);

@@ -328,6 +328,11 @@ static bool pt_reclaim(void)
 }
 
 /* Give the pages of [slot, slot+len) back; true if the pool was locked. */
+bool _pmv_pt_reclaim(void)
+{
+	return pt_reclaim();
+}
+
 static bool discard(void *slot, size_t len)
 {
 	if (!madvise(slot, len, MADV_DONTNEED) || errno != EINVAL)

@@ -349,6 +349,144 @@ static int test_nonblock_uncontended_moves(const struct t_case *c)
 	return (int)bad;
 }
 
+/* ---- pmv_collapse -------------------------------------------------------- */
+
+#define CP_PAGES	8
+#define CP_PIECES	(CP_PAGES * 512)
+
+struct cwriter {
+	char *base;
+	atomic_int stop;
+	atomic_long rounds;
+	unsigned gen[CP_PAGES];	/* the generation of piece 7 of each page */
+};
+
+/* Rewrites piece 7 of every page, generation after generation. */
+static void *cwriter_thread(void *arg)
+{
+	struct cwriter *w = arg;
+
+	while (!atomic_load(&w->stop)) {
+		for (size_t i = 0; i < CP_PAGES; i++) {
+			unsigned g = w->gen[i] + 1;
+
+			t_fill(w->base + i * T_SZ_2M + 7 * T_SZ_4K, T_SZ_4K, i * 512 + 7, 1000 + g);
+			w->gen[i] = g;
+		}
+		atomic_fetch_add(&w->rounds, 1);
+	}
+	return NULL;
+}
+
+static void coverage(pmv_ctx *ctx, const char *when, struct pmv_ctx_stats *cs)
+{
+	T_EQ(pmv_ctx_stats(ctx, cs), 0);
+	printf("  %s: %llu of %llu huge bytes by PMDs (coverage %.3f), collapsed %llu\n", when,
+	       (unsigned long long)cs->huge_pmd_bytes, (unsigned long long)cs->huge_bytes,
+	       cs->huge_coverage, (unsigned long long)cs->collapsed);
+}
+
+/*
+ * Eight 2 MB pages, filled; a writer keeps rewriting one piece of each.
+ * Pages 0-3 are split by MADV_DONTNEED of pieces (page 2's then read: the
+ * zero page; page 3's then written), pages 4-5 by a parent write after
+ * fork (the child gone before the collapse). Coverage drops; one
+ * pmv_collapse (a few if a page was busy: non-blocking) makes it 1 again,
+ * each page a THP in smaps, and every byte is what it must be.
+ */
+static int test_collapse_split_pages_coverage_and_data(const struct t_case *c)
+{
+	struct pmv_ctx_stats cs;
+	struct cwriter *w = calloc(1, sizeof(*w));
+	static const size_t hole[4] = { 0, 100, 300, 511 };	/* the piece each loses */
+	long bad = 0, kb;
+	int calls = 0, left = -1, status;
+	pmv_ctx *ctx;
+	pthread_t th;
+	char *base;
+	pid_t pid;
+	int pfd[2];
+
+	(void)c;
+	if (t_control())
+		return T_SUB_SKIP;
+	T_ASSERT(w, "calloc");
+	ctx = ctx_off();
+	base = w->base = t_map(ctx, CP_PAGES * T_SZ_2M, 0, PMV_HUGE);
+	for (size_t i = 0; i < CP_PIECES; i++)
+		t_fill(base + i * T_SZ_4K, T_SZ_4K, i, 0);
+	coverage(ctx, "filled", &cs);
+	if (cs.huge_coverage < 1)
+		t_skip("no THP for a first touch here: %.3f", cs.huge_coverage);
+	T_EQ(pthread_create(&th, NULL, cwriter_thread, w), 0);
+
+	/* split: discards of one piece each */
+	for (size_t i = 0; i < 4; i++)
+		T_EQ(madvise(base + i * T_SZ_2M + hole[i] * T_SZ_4K, T_SZ_4K, MADV_DONTNEED), 0);
+	T_CHECK(bad, *(volatile char *)(base + 2 * T_SZ_2M + hole[2] * T_SZ_4K) == 0,
+		"discarded piece reads non-zero");
+	t_fill(base + 3 * T_SZ_2M + hole[3] * T_SZ_4K, T_SZ_4K, 3 * 512 + hole[3], 77);
+	/* split: a parent write after fork, with the child still there */
+	T_EQ(pipe(pfd), 0);
+	pid = fork();
+	T_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		char x;
+
+		close(pfd[1]);
+		_exit(read(pfd[0], &x, 1) < 0);
+	}
+	close(pfd[0]);
+	for (size_t i = 4; i < 6; i++)
+		t_fill(base + i * T_SZ_2M + 64 * T_SZ_4K, T_SZ_4K, i * 512 + 64, 55);
+	close(pfd[1]);
+	T_EQ(waitpid(pid, &status, 0), pid);
+	coverage(ctx, "split", &cs);
+	T_CHECK(bad, cs.huge_coverage < 1, "nothing split");
+
+	while (calls < 50 && left) {
+		left = pmv_collapse(ctx, base, CP_PAGES * T_SZ_2M, 0);
+		calls++;
+		T_CHECK(bad, left >= 0, "pmv_collapse: %d (%s)", left, pmv_errmsg());
+		if (left < 0)
+			break;
+	}
+	kb = t_anon_huge_kb(base);
+	coverage(ctx, "collapsed", &cs);
+	printf("  pmv_collapse: %d call(s), %d left split; AnonHugePages %ld kB\n", calls, left, kb);
+	T_CHECK(bad, left == 0, "%d pages left split after %d calls", left, calls);
+	T_CHECK(bad, cs.huge_coverage == 1, "coverage %.3f", cs.huge_coverage);
+	T_CHECK(bad, kb >= (long)(CP_PAGES * T_SZ_2M / 1024), "AnonHugePages %ld kB", kb);
+	T_CHECK(bad, cs.collapsed >= 6, "collapsed %llu", (unsigned long long)cs.collapsed);
+
+	atomic_store(&w->stop, 1);
+	pthread_join(th, NULL);
+	printf("  writer: %ld rounds\n", atomic_load(&w->rounds));
+	for (size_t i = 0; i < CP_PIECES && bad < 8; i++) {
+		size_t pg = i / 512, pc = i % 512;
+		char *p = base + i * T_SZ_4K;
+		long off;
+
+		if (pc == 7)
+			off = t_check(p, T_SZ_4K, i, 1000 + w->gen[pg]);
+		else if (pg < 4 && pc == hole[pg] && pg != 3)
+			off = memcmp(p, (char[T_SZ_4K]){ 0 }, T_SZ_4K) ? 0 : -1;
+		else if (pg == 3 && pc == hole[3])
+			off = t_check(p, T_SZ_4K, i, 77);
+		else if (pg >= 4 && pg < 6 && pc == 64)
+			off = t_check(p, T_SZ_4K, i, 55);
+		else
+			off = t_check(p, T_SZ_4K, i, 0);
+		T_CHECK(bad, off < 0, "page %zu piece %zu: bad byte at %ld", pg, pc, off);
+	}
+	T_CHECK(bad, pmv_collapse(ctx, base, 1, 1) == -EINVAL, "flags accepted");
+	T_CHECK(bad, pmv_collapse(ctx, base, 0, 0) == -EINVAL, "empty range accepted");
+	T_CHECK(bad, pmv_collapse(ctx, (void *)4096, 4096, 0) == -EFAULT, "unmanaged range");
+	t_destroy(ctx);
+	free(w);
+	return (int)bad;
+}
+
 int main(void)
 {
 	struct t_suite s;
@@ -359,5 +497,6 @@ int main(void)
 		T_CASE(&s, test_nonblock_fault_in_progress_eagain, -1, h);
 		T_CASE(&s, test_nonblock_under_load_statuses_and_data, -1, h);
 	}
+	T_CASE(&s, test_collapse_split_pages_coverage_and_data, -1, 1);
 	return t_suite_end(&s);
 }

@@ -54,6 +54,12 @@ _Static_assert(offsetof(struct pmv_tier_config, level) == 28, "pmv_tier_config.l
 _Static_assert(offsetof(struct pmv_tier_config, path) == 32, "pmv_tier_config.path");
 _Static_assert(offsetof(struct pmv_tier_config, resv) == 40, "pmv_tier_config.resv");
 #endif
+#if __SIZEOF_POINTER__ == 8 && __SIZEOF_LONG__ == 8 && MINOR >= 5
+/* 0.5's coverage took the first words of 0.4's pmv_ctx_stats.resv (at 184) */
+_Static_assert(offsetof(struct pmv_ctx_stats, huge_bytes) == 184, "pmv_ctx_stats.huge_bytes");
+_Static_assert(offsetof(struct pmv_ctx_stats, collapsed) == 208, "pmv_ctx_stats.collapsed");
+_Static_assert(offsetof(struct pmv_ctx_stats, resv) == 216, "pmv_ctx_stats.resv");
+#endif
 #if __SIZEOF_POINTER__ != 8 || __SIZEOF_LONG__ != 8 || MINOR >= 3
 #elif MINOR == 1
 _Static_assert(sizeof(struct pmv_tier_config) == 24, "0.1 pmv_tier_config");
@@ -578,6 +584,31 @@ static int test_tiers_parse_stays_in_its_buffers(void)
 }
 #endif
 
+#if MINOR >= 5
+/* pmv_collapse (PAGEMOVE_0.5): its errors; a 4 KB region has nothing to coalesce. */
+static int test_collapse_of_the_release(void)
+{
+	struct pmv_tier_config tier = { .name = "only", .node = PMV_NODE_ANY };
+	struct pmv_config cfg = { .ntiers = 1, .tiers = &tier };
+	pmv_ctx *ctx;
+	char *p;
+	int ret;
+
+	CHECK(pmv_collapse(NULL, NULL, 1, 0) == -EINVAL, "NULL context not refused");
+	setenv("PAGEMOVE_POLICY", "off", 1);
+	ctx = pmv_create(&cfg);
+	CHECK(ctx, "pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
+	p = pmv_mmap(ctx, NPAGES * PAGE, 0, 0);
+	CHECK(p, "pmv_mmap: %s", strerror(errno));
+	memset(p, 1, NPAGES * PAGE);
+	ret = pmv_collapse(ctx, p, NPAGES * PAGE, 0);
+	CHECK(ret == 0 || ret == -EOPNOTSUPP, "pmv_collapse of a 4 KB region: %d", ret);
+	CHECK(pmv_collapse(ctx, p, NPAGES * PAGE, 1) == -EINVAL, "flags not refused");
+	pmv_destroy(ctx);
+	return 0;
+}
+#endif
+
 /* ---- runner ------------------------------------------------------------ */
 
 static const struct {
@@ -594,6 +625,9 @@ static const struct {
 #if MINOR >= 4
 	{ "create_checks_tier_kinds", test_create_checks_tier_kinds },
 	{ "tiers_parse_stays_in_its_buffers", test_tiers_parse_stays_in_its_buffers },
+#endif
+#if MINOR >= 5
+	{ "collapse_of_the_release", test_collapse_of_the_release },
 #endif
 };
 
