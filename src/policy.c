@@ -42,6 +42,8 @@
 #define CAND_MAX	512	/* candidates per (tier, page size) and round */
 #define WATCH_NS	2000000UL	/* wait this long for a sampled page's access */
 #define WATCH_ROUND_NS	20000000UL	/* and this long in all per round */
+#define SPLIT_MAX	64	/* split 2 MB pages remembered between rounds */
+#define SPLIT_SCAN	256	/* 2 MB pages looked at per round (one PAGEMAP_SCAN each) */
 
 struct cand {
 	uintptr_t addr;
@@ -61,6 +63,11 @@ struct _pmv_policy_scratch {
 	void *a[2 * CAND_MAX], *b[2 * CAND_MAX];
 	int tg[2 * CAND_MAX], st[2 * CAND_MAX];
 	int mflags;	/* this round's move flags: PMV_MOVE_NONBLOCK off pmv_tier_balance */
+	/* coalescing: split 2 MB pages seen, and since when; the sweep's place */
+	uintptr_t split_addr[SPLIT_MAX];
+	uint64_t split_ns[SPLIT_MAX];
+	size_t nsplit;
+	uintptr_t split_cursor;
 };
 
 /* ---- knobs ------------------------------------------------------------ */
@@ -618,6 +625,96 @@ static long balance_pair(pmv_ctx *ctx, struct _pmv_policy_scratch *s, unsigned t
 	return moved;
 }
 
+/*
+ * Coalescing in the background (collapse.c): a 2 MB page seen split and
+ * still split min_residency later (the program's discards of a range tend
+ * to come in bursts) is collapsed, each within the bandwidth budget, 2 MB
+ * a page. The sweep looks at SPLIT_SCAN pages a round, round-robin over
+ * the PMV_HUGE regions. Non-blocking throughout: a fork or region change
+ * under way skips the round. Returns the pages collapsed.
+ */
+static long coalesce_round(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
+{
+	uint64_t now = _pmv_now_ns(), age = (uint64_t)ctx->pol.min_residency_ms * 1000000;
+	size_t keep = 0, looked = 0;
+	long done = 0;
+
+	if (!_pmv_pt_reclaim() || pthread_rwlock_tryrdlock(&ctx->fork_lock))
+		return 0;
+	if (!_pmv_regions_tryrdlock(&ctx->regions_lock)) {
+		pthread_rwlock_unlock(&ctx->fork_lock);
+		return 0;
+	}
+	for (size_t i = 0; i < s->nsplit; i++) {
+		uintptr_t a = s->split_addr[i];
+		size_t found = 0, left;
+
+		if (now - s->split_ns[i] < age) {
+			s->split_addr[keep] = a;
+			s->split_ns[keep++] = s->split_ns[i];
+			continue;
+		}
+		if (!spend(ctx, PMV_SIZE_2M, false)) {
+			s->split_addr[keep] = a;	/* next round's budget */
+			s->split_ns[keep++] = s->split_ns[i];
+			continue;
+		}
+		left = _pmv_collapse_range(ctx, a, a + PMV_SIZE_2M, 1, &found);
+		if (found && left) {
+			s->split_addr[keep] = a;	/* busy: again next round */
+			s->split_ns[keep++] = s->split_ns[i];
+		} else {
+			done += (long)(found - left);
+		}
+		if (!found || left)
+			ctx->tokens += (double)PMV_SIZE_2M;	/* nothing was moved */
+	}
+	s->nsplit = keep;
+	/* the sweep: find the pages split now */
+	for (size_t ri = 0; ri < ctx->nregions && looked < SPLIT_SCAN && s->nsplit < SPLIT_MAX;) {
+		struct _pmv_region *r = _pmv_region_find(ctx, s->split_cursor);
+		uintptr_t a;
+
+		if (!r)
+			r = _pmv_region_next(ctx, s->split_cursor);
+		if (!r) {
+			if (!s->split_cursor)
+				break;
+			s->split_cursor = 0;	/* wrap */
+			ri++;
+			continue;
+		}
+		if (r->ps != PMV_PS_2M) {
+			s->split_cursor = r->start + r->len;
+			ri++;
+			continue;
+		}
+		a = s->split_cursor > r->start ? s->split_cursor & ~(PMV_SIZE_2M - 1) : r->start;
+		for (; a < r->start + r->len && looked < SPLIT_SCAN && s->nsplit < SPLIT_MAX;
+		     a += PMV_SIZE_2M, looked++) {
+			struct _pmv_page *pg = &r->pages[(a - r->start) >> r->shift];
+			uint32_t f = _pmv_page_flags(pg);
+			bool known = false;
+
+			if ((f & (PG_present | PG_far | PG_parked)) != PG_present ||
+			    _pmv_huge_mapped(ctx, a))
+				continue;
+			for (size_t i = 0; i < s->nsplit && !known; i++)
+				known = s->split_addr[i] == a;
+			if (!known) {
+				s->split_addr[s->nsplit] = a;
+				s->split_ns[s->nsplit++] = now;
+			}
+		}
+		s->split_cursor = a;
+		if (a >= r->start + r->len)
+			ri++;
+	}
+	_pmv_regions_rdunlock(&ctx->regions_lock);
+	pthread_rwlock_unlock(&ctx->fork_lock);
+	return done;
+}
+
 /* Caller holds policy_mu. */
 static long balance_round(pmv_ctx *ctx, bool manual)
 {
@@ -638,6 +735,8 @@ static long balance_round(pmv_ctx *ctx, bool manual)
 	/* top down: room made in tier t this round is filled from t + 1 */
 	for (unsigned t = 0; t + 1 < ctx->ntiers; t++)
 		moved += balance_pair(ctx, s, t);
+	/* what budget is left coalesces split huge pages (not counted in moved) */
+	coalesce_round(ctx, s);
 	_pmv_stat_add(&ctx->policy_rounds, 1);
 	return moved;
 }

@@ -487,6 +487,98 @@ static int test_collapse_split_pages_coverage_and_data(const struct t_case *c)
 	return (int)bad;
 }
 
+/*
+ * The same splits (discards; a parent write after fork), then nothing but
+ * the policy (auto, 20 ms rounds, min residency 100 ms): it coalesces in
+ * the background. Wait while it makes progress (collapsed grows) until all
+ * eight pages are mapped (none parked for sampling) at coverage >= 0.99;
+ * 10 s without progress fails. Data exact, the writer running throughout.
+ */
+static int test_policy_coalesces_split_pages(const struct t_case *c)
+{
+	struct pmv_policy_config pol = { .mode = PMV_POLICY_AUTO, .interval_ms = 20,
+					 .min_residency_ms = 100 };
+	struct pmv_ctx_stats cs;
+	struct cwriter *w = calloc(1, sizeof(*w));
+	uint64_t last = 0;
+	double t0, progress;
+	long bad = 0, polls = 0;
+	int status, pfd[2];
+	pmv_ctx *ctx;
+	pthread_t th;
+	char *base;
+	pid_t pid;
+
+	(void)c;
+	if (t_control())
+		return T_SUB_SKIP;
+	T_ASSERT(w, "calloc");
+	ctx = t_ctx_pol(2, NULL, 0, &pol);
+	base = w->base = t_map(ctx, CP_PAGES * T_SZ_2M, 0, PMV_HUGE);
+	for (size_t i = 0; i < CP_PIECES; i++)
+		t_fill(base + i * T_SZ_4K, T_SZ_4K, i, 0);
+	T_EQ(pthread_create(&th, NULL, cwriter_thread, w), 0);
+	for (size_t i = 0; i < 4; i++)
+		T_EQ(madvise(base + i * T_SZ_2M + (100 + i) * T_SZ_4K, T_SZ_4K, MADV_DONTNEED), 0);
+	T_EQ(pipe(pfd), 0);
+	pid = fork();
+	T_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		char x;
+
+		close(pfd[1]);
+		_exit(read(pfd[0], &x, 1) < 0);
+	}
+	close(pfd[0]);
+	for (size_t i = 4; i < 6; i++)
+		t_fill(base + i * T_SZ_2M + 64 * T_SZ_4K, T_SZ_4K, i * 512 + 64, 55);
+	close(pfd[1]);
+	T_EQ(waitpid(pid, &status, 0), pid);
+	coverage(ctx, "split", &cs);
+	t0 = progress = t_now();
+	for (;;) {
+		T_EQ(pmv_ctx_stats(ctx, &cs), 0);
+		if (cs.huge_bytes == CP_PAGES * T_SZ_2M && cs.huge_coverage >= 0.99)
+			break;
+		if (cs.collapsed != last) {
+			last = cs.collapsed;
+			progress = t_now();
+			t_beat();
+		}
+		if (t_now() - progress > 10) {
+			T_CHECK(bad, 0, "no progress for 10 s: coverage %.3f of %llu bytes, "
+				"collapsed %llu", cs.huge_coverage,
+				(unsigned long long)cs.huge_bytes, (unsigned long long)cs.collapsed);
+			break;
+		}
+		polls++;
+		usleep(20000);
+	}
+	coverage(ctx, "coalesced by the policy", &cs);
+	printf("  after %.2f s (%ld polls), AnonHugePages %ld kB\n", t_now() - t0, polls,
+	       t_anon_huge_kb(base));
+	atomic_store(&w->stop, 1);
+	pthread_join(th, NULL);
+	for (size_t i = 0; i < CP_PIECES && bad < 8; i++) {
+		size_t pg = i / 512, pc = i % 512;
+		char *p = base + i * T_SZ_4K;
+		long off;
+
+		if (pc == 7)
+			off = t_check(p, T_SZ_4K, i, 1000 + w->gen[pg]);
+		else if (pg < 4 && pc == 100 + pg)
+			off = memcmp(p, (char[T_SZ_4K]){ 0 }, T_SZ_4K) ? 0 : -1;
+		else if (pg >= 4 && pg < 6 && pc == 64)
+			off = t_check(p, T_SZ_4K, i, 55);
+		else
+			off = t_check(p, T_SZ_4K, i, 0);
+		T_CHECK(bad, off < 0, "page %zu piece %zu: bad byte at %ld", pg, pc, off);
+	}
+	t_destroy(ctx);
+	free(w);
+	return (int)bad;
+}
+
 int main(void)
 {
 	struct t_suite s;
@@ -498,5 +590,6 @@ int main(void)
 		T_CASE(&s, test_nonblock_under_load_statuses_and_data, -1, h);
 	}
 	T_CASE(&s, test_collapse_split_pages_coverage_and_data, -1, 1);
+	T_CASE(&s, test_policy_coalesces_split_pages, -1, 1);
 	return t_suite_end(&s);
 }
