@@ -446,7 +446,13 @@ struct pmv_tier_stats {
 	uint64_t faults_in;		/* pages an access faulted back in from here */
 	uint64_t fault_in_ns;		/* their handlers' time, load and map: / faults_in */
 	uint64_t io_errors;		/* failed reads and writes, checksum mismatches */
-	uint64_t resv[6];		/* zero */
+	/*
+	 * 2 MB pool pages (0.5): MADV_COLLAPSE failed (no free 2 MB block on
+	 * the node); node compactions the library asked for then (root only,
+	 * at most one a second); pages made huge by the retry after one.
+	 */
+	uint64_t thp_fail, thp_compact, thp_compact_ok;
+	uint64_t resv[3];		/* zero */
 };
 
 /*

@@ -97,9 +97,11 @@ _Static_assert(offsetof(struct pmv_tier_stats, active) ==
 	       offsetof(struct pmv_tier_stats_0_1, resv), "0.2 tier fields");
 _Static_assert(offsetof(struct pmv_tier_stats, kind) ==
 	       sizeof(struct pmv_tier_stats_0_1), "0.2 tier fields");
-/* 0.4's far-tier fields took the first words of 0.3's resv */
-_Static_assert(offsetof(struct pmv_tier_stats, resv) ==
+/* 0.4's far-tier fields took the first words of 0.3's resv, 0.5's THP counters the next */
+_Static_assert(offsetof(struct pmv_tier_stats, thp_fail) ==
 	       sizeof(struct pmv_tier_stats_0_1) + 10 * 8, "0.4 tier fields");
+_Static_assert(offsetof(struct pmv_tier_stats, resv) ==
+	       sizeof(struct pmv_tier_stats_0_1) + 13 * 8, "0.5 tier fields");
 /* ... and of the context's, those before `demoted` (header comment). */
 _Static_assert(offsetof(struct pmv_ctx_stats, demoted) ==
 	       sizeof(struct pmv_ctx_stats_0_1), "0.2 context fields");

@@ -296,6 +296,9 @@ struct _pmv_tier {
 	_Atomic uint64_t parked, promote_in, demote_in;
 	size_t wmark[3];	/* free bytes: min, low, high (policy.c) */
 
+	/* 2 MB pool pages (tier.c make_huge): collapse failures, compactions */
+	_Atomic uint64_t thp_fail, thp_compact, thp_compact_ok, compact_ns;
+
 	/* far tiers (far.c): the store; NULL on a memory tier */
 	int kind;		/* enum pmv_tier_kind */
 	struct _pmv_store *store;

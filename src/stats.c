@@ -69,6 +69,9 @@ int _pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 	st->wmark_high = t->wmark[2];
 	st->promote_in = rd(&t->promote_in);
 	st->demote_in = rd(&t->demote_in);
+	st->thp_fail = rd(&t->thp_fail);
+	st->thp_compact = rd(&t->thp_compact);
+	st->thp_compact_ok = rd(&t->thp_compact_ok);
 	_pmv_far_stats(ctx, tier, st);
 	return 0;
 }

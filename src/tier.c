@@ -333,6 +333,68 @@ bool _pmv_pt_reclaim(void)
 	return pt_reclaim();
 }
 
+/*
+ * Pool fragmentation (issue 14). MADV_COLLAPSE of a 2 MB pool slot fails
+ * when the node has no free 2 MB block. Then ask the kernel to compact the
+ * node (nodeN/compact; /proc/sys/vm/compact_memory for a tier on no node),
+ * where permitted (root), at most once per COMPACT_BACKOFF_NS a tier, and
+ * try once more. Counted per tier: thp_fail, thp_compact, thp_compact_ok.
+ * PAGEMOVE_INJECT_THP_FAIL=N (tests): every N-th first try fails.
+ */
+#define COMPACT_BACKOFF_NS	1000000000UL
+
+static unsigned inject_thp_fail(void)
+{
+	static _Atomic int every = -1;
+	static _Atomic unsigned count;
+	int n = atomic_load_explicit(&every, memory_order_relaxed);
+
+	if (n < 0) {
+		const char *e = getenv("PAGEMOVE_INJECT_THP_FAIL");
+
+		n = e ? atoi(e) : 0;
+		atomic_store_explicit(&every, n, memory_order_relaxed);
+	}
+	return n > 0 && atomic_fetch_add(&count, 1) % (unsigned)n == (unsigned)n - 1;
+}
+
+static bool compact_node(struct _pmv_tier *t)
+{
+	uint64_t now = _pmv_now_ns(), last = atomic_load(&t->compact_ns);
+	char path[64];
+	bool ok;
+	int fd;
+
+	if (last && now - last < COMPACT_BACKOFF_NS)
+		return false;
+	if (!atomic_compare_exchange_strong(&t->compact_ns, &last, now))
+		return false;	/* another thread compacts it now */
+	if (t->node >= 0)
+		snprintf(path, sizeof(path), "/sys/devices/system/node/node%d/compact", t->node);
+	else
+		snprintf(path, sizeof(path), "/proc/sys/vm/compact_memory");
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;	/* not permitted: the 2 MB page fails as before */
+	ok = write(fd, "1", 1) == 1;
+	close(fd);
+	if (ok)
+		_pmv_stat_add(&t->thp_compact, 1);
+	return ok;
+}
+
+/* Make a populated 2 MB slot one THP: 0, or -1 (it keeps small pages). */
+static int make_huge(struct _pmv_tier *t, void *slot)
+{
+	if (!inject_thp_fail() && !madvise(slot, PMV_SIZE_2M, MADV_COLLAPSE))
+		return 0;
+	_pmv_stat_add(&t->thp_fail, 1);
+	if (!compact_node(t) || madvise(slot, PMV_SIZE_2M, MADV_COLLAPSE))
+		return -1;
+	_pmv_stat_add(&t->thp_compact_ok, 1);
+	return 0;
+}
+
 static bool discard(void *slot, size_t len)
 {
 	if (!madvise(slot, len, MADV_DONTNEED) || errno != EINVAL)
@@ -691,7 +753,7 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 		 * map 512 small pages. MADV_COLLAPSE is a no-op on a PMD-mapped
 		 * THP and repairs a slot the fault filled with small pages.
 		 */
-		if (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE)) {
+		if (p->ps == PMV_PS_2M && make_huge(t, slot)) {
 			tier_discard(t, slot, psz);
 			/*
 			 * The slot keeps a page table now: retire it, VA is
@@ -732,7 +794,7 @@ static void *reserve_page(struct _pmv_tier *t, struct _pmv_pool *p)
 	if (!slot || !room_for(t, psz))
 		return NULL;
 	if (madvise(slot, psz, MADV_POPULATE_WRITE) ||
-	    (p->ps == PMV_PS_2M && madvise(slot, psz, MADV_COLLAPSE))) {
+	    (p->ps == PMV_PS_2M && make_huge(t, slot))) {
 		/* kept: it is only ever populated and collapsed, never moved into */
 		tier_discard(t, slot, psz);
 		return NULL;
@@ -1088,7 +1150,7 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 			k++;
 		good = !madvise(slot[i], k * psz, MADV_POPULATE_WRITE);
 		for (size_t j = i; j < i + k; j++)
-			ok[j] = good && (ps != PMV_PS_2M || !madvise(slot[j], psz, MADV_COLLAPSE));
+			ok[j] = good && (ps != PMV_PS_2M || !make_huge(t, slot[j]));
 		i += k;
 	}
 	pthread_mutex_lock(&t->lock);

@@ -579,6 +579,66 @@ static int test_policy_coalesces_split_pages(const struct t_case *c)
 	return (int)bad;
 }
 
+/*
+ * Pool fragmentation, injected: every 4th first MADV_COLLAPSE of a 2 MB
+ * pool page fails (PAGEMOVE_INJECT_THP_FAIL=4), as when the node has no
+ * free 2 MB block. First touches and a migration of eight huge pages still
+ * get THPs: the library compacts the node (root) and retries, or takes the
+ * next slot. Counted per tier; every byte exact, every page AnonHugePages.
+ */
+static int test_pool_thp_failure_compacts_and_counts(const struct t_case *c)
+{
+	uint64_t fail = 0, compact = 0, ok = 0;
+	void *pages[CP_PAGES];
+	int to[CP_PAGES], st[CP_PAGES], ret;
+	long bad = 0, kb;
+	pmv_ctx *ctx;
+	char *base;
+
+	(void)c;
+	if (t_control())
+		return T_SUB_SKIP;
+	setenv("PAGEMOVE_INJECT_THP_FAIL", "4", 1);
+	ctx = ctx_off();
+	base = t_map(ctx, CP_PAGES * T_SZ_2M, 0, PMV_HUGE);
+	for (size_t i = 0; i < CP_PIECES; i++)
+		t_fill(base + i * T_SZ_4K, T_SZ_4K, i, 3);
+	for (size_t i = 0; i < CP_PAGES; i++)
+		pages[i] = base + i * T_SZ_2M, to[i] = 1;
+	ret = pmv_move_pages(ctx, CP_PAGES, pages, to, st, 0);
+	T_CHECK(bad, ret == 0, "move: %d left (statuses %d %d %d %d %d %d %d %d)", ret, st[0], st[1],
+		st[2], st[3], st[4], st[5], st[6], st[7]);
+	for (int t = 0; t < 2; t++) {
+		struct pmv_tier_stats ts;
+
+		T_EQ(pmv_tier_stats(ctx, t, &ts), 0);
+		printf("  tier %d: %llu collapse failures, %llu compactions, %llu made huge after one\n",
+		       t, (unsigned long long)ts.thp_fail, (unsigned long long)ts.thp_compact,
+		       (unsigned long long)ts.thp_compact_ok);
+		fail += ts.thp_fail;
+		compact += ts.thp_compact;
+		ok += ts.thp_compact_ok;
+	}
+	kb = t_anon_huge_kb(base);
+	printf("  AnonHugePages %ld kB\n", kb);
+	T_CHECK(bad, fail > 0, "no injected failure counted");
+	T_CHECK(bad, ok <= compact && compact <= fail, "counters %llu %llu %llu",
+		(unsigned long long)fail, (unsigned long long)compact, (unsigned long long)ok);
+	if (access("/proc/sys/vm/compact_memory", W_OK) == 0)
+		T_CHECK(bad, compact > 0 && ok > 0, "root, but no compaction helped: %llu %llu",
+			(unsigned long long)compact, (unsigned long long)ok);
+	T_CHECK(bad, kb >= (long)(CP_PAGES * T_SZ_2M / 1024), "AnonHugePages %ld kB", kb);
+	for (size_t i = 0; i < CP_PIECES; i++) {
+		long off = t_check(base + i * T_SZ_4K, T_SZ_4K, i, 3);
+
+		T_CHECK(bad, off < 0, "piece %zu: bad byte at %ld", i, off);
+		if (bad > 4)
+			break;
+	}
+	t_destroy(ctx);
+	return (int)bad;
+}
+
 int main(void)
 {
 	struct t_suite s;
@@ -591,5 +651,6 @@ int main(void)
 	}
 	T_CASE(&s, test_collapse_split_pages_coverage_and_data, -1, 1);
 	T_CASE(&s, test_policy_coalesces_split_pages, -1, 1);
+	T_CASE(&s, test_pool_thp_failure_compacts_and_counts, -1, 1);
 	return t_suite_end(&s);
 }

@@ -59,6 +59,9 @@ _Static_assert(offsetof(struct pmv_tier_config, resv) == 40, "pmv_tier_config.re
 _Static_assert(offsetof(struct pmv_ctx_stats, huge_bytes) == 184, "pmv_ctx_stats.huge_bytes");
 _Static_assert(offsetof(struct pmv_ctx_stats, collapsed) == 208, "pmv_ctx_stats.collapsed");
 _Static_assert(offsetof(struct pmv_ctx_stats, resv) == 216, "pmv_ctx_stats.resv");
+/* and the pool's THP counters the first three of pmv_tier_stats' (at 328) */
+_Static_assert(offsetof(struct pmv_tier_stats, thp_fail) == 328, "pmv_tier_stats.thp_fail");
+_Static_assert(offsetof(struct pmv_tier_stats, resv) == 352, "pmv_tier_stats.resv");
 #endif
 #if __SIZEOF_POINTER__ != 8 || __SIZEOF_LONG__ != 8 || MINOR >= 3
 #elif MINOR == 1
