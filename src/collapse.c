@@ -16,7 +16,7 @@
 
 #include "internal.h"
 
-#define COLLAPSE_BATCH	64	/* pages per lock hold: 128 MB of copies */
+#define COLLAPSE_BATCH	16	/* pages per move call: 32 MB, a migration batch */
 
 static bool page_split(pmv_ctx *ctx, struct _pmv_page *pg)
 {
@@ -101,7 +101,15 @@ PMV_API int pmv_collapse(pmv_ctx *ctx, void *addr, size_t len, int flags)
 	}
 	any = _pmv_region_find(ctx, start) ||
 	      (_pmv_region_next(ctx, start) && _pmv_region_next(ctx, start)->start < end);
+	/*
+	 * A page skipped as busy (its lock, a pool growth or fill in flight)
+	 * may pass a moment later: go over the range again while that helps.
+	 */
 	left = any ? _pmv_collapse_range(ctx, start, end, SIZE_MAX, NULL) : 0;
+	for (size_t prev = SIZE_MAX; left && left < prev;) {
+		prev = left;
+		left = _pmv_collapse_range(ctx, start, end, SIZE_MAX, NULL);
+	}
 	_pmv_regions_rdunlock(&ctx->regions_lock);
 	pthread_rwlock_unlock(&ctx->fork_lock);
 	_pmv_signals_release(&sigs);
