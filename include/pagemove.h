@@ -452,7 +452,9 @@ struct pmv_tier_stats {
 	 * at most one a second); pages made huge by the retry after one.
 	 */
 	uint64_t thp_fail, thp_compact, thp_compact_ok;
-	uint64_t resv[3];		/* zero */
+	uint64_t thp_pieces;		/* first touches with no THP to be had: mapped
+					 * as 4 KB pieces, coalesced later (0.5) */
+	uint64_t resv[2];		/* zero */
 };
 
 /*

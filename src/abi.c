@@ -101,7 +101,7 @@ _Static_assert(offsetof(struct pmv_tier_stats, kind) ==
 _Static_assert(offsetof(struct pmv_tier_stats, thp_fail) ==
 	       sizeof(struct pmv_tier_stats_0_1) + 10 * 8, "0.4 tier fields");
 _Static_assert(offsetof(struct pmv_tier_stats, resv) ==
-	       sizeof(struct pmv_tier_stats_0_1) + 13 * 8, "0.5 tier fields");
+	       sizeof(struct pmv_tier_stats_0_1) + 14 * 8, "0.5 tier fields");
 /* ... and of the context's, those before `demoted` (header comment). */
 _Static_assert(offsetof(struct pmv_ctx_stats, demoted) ==
 	       sizeof(struct pmv_ctx_stats_0_1), "0.2 context fields");

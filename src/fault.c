@@ -150,6 +150,44 @@ static int first_touch_tiers(pmv_ctx *ctx, const struct _pmv_page *pg, int *orde
 }
 
 /*
+ * A first touch of a 2 MB page that got no 2 MB pool page though a tier
+ * has room: the node could not give a THP (fragmentation; tier.c compacts
+ * and retries first). Rather than SIGBUS, the page is charged to the
+ * first such tier and mapped as 512 zero-page pieces, which writes break
+ * into 4 KB pages as for any anonymous memory; pmv_collapse or the policy
+ * coalesces it later (collapse.c), into a pool page on the tier's node.
+ */
+static int first_touch_pieces(pmv_ctx *ctx, struct _pmv_page *pg, const int *order, int n)
+{
+	uintptr_t addr = _pmv_page_addr(pg);
+	int ret;
+
+	for (int i = 0; i < n; i++) {
+		int t = order[i];
+
+		if (!_pmv_tier_charge_room(&ctx->tiers[t], PMV_PS_2M))
+			continue;
+		/* wakes the faulting threads; -EAGAIN: an event is unread, fault again */
+		ret = _pmv_uffd_zeropage(ctx, addr, PMV_SIZE_2M);
+		if (ret) {
+			_pmv_tier_uncharge(&ctx->tiers[t], PMV_PS_2M, 1);
+			return ret == -EEXIST ? -EEXIST : ret;
+		}
+		__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
+		_pmv_page_clear(pg, PG_active | PG_referenced | PG_shared);
+		_pmv_page_set(pg, PG_present | PG_huge);
+		_pmv_lru_add(ctx, pg);
+		_pmv_stat_add(&ctx->tiers[t].first_touch, 1);
+		_pmv_stat_add(&ctx->tiers[t].thp_pieces, 1);
+		if (t != __atomic_load_n(&pg->pol_tier, __ATOMIC_RELAXED))
+			_pmv_stat_add(&ctx->tiers[t].fallback_in, 1);
+		_pmv_stat_add(&ctx->faults_first_touch, 1);
+		return 0;
+	}
+	return -ENOMEM;
+}
+
+/*
  * Place a zeroed page at a locked descriptor. Also used when PG_present is
  * set but the page was discarded (MADV_DONTNEED): wholly, it is replaced;
  * in part (a huge page whose pieces were dropped), -EEXIST tells the
@@ -193,6 +231,8 @@ int _pmv_first_touch(pmv_ctx *ctx, struct _pmv_page *pg, unsigned flags)
 			return -ENOMEM;
 		}
 	}
+	if (!slot && !was_present && r->ps == PMV_PS_2M)
+		return first_touch_pieces(ctx, pg, order, n);
 	if (!slot)
 		return -ENOMEM;
 	/* No region ever sees another's old data. */

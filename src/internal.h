@@ -298,6 +298,7 @@ struct _pmv_tier {
 
 	/* 2 MB pool pages (tier.c make_huge): collapse failures, compactions */
 	_Atomic uint64_t thp_fail, thp_compact, thp_compact_ok, compact_ns;
+	_Atomic uint64_t thp_pieces;	/* first touches mapped as 4 KB pieces (fault.c) */
 
 	/* far tiers (far.c): the store; NULL on a memory tier */
 	int kind;		/* enum pmv_tier_kind */
@@ -390,6 +391,8 @@ PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t, bool nowait);
 PMV_HIDDEN bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_fill(struct _pmv_tier *t, int ps);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
+/* Charge one resident page of size ps with no pool page if the tier has room. */
+PMV_HIDDEN bool _pmv_tier_charge_room(struct _pmv_tier *t, int ps);
 /* MADV_DONTNEED of a whole empty 2 MB range frees its page table (probed once). */
 PMV_HIDDEN bool _pmv_pt_reclaim(void);
 /* Anonymous VA for regions, never populated or locked by mlockall(MCL_FUTURE). */

@@ -72,6 +72,7 @@ int _pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st)
 	st->thp_fail = rd(&t->thp_fail);
 	st->thp_compact = rd(&t->thp_compact);
 	st->thp_compact_ok = rd(&t->thp_compact_ok);
+	st->thp_pieces = rd(&t->thp_pieces);
 	_pmv_far_stats(ctx, tier, st);
 	return 0;
 }

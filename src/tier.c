@@ -157,6 +157,20 @@ size_t _pmv_pool_slot_size(pmv_ctx *ctx, uintptr_t addr)
 	return 0;
 }
 
+static void tier_lock(struct _pmv_tier *t);
+
+bool _pmv_tier_charge_room(struct _pmv_tier *t, int ps)
+{
+	bool ok;
+
+	tier_lock(t);
+	ok = room_for(t, _pmv_ps_size(ps));
+	if (ok)
+		t->resident[ps]++;
+	pthread_mutex_unlock(&t->lock);
+	return ok;
+}
+
 bool _pmv_tier_has_room(struct _pmv_tier *t, int ps)
 {
 	bool ok;
@@ -339,23 +353,27 @@ bool _pmv_pt_reclaim(void)
  * node (nodeN/compact; /proc/sys/vm/compact_memory for a tier on no node),
  * where permitted (root), at most once per COMPACT_BACKOFF_NS a tier, and
  * try once more. Counted per tier: thp_fail, thp_compact, thp_compact_ok.
- * PAGEMOVE_INJECT_THP_FAIL=N (tests): every N-th first try fails.
+ * PAGEMOVE_INJECT_THP_FAIL=N[:K] (tests): every N-th first try fails (only
+ * the first K such failures, if K is given).
  */
 #define COMPACT_BACKOFF_NS	1000000000UL
 
-static unsigned inject_thp_fail(void)
+static bool inject_thp_fail(void)
 {
-	static _Atomic int every = -1;
-	static _Atomic unsigned count;
+	static _Atomic int every = -1, limit = -1;
+	static _Atomic unsigned count, failed;
 	int n = atomic_load_explicit(&every, memory_order_relaxed);
 
 	if (n < 0) {
-		const char *e = getenv("PAGEMOVE_INJECT_THP_FAIL");
+		const char *e = getenv("PAGEMOVE_INJECT_THP_FAIL"), *k = e ? strchr(e, ':') : NULL;
 
+		atomic_store_explicit(&limit, k ? atoi(k + 1) : -1, memory_order_relaxed);
 		n = e ? atoi(e) : 0;
 		atomic_store_explicit(&every, n, memory_order_relaxed);
 	}
-	return n > 0 && atomic_fetch_add(&count, 1) % (unsigned)n == (unsigned)n - 1;
+	if (n <= 0 || atomic_fetch_add(&count, 1) % (unsigned)n != (unsigned)n - 1)
+		return false;
+	return atomic_load(&limit) < 0 || atomic_fetch_add(&failed, 1) < (unsigned)atomic_load(&limit);
 }
 
 static bool compact_node(struct _pmv_tier *t)

@@ -640,6 +640,66 @@ static int test_pool_thp_failure_compacts_and_counts(const struct t_case *c)
 }
 
 /*
+ * A first touch with no THP to be had: the first 40 collapses of 2 MB
+ * pool pages fail (PAGEMOVE_INJECT_THP_FAIL=1:40), so the first pages
+ * touched get no huge page (four slots tried each, one compaction per
+ * second) and are mapped as 4 KB pieces instead of SIGBUS. Then the pool
+ * can make THPs again, and one pmv_collapse makes every page huge: coverage
+ * 1, AnonHugePages, and every byte (written while in pieces) exact.
+ */
+static int test_first_touch_without_thp_pieces_then_collapse(const struct t_case *c)
+{
+	uint64_t pieces = 0;
+	struct pmv_ctx_stats cs;
+	long bad = 0, kb;
+	pmv_ctx *ctx;
+	char *base;
+	int left = -1, calls = 0;
+
+	(void)c;
+	if (t_control())
+		return T_SUB_SKIP;
+	setenv("PAGEMOVE_INJECT_THP_FAIL", "1:40", 1);
+	ctx = ctx_off();
+	base = t_map(ctx, CP_PAGES * T_SZ_2M, 0, PMV_HUGE);
+	for (size_t i = 0; i < CP_PIECES; i++)
+		t_fill(base + i * T_SZ_4K, T_SZ_4K, i, 5);
+	for (int t = 0; t < 2; t++) {
+		struct pmv_tier_stats ts;
+
+		T_EQ(pmv_tier_stats(ctx, t, &ts), 0);
+		printf("  tier %d: %llu first touches as 4 KB pieces, %llu collapse failures\n", t,
+		       (unsigned long long)ts.thp_pieces, (unsigned long long)ts.thp_fail);
+		pieces += ts.thp_pieces;
+	}
+	coverage(ctx, "touched", &cs);
+	T_CHECK(bad, pieces > 0, "no first touch fell back to pieces");
+	T_CHECK(bad, cs.huge_bytes == CP_PAGES * T_SZ_2M, "huge_bytes %llu",
+		(unsigned long long)cs.huge_bytes);
+	while (left && calls < 20) {
+		left = pmv_collapse(ctx, base, CP_PAGES * T_SZ_2M, 0);
+		calls++;
+		if (left < 0)
+			break;
+	}
+	kb = t_anon_huge_kb(base);
+	coverage(ctx, "collapsed", &cs);
+	printf("  pmv_collapse: %d call(s), %d left; AnonHugePages %ld kB\n", calls, left, kb);
+	T_CHECK(bad, left == 0, "%d left after %d calls (%s)", left, calls, pmv_errmsg());
+	T_CHECK(bad, cs.huge_coverage == 1, "coverage %.3f", cs.huge_coverage);
+	T_CHECK(bad, kb >= (long)(CP_PAGES * T_SZ_2M / 1024), "AnonHugePages %ld kB", kb);
+	for (size_t i = 0; i < CP_PIECES; i++) {
+		long off = t_check(base + i * T_SZ_4K, T_SZ_4K, i, 5);
+
+		T_CHECK(bad, off < 0, "piece %zu: bad byte at %ld", i, off);
+		if (bad > 4)
+			break;
+	}
+	t_destroy(ctx);
+	return (int)bad;
+}
+
+/*
  * The coalescing rate, printed (the issue's figure; not asserted): 64
  * pages of 2 MB (128 MB), each split by the discard of one piece, then
  * one pmv_collapse over all of them, timed. 0 left, data exact.
@@ -696,6 +756,7 @@ int main(void)
 	T_CASE(&s, test_collapse_split_pages_coverage_and_data, -1, 1);
 	T_CASE(&s, test_policy_coalesces_split_pages, -1, 1);
 	T_CASE(&s, test_pool_thp_failure_compacts_and_counts, -1, 1);
+	T_CASE(&s, test_first_touch_without_thp_pieces_then_collapse, -1, 1);
 	T_CASE(&s, test_collapse_rate_printed, -1, 1);
 	return t_suite_end(&s);
 }

@@ -61,7 +61,7 @@ _Static_assert(offsetof(struct pmv_ctx_stats, collapsed) == 208, "pmv_ctx_stats.
 _Static_assert(offsetof(struct pmv_ctx_stats, resv) == 216, "pmv_ctx_stats.resv");
 /* and the pool's THP counters the first three of pmv_tier_stats' (at 328) */
 _Static_assert(offsetof(struct pmv_tier_stats, thp_fail) == 328, "pmv_tier_stats.thp_fail");
-_Static_assert(offsetof(struct pmv_tier_stats, resv) == 352, "pmv_tier_stats.resv");
+_Static_assert(offsetof(struct pmv_tier_stats, resv) == 360, "pmv_tier_stats.resv");
 #endif
 #if __SIZEOF_POINTER__ != 8 || __SIZEOF_LONG__ != 8 || MINOR >= 3
 #elif MINOR == 1
