@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 
 #include "internal.h"
 
@@ -120,20 +121,39 @@ PMV_API int pmv_collapse(pmv_ctx *ctx, void *addr, size_t len, int flags)
 
 void _pmv_huge_coverage(pmv_ctx *ctx, uint64_t *bytes, uint64_t *pmd_bytes)
 {
+	struct page_region v[64];
+
 	*bytes = *pmd_bytes = 0;
 	for (size_t i = 0; i < ctx->nregions; i++) {
 		struct _pmv_region *r = ctx->regions[i];
+		uintptr_t a = r->start, end = r->start + r->len;
 
 		if (r->ps != PMV_PS_2M)
 			continue;
 		for (size_t k = 0; k < r->npages; k++) {
 			uint32_t f = _pmv_page_flags(&r->pages[k]);
 
-			if ((f & (PG_present | PG_far | PG_parked)) != PG_present)
-				continue;
-			*bytes += PMV_SIZE_2M;
-			if (_pmv_huge_mapped(ctx, _pmv_page_addr(&r->pages[k])))
-				*pmd_bytes += PMV_SIZE_2M;
+			if ((f & (PG_present | PG_far | PG_parked)) == PG_present)
+				*bytes += PMV_SIZE_2M;
+		}
+		/* one walk of the region: the PMD-mapped ranges (neighbours merge) */
+		while (a < end) {
+			struct pm_scan_arg arg = {
+				.size = sizeof(arg), .start = a, .end = end,
+				.vec = (uintptr_t)v, .vec_len = 64,
+				.category_mask = PAGE_IS_PRESENT | PAGE_IS_HUGE,
+				.return_mask = PAGE_IS_HUGE,
+			};
+			long n = ioctl(ctx->pagemap_fd, PAGEMAP_SCAN, &arg);
+
+			for (long j = 0; j < n; j++)
+				*pmd_bytes += v[j].end - v[j].start;
+			if (n < 64 || arg.walk_end <= a)
+				break;
+			a = arg.walk_end;
 		}
 	}
+	/* racy against moves: a page mapped a moment before its descriptor says so */
+	if (*pmd_bytes > *bytes)
+		*pmd_bytes = *bytes;
 }
