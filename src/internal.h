@@ -763,6 +763,13 @@ struct _pmv_fault;	/* the handler threads and their helper (fault.c) */
 
 /* Start the handlers and the helper: 0 or -errno. */
 PMV_HIDDEN int _pmv_fault_start(pmv_ctx *ctx);
+/*
+ * Fault-around for contexts made after this call, unless
+ * PAGEMOVE_FAULT_AROUND says otherwise: a first touch on an unbounded
+ * tier also maps the untouched pages of its aligned block of `pages` (0
+ * off, the default; else a power of two, at most 256). The preload's.
+ */
+PMV_HIDDEN void _pmv_fault_around_default(unsigned pages);
 /* Stop and join them; the regions are gone, so no fault is pending. */
 PMV_HIDDEN void _pmv_fault_stop(pmv_ctx *ctx);
 /* In a fork child: free what _pmv_fault_start made, join nothing. */
