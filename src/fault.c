@@ -1360,19 +1360,14 @@ void _pmv_fault_around_default(unsigned pages)
 	__atomic_store_n(&around_default, pages, __ATOMIC_RELAXED);
 }
 
-int _pmv_fault_start(pmv_ctx *ctx)
+/* The variables: 0 with *mode, *ahead and *around read, or -EINVAL. */
+static int fault_env(int *arm, unsigned *ahead_max, unsigned *around_pages)
 {
 	const char *mode = getenv("PAGEMOVE_FAULT_HANDLERS");
 	const char *ahead = getenv("PAGEMOVE_FAULT_AHEAD");
 	const char *around = getenv("PAGEMOVE_FAULT_AROUND");
 	unsigned long nahead = AHEAD_DEFAULT;
 	unsigned long naround = __atomic_load_n(&around_default, __ATOMIC_RELAXED);
-	struct _pmv_fault *f;
-	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
-	pthread_attr_t attr;
-	sigset_t all, old;
-	int ret = 0, cpu;
-	uint32_t n;
 
 	if (mode && *mode && strcmp(mode, "follow") && strcmp(mode, "all"))
 		return _pmv_set_errmsg(-EINVAL, "PAGEMOVE_FAULT_HANDLERS=%s: want follow or all", mode);
@@ -1397,13 +1392,40 @@ int _pmv_fault_start(pmv_ctx *ctx)
 	}
 	if (naround > AHEAD_MAX || (naround & (naround - 1)))
 		naround = 0;
+	*arm = mode && !strcmp(mode, "all") ? ARM_ALL : ARM_FOLLOW;
+	*ahead_max = (unsigned)nahead;
+	*around_pages = naround > 1 ? (unsigned)naround : 0;
+	return 0;
+}
+
+int _pmv_fault_check_env(void)
+{
+	unsigned a, b;
+	int m;
+
+	return fault_env(&m, &a, &b);
+}
+
+int _pmv_fault_start(pmv_ctx *ctx)
+{
+	struct _pmv_fault *f;
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	pthread_attr_t attr;
+	sigset_t all, old;
+	unsigned ahead_max, around_pages;
+	int ret = 0, cpu, arm;
+	uint32_t n;
+
+	ret = fault_env(&arm, &ahead_max, &around_pages);
+	if (ret)
+		return ret;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	f->ctx = ctx;
-	f->mode = mode && !strcmp(mode, "all") ? ARM_ALL : ARM_FOLLOW;
-	f->ahead_max = (unsigned)nahead;
-	f->around = naround > 1 ? (unsigned)naround : 0;
+	f->mode = arm;
+	f->ahead_max = ahead_max;
+	f->around = around_pages;
 	atomic_store(&f->follow_ivl, FOLLOW_NS);
 	f->max = ncpu > 0 && ncpu < PMV_MAX_HANDLERS ? (unsigned)ncpu : PMV_MAX_HANDLERS;
 	_pmv_mutex_init_pi(&f->mu);
