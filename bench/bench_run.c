@@ -357,7 +357,7 @@ static void redis_case(int c, struct run_opts *o, struct run_res *r, const char 
 	r->used_memory = info_num(o, "memory", "used_memory");
 	/* skewed: every request to the hot eighth of the key space */
 	r->get_rps = bench_rps(o, "get", o->requests, o->keys / 8);
-	r->set_rps = bench_rps(o, "set", o->requests, o->keys / 8);
+	r->set_rps = r->get_rps < 0 ? -1 : bench_rps(o, "set", o->requests, o->keys / 8);
 	if (r->get_rps < 0 || r->set_rps < 0) {
 		r->skipped = -1;
 		snprintf(r->why, sizeof(r->why), "redis-benchmark failed or ran over %d s",
