@@ -346,6 +346,7 @@ static int usage(void)
 "       pagemove bench tiering [OPTIONS]\n"
 "       pagemove bench faults [OPTIONS]\n"
 "       pagemove bench far [OPTIONS]\n"
+"       pagemove bench run [OPTIONS]\n"
 "\n"
 "Measures migration of 2 MB and 4 KB pages (single, batched, parallel),\n"
 "exchange and the writer stall, in one run. Every case runs with the\n"
@@ -367,7 +368,8 @@ static int usage(void)
 "\n"
 "'pagemove bench tiering --help' describes the tiering policy bench,\n"
 "'pagemove bench faults --help' the fault latency bench,\n"
-"'pagemove bench far --help' far tiers against the kernel's swap.\n"
+"'pagemove bench far --help' far tiers against the kernel's swap,\n"
+"'pagemove bench run --help' pagemove run on python3 and redis.\n"
 "\n"
 "Exit status:\n"
 "  0  every figure measured\n"
@@ -573,6 +575,8 @@ int cmd_bench(int argc, char **argv)
 		return cmd_bench_faults(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "far"))
 		return cmd_bench_far(argc - 1, argv + 1);
+	if (argc > 1 && !strcmp(argv[1], "run"))
+		return cmd_bench_run(argc - 1, argv + 1);
 	verbose = !isatty(STDOUT_FILENO);
 	opt_begin(&op, "bench");
 	while ((opt = getopt_long(argc, argv, ":jqm:b:Hhkn:", opts, NULL)) != -1) {

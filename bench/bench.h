@@ -11,6 +11,7 @@ int cmd_bench(int argc, char **argv);		/* bench.c */
 int cmd_bench_tiering(int argc, char **argv);	/* bench_tiering.c */
 int cmd_bench_faults(int argc, char **argv);	/* bench_faults.c */
 int cmd_bench_far(int argc, char **argv);	/* bench_far.c */
+int cmd_bench_run(int argc, char **argv);	/* bench_run.c */
 
 /* --plot (plot.c): is gnuplot on PATH; a gnuplot single-quoted string;
  * run gnuplot on a script: 0, or -1 having said why (prefixed by who). */

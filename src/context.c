@@ -93,7 +93,9 @@ static int env_flag(const char *name)
  * set, as every variable is: false with *ctx NULL and errno set if it does
  * not parse; true with *ctx the context made from it when it applies.
  */
-static bool tiers_from_env(const struct pmv_config *cfg, pmv_ctx **ctx)
+static pmv_ctx *create(const struct pmv_config *cfg, bool probe);
+
+static bool tiers_from_env(const struct pmv_config *cfg, pmv_ctx **ctx, bool probe)
 {
 	const char *text = getenv("PAGEMOVE_TIERS");
 	struct pmv_tier_config tiers[PMV_MAX_TIERS];
@@ -129,19 +131,24 @@ static bool tiers_from_env(const struct pmv_config *cfg, pmv_ctx **ctx)
 	c.tiers = tiers;
 	c.ntiers = (unsigned)n;
 	/* names and paths are copied (tier.c, the stores): buf may go */
-	*ctx = _pmv_create(&c);
+	*ctx = create(&c, probe);
 	free(buf);
 	return true;
 }
 
-pmv_ctx *_pmv_create(const struct pmv_config *cfg)
+/*
+ * probe: stop once everything that can refuse the config has been checked
+ * (tiers, stores, the userfaultfd mode, the policy, the variables), before
+ * any thread starts: no join, no waiting for a thread to be scheduled.
+ */
+static pmv_ctx *create(const struct pmv_config *cfg, bool probe)
 {
 	pthread_rwlockattr_t ra;
 	pmv_ctx *ctx;
 	int ret;
 
 	_pmv_clear_errmsg();
-	if (tiers_from_env(cfg, &ctx))
+	if (tiers_from_env(cfg, &ctx, probe))
 		return ctx;
 	if (!cfg || !cfg->tiers || !cfg->ntiers || cfg->ntiers > PMV_MAX_TIERS ||
 	    (cfg->flags & ~(PMV_CTX_USER_MODE_ONLY | PMV_CTX_VERIFY | PMV_CTX_WP_COPY |
@@ -237,6 +244,12 @@ pmv_ctx *_pmv_create(const struct pmv_config *cfg)
 	if (ret)
 		goto fail;
 	ctx->policy_inited = true;
+	if (probe) {
+		ret = _pmv_fault_check_env();
+		if (ret)
+			goto fail;
+		return ctx;	/* on no list: nothing of it to quiesce at fork */
+	}
 	ret = _pmv_fault_start(ctx);
 	if (ret)
 		goto fail;
@@ -261,6 +274,16 @@ fail:
 	pmv_destroy(ctx);
 	errno = -ret;
 	return NULL;
+}
+
+pmv_ctx *_pmv_create(const struct pmv_config *cfg)
+{
+	return create(cfg, false);
+}
+
+pmv_ctx *_pmv_create_probe(const struct pmv_config *cfg)
+{
+	return create(cfg, true);
 }
 
 static bool all_zero(const void *p, size_t size)

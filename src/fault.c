@@ -114,6 +114,7 @@ struct _pmv_fault {
 	 * faults once at a time, and a stale entry costs one window or none.
 	 */
 	unsigned ahead_max;		/* PAGEMOVE_FAULT_AHEAD */
+	unsigned around;		/* PAGEMOVE_FAULT_AROUND: pages, 0 or a power of 2 */
 	struct { _Atomic pid_t tid; _Atomic uintptr_t next; _Atomic unsigned win; } stream[PMV_SEEN];
 	/* the helper thread */
 	pthread_t helper;
@@ -499,36 +500,27 @@ static bool ahead_ok(const struct _pmv_page *pg, int tier, uint32_t not_held)
  * of _pmv_move_in keeps out those the program discarded or unmapped
  * meanwhile. Caller holds regions_lock for reading.
  */
-static void map_ahead(pmv_ctx *ctx, const struct ahead *a)
+/*
+ * Map n pages of one region (each trylocked by the caller, never touched)
+ * on unbounded tier t: pool pages zeroed already, in one move per run of
+ * neighbours, present, charged and on the LRU as first touches. Unlocks
+ * them all; res[i] is 0 for each that went in. Returns how many did.
+ */
+static size_t map_untouched(pmv_ctx *ctx, int t, struct _pmv_page **pgs, size_t n, int *res)
 {
-	struct _pmv_region *r = a->pg->region;
-	struct _pmv_page *pgs[AHEAD_MAX];
+	struct _pmv_tier *tier = &ctx->tiers[t];
 	void *slot[AHEAD_MAX], *holes[AHEAD_MAX];
 	uintptr_t s[AHEAD_MAX];
-	int res[AHEAD_MAX], t = __atomic_load_n(&a->pg->tier, __ATOMIC_RELAXED);
-	size_t part[AHEAD_MAX], idx = (size_t)(a->pg - r->pages), n = 0, got, placed = 0;
-	struct _pmv_tier *tier;
+	size_t part[AHEAD_MAX], got, placed = 0;
 
-	if (t < 0 || (unsigned)t >= ctx->ntiers || ctx->tiers[t].capacity)
-		return;
-	tier = &ctx->tiers[t];
-	while (n < a->win && idx + 1 + n < r->npages) {
-		struct _pmv_page *q = &r->pages[idx + 1 + n];
-
-		if (!ahead_ok(q, t, PG_locked) || !_pmv_page_trylock(q))
-			break;
-		if (!ahead_ok(q, t, 0)) {	/* again, held: it may have changed */
-			_pmv_page_unlock(ctx, q);
-			break;
-		}
-		pgs[n++] = q;
-	}
 	got = n ? _pmv_pool_take_clean(tier, PMV_PS_4K, n, slot) : 0;
-	for (size_t i = got; i < n; i++)
+	for (size_t i = got; i < n; i++) {
+		res[i] = -ENOMEM;
 		_pmv_page_unlock(ctx, pgs[i]);
+	}
 	n = got;
 	if (!n)
-		return;
+		return 0;
 	/*
 	 * Published before the move, as a first touch does (_pmv_first_touch):
 	 * a discard read while the page goes in then marks it PG_zap too, and
@@ -566,14 +558,108 @@ static void map_ahead(pmv_ctx *ctx, const struct ahead *a)
 		_pmv_pool_put_holes(tier, PMV_PS_4K, holes, placed);
 	for (size_t i = 0; i < n; i++)
 		_pmv_page_unlock(ctx, pgs[i]);
-	/* the stream's next fault is past what went in, up to the first failure */
-	for (got = 0; got < n && !res[got]; got++)
-		;
-	stream_ahead(ctx->fault, a->tid, _pmv_page_addr(a->pg), got);
 	_pmv_fault_want_fill(ctx, t, PMV_PS_4K);
 	_pmv_stat_add(&tier->first_touch, placed);
 	_pmv_stat_add(&ctx->faults_first_touch, placed);
 	_pmv_stat_add(&ctx->faults_ahead, placed);
+	return placed;
+}
+
+/* Page q, for map_untouched on tier t: taken (locked), or false. */
+static bool take_untouched(pmv_ctx *ctx, struct _pmv_page *q, int t)
+{
+	if (!ahead_ok(q, t, PG_locked) || !_pmv_page_trylock(q))
+		return false;
+	if (!ahead_ok(q, t, 0)) {	/* again, held: it may have changed */
+		_pmv_page_unlock(ctx, q);
+		return false;
+	}
+	return true;
+}
+
+/* The tier of a.pg's first touch, if map-ahead and fault-around may use
+ * it (unbounded), else -1. */
+static int ahead_tier(pmv_ctx *ctx, const struct ahead *a)
+{
+	int t = __atomic_load_n(&a->pg->tier, __ATOMIC_RELAXED);
+
+	if (t < 0 || (unsigned)t >= ctx->ntiers || ctx->tiers[t].capacity)
+		return -1;
+	return t;
+}
+
+/*
+ * After a.pg's first touch was answered (the thread runs on): map the next
+ * a.win pages of its region ahead, as first touches of their own would,
+ * so that a sequential stream takes one fault per window. Only pages never
+ * touched and not held, up to the first that is not; only on an unbounded
+ * tier, and the faulting page's, which must be their policy tier too: on a
+ * bounded tier they would take room (and bring pressure or SIGBUS) for
+ * pages the program may never touch. Nothing is grown or zeroed here
+ * (map_untouched). The gate of _pmv_move_in keeps out those the program
+ * discarded or unmapped meanwhile. Caller holds regions_lock for reading.
+ */
+static void map_ahead(pmv_ctx *ctx, const struct ahead *a)
+{
+	struct _pmv_region *r = a->pg->region;
+	struct _pmv_page *pgs[AHEAD_MAX];
+	int res[AHEAD_MAX], t = ahead_tier(ctx, a);
+	size_t idx = (size_t)(a->pg - r->pages), n = 0, got;
+
+	if (t < 0)
+		return;
+	while (n < a->win && idx + 1 + n < r->npages && take_untouched(ctx, &r->pages[idx + 1 + n], t))
+		pgs[n] = &r->pages[idx + 1 + n], n++;
+	if (!map_untouched(ctx, t, pgs, n, res))
+		return;
+	/* the stream's next fault is past what went in, up to the first failure */
+	for (got = 0; got < n && !res[got]; got++)
+		;
+	stream_ahead(ctx->fault, a->tid, _pmv_page_addr(a->pg), got);
+}
+
+/*
+ * Fault-around (f->around pages, a power of two): after a.pg's first
+ * touch, the other untouched pages of its aligned block of f->around
+ * pages, as the kernel's anonymous mTHP would map them in one fault. For
+ * a program that touches its heap in scattered order (Python's arenas,
+ * 4 pools of 16 KB apart), which map-ahead's streams do not catch. The
+ * same limits as map_ahead: unbounded tier only, untouched pages only
+ * (skipped, not stopped at). After map_ahead, so that a stream's next
+ * fault moves past what this mapped. Caller holds regions_lock for reading.
+ */
+static void map_around(pmv_ctx *ctx, const struct ahead *a)
+{
+	struct _pmv_fault *f = ctx->fault;
+	struct _pmv_region *r = a->pg->region;
+	struct _pmv_page *pgs[AHEAD_MAX];
+	int res[AHEAD_MAX], t = ahead_tier(ctx, a);
+	size_t idx = (size_t)(a->pg - r->pages), lo = idx & ~((size_t)f->around - 1);
+	size_t hi = lo + f->around, n = 0;
+	unsigned slot = (unsigned)a->tid % PMV_SEEN;
+
+	if (t < 0)
+		return;
+	if (hi > r->npages)
+		hi = r->npages;
+	for (size_t i = lo; i < hi; i++)
+		if (i != idx && take_untouched(ctx, &r->pages[i], t))
+			pgs[n++] = &r->pages[i];
+	if (!map_untouched(ctx, t, pgs, n, res))
+		return;
+	/* a stream whose next page this mapped goes on after the block */
+	if (atomic_load_explicit(&f->stream[slot].tid, memory_order_relaxed) == a->tid) {
+		uintptr_t base = _pmv_page_addr(a->pg) - idx * PMV_SIZE_4K;
+		uintptr_t next = atomic_load_explicit(&f->stream[slot].next, memory_order_relaxed);
+		size_t k = (next - base) / PMV_SIZE_4K;
+
+		if (next >= base && k >= lo && k < hi) {
+			while (k < hi && (_pmv_page_flags(&r->pages[k]) & PG_present))
+				k++;
+			atomic_store_explicit(&f->stream[slot].next, base + k * PMV_SIZE_4K,
+					      memory_order_relaxed);
+		}
+	}
 }
 
 /*
@@ -665,9 +751,11 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg, struct ahead 
 		if (!ret && fresh) {
 			/* the move woke it (PMV_MV_WAKE) */
 			_pmv_page_unlock(ctx, pg);
-			if (ah && r->ps == PMV_PS_4K && tid > 0 && ctx->fault->ahead_max) {
-				ah->win = stream_touch(ctx->fault, tid, addr);
-				ah->pg = ah->win ? pg : NULL;
+			if (ah && r->ps == PMV_PS_4K && tid > 0 &&
+			    (ctx->fault->ahead_max || ctx->fault->around)) {
+				ah->win = ctx->fault->ahead_max ?
+					  stream_touch(ctx->fault, tid, addr) : 0;
+				ah->pg = ah->win || ctx->fault->around ? pg : NULL;
 				ah->tid = tid;
 			}
 			return true;
@@ -906,9 +994,12 @@ static void serve(struct handler *h)
 			defer(f, &msgs[i]);
 	}
 	/* every fault of the batch answered first: then the streams' windows */
-	for (size_t i = 0; i < nmsg; i++)
-		if (ah[i].pg)
+	for (size_t i = 0; i < nmsg; i++) {
+		if (ah[i].pg && ah[i].win)
 			map_ahead(ctx, &ah[i]);
+		if (ah[i].pg && f->around)
+			map_around(ctx, &ah[i]);
+	}
 	_pmv_regions_rdunlock(&ctx->regions_lock);
 	note_faulters(f, msgs, nmsg);
 
@@ -1300,17 +1391,23 @@ void _pmv_fault_want_fill(pmv_ctx *ctx, int tier, int ps)
 
 /* ---- start and stop ----------------------------------------------------------- */
 
-int _pmv_fault_start(pmv_ctx *ctx)
+/* Fault-around's size for contexts made from now on, when
+ * PAGEMOVE_FAULT_AROUND is unset: 0 (off) but for the preload's. */
+static unsigned around_default;
+
+void _pmv_fault_around_default(unsigned pages)
+{
+	__atomic_store_n(&around_default, pages, __ATOMIC_RELAXED);
+}
+
+/* The variables: 0 with *mode, *ahead and *around read, or -EINVAL. */
+static int fault_env(int *arm, unsigned *ahead_max, unsigned *around_pages)
 {
 	const char *mode = getenv("PAGEMOVE_FAULT_HANDLERS");
 	const char *ahead = getenv("PAGEMOVE_FAULT_AHEAD");
+	const char *around = getenv("PAGEMOVE_FAULT_AROUND");
 	unsigned long nahead = AHEAD_DEFAULT;
-	struct _pmv_fault *f;
-	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
-	pthread_attr_t attr;
-	sigset_t all, old;
-	int ret = 0, cpu;
-	uint32_t n;
+	unsigned long naround = __atomic_load_n(&around_default, __ATOMIC_RELAXED);
 
 	if (mode && *mode && strcmp(mode, "follow") && strcmp(mode, "all"))
 		return _pmv_set_errmsg(-EINVAL, "PAGEMOVE_FAULT_HANDLERS=%s: want follow or all", mode);
@@ -1323,12 +1420,52 @@ int _pmv_fault_start(pmv_ctx *ctx)
 			return _pmv_set_errmsg(-EINVAL, "PAGEMOVE_FAULT_AHEAD=%s: want 0 (off) to %d "
 					       "pages", ahead, AHEAD_MAX);
 	}
+	if (around && *around) {
+		char *end;
+
+		errno = 0;
+		naround = strtoul(around, &end, 10);
+		if (errno || *end || *around == '-' || naround > AHEAD_MAX ||
+		    (naround & (naround - 1)))
+			return _pmv_set_errmsg(-EINVAL, "PAGEMOVE_FAULT_AROUND=%s: want 0 (off) or "
+					       "a power of two up to %d pages", around, AHEAD_MAX);
+	}
+	if (naround > AHEAD_MAX || (naround & (naround - 1)))
+		naround = 0;
+	*arm = mode && !strcmp(mode, "all") ? ARM_ALL : ARM_FOLLOW;
+	*ahead_max = (unsigned)nahead;
+	*around_pages = naround > 1 ? (unsigned)naround : 0;
+	return 0;
+}
+
+int _pmv_fault_check_env(void)
+{
+	unsigned a, b;
+	int m;
+
+	return fault_env(&m, &a, &b);
+}
+
+int _pmv_fault_start(pmv_ctx *ctx)
+{
+	struct _pmv_fault *f;
+	long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+	pthread_attr_t attr;
+	sigset_t all, old;
+	unsigned ahead_max, around_pages;
+	int ret = 0, cpu, arm;
+	uint32_t n;
+
+	ret = fault_env(&arm, &ahead_max, &around_pages);
+	if (ret)
+		return ret;
 	f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
 	f->ctx = ctx;
-	f->mode = mode && !strcmp(mode, "all") ? ARM_ALL : ARM_FOLLOW;
-	f->ahead_max = (unsigned)nahead;
+	f->mode = arm;
+	f->ahead_max = ahead_max;
+	f->around = around_pages;
 	atomic_store(&f->follow_ivl, FOLLOW_NS);
 	f->max = ncpu > 0 && ncpu < PMV_MAX_HANDLERS ? (unsigned)ncpu : PMV_MAX_HANDLERS;
 	_pmv_mutex_init_pi(&f->mu);

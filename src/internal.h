@@ -368,6 +368,9 @@ PMV_HIDDEN void _pmv_pool_retire(struct _pmv_tier *t, int ps, void *slot);
  * them at their next use. Any thread, any locks.
  */
 PMV_HIDDEN void _pmv_pool_discard(pmv_ctx *ctx, void *slot, size_t len);
+/* Learn, once per process, whether the kernel frees a discarded 2 MB
+ * range's page table (tier.c): before the first 2 MB region is made. */
+PMV_HIDDEN void _pmv_tier_probe_huge(void);
 /*
  * A move of pages into the pool holes [hole, hole+len) failed with err
  * before anything moved. True if the program's mlock caused it (a locked
@@ -793,6 +796,16 @@ struct _pmv_fault;	/* the handler threads and their helper (fault.c) */
 
 /* Start the handlers and the helper: 0 or -errno. */
 PMV_HIDDEN int _pmv_fault_start(pmv_ctx *ctx);
+/*
+ * Fault-around for contexts made after this call, unless
+ * PAGEMOVE_FAULT_AROUND says otherwise: a first touch on an unbounded
+ * tier also maps the untouched pages of its aligned block of `pages` (0
+ * off, the default; else a power of two, at most 256). The preload's.
+ */
+PMV_HIDDEN void _pmv_fault_around_default(unsigned pages);
+/* The handlers' variables (PAGEMOVE_FAULT_*) as _pmv_fault_start reads
+ * them: 0 or -EINVAL with the message set. */
+PMV_HIDDEN int _pmv_fault_check_env(void);
 /* Stop and join them; the regions are gone, so no fault is pending. */
 PMV_HIDDEN void _pmv_fault_stop(pmv_ctx *ctx);
 /* In a fork child: free what _pmv_fault_start made, join nothing. */
@@ -1086,6 +1099,14 @@ static inline void _pmv_stat_add(_Atomic uint64_t *c, uint64_t v)
  * the current structs itself). Same returns and errnos as the public ones.
  */
 PMV_HIDDEN pmv_ctx *_pmv_create(const struct pmv_config *cfg);
+/*
+ * pagemove run's check of its settings (tools/cmd_run.c): _pmv_create's
+ * refusals, errnos and messages, and pmv_ctx_stats' mode, from a context
+ * that stops before any thread or region (no fault handlers, copy pool
+ * or policy thread): only pmv_ctx_stats and pmv_destroy may be called on
+ * it.
+ */
+PMV_HIDDEN pmv_ctx *_pmv_create_probe(const struct pmv_config *cfg);
 PMV_HIDDEN int _pmv_tier_stats(pmv_ctx *ctx, int tier, struct pmv_tier_stats *st);
 PMV_HIDDEN int _pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st);
 

@@ -413,6 +413,8 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 		errno = EOPNOTSUPP;
 		return NULL;
 	}
+	if (flags & PMV_HUGE)
+		_pmv_tier_probe_huge();
 	psz = flags & PMV_HUGE ? PMV_SIZE_2M : PMV_SIZE_4K;
 	if (len > SIZE_MAX - 2 * psz) {
 		errno = ENOMEM;

@@ -289,8 +289,8 @@ void *_pmv_map_anon(size_t len, size_t align)
  * VA for good. A kernel property, probed once per process: a page table
  * made by one small page, that page discarded, then a write fault under
  * MADV_HUGEPAGE must get a THP (PAGEMAP_SCAN says PAGE_IS_HUGE), which it
- * can only with a none PMD. No THP to be had, a locked mapping
- * (MCL_FUTURE), or no PAGEMAP_SCAN answer no: holes are retired, as safe.
+ * can only with a none PMD. No THP to be had, or no PAGEMAP_SCAN answer
+ * no: holes are retired, as safe.
  */
 static _Atomic int pt_reclaim_known;	/* 0 not probed, 1 no, 2 yes */
 
@@ -306,6 +306,9 @@ static bool probe_pt_reclaim(void)
 
 	if (m == MAP_FAILED)
 		return false;
+	/* made at the first 2 MB region: after a mlockall(MCL_FUTURE) maybe,
+	 * whose lock would refuse the DONTNEED */
+	munlock(m, len);
 	a = (char *)(((uintptr_t)m + PMV_SIZE_2M - 1) & ~(uintptr_t)(PMV_SIZE_2M - 1));
 	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0 && !madvise(a, PMV_SIZE_2M, MADV_NOHUGEPAGE)) {
@@ -339,6 +342,16 @@ static bool pt_reclaim(void)
 		atomic_store_explicit(&pt_reclaim_known, k, memory_order_relaxed);
 	}
 	return k == 2;
+}
+
+/*
+ * Probed at the first 2 MB region (pmv_mmap), not on the first failed
+ * move: it faults in a THP, 2 MB zeroed, which a context of 4 KB regions
+ * only (a short program under the preload) never needs.
+ */
+void _pmv_tier_probe_huge(void)
+{
+	pt_reclaim();
 }
 
 /* Give the pages of [slot, slot+len) back; true if the pool was locked. */
@@ -1285,8 +1298,6 @@ int _pmv_tiers_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 	char why[160];
 	unsigned bad;
 
-	/* probed here, not on the first failed move: it faults in a THP */
-	pt_reclaim();
 	if (_pmv_tiers_check(cfg->tiers, cfg->ntiers, &bad, why, sizeof(why)))
 		return _pmv_set_errmsg(-EINVAL, "pmv_create: tier %u: %s", bad, why);
 	for (unsigned i = 0; i < cfg->ntiers; i++) {

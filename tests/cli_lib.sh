@@ -14,6 +14,7 @@ src_of() {
 	migrate)	echo tools/cmd_migrate.c ;;
 	run)		echo tools/cmd_run.c ;;
 	stat)		echo tools/cmd_stat.c ;;
+	top)		echo tools/cmd_top.c ;;
 	esac
 }
 

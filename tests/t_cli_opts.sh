@@ -21,7 +21,7 @@ ok()  { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
 
 . "$ROOT/tests/cli_lib.sh"
-CMDS="demo bench bench_tiering bench_faults bench_far migrate run stat"
+CMDS="demo bench bench_tiering bench_faults bench_far migrate run stat top"
 
 # usage_rc CMD: the usage error status of CMD
 usage_rc() { if [ "$1" = run ]; then echo 125; else echo 2; fi; }
@@ -83,6 +83,10 @@ test_trailing_garbage() {
 	refuse "run --huge maybe --policy some" 2 run --huge maybe --policy some -- true
 	names="--tiers"
 	refuse "run --tiers bogus" 1 run --tiers bogus -- true
+	names="--interval --iterations"
+	refuse "top --interval 1sx --iterations 2x" 2 top --interval 1sx --iterations 2x
+	names="--interval --pid"
+	refuse "top --interval 0 --pid 0" 2 top --interval 0 --pid 0
 }
 
 test_bad_options() {
@@ -94,6 +98,7 @@ test_bad_options() {
 	refuse "bench far --bogus extra" 2 bench far --bogus extra
 	refuse "migrate --bogus extra" 2 migrate --pid 1 --from 0 --to 0 --bogus extra
 	refuse "stat --bogus extra" 2 stat --pid 1 --bogus extra
+	refuse "top --bogus extra" 2 top --bogus extra
 	names="--bogus"
 	refuse "run --bogus" 1 run --bogus -- true
 	names="PROG"

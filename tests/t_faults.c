@@ -997,6 +997,10 @@ static int where(const struct t_case *c)
  *    the event meets pages being mapped ahead: every page the stream
  *    wrote keeps its word, every other reads zero, and the resident bytes
  *    settle at what is mapped.
+ * Variant 1 of each but AHEAD_OFF runs with fault-around too
+ * (PAGEMOVE_FAULT_AROUND=16, map_around()): the untouched pages of a first
+ * touch's 16-page block are mapped as well, before and after it, so the
+ * strides and the backward pass meet it; the same checks hold.
  * Fixed seeds; nothing is timed.
  */
 enum { AHEAD_PATTERNS, AHEAD_OFF, AHEAD_BOUND, AHEAD_DONTNEED, AHEAD_MUNMAP, AHEAD_MREMAP };
@@ -1199,12 +1203,14 @@ static int ahead(const struct t_case *c)
 
 	setenv("PAGEMOVE_FAULT_HANDLERS", "follow", 1);
 	setenv("PAGEMOVE_FAULT_AHEAD", c->mode == AHEAD_OFF ? "0" : "32", 1);
+	setenv("PAGEMOVE_FAULT_AROUND", c->variant ? "16" : "0", 1);
 	if (c->mode >= AHEAD_DONTNEED)
 		setenv("PAGEMOVE_INJECT_HOLD_US", "100", 1);
 	if (c->mode == AHEAD_OFF && !t_control()) {
 		struct pmv_tier_config tc = { .name = "one", .node = PMV_NODE_ANY };
 		struct pmv_config cfg = { .ntiers = 1, .tiers = &tc };
 		static const char *const bad_values[] = { "32x", "-1", "257" };
+		static const char *const bad_around[] = { "16x", "-16", "3", "512" };
 
 		for (size_t i = 0; i < 3; i++) {
 			pmv_ctx *x;
@@ -1217,6 +1223,17 @@ static int ahead(const struct t_case *c)
 				pmv_destroy(x);
 		}
 		setenv("PAGEMOVE_FAULT_AHEAD", "0", 1);
+		for (size_t i = 0; i < 4; i++) {
+			pmv_ctx *x;
+
+			setenv("PAGEMOVE_FAULT_AROUND", bad_around[i], 1);
+			x = pmv_create(&cfg);
+			T_CHECK(bad, !x && errno == EINVAL, "PAGEMOVE_FAULT_AROUND=%s: %s",
+				bad_around[i], x ? "accepted" : strerror(errno));
+			if (x)
+				pmv_destroy(x);
+		}
+		setenv("PAGEMOVE_FAULT_AROUND", "0", 1);
 	}
 	if (t_control())
 		ctx = NULL;
@@ -1463,10 +1480,24 @@ int main(void)
 			"map_ahead_races_mremap",
 		};
 
+		static const char *const around[] = {
+			"fault_around_scattered_and_backward_touches_are_byte_exact", NULL,
+			"fault_around_never_on_a_bounded_tier_and_no_sigbus",
+			"fault_around_races_madv_dontneed",
+			"fault_around_races_munmap",
+			"fault_around_races_mremap",
+		};
+
 		for (int kind = 0; kind < (int)(sizeof(what) / sizeof(what[0])); kind++) {
 			struct t_case c = { .mode = kind, .name = what[kind] };
 
 			t_run_isolated(&s, &c, ahead, 0);
+		}
+		for (int kind = 0; kind < (int)(sizeof(around) / sizeof(around[0])); kind++) {
+			struct t_case c = { .mode = kind, .variant = 1, .name = around[kind] };
+
+			if (around[kind])
+				t_run_isolated(&s, &c, ahead, 0);
 		}
 	}
 	{

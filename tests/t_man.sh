@@ -6,7 +6,7 @@
 # pagemove.1 is current: every command `pagemove --help` lists has a
 # SYNOPSIS line, and that line names every option of the command's getopt
 # table (the same tables t_cli_opts.sh reads); pagemove-migrate.1,
-# pagemove-run.1 and pagemove-stat.1 name every option of theirs too. The built pages format
+# pagemove-run.1, pagemove-stat.1 and pagemove-top.1 name every option of theirs too. The built pages format
 # without warnings where man(1) is installed.
 # Exit: 0 pass, 1 fail.
 
@@ -49,7 +49,7 @@ test_every_command_in_synopsis() {
 }
 
 test_every_option_in_synopsis() {
-	for c in demo bench "bench tiering" "bench faults" "bench far" migrate run stat; do
+	for c in demo bench "bench tiering" "bench faults" "bench far" migrate run stat top; do
 		synopsis "$ROOT/man/pagemove.1" "$c" >"$tmp/syn"
 		miss=
 		for o in $(page_opts "$(src_of "$c")"); do
@@ -67,7 +67,7 @@ test_every_option_in_synopsis() {
 		[ -z "$miss" ] || { bad "$(basename "$page") describes no:$miss"; continue; }
 		ok "pagemove.1: every option of 'pagemove $c'"
 	done
-	for c in migrate run stat; do
+	for c in migrate run stat top; do
 		synopsis "$ROOT/man/pagemove-$c.1" "$c" >"$tmp/syn"
 		miss=
 		for o in $(page_opts "$(src_of "$c")"); do

@@ -112,8 +112,12 @@ time.sleep(3)
 	while [ ! -s "$tmp/pid" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 	pid=$(cat "$tmp/pid")
 	f=/dev/shm/pagemove-run.$(id -u).$pid
+	# the first snapshot is written as the context is made, before its
+	# first region: wait for one that has the regions (every 0.2 s)
 	i=0
-	while [ ! -f "$f" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	while { [ ! -f "$f" ] || grep -q '^regions 0$' "$f"; } && [ $i -lt 100 ]; do
+		sleep 0.1; i=$((i + 1))
+	done
 	if [ -f "$f" ]; then
 		perm=$(stat -c %a "$f")
 		[ "$perm" = 600 ] && ok "stats file $f is 0600" || bad "stats file mode $perm"

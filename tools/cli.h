@@ -28,6 +28,7 @@ enum {
 
 int cmd_migrate(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 /* ---- small helpers (procmaps.c) ---------------------------------------- */
 

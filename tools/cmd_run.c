@@ -184,6 +184,11 @@ static int find_preload(char *out, size_t len)
 	return access(out, R_OK) ? -ENOENT : 0;
 }
 
+/* The library's (src/internal.h): pmv_create's checks, with no thread
+ * started, so that the check does not cost PROG's start-up a thread
+ * start and join each (ms on a loaded machine). */
+pmv_ctx *_pmv_create_probe(const struct pmv_config *cfg);
+
 /*
  * Make a context as the preload will, to say now what it would only
  * print: bad tiers, a far tier's store that cannot open, no userfaultfd,
@@ -194,7 +199,7 @@ static int probe(const struct _pmvp_config *c, bool allow_user_mode)
 	struct pmv_config pc = { .ntiers = c->ntiers, .tiers = c->tiers };
 	struct pmv_ctx_stats cs;
 	char why[512];
-	pmv_ctx *ctx = pmv_create(&pc);
+	pmv_ctx *ctx = _pmv_create_probe(&pc);
 	int err = errno;
 
 	if (!ctx) {

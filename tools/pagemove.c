@@ -18,6 +18,7 @@ static const struct {
 	{ "migrate", cmd_migrate, "move another process's pages between NUMA nodes" },
 	{ "run", cmd_run, "run a program with its large anonymous memory managed" },
 	{ "stat", cmd_stat, "show a process's memory per mapping and NUMA node" },
+	{ "top", cmd_top, "refresh the tiers and migrations of processes under pagemove run" },
 };
 
 static void usage(FILE *f)
