@@ -11,6 +11,7 @@ src_of() {
 	"bench tiering") echo bench/bench_tiering.c ;;
 	"bench faults")	echo bench/bench_faults.c ;;
 	"bench far")	echo bench/bench_far.c ;;
+	"bench run")	echo bench/bench_run.c ;;
 	migrate)	echo tools/cmd_migrate.c ;;
 	run)		echo tools/cmd_run.c ;;
 	stat)		echo tools/cmd_stat.c ;;

@@ -21,7 +21,7 @@ ok()  { echo "ok   - $*"; }
 bad() { echo "FAIL - $*"; fails=$((fails + 1)); }
 
 . "$ROOT/tests/cli_lib.sh"
-CMDS="demo bench bench_tiering bench_faults bench_far migrate run stat top"
+CMDS="demo bench bench_tiering bench_faults bench_far bench_run migrate run stat top"
 
 # usage_rc CMD: the usage error status of CMD
 usage_rc() { if [ "$1" = run ]; then echo 125; else echo 2; fi; }
@@ -36,6 +36,7 @@ refuse() {
 	[ "$1" = bench ] && [ "$2" = tiering ] && cmd="bench tiering"
 	[ "$1" = bench ] && [ "$2" = faults ] && cmd="bench faults"
 	[ "$1" = bench ] && [ "$2" = far ] && cmd="bench far"
+	[ "$1" = bench ] && [ "$2" = run ] && cmd="bench run"
 	want=$(usage_rc "$cmd")
 	if [ "$rc" != "$want" ]; then
 		bad "$desc: exit $rc, expected $want"; sed 's/^/#      /' "$tmp/err"; return
@@ -96,6 +97,7 @@ test_bad_options() {
 	refuse "bench tiering --bogus extra" 2 bench tiering --bogus extra
 	refuse "bench faults --bogus extra" 2 bench faults --bogus extra
 	refuse "bench far --bogus extra" 2 bench far --bogus extra
+	refuse "bench run --bogus extra" 2 bench run --bogus extra
 	refuse "migrate --bogus extra" 2 migrate --pid 1 --from 0 --to 0 --bogus extra
 	refuse "stat --bogus extra" 2 stat --pid 1 --bogus extra
 	refuse "top --bogus extra" 2 top --bogus extra

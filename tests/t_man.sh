@@ -40,16 +40,16 @@ test_every_command_in_synopsis() {
 	"$PM" --help >"$tmp/help" 2>&1
 	cmds=$(sed -n 's/^  \([a-z]*\)  .*/\1/p' "$tmp/help")
 	[ -n "$cmds" ] || { bad "no commands in pagemove --help"; return; }
-	for c in $cmds "bench tiering" "bench faults" "bench far"; do
+	for c in $cmds "bench tiering" "bench faults" "bench far" "bench run"; do
 		sed -n '/^\.SH SYNOPSIS/,/^\.SH /p' "$ROOT/man/pagemove.1" | sed 's/\\-/-/g' |
 			grep -qx ".B pagemove $c" ||
 			{ bad "pagemove.1's SYNOPSIS has no 'pagemove $c'"; continue; }
 	done
-	ok "pagemove.1's SYNOPSIS has every command:" $cmds "bench tiering" "bench faults" "bench far"
+	ok "pagemove.1's SYNOPSIS has every command:" $cmds "bench tiering" "bench faults" "bench far" "bench run"
 }
 
 test_every_option_in_synopsis() {
-	for c in demo bench "bench tiering" "bench faults" "bench far" migrate run stat top; do
+	for c in demo bench "bench tiering" "bench faults" "bench far" "bench run" migrate run stat top; do
 		synopsis "$ROOT/man/pagemove.1" "$c" >"$tmp/syn"
 		miss=
 		for o in $(page_opts "$(src_of "$c")"); do
