@@ -591,6 +591,57 @@ static int load_copy(pmv_ctx *ctx, struct _pmv_page *pg, int t, unsigned flags, 
 	return 0;
 }
 
+/*
+ * A 4 KB page, with room on memory tier t that no pool page holds: the
+ * store's bytes into a buffer, which the kernel copies into a page of its
+ * own at the address (PMV_MV_BUF). A move from a pool slot clears the
+ * slot's PTE, and that TLB flush is an IPI to every CPU that ran the
+ * program lately: on the 2-CPU VM it was the largest cost of a fault-in
+ * after the eviction. Nor is a pool page populated here, or discarded by
+ * the eviction that makes the room. 1: not this way (no room without a
+ * pool page, a tier bound to one node of several): the caller moves a
+ * pool page in.
+ */
+static int load_buf(pmv_ctx *ctx, struct _pmv_page *pg, int t, unsigned flags, uint64_t t0)
+{
+	int ft = pg->tier, ret;
+	struct _pmv_store_req req = { .ps = PMV_PS_4K, .handle = pg->handle };
+	struct _pmv_tier *tier = &ctx->tiers[t];
+	size_t done = 0;
+	void *buf;
+
+	if (!_pmv_tier_take_room(tier, PMV_PS_4K))
+		return 1;
+	buf = aligned_alloc(PMV_SIZE_4K, PMV_SIZE_4K);
+	if (!buf) {
+		_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
+		return 1;
+	}
+	req.page = buf;
+	if (_pmv_store_get(ctx->tiers[ft].store, &req, 1) != 1) {
+		free(buf);
+		_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
+		_pmv_stat_add(&ctx->tiers[ft].load_errors, 1);
+		return -EIO;
+	}
+	/* published before the copy wakes the faulting threads, as below */
+	_pmv_lru_del(ctx, pg);
+	__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
+	ret = _pmv_move_in_one(ctx, pg, buf,
+			       PMV_MV_BUF | ((flags & PMV_FAR_WAKE) ? PMV_MV_WAKE : 0), &done);
+	free(buf);
+	if (ret) {
+		/* a 4 KB copy is all or nothing: the page is still far */
+		__atomic_store_n(&pg->tier, (int8_t)ft, __ATOMIC_RELAXED);
+		if (!(_pmv_page_flags(pg) & PG_isolated))
+			_pmv_lru_add(ctx, pg);
+		_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
+		return ret;
+	}
+	landed(ctx, pg, ft, t, flags, t0);
+	return 0;
+}
+
 int _pmv_far_load(pmv_ctx *ctx, struct _pmv_page *pg, int tier, unsigned flags)
 {
 	int ps = pg->region->ps, ft = pg->tier, order[PMV_MAX_TIERS], n, t = -1, ret;
@@ -606,6 +657,8 @@ int _pmv_far_load(pmv_ctx *ctx, struct _pmv_page *pg, int tier, unsigned flags)
 	n = load_order(ctx, pg, tier, order);
 	for (int i = 0; i < n && !slot; i++) {
 		t = order[i];
+		if (ps == PMV_PS_4K && (ret = load_buf(ctx, pg, t, flags, t0)) <= 0)
+			return ret;
 		slot = _pmv_pool_take_page(ctx, &ctx->tiers[t], ps, false, &clean);
 	}
 	if (!slot)

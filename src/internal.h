@@ -367,6 +367,12 @@ PMV_HIDDEN int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 /* A resident page left the tier without coming to the pool (zap, munmap). */
 PMV_HIDDEN void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);
+/*
+ * Charge one page of room that no pool page holds (a page the kernel gives,
+ * by UFFDIO_COPY): false if the tier is full, or bound to one node of
+ * several (the kernel's page could be elsewhere). Uncharge to undo.
+ */
+PMV_HIDDEN bool _pmv_tier_take_room(struct _pmv_tier *t, int ps);
 PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
 /*
  * Clean pages kept ready for first touches (tier.c says how many): does
@@ -512,11 +518,16 @@ PMV_HIDDEN int _pmv_store_config_check(const struct pmv_tier_config *tc, char *w
  *               Everyone else retries until the event is read (a handler
  *               always reads it), yielding, then sleeping up to 1 ms.
  *  PMV_WP_SET   _pmv_uffd_wp: protect (else unprotect, which wakes).
+ *  PMV_MV_BUF   _pmv_move_in only: the source is a private buffer, not a
+ *               pool slot: UFFDIO_COPY it in (a new page of the kernel's,
+ *               no TLB flush as a move's clearing of the slot needs), and
+ *               leave the buffer as it is.
  */
 #define PMV_MV_WAKE	1u
 #define PMV_MV_POOL	2u
 #define PMV_MV_ONCE	4u
 #define PMV_WP_SET	8u
+#define PMV_MV_BUF	16u
 
 PMV_HIDDEN int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only);
 /* The calling thread is a fault handler: never retry EAGAIN. */

@@ -947,6 +947,20 @@ void _pmv_pool_retire(struct _pmv_tier *t, int ps, void *slot)
 	pthread_mutex_unlock(&t->lock);
 }
 
+bool _pmv_tier_take_room(struct _pmv_tier *t, int ps)
+{
+	bool ok;
+
+	if (t->node != PMV_NODE_ANY && numa_max_node() > 0)
+		return false;	/* the kernel's page would be on its own choice of node */
+	pthread_mutex_lock(&t->lock);
+	ok = room_for(t, _pmv_ps_size(ps));
+	if (ok)
+		t->resident[ps]++;
+	pthread_mutex_unlock(&t->lock);
+	return ok;
+}
+
 void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n)
 {
 	pthread_mutex_lock(&t->lock);
