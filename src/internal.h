@@ -373,6 +373,8 @@ PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);
  * several (the kernel's page could be elsewhere). Uncharge to undo.
  */
 PMV_HIDDEN bool _pmv_tier_take_room(struct _pmv_tier *t, int ps);
+/* Bytes a page could still take on t (pool pages count as used); SIZE_MAX: unlimited. */
+PMV_HIDDEN size_t _pmv_tier_room(struct _pmv_tier *t);
 PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
 /*
  * Clean pages kept ready for first touches (tier.c says how many): does
@@ -760,6 +762,19 @@ PMV_HIDDEN int _pmv_far_to_parked(pmv_ctx *ctx, struct _pmv_page *pg);
  * copied back to its address directly, without the gate.
  */
 PMV_HIDDEN void _pmv_far_abandon(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * The background demoter ("kswapd"): with a far tier after a bounded
+ * memory tier, a thread that evicts the coldest pages of a memory tier
+ * whose free room fell below its low watermark, until the high one is
+ * free, so that a fault-in finds room instead of evicting first. Start
+ * after the policy's init (watermarks), stop before the regions go.
+ * _pmv_far_kick: a fault just took room on memory tier t; wakes the
+ * demoter if t is below its low watermark. Any thread, any locks but
+ * t->lock.
+ */
+PMV_HIDDEN int _pmv_far_kswapd_start(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_far_kswapd_stop(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_far_kick(pmv_ctx *ctx, int t);
 /* fork: load every far page back (fork_lock written); see DESIGN.md. */
 PMV_HIDDEN void _pmv_far_load_all(pmv_ctx *ctx);
 PMV_HIDDEN int _pmv_far_open(pmv_ctx *ctx, unsigned i, const struct pmv_tier_config *tc);
@@ -961,6 +976,12 @@ struct pmv_ctx {
 	_Atomic uint64_t migrations, migrate_bytes;
 	_Atomic uint64_t recopies;	/* pages written through a pin during a copy */
 	_Atomic uint64_t far_pages;	/* pages on far tiers now (fork loads them) */
+	/* the background demoter (far.c): keeps the memory tiers' margin free */
+	pthread_t kswapd;
+	bool kswapd_running;
+	_Atomic bool kswapd_stop;
+	_Atomic uint32_t kswapd_kick;	/* futex word: a tier went below its low watermark */
+	_Atomic uint64_t kswapd_evicted, direct_evicted;	/* pages, by who evicted them */
 };
 
 static inline bool _pmv_tier_far(const pmv_ctx *ctx, int t)

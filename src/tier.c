@@ -961,6 +961,18 @@ bool _pmv_tier_take_room(struct _pmv_tier *t, int ps)
 	return ok;
 }
 
+size_t _pmv_tier_room(struct _pmv_tier *t)
+{
+	size_t used;
+
+	if (!t->capacity)
+		return SIZE_MAX;
+	pthread_mutex_lock(&t->lock);
+	used = tier_used(t);
+	pthread_mutex_unlock(&t->lock);
+	return used < t->capacity ? t->capacity - used : 0;
+}
+
 void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n)
 {
 	pthread_mutex_lock(&t->lock);
