@@ -183,7 +183,8 @@ static void ev_commit(pmv_ctx *ctx, struct ev *e)
 {
 	struct _pmv_page *pg = e->pg;
 
-	ev_put_hole(ctx, e, true);
+	/* discarded already (discard_stored) */
+	_pmv_pool_put_hole(&ctx->tiers[e->src], e->ps, e->hole);
 	_pmv_tier_uncharge(&ctx->tiers[e->src], e->ps, 1);
 	_pmv_tier_charge(&ctx->tiers[e->dst], e->ps, 1);
 	pg->handle = e->handle;
@@ -318,6 +319,36 @@ static void ev_store(pmv_ctx *ctx, struct ev **out, size_t n)
 	}
 }
 
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The slots of the stored pages of a group (one page size) go back to the
+ * kernel a run of neighbours at a time: each madvise is a TLB flush, an
+ * IPI to the program's CPUs, and one per page was most of the background
+ * demoter's time. Before the commits uncharge them, so that the tier
+ * never holds more than its capacity.
+ */
+static void discard_stored(pmv_ctx *ctx, struct ev **out, size_t n, size_t psz)
+{
+	void *h[EVICT_MAX];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!out[i]->status)
+			h[k++] = out[i]->hole;
+	qsort(h, k, sizeof(*h), cmp_ptr);
+	for (size_t i = 0, j; i < k; i = j) {
+		for (j = i + 1; j < k && (char *)h[j] == (char *)h[j - 1] + psz; j++)
+			;
+		_pmv_pool_discard(ctx, h[i], (j - i) * psz);
+	}
+}
+
 static void evict_group(pmv_ctx *ctx, struct ev **g, size_t n, size_t psz)
 {
 	struct ev *out[EVICT_MAX];
@@ -341,10 +372,13 @@ static void evict_group(pmv_ctx *ctx, struct ev **g, size_t n, size_t psz)
 			_pmv_store_drop(ctx->tiers[e->dst].store, &e->handle, 1);
 			e->status = -EBUSY;
 		}
-		if (!e->status)
-			ev_commit(ctx, e);
+	}
+	discard_stored(ctx, out, nout, psz);
+	for (size_t i = 0; i < nout; i++) {
+		if (!out[i]->status)
+			ev_commit(ctx, out[i]);
 		else
-			ev_back(ctx, e, e->status);
+			ev_back(ctx, out[i], out[i]->status);
 	}
 }
 
