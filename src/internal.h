@@ -373,7 +373,7 @@ PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);
  * several (the kernel's page could be elsewhere). Uncharge to undo.
  */
 PMV_HIDDEN bool _pmv_tier_take_room(struct _pmv_tier *t, int ps);
-/* Bytes a page could still take on t (pool pages count as used); SIZE_MAX: unlimited. */
+/* Bytes of t no resident page uses (pool pages are room); SIZE_MAX: unlimited. */
 PMV_HIDDEN size_t _pmv_tier_room(struct _pmv_tier *t);
 PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t);
 /*
