@@ -580,7 +580,14 @@ static void kswapd_tier(pmv_ctx *ctx, int t)
 		if (ret)
 			return;	/* nothing to evict now (all locked, a fork): the next kick */
 		_pmv_stat_add(&ctx->kswapd_evicted, pages);
+		/* the policy's work done ahead: counted as its demotions */
 		_pmv_stat_add(&ctx->demoted, pages);
+		_pmv_stat_add(&ctx->policy_bytes, freed);
+		for (unsigned f = 0; f < ctx->ntiers; f++)
+			if (_pmv_tier_far(ctx, (int)f)) {
+				_pmv_stat_add(&ctx->tiers[f].demote_in, pages);
+				break;	/* reclaim() evicts to the first far tier */
+			}
 		room = _pmv_tier_room(tier);
 	}
 }
