@@ -263,6 +263,9 @@ static pmv_ctx *create(const struct pmv_config *cfg, bool probe)
 	ret = _pmv_policy_start(ctx);
 	if (ret)
 		goto fail;
+	ret = _pmv_far_kswapd_start(ctx);
+	if (ret)
+		goto fail;
 
 	pthread_once(&atfork_once, atfork_register);
 	pthread_mutex_lock(&ctx_list_lock);
@@ -342,6 +345,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		_pmv_fault_forget(ctx);
 		_pmv_regions_forget(ctx);
 		ctx->policy_running = false;	/* not ours to join */
+		ctx->kswapd_running = false;
 		_pmv_policy_stop(ctx);
 		_pmv_copy_pool_forget(ctx);
 		free(ctx->discards);
@@ -361,6 +365,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 	ctx_list_del(ctx);
 	/* No round may start on regions going away; parked pages die below. */
 	_pmv_policy_stop(ctx);
+	_pmv_far_kswapd_stop(ctx);
 	/* Unmap first: a waiting faulter is woken and sees the unmap. */
 	_pmv_regions_destroy(ctx);
 	_pmv_fault_stop(ctx);

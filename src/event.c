@@ -501,9 +501,9 @@ static int copy_in(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t len,
 			break;
 		ret = *done < len ? -EINVAL : 0;
 	}
-	if (*done)
+	if (*done && !(flags & PMV_MV_BUF))
 		_pmv_pool_discard(ctx, (void *)slot, *done);
-	if (!ret)
+	if (!ret && !(flags & PMV_MV_BUF))
 		_pmv_stat_add(&ctx->copied_in, 1);
 	return ret;
 }
@@ -564,6 +564,13 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 		       _pmv_page_addr(pgs[i + k]) == dst + k * psz &&
 		       slot[i + k] == slot[i] + k * psz)
 			k++;
+		if (flags & PMV_MV_BUF) {
+			/* a buffer, one page: copied whole or piece by piece */
+			k = 1;
+			ret = copy_in(ctx, dst + off, slot[i] + off, lim - off, fl, &done);
+			total = off + done;
+			goto moved;
+		}
 		ret = _pmv_uffd_move(ctx, dst + off, slot[i] + off, (k - 1) * psz + lim - off,
 				     fl, &done);
 		if (ret == -EINVAL && !done && k > 1) {
@@ -588,6 +595,7 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 			if (!ret)
 				k = f + 1;	/* the run ends with the page copied */
 		}
+moved:
 		event_rdunlock(ctx);
 		if (fl != flags)
 			_pmv_uffd_wake(ctx, home, psz);

@@ -22,10 +22,13 @@
  * enforces it).
  */
 #include <errno.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -181,7 +184,8 @@ static void ev_commit(pmv_ctx *ctx, struct ev *e)
 {
 	struct _pmv_page *pg = e->pg;
 
-	ev_put_hole(ctx, e, true);
+	/* discarded already (discard_stored) */
+	_pmv_pool_put_hole(&ctx->tiers[e->src], e->ps, e->hole);
 	_pmv_tier_uncharge(&ctx->tiers[e->src], e->ps, 1);
 	_pmv_tier_charge(&ctx->tiers[e->dst], e->ps, 1);
 	pg->handle = e->handle;
@@ -317,6 +321,36 @@ static void ev_store(pmv_ctx *ctx, struct ev **out, size_t n)
 	}
 }
 
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The slots of the stored pages of a group (one page size) go back to the
+ * kernel a run of neighbours at a time: each madvise is a TLB flush, an
+ * IPI to the program's CPUs, and one per page was most of the background
+ * demoter's time. Before the commits uncharge them, so that the tier
+ * never holds more than its capacity.
+ */
+static void discard_stored(pmv_ctx *ctx, struct ev **out, size_t n, size_t psz)
+{
+	void *h[EVICT_MAX];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (!out[i]->status)
+			h[k++] = out[i]->hole;
+	qsort(h, k, sizeof(*h), cmp_ptr);
+	for (size_t i = 0, j; i < k; i = j) {
+		for (j = i + 1; j < k && (char *)h[j] == (char *)h[j - 1] + psz; j++)
+			;
+		_pmv_pool_discard(ctx, h[i], (j - i) * psz);
+	}
+}
+
 static void evict_group(pmv_ctx *ctx, struct ev **g, size_t n, size_t psz)
 {
 	struct ev *out[EVICT_MAX];
@@ -340,10 +374,13 @@ static void evict_group(pmv_ctx *ctx, struct ev **g, size_t n, size_t psz)
 			_pmv_store_drop(ctx->tiers[e->dst].store, &e->handle, 1);
 			e->status = -EBUSY;
 		}
-		if (!e->status)
-			ev_commit(ctx, e);
+	}
+	discard_stored(ctx, out, nout, psz);
+	for (size_t i = 0; i < nout; i++) {
+		if (!out[i]->status)
+			ev_commit(ctx, out[i]);
 		else
-			ev_back(ctx, e, e->status);
+			ev_back(ctx, out[i], out[i]->status);
 	}
 }
 
@@ -435,25 +472,27 @@ size_t _pmv_far_free(pmv_ctx *ctx, int tier)
 	return ss.stored_bytes < t->capacity ? t->capacity - ss.stored_bytes : 0;
 }
 
-/* ---- room for a fault ---------------------------------------------------- */
+/* ---- room for a fault, and the background demoter --------------------- */
 
 /*
- * A fault found memory tier `tier` full: evict its coldest pages (the
- * tails of its inactive, then active list) to the first far tier until
- * `bytes` are free, as the kernel's direct reclaim swaps out under a
- * fault. Only pages it can lock at once; never `self` (the faulting
- * page). The caller holds regions_lock for reading (a fault handler).
- * fork_lock is only tried: a fork in progress loads every evicted page
- * back, and one evicted behind it would be a hole in the child: -EAGAIN
- * then. 0 if it freed something, else -ENOMEM.
+ * Evict the coldest pages of memory tier `tier` (the tails of its
+ * inactive, then active list) to the first far tier until `bytes` are
+ * free. Only pages it can lock at once; never `self`. The caller holds
+ * regions_lock for reading. fork_lock is only tried: a fork in progress
+ * loads every evicted page back, and one evicted behind it would be a
+ * hole in the child: -EAGAIN then. 0 and *freed, or -ENOMEM (nothing
+ * freed).
  */
-int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self)
+static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
+		   size_t *freed, uint64_t *pages)
 {
 	struct _pmv_tier *t = &ctx->tiers[tier];
 	struct _pmv_page *cand[RECLAIM_MAX], *pgs[RECLAIM_MAX];
 	int dst[RECLAIM_MAX], st[RECLAIM_MAX], far = -1;
-	size_t nc = 0, n = 0, got = 0, freed = 0;
+	size_t nc = 0, n = 0, got = 0;
 
+	*freed = 0;
+	*pages = 0;
 	for (unsigned i = 0; i < ctx->ntiers && far < 0; i++)
 		if (_pmv_tier_far(ctx, (int)i))
 			far = (int)i;
@@ -493,9 +532,135 @@ int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *sel
 		_pmv_far_evict(ctx, pgs, dst, n, st, NULL, PMV_EVICT_RECLAIM);
 	pthread_rwlock_unlock(&ctx->fork_lock);
 	for (size_t i = 0; i < n; i++)
-		if (st[i] >= 0 && _pmv_tier_far(ctx, st[i]))
-			freed += _pmv_page_size(pgs[i]);
-	return freed ? 0 : -ENOMEM;
+		if (st[i] >= 0 && _pmv_tier_far(ctx, st[i])) {
+			*freed += _pmv_page_size(pgs[i]);
+			++*pages;
+		}
+	return *freed ? 0 : -ENOMEM;
+}
+
+/* A fault found memory tier `tier` full: direct reclaim, as the kernel's. */
+int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self)
+{
+	size_t freed;
+	uint64_t pages;
+	int ret = reclaim(ctx, tier, bytes, self, &freed, &pages);
+
+	_pmv_stat_add(&ctx->direct_evicted, pages);
+	_pmv_far_kick(ctx, tier);	/* it is below low: the demoter gets ahead again */
+	return ret;
+}
+
+/*
+ * The demoter, as the kernel's kswapd: woken when a memory tier's free
+ * room falls below its low watermark, it evicts until the high one is
+ * free, a batch at a time (regions_lock is let go between batches, for
+ * munmap). On the 2-CPU VM direct reclaim was most of a fault-in's time
+ * (move out, compress, free the page, before the load could start); here
+ * that runs on another CPU while the program goes on. Only in the AUTO
+ * policy mode, as the policy's own moves; direct reclaim stays the
+ * backstop when the demoter falls behind.
+ */
+#define KSWAPD_NAP_NS	100000000L	/* a lost kick costs at most this */
+
+static void kswapd_tier(pmv_ctx *ctx, int t)
+{
+	struct _pmv_tier *tier = &ctx->tiers[t];
+	size_t room = _pmv_tier_room(tier), freed;
+	uint64_t pages;
+
+	if (room >= tier->wmark[1])
+		return;
+	while (room < tier->wmark[2] &&
+	       !atomic_load_explicit(&ctx->kswapd_stop, memory_order_relaxed) &&
+	       atomic_load_explicit(&ctx->policy_mode, memory_order_relaxed) == PMV_POLICY_AUTO) {
+		size_t want = tier->wmark[2] - room;
+		int ret;
+
+		_pmv_regions_rdlock(&ctx->regions_lock, false);
+		ret = reclaim(ctx, t, want, NULL, &freed, &pages);
+		_pmv_regions_rdunlock(&ctx->regions_lock);
+		if (ret)
+			return;	/* nothing to evict now (all locked, a fork): the next kick */
+		_pmv_stat_add(&ctx->kswapd_evicted, pages);
+		/* the policy's work done ahead: counted as its demotions */
+		_pmv_stat_add(&ctx->demoted, pages);
+		_pmv_stat_add(&ctx->policy_bytes, freed);
+		for (unsigned f = 0; f < ctx->ntiers; f++)
+			if (_pmv_tier_far(ctx, (int)f)) {
+				_pmv_stat_add(&ctx->tiers[f].demote_in, pages);
+				break;	/* reclaim() evicts to the first far tier */
+			}
+		room = _pmv_tier_room(tier);
+	}
+}
+
+static void *kswapd_main(void *arg)
+{
+	pmv_ctx *ctx = arg;
+
+	while (!atomic_load_explicit(&ctx->kswapd_stop, memory_order_relaxed)) {
+		struct timespec ts = { 0, KSWAPD_NAP_NS };
+
+		/* cleared before the look: a kick during the work is not lost */
+		atomic_store_explicit(&ctx->kswapd_kick, 0, memory_order_seq_cst);
+		if (atomic_load_explicit(&ctx->policy_mode, memory_order_relaxed) ==
+		    PMV_POLICY_AUTO)
+			for (unsigned t = 0; t < ctx->ntiers; t++)
+				if (!_pmv_tier_far(ctx, (int)t) && ctx->tiers[t].capacity)
+					kswapd_tier(ctx, (int)t);
+		syscall(SYS_futex, &ctx->kswapd_kick, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+	}
+	return NULL;
+}
+
+void _pmv_far_kick(pmv_ctx *ctx, int t)
+{
+	struct _pmv_tier *tier;
+
+	if (!ctx->kswapd_running || t < 0 || (unsigned)t >= ctx->ntiers ||
+	    _pmv_tier_far(ctx, t) || !ctx->tiers[t].capacity ||
+	    atomic_load_explicit(&ctx->kswapd_kick, memory_order_relaxed))
+		return;
+	tier = &ctx->tiers[t];
+	if (_pmv_tier_room(tier) >= tier->wmark[1])
+		return;
+	if (!atomic_exchange_explicit(&ctx->kswapd_kick, 1, memory_order_seq_cst))
+		syscall(SYS_futex, &ctx->kswapd_kick, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+int _pmv_far_kswapd_start(pmv_ctx *ctx)
+{
+	bool far = false, bounded = false;
+	sigset_t all, old;
+	int ret;
+
+	for (unsigned t = 0; t < ctx->ntiers; t++) {
+		far |= _pmv_tier_far(ctx, (int)t);
+		bounded |= !_pmv_tier_far(ctx, (int)t) && ctx->tiers[t].capacity;
+	}
+	if (!far || !bounded)
+		return 0;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	ret = pthread_create(&ctx->kswapd, NULL, kswapd_main, ctx);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret)
+		return -ret;
+	pthread_setname_np(ctx->kswapd, "pmv-kswapd");
+	ctx->kswapd_running = true;
+	return 0;
+}
+
+void _pmv_far_kswapd_stop(pmv_ctx *ctx)
+{
+	if (!ctx->kswapd_running)
+		return;
+	atomic_store(&ctx->kswapd_stop, true);
+	atomic_store(&ctx->kswapd_kick, 1);
+	syscall(SYS_futex, &ctx->kswapd_kick, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	pthread_join(ctx->kswapd, NULL);
+	ctx->kswapd_running = false;
 }
 
 /* ---- loading back ------------------------------------------------------ */
@@ -548,6 +713,7 @@ static void landed(pmv_ctx *ctx, struct _pmv_page *pg, int ft, int t, unsigned f
 	_pmv_stat_add(&far->migrate_out, 1);
 	_pmv_stat_add(&ctx->migrations, 1);
 	_pmv_stat_add(&ctx->migrate_bytes, size);
+	_pmv_far_kick(ctx, t);
 }
 
 /*
@@ -594,6 +760,57 @@ static int load_copy(pmv_ctx *ctx, struct _pmv_page *pg, int t, unsigned flags, 
 	return 0;
 }
 
+/*
+ * A 4 KB page, with room on memory tier t that no pool page holds: the
+ * store's bytes into a buffer, which the kernel copies into a page of its
+ * own at the address (PMV_MV_BUF). A move from a pool slot clears the
+ * slot's PTE, and that TLB flush is an IPI to every CPU that ran the
+ * program lately: on the 2-CPU VM it was the largest cost of a fault-in
+ * after the eviction. Nor is a pool page populated here, or discarded by
+ * the eviction that makes the room. 1: not this way (no room without a
+ * pool page, a tier bound to one node of several): the caller moves a
+ * pool page in.
+ */
+static int load_buf(pmv_ctx *ctx, struct _pmv_page *pg, int t, unsigned flags, uint64_t t0)
+{
+	int ft = pg->tier, ret;
+	struct _pmv_store_req req = { .ps = PMV_PS_4K, .handle = pg->handle };
+	struct _pmv_tier *tier = &ctx->tiers[t];
+	size_t done = 0;
+	void *buf;
+
+	if (!_pmv_tier_take_room(tier, PMV_PS_4K))
+		return 1;
+	buf = aligned_alloc(PMV_SIZE_4K, PMV_SIZE_4K);
+	if (!buf) {
+		_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
+		return 1;
+	}
+	req.page = buf;
+	if (_pmv_store_get(ctx->tiers[ft].store, &req, 1) != 1) {
+		free(buf);
+		_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
+		_pmv_stat_add(&ctx->tiers[ft].load_errors, 1);
+		return -EIO;
+	}
+	/* published before the copy wakes the faulting threads, as below */
+	_pmv_lru_del(ctx, pg);
+	__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
+	ret = _pmv_move_in_one(ctx, pg, buf,
+			       PMV_MV_BUF | ((flags & PMV_FAR_WAKE) ? PMV_MV_WAKE : 0), &done);
+	free(buf);
+	if (ret) {
+		/* a 4 KB copy is all or nothing: the page is still far */
+		__atomic_store_n(&pg->tier, (int8_t)ft, __ATOMIC_RELAXED);
+		if (!(_pmv_page_flags(pg) & PG_isolated))
+			_pmv_lru_add(ctx, pg);
+		_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
+		return ret;
+	}
+	landed(ctx, pg, ft, t, flags, t0);
+	return 0;
+}
+
 int _pmv_far_load(pmv_ctx *ctx, struct _pmv_page *pg, int tier, unsigned flags)
 {
 	int ps = pg->region->ps, ft = pg->tier, order[PMV_MAX_TIERS], n, t = -1, ret;
@@ -609,6 +826,8 @@ int _pmv_far_load(pmv_ctx *ctx, struct _pmv_page *pg, int tier, unsigned flags)
 	n = load_order(ctx, pg, tier, order);
 	for (int i = 0; i < n && !slot; i++) {
 		t = order[i];
+		if (ps == PMV_PS_4K && (ret = load_buf(ctx, pg, t, flags, t0)) <= 0)
+			return ret;
 		slot = _pmv_pool_take_page(ctx, &ctx->tiers[t], ps, false, &clean);
 	}
 	if (!slot)

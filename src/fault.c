@@ -749,8 +749,11 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg, struct ahead 
 		if (ret == -ENOMEM)
 			ret = with_reclaim(ctx, pg, serve_first_touch, &fresh, ret);
 		if (!ret && fresh) {
+			int t = pg->tier;
+
 			/* the move woke it (PMV_MV_WAKE) */
 			_pmv_page_unlock(ctx, pg);
+			_pmv_far_kick(ctx, t);	/* room ahead of the next ones */
 			if (ah && r->ps == PMV_PS_4K && tid > 0 &&
 			    (ctx->fault->ahead_max || ctx->fault->around)) {
 				ah->win = ctx->fault->ahead_max ?

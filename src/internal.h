@@ -385,6 +385,14 @@ PMV_HIDDEN int _pmv_pool_reserve(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 /* A resident page left the tier without coming to the pool (zap, munmap). */
 PMV_HIDDEN void _pmv_tier_uncharge(struct _pmv_tier *t, int ps, size_t n);
 PMV_HIDDEN void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n);
+/*
+ * Charge one page of room that no pool page holds (a page the kernel gives,
+ * by UFFDIO_COPY): false if the tier is full, or bound to one node of
+ * several (the kernel's page could be elsewhere). Uncharge to undo.
+ */
+PMV_HIDDEN bool _pmv_tier_take_room(struct _pmv_tier *t, int ps);
+/* Bytes of t no resident page uses (pool pages are room); SIZE_MAX: unlimited. */
+PMV_HIDDEN size_t _pmv_tier_room(struct _pmv_tier *t);
 /* nowait (PMV_MOVE_NONBLOCK): not if the tier lock is busy; a later move trims. */
 PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t, bool nowait);
 /*
@@ -538,11 +546,16 @@ PMV_HIDDEN int _pmv_store_config_check(const struct pmv_tier_config *tc, char *w
  *               Everyone else retries until the event is read (a handler
  *               always reads it), yielding, then sleeping up to 1 ms.
  *  PMV_WP_SET   _pmv_uffd_wp: protect (else unprotect, which wakes).
+ *  PMV_MV_BUF   _pmv_move_in only: the source is a private buffer, not a
+ *               pool slot: UFFDIO_COPY it in (a new page of the kernel's,
+ *               no TLB flush as a move's clearing of the slot needs), and
+ *               leave the buffer as it is.
  */
 #define PMV_MV_WAKE	1u
 #define PMV_MV_POOL	2u
 #define PMV_MV_ONCE	4u
 #define PMV_WP_SET	8u
+#define PMV_MV_BUF	16u
 
 PMV_HIDDEN int _pmv_uffd_open(pmv_ctx *ctx, bool user_mode_only);
 /* The calling thread is a fault handler: never retry EAGAIN. */
@@ -782,6 +795,19 @@ PMV_HIDDEN int _pmv_far_to_parked(pmv_ctx *ctx, struct _pmv_page *pg);
  * copied back to its address directly, without the gate.
  */
 PMV_HIDDEN void _pmv_far_abandon(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * The background demoter ("kswapd"): with a far tier after a bounded
+ * memory tier, a thread that evicts the coldest pages of a memory tier
+ * whose free room fell below its low watermark, until the high one is
+ * free, so that a fault-in finds room instead of evicting first. Start
+ * after the policy's init (watermarks), stop before the regions go.
+ * _pmv_far_kick: a fault just took room on memory tier t; wakes the
+ * demoter if t is below its low watermark. Any thread, any locks but
+ * t->lock.
+ */
+PMV_HIDDEN int _pmv_far_kswapd_start(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_far_kswapd_stop(pmv_ctx *ctx);
+PMV_HIDDEN void _pmv_far_kick(pmv_ctx *ctx, int t);
 /* fork: load every far page back (fork_lock written); see DESIGN.md. */
 PMV_HIDDEN void _pmv_far_load_all(pmv_ctx *ctx);
 PMV_HIDDEN int _pmv_far_open(pmv_ctx *ctx, unsigned i, const struct pmv_tier_config *tc);
@@ -1019,6 +1045,12 @@ struct pmv_ctx {
 	_Atomic uint64_t collapsed;	/* 2 MB pages coalesced into one PMD (collapse.c) */
 	_Atomic uint64_t recopies;	/* pages written through a pin during a copy */
 	_Atomic uint64_t far_pages;	/* pages on far tiers now (fork loads them) */
+	/* the background demoter (far.c): keeps the memory tiers' margin free */
+	pthread_t kswapd;
+	bool kswapd_running;
+	_Atomic bool kswapd_stop;
+	_Atomic uint32_t kswapd_kick;	/* futex word: a tier went below its low watermark */
+	_Atomic uint64_t kswapd_evicted, direct_evicted;	/* pages, by who evicted them */
 };
 
 static inline bool _pmv_tier_far(const pmv_ctx *ctx, int t)

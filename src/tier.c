@@ -1091,6 +1091,39 @@ void _pmv_pool_retire(struct _pmv_tier *t, int ps, void *slot)
 	pthread_mutex_unlock(&t->lock);
 }
 
+bool _pmv_tier_take_room(struct _pmv_tier *t, int ps)
+{
+	bool ok;
+
+	if (t->node != PMV_NODE_ANY && numa_max_node() > 0)
+		return false;	/* the kernel's page would be on its own choice of node */
+	pthread_mutex_lock(&t->lock);
+	ok = room_for(t, _pmv_ps_size(ps));
+	if (ok)
+		t->resident[ps]++;
+	pthread_mutex_unlock(&t->lock);
+	return ok;
+}
+
+size_t _pmv_tier_room(struct _pmv_tier *t)
+{
+	size_t used = 0;
+
+	if (!t->capacity)
+		return SIZE_MAX;
+	/*
+	 * Pool pages are room: a fault-in takes one. Counted as used, the
+	 * fill helper's clean pages took the room the demoter made, and it
+	 * evicted the whole tier into the pool (t_far's
+	 * test_demoter_keeps_a_margin, under ASan).
+	 */
+	pthread_mutex_lock(&t->lock);
+	for (int ps = 0; ps < PMV_PS_NR; ps++)
+		used += t->resident[ps] * _pmv_ps_size(ps);
+	pthread_mutex_unlock(&t->lock);
+	return used < t->capacity ? t->capacity - used : 0;
+}
+
 void _pmv_tier_charge(struct _pmv_tier *t, int ps, size_t n)
 {
 	pthread_mutex_lock(&t->lock);

@@ -936,8 +936,110 @@ static int test_four_times_the_memory_tier(const struct t_case *c)
 	T_CHECK(bad, s1.stored_pages >= n / 2 && s1.faults_in > 0, "nothing evicted");
 	if (c->variant)
 		T_CHECK(bad, s1.demote_in > 0 || s1.migrate_in > 0, "no demotion");
+	else
+		T_CHECK(bad, atomic_load(&ctx->kswapd_evicted) == 0,
+			"the demoter evicted with the policy off");
 	pmv_destroy(ctx);
 	return bad;
+}
+
+/* Free room of memory tier 0 (pool pages are room: a fault-in takes one). */
+static uint64_t mem_room(pmv_ctx *ctx)
+{
+	struct pmv_tier_stats s = tstats(ctx, 0);
+	uint64_t used = s.resident_bytes;
+
+	return used < s.capacity ? s.capacity - used : 0;
+}
+
+/*
+ * The background demoter: after first touches fill the memory tier, it
+ * evicts until the high watermark is free, without a fault asking. The
+ * wait has no deadline of its own (the watchdog catches a demoter that
+ * never gets there); the margin then stays until something takes room.
+ */
+static int test_demoter_keeps_a_margin(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 16 : 1024, cap = n / 4 * psz;
+	pmv_ctx *ctx = bounded_ctx(cap, K_LZ4, PMV_POLICY_AUTO);
+	struct pmv_tier_stats s0;
+	int bad = 0;
+	char *p;
+
+	p = region(ctx, n, psz);
+	s0 = tstats(ctx, 0);
+	while (mem_room(ctx) < s0.wmark_low)
+		usleep(1000);
+	s0 = tstats(ctx, 0);
+	printf("  room %lu KB (low %lu, high %lu), demoter evicted %lu, direct %lu\n",
+	       (unsigned long)(mem_room(ctx) >> 10), (unsigned long)(s0.wmark_low >> 10),
+	       (unsigned long)(s0.wmark_high >> 10),
+	       (unsigned long)atomic_load(&ctx->kswapd_evicted),
+	       (unsigned long)atomic_load(&ctx->direct_evicted));
+	T_CHECK(bad, atomic_load(&ctx->kswapd_evicted) > 0, "the demoter evicted nothing");
+	/* a margin, not the working set: pool pages are room, not pages to make room for */
+	T_CHECK(bad, s0.resident_bytes >= cap / 2, "the demoter left %lu KB of %zu KB resident",
+		(unsigned long)(s0.resident_bytes >> 10), cap >> 10);
+	T_CHECK(bad, s0.resident_bytes + s0.pool_bytes <= cap, "memory tier over its capacity");
+	bad += (int)check_all(p, n, psz);
+	pmv_destroy(ctx);
+	return bad;
+}
+
+/*
+ * Fault-ins at random (fixed seed) over a memory tier of a quarter of the
+ * data, with the demoter making room beside them and a writer changing a
+ * word of the pages it reads: every read is byte-exact, and so is all of
+ * it after.
+ */
+static int test_fault_ins_with_the_demoter(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 16 : 2048, cap = n / 4 * psz;
+	size_t reads = c->huge ? 64 : 8 * n;
+	pmv_ctx *ctx = bounded_ctx(cap, K_LZ4, PMV_POLICY_AUTO);
+	unsigned seed = SEED;
+	uint64_t *gen = calloc(n, sizeof(*gen));
+	long bad = 0;
+	char *p;
+
+	T_ASSERT(gen, "calloc");
+	p = region(ctx, n, psz);
+	for (size_t k = 0; k < reads; k++) {
+		size_t i = (size_t)rand_r(&seed) % n;
+		char *pg = p + i * psz;
+		uint64_t g;
+
+		memcpy(&g, pg + psz - 8, 8);
+		/* the last word is the page's write count, once it was written */
+		if (gen[i] ? g != gen[i] : check(pg, psz, i) >= 0)
+			bad++;
+		if (gen[i] && check(pg, psz - 8, i) >= 0)
+			bad++;
+		if (k % 4 == 0 && i % 8 != 7) {
+			gen[i]++;
+			memcpy(pg + psz - 8, &gen[i], 8);
+		}
+		if (k % 256 == 0)
+			t_beat();
+	}
+	T_CHECK(bad, bad == 0, "%ld wrong reads", bad);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t g;
+
+		memcpy(&g, p + i * psz + psz - 8, 8);
+		if (check(p + i * psz, psz - 8, i) >= 0 || (gen[i] && g != gen[i]))
+			bad++;
+	}
+	printf("  %lu faults in, demoter evicted %lu, direct %lu\n",
+	       (unsigned long)tstats(ctx, 1).faults_in,
+	       (unsigned long)atomic_load(&ctx->kswapd_evicted),
+	       (unsigned long)atomic_load(&ctx->direct_evicted));
+	T_CHECK(bad, tstats(ctx, 1).faults_in > 0, "no page came back from the far tier");
+	T_CHECK(bad, tstats(ctx, 0).resident_bytes + tstats(ctx, 0).pool_bytes <= cap,
+		"memory tier over its capacity");
+	free(gen);
+	pmv_destroy(ctx);
+	return (int)bad;
 }
 
 /*
@@ -1284,6 +1386,9 @@ int main(void)
 		    "policy_auto", h, 0);
 		run(&s, "test_incompressible_data_past_a_full_memory_tier",
 		    test_incompressible_data_past_a_full_memory_tier, 0, "lz4", h, 0);
+		run(&s, "test_demoter_keeps_a_margin", test_demoter_keeps_a_margin, 0, "lz4", h, 0);
+		run(&s, "test_fault_ins_with_the_demoter", test_fault_ins_with_the_demoter, 0, "lz4",
+		    h, 0);
 		run(&s, "test_two_threads_fault_past_a_full_memory_tier",
 		    test_two_threads_fault_past_a_full_memory_tier, 0, "lz4", h, 0);
 		run(&s, "test_two_threads_fault_past_a_full_memory_tier",
