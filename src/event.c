@@ -527,10 +527,13 @@ static void event_rdunlock(pmv_ctx *ctx)
  * end (n == 1 only), just [off, end) of the page goes in, the rest of it
  * being at its address already.
  */
+#define ENOENT_WAITS	4096	/* yields for an unread event (move_in_from) */
+
 static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintptr_t *slot,
 			 size_t n, unsigned flags, int *res, size_t *part, size_t off, size_t end)
 {
 	bool ft = _pmv_is_fault_thread();
+	unsigned enoent_waits = 0;
 	size_t i = 0;
 
 	flags |= PMV_MV_ONCE;	/* never wait for an event while holding event_lock */
@@ -594,6 +597,23 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 			total += cdone;
 			if (!ret)
 				k = f + 1;	/* the run ends with the page copied */
+		} else if (ret == -ENOENT && !done && !end && !ft && enoent_waits < ENOENT_WAITS &&
+			   !(_pmv_page_flags(pgs[i]) & (PG_discard | PG_gone | PG_zap))) {
+			/*
+			 * No VMA there and no mark: the program's mremap or
+			 * munmap is done but its event is not read yet (marks
+			 * are made under event_lock written, so none can be
+			 * missing while we hold it read). UFFDIO_MOVE looks the
+			 * VMA up before it checks mmap_changing, so it says
+			 * ENOENT here, not EAGAIN: taken for a failure, the page
+			 * was lost (t_unmap's mremap while exchanging). Wait for
+			 * the event as for EAGAIN, then the gate knows. Not a
+			 * handler (it may be the one to read it, or the janitor
+			 * applying it), and boundedly: an ENOENT no event
+			 * explains stays one.
+			 */
+			enoent_waits++;
+			ret = -EAGAIN;
 		}
 moved:
 		event_rdunlock(ctx);
