@@ -571,7 +571,30 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 		if (flags & PMV_MV_BUF) {
 			/* a buffer, one page: copied whole or piece by piece */
 			k = 1;
-			ret = copy_in(ctx, dst + off, slot[i] + off, lim - off, fl, &done);
+			if (!(_pmv_page_flags(pgs[i]) & (PG_discard | PG_gone | PG_zap))) {
+				/*
+				 * Unmarked: ENOENT is an unread event, as for a
+				 * move below. copy_in's piece loop would take it
+				 * for pieces unmapped and report the page in, and
+				 * the caller would drop its only copy.
+				 */
+				ret = _pmv_uffd_copy(ctx, dst + off, slot[i] + off, lim - off, fl,
+						     &done);
+				if (ret == -ENOENT && !done) {
+					if (!ft && enoent_waits < ENOENT_WAITS) {
+						enoent_waits++;
+						ret = -EAGAIN;
+					}
+				} else if (ret && ret != -EAGAIN) {
+					size_t more = 0;
+
+					ret = copy_in(ctx, dst + off + done, slot[i] + off + done,
+						      lim - off - done, fl, &more);
+					done += more;
+				}
+			} else {
+				ret = copy_in(ctx, dst + off, slot[i] + off, lim - off, fl, &done);
+			}
 			total = off + done;
 			goto moved;
 		}

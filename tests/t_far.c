@@ -772,6 +772,78 @@ static int test_mremap_evicted_pages(const struct t_case *c)
 	return bad;
 }
 
+/*
+ * mremap of evicted 4 KB pages while a thread faults them in (UFFDIO_COPY
+ * from a buffer): a copy that meets the moved VMA before its event is read
+ * gets ENOENT, and the page must stay stored, not be counted in with its
+ * only copy dropped. The reader goes through the kernel (write(2) to a
+ * pipe), so that an access at the old address is EFAULT, not SIGSEGV;
+ * then every byte is checked at the new address.
+ */
+struct far_racer {
+	char *_Atomic base;
+	size_t n;
+	int pfd[2];
+	atomic_int stop;
+	atomic_long reads;
+};
+
+static void *far_race_reader(void *arg)
+{
+	struct far_racer *r = arg;
+	char sink[64];
+
+	for (size_t k = 0; !atomic_load(&r->stop); k++) {
+		char *b = atomic_load(&r->base);
+
+		if (write(r->pfd[1], b + (k % r->n) * T_SZ_4K + 128, 64) == 64 &&
+		    read(r->pfd[0], sink, 64) == 64)
+			atomic_fetch_add(&r->reads, 1);
+	}
+	return NULL;
+}
+
+static int test_mremap_while_faulting_in(const struct t_case *c)
+{
+	size_t psz = T_SZ_4K, n = 512;
+	pmv_ctx *ctx = far_ctx1(c->variant);
+	int bad = 0, *s = calloc(n, sizeof(*s));
+	struct far_racer r = { .n = n };
+	pthread_t th;
+
+	T_ASSERT(s && !pipe(r.pfd), "setup");
+	for (int round = 0; round < 8; round++) {
+		char *p = region(ctx, n, psz), *to, *q;
+
+		t_step("round %d: evict", round);
+		T_CHECK(bad, move_all(ctx, p, n, psz, 1, s) == (int)n, "evict");
+		to = t_sys_mmap(NULL, n * psz, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		T_ASSERT(to != MAP_FAILED, "mmap");
+		atomic_store(&r.base, p);
+		atomic_store(&r.stop, 0);
+		atomic_store(&r.reads, 0);
+		pthread_create(&th, NULL, far_race_reader, &r);
+		while (atomic_load(&r.reads) < 16 + 8 * round)
+			sched_yield();
+		t_step("round %d: mremap under fault-ins", round);
+		q = t_sys_mremap(p, n * psz, n * psz, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+		T_ASSERT(q == to, "mremap: %s", strerror(errno));
+		atomic_store(&r.base, q);
+		usleep(2000);
+		atomic_store(&r.stop, 1);
+		pthread_join(th, NULL);
+		t_step("round %d: check at the new address", round);
+		bad += (int)check_all(q, n, psz);
+		T_EQ(pmv_munmap(ctx, q, n * psz), 0);
+		t_beat();
+	}
+	close(r.pfd[0]);
+	close(r.pfd[1]);
+	free(s);
+	pmv_destroy(ctx);
+	return bad;
+}
+
 /* mprotect(PROT_READ) of evicted pages: a read brings them in (UFFDIO_COPY) */
 static int test_read_only_evicted_pages(const struct t_case *c)
 {
@@ -1356,6 +1428,9 @@ int main(void)
 			    kname[k], h, 0);
 			run(&s, "test_mremap_evicted_pages", test_mremap_evicted_pages, k, kname[k],
 			    h, 0);
+			if (!h)	/* 4 KB: the fault-ins copied from a buffer */
+				run(&s, "test_mremap_while_faulting_in",
+				    test_mremap_while_faulting_in, k, kname[k], 0, 0);
 			run(&s, "test_read_only_evicted_pages", test_read_only_evicted_pages, k,
 			    kname[k], h, 0);
 			if (h)
