@@ -16,7 +16,8 @@
  * every lock and check a caller's would; the thread's own rounds pass
  * PMV_MOVE_NONBLOCK, so a page the program is faulting, or a munmap or
  * fork under way, is skipped this round rather than waited for (demotions
- * into far tiers excepted: a file tier's are I/O by nature). A token bucket bounds their
+ * into far tiers excepted: a file tier's are I/O by nature; move_cands).
+ * A token bucket bounds their
  * bandwidth (at most one second's budget in a burst); only demotion below
  * the min watermark may overdraw it. A page moved less than
  * min_residency ago is not a candidate: with the exchange margin, that is
@@ -481,7 +482,9 @@ static size_t move_cands(pmv_ctx *ctx, struct _pmv_policy_scratch *s,
 		s->a[i] = (void *)c[i].addr;
 		s->tg[i] = to;
 	}
-	if (pmv_move_pages(ctx, n, s->a, s->tg, s->st, s->mflags) < 0)
+	/* demotions into far tiers excepted from NONBLOCK (see the top): a file's are I/O */
+	if (pmv_move_pages(ctx, n, s->a, s->tg, s->st,
+			   !promote && _pmv_tier_far(ctx, to) ? 0 : s->mflags) < 0)
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		ok += s->st[i] == to;
