@@ -345,7 +345,7 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		_pmv_fault_forget(ctx);
 		_pmv_regions_forget(ctx);
 		ctx->policy_running = false;	/* not ours to join */
-		ctx->kswapd_running = false;
+		atomic_store(&ctx->kswapd_running, false);
 		_pmv_policy_stop(ctx);
 		_pmv_copy_pool_forget(ctx);
 		free(ctx->discards);

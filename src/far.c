@@ -618,7 +618,7 @@ void _pmv_far_kick(pmv_ctx *ctx, int t)
 {
 	struct _pmv_tier *tier;
 
-	if (!ctx->kswapd_running || t < 0 || (unsigned)t >= ctx->ntiers ||
+	if (!atomic_load_explicit(&ctx->kswapd_running, memory_order_acquire) || t < 0 || (unsigned)t >= ctx->ntiers ||
 	    _pmv_tier_far(ctx, t) || !ctx->tiers[t].capacity ||
 	    atomic_load_explicit(&ctx->kswapd_kick, memory_order_relaxed))
 		return;
@@ -648,19 +648,19 @@ int _pmv_far_kswapd_start(pmv_ctx *ctx)
 	if (ret)
 		return -ret;
 	pthread_setname_np(ctx->kswapd, "pmv-kswapd");
-	ctx->kswapd_running = true;
+	atomic_store_explicit(&ctx->kswapd_running, true, memory_order_release);
 	return 0;
 }
 
 void _pmv_far_kswapd_stop(pmv_ctx *ctx)
 {
-	if (!ctx->kswapd_running)
+	if (!atomic_load(&ctx->kswapd_running))
 		return;
 	atomic_store(&ctx->kswapd_stop, true);
 	atomic_store(&ctx->kswapd_kick, 1);
 	syscall(SYS_futex, &ctx->kswapd_kick, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 	pthread_join(ctx->kswapd, NULL);
-	ctx->kswapd_running = false;
+	atomic_store(&ctx->kswapd_running, false);
 }
 
 /* ---- loading back ------------------------------------------------------ */

@@ -1047,7 +1047,7 @@ struct pmv_ctx {
 	_Atomic uint64_t far_pages;	/* pages on far tiers now (fork loads them) */
 	/* the background demoter (far.c): keeps the memory tiers' margin free */
 	pthread_t kswapd;
-	bool kswapd_running;
+	_Atomic bool kswapd_running;	/* read by the fault handlers' kicks */
 	_Atomic bool kswapd_stop;
 	_Atomic uint32_t kswapd_kick;	/* futex word: a tier went below its low watermark */
 	_Atomic uint64_t kswapd_evicted, direct_evicted;	/* pages, by who evicted them */
