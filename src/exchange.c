@@ -79,6 +79,23 @@ static void unlock_pair(pmv_ctx *ctx, struct xpair *x, bool putback)
 }
 
 /* Step 1 for one pair. */
+/*
+ * A NONBLOCK pair whose trylock failed: -EBUSY if an earlier pair of the
+ * batch holds one of its pages (the lock is ours; a retry meets it again,
+ * so -EAGAIN's "a later try may pass" would be false), else -EAGAIN.
+ */
+static int named_again(pmv_ctx *ctx, const struct xpair *xs, size_t i, void *a, void *b)
+{
+	struct _pmv_page *pa = _pmv_addr_to_page(ctx, (uintptr_t)a, NULL);
+	struct _pmv_page *pb = _pmv_addr_to_page(ctx, (uintptr_t)b, NULL);
+
+	for (size_t j = 0; j < i; j++)
+		for (int k = 0; xs[j].active && k < 2; k++)
+			if (xs[j].p[k].pg == pa || xs[j].p[k].pg == pb)
+				return -EBUSY;
+	return -EAGAIN;
+}
+
 static void prepare_pair(pmv_ctx *ctx, struct xpair *x, void *a, void *b, int flags)
 {
 	struct _pmv_page *pa, *pb;
@@ -621,10 +638,14 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		memset(xs, 0, n * sizeof(*xs));
 		/*
 		 * A page named by two pairs of one batch would be locked twice:
-		 * prepare_pair() times out on it and reports -EBUSY.
+		 * prepare_pair() times out on it and reports -EBUSY (NONBLOCK:
+		 * named_again() says so instead of -EAGAIN).
 		 */
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			prepare_pair(ctx, &xs[i], a[base + i], b[base + i], flags);
+			if (xs[i].status == -EAGAIN && (flags & PMV_MOVE_NONBLOCK))
+				xs[i].status = named_again(ctx, xs, i, a[base + i], b[base + i]);
+		}
 		exchange_batch(ctx, xb, xs, n, PMV_PS_4K, flags);
 		exchange_batch(ctx, xb, xs, n, PMV_PS_2M, flags);
 		_pmv_regions_rdunlock(&ctx->regions_lock);
