@@ -63,7 +63,9 @@
  * every field of its pmv_tier_stats is filled. Rebuild it to get them all.
  * 0.4's pmv_tier_config.kind, level and path took the first three words
  * of 0.3's resv, under the same symbols; so did 0.5's huge-page coverage
- * in pmv_ctx_stats (pmv_collapse is a PAGEMOVE_0.5 symbol).
+ * in pmv_ctx_stats and its THP pool counters in pmv_tier_stats (thp_fail,
+ * thp_compact, thp_compact_ok, thp_pieces; pmv_collapse is a PAGEMOVE_0.5
+ * symbol).
  */
 
 #include <stddef.h>
