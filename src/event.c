@@ -13,9 +13,9 @@
  *
  * The kernel completes an event, and lets the program's call go on, when
  * the event is read, not when we have acted on it; until then every ioctl
- * on ctx->uffd fails with EAGAIN (UFFDIO_MOVE into a VMA that is gone says
- * ENOENT first: move_in_from waits for the event then too). So the zap of a REMOVE may run at any
- * time after our read(). The race that matters is a mover that holds a
+ * on ctx->uffd fails with EAGAIN (UFFDIO_MOVE or COPY into a VMA that is
+ * gone says ENOENT first: move_in_from waits for the event then too). So
+ * the zap of a REMOVE may run at any time after our read(). The race that matters is a mover that holds a
  * page out of its address (a migration, an exchange, a parked page) and
  * moves it back in after the zap: the program would read its discarded
  * data again. event_lock closes it. A handler holds it for writing from
