@@ -382,6 +382,10 @@ static int region_populate(pmv_ctx *ctx, struct _pmv_region *r)
 	return 0;
 }
 
+/* How long pmv_mmap waits for a reused range's UNMAP event: a bug bound,
+ * far beyond a handler's read under any load. */
+#define STALE_WAIT_NS	(10ULL * 1000 * 1000 * 1000)
+
 PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 {
 	struct _pmv_region *r = NULL;
@@ -490,9 +494,25 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	_pmv_signals_hold(&sigs);
 	regions_wrlock(ctx);
 	ret = region_insert(ctx, r);
+	/*
+	 * The kernel has just given us this range, so a region the table still
+	 * has on it is gone: another thread unmapped it, and waits in munmap
+	 * until a handler reads the UNMAP event, which the kernel sends after
+	 * the unmap. Let that event land rather than fail.
+	 */
+	for (uint64_t until = _pmv_now_ns() + STALE_WAIT_NS;
+	     ret == -EEXIST && _pmv_now_ns() < until;) {
+		_pmv_regions_wrunlock(&ctx->regions_lock);
+		sched_yield();
+		regions_wrlock(ctx);
+		ret = region_insert(ctx, r);
+	}
 	_pmv_regions_wrunlock(&ctx->regions_lock);
 	_pmv_signals_release(&sigs);
 	if (ret) {
+		if (ret == -EEXIST)
+			_pmv_set_errmsg(ret, "pmv_mmap: the table still has a region at %p that "
+					"the kernel reused; its UNMAP event never came", p);
 		errno = -ret;
 		goto out;
 	}

@@ -145,7 +145,13 @@ static int t_malloc_calloc_realloc(void)
 	return fails;
 }
 
-struct worker { int id; int rounds; int bad; };
+/* A bad round is a block that is not managed, or one whose bytes changed:
+ * the first of each is kept, to tell the two apart. */
+struct worker {
+	int id, rounds, unmanaged, changed;
+	size_t len;
+	long byte;
+};
 
 static void *worker_main(void *arg)
 {
@@ -154,16 +160,19 @@ static void *worker_main(void *arg)
 	for (int r = 0; r < w->rounds; r++) {
 		size_t n = (1 + (size_t)((w->id * 7 + r) % 5)) * MB + (size_t)r * 4096;
 		uint8_t *p = malloc(n);
+		long bad;
 
 		if (!p || managed(p) != 1) {
-			w->bad++;
+			w->unmanaged++;
 			free(p);
 			continue;
 		}
 		fill(p, n, (unsigned)(w->id * 100 + r));
 		usleep(1000);
-		if (check(p, n, (unsigned)(w->id * 100 + r)) >= 0)
-			w->bad++;
+		if ((bad = check(p, n, (unsigned)(w->id * 100 + r))) >= 0 && !w->changed++) {
+			w->len = n;
+			w->byte = bad;
+		}
 		free(p);
 	}
 	return NULL;
@@ -189,7 +198,9 @@ static int t_threads(void)
 	}
 	for (int i = 0; i < 2 * N; i++) {
 		pthread_join(th[i], NULL);
-		CHECK(w[i].bad == 0, "thread %d: %d bad rounds", i, w[i].bad);
+		CHECK(w[i].unmanaged == 0, "thread %d: %d blocks not managed", i, w[i].unmanaged);
+		CHECK(w[i].changed == 0, "thread %d: %d blocks changed, first at byte %ld of %zu",
+		      i, w[i].changed, w[i].byte, w[i].len);
 	}
 	CHECK(check(first, 4 * MB, 77) < 0, "main thread's block");
 	free(first);
