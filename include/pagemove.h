@@ -65,7 +65,8 @@
  * of 0.3's resv, under the same symbols; so did 0.5's huge-page coverage
  * in pmv_ctx_stats and its THP pool counters in pmv_tier_stats (thp_fail,
  * thp_compact, thp_compact_ok, thp_pieces; pmv_collapse is a PAGEMOVE_0.5
- * symbol).
+ * symbol), and 0.5's proactive demotion (pmv_policy_config.proactive_idle_s,
+ * pmv_ctx_stats.proactive).
  */
 
 #include <stddef.h>
@@ -211,7 +212,14 @@ struct pmv_policy_config {
 	/* free-space watermarks, per mille of capacity, each at least one page
 	 * [WMARK_MIN_PERMILLE...]: 10, 20, 40 */
 	unsigned wmark_min_permille, wmark_low_permille, wmark_high_permille;
-	unsigned resv[6];		/* zero */
+	/*
+	 * Proactive demotion (0.5), in the spirit of TMO: a page the sampler
+	 * finds unused for this long moves one tier down, even with room
+	 * left, within the migration budget [PROACTIVE_IDLE_S]: 0, off;
+	 * at most 3600. AUTO mode only.
+	 */
+	unsigned proactive_idle_s;
+	unsigned resv[5];		/* zero */
 };
 
 struct pmv_config {
@@ -518,7 +526,8 @@ struct pmv_ctx_stats {
 	uint64_t huge_pmd_bytes;
 	double huge_coverage;		/* huge_pmd_bytes / huge_bytes; 0 when none */
 	uint64_t collapsed;		/* 2 MB pages coalesced into one PMD (0.5) */
-	uint64_t resv[10];		/* zero */
+	uint64_t proactive;		/* of demoted, pages idle proactive_idle_s (0.5) */
+	uint64_t resv[9];		/* zero */
 };
 
 /* Threads: any. */

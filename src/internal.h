@@ -1043,6 +1043,7 @@ struct pmv_ctx {
 	_Atomic uint64_t faults_waited, faults_sigbus, faults_ahead;
 	_Atomic uint64_t migrations, migrate_bytes;
 	_Atomic uint64_t collapsed;	/* 2 MB pages coalesced into one PMD (collapse.c) */
+	_Atomic uint64_t proactive;	/* of demoted: idle pages (policy.c proactive_round) */
 	_Atomic uint64_t recopies;	/* pages written through a pin during a copy */
 	_Atomic uint64_t far_pages;	/* pages on far tiers now (fork loads them) */
 	/* the background demoter (far.c): keeps the memory tiers' margin free */

@@ -45,6 +45,7 @@
 #define WATCH_ROUND_NS	20000000UL	/* and this long in all per round */
 #define SPLIT_MAX	64	/* split 2 MB pages remembered between rounds */
 #define SPLIT_SCAN	256	/* 2 MB pages looked at per round (one PAGEMAP_SCAN each) */
+#define IDLE_MAX	64	/* idle pages demoted per (tier, page size) and round */
 
 struct cand {
 	uintptr_t addr;
@@ -69,6 +70,9 @@ struct _pmv_policy_scratch {
 	uint64_t split_ns[SPLIT_MAX];
 	size_t nsplit;
 	uintptr_t split_cursor;
+	/* proactive demotion: pages the sweep found idle long enough, this round */
+	struct cand idle[PMV_MAX_TIERS][PMV_PS_NR][IDLE_MAX];
+	size_t nidle[PMV_MAX_TIERS][PMV_PS_NR];
 };
 
 /* ---- knobs ------------------------------------------------------------ */
@@ -133,6 +137,7 @@ int _pmv_policy_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 	ret = ret ?: env_uint("PAGEMOVE_WMARK_MIN_PERMILLE", &p->wmark_min_permille);
 	ret = ret ?: env_uint("PAGEMOVE_WMARK_LOW_PERMILLE", &p->wmark_low_permille);
 	ret = ret ?: env_uint("PAGEMOVE_WMARK_HIGH_PERMILLE", &p->wmark_high_permille);
+	ret = ret ?: env_uint("PAGEMOVE_PROACTIVE_IDLE_S", &p->proactive_idle_s);
 	if (ret)
 		return ret;
 	if (p->mode < PMV_POLICY_AUTO || p->mode > PMV_POLICY_OFF)
@@ -148,6 +153,9 @@ int _pmv_policy_init(pmv_ctx *ctx, const struct pmv_config *cfg)
 	dflt(&p->wmark_high_permille, 40);
 	if (p->track_cpu_permille > 20)
 		return _pmv_set_errmsg(-EINVAL, "policy: tracking may cost at most 20 per mille of a core");
+	/* parked_us wraps after 71 minutes */
+	if (p->proactive_idle_s > 3600)
+		return _pmv_set_errmsg(-EINVAL, "policy: proactive_idle_s is at most 3600");
 	if (p->wmark_min_permille > p->wmark_low_permille ||
 	    p->wmark_low_permille > p->wmark_high_permille || p->wmark_high_permille > 500)
 		return _pmv_set_errmsg(-EINVAL, "policy: want wmark min <= low <= high <= 500 per mille");
@@ -406,6 +414,23 @@ static int cmp_hot_first(const void *x, const void *y)
 	return cmp_cold_first(y, x);
 }
 
+/*
+ * Proactive demotion (pmv_policy_config.proactive_idle_s): a parked page
+ * has not been used since the sweep parked it, which sampling knows of no
+ * other page. Once that is longer than the knob, it is noted to move one
+ * tier down this round (proactive_round), with room to spare or not:
+ * memory idle that long is memory the program does not need fast, as TMO
+ * and Senpai reason. A far page is never parked, so never noted; nor is
+ * one on the last tier (collect() passes t < last only).
+ */
+static void idle_note(pmv_ctx *ctx, struct _pmv_policy_scratch *s, struct _pmv_page *pg,
+		      int t, int ps, uint32_t now_us)
+{
+	if (now_us - pg->parked_us >= ctx->pol.proactive_idle_s * 1000000u &&
+	    s->nidle[t][ps] < IDLE_MAX)
+		s->idle[t][ps][s->nidle[t][ps]++] = (struct cand){ .addr = _pmv_page_addr(pg) };
+}
+
 /* One pass over every page's descriptor: racy reads, no page locks. */
 static void collect(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
 {
@@ -413,10 +438,12 @@ static void collect(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
 	uint16_t now = _pmv_now_ds(ctx);
 	uint16_t res = (uint16_t)(ctx->pol.min_residency_ms / 100);
 	int last = (int)ctx->ntiers - 1;
+	/* track.c's clock for parked_us: microseconds since the epoch, wrapping */
+	uint32_t now_us = (uint32_t)((_pmv_now_ns() - ctx->epoch_ns) / 1000);
 
 	for (unsigned t = 0; t < ctx->ntiers; t++)
 		for (int ps = 0; ps < PMV_PS_NR; ps++)
-			s->cold[t][ps].n = s->hot[t][ps].n = 0;
+			s->cold[t][ps].n = s->hot[t][ps].n = s->nidle[t][ps] = 0;
 	_pmv_regions_rdlock(&ctx->regions_lock, false);
 	for (size_t i = 0; i < ctx->nregions; i++) {
 		struct _pmv_region *r = ctx->regions[i];
@@ -443,6 +470,8 @@ static void collect(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
 			if (t < last)
 				heap_push(&s->cold[t][r->ps], _pmv_page_addr(pg),
 					  (f & PG_tracked) ? heat : 0, f & PG_tracked);
+			if (t < last && (f & PG_parked) && ctx->pol.proactive_idle_s)
+				idle_note(ctx, s, pg, t, r->ps, now_us);
 			/* promotion wants a second reference, as activation does */
 			if (t > 0 && (f & PG_active) && heat >= ctx->pol.promote_min_heat)
 				heap_push(&s->hot[t][r->ps], _pmv_page_addr(pg), heat, true);
@@ -718,6 +747,27 @@ static long coalesce_round(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
 	return done;
 }
 
+/* The idle pages the sweep noted go one tier down, within the budget. */
+static long proactive_round(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
+{
+	long moved = 0;
+
+	for (unsigned t = 0; t + 1 < ctx->ntiers; t++) {
+		for (int ps = 0; ps < PMV_PS_NR; ps++) {
+			size_t psz = _pmv_ps_size(ps), n = 0, got;
+
+			while (n < s->nidle[t][ps] && spend(ctx, psz, false))
+				n++;
+			got = move_cands(ctx, s, s->idle[t][ps], n, (int)t + 1, psz, false);
+			ctx->tokens += (double)(n * psz - got);
+			_pmv_stat_add(&ctx->proactive, got / psz);
+			moved += (long)(got / psz);
+			s->nidle[t][ps] = 0;
+		}
+	}
+	return moved;
+}
+
 /* Caller holds policy_mu. */
 static long balance_round(pmv_ctx *ctx, bool manual)
 {
@@ -738,6 +788,8 @@ static long balance_round(pmv_ctx *ctx, bool manual)
 	/* top down: room made in tier t this round is filled from t + 1 */
 	for (unsigned t = 0; t + 1 < ctx->ntiers; t++)
 		moved += balance_pair(ctx, s, t);
+	/* after the pressure's demotions and the promotions: idle pages, down */
+	moved += proactive_round(ctx, s);
 	/* what budget is left coalesces split huge pages (not counted in moved) */
 	coalesce_round(ctx, s);
 	_pmv_stat_add(&ctx->policy_rounds, 1);

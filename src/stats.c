@@ -97,6 +97,7 @@ int _pmv_ctx_stats(pmv_ctx *ctx, struct pmv_ctx_stats *st)
 	st->huge_coverage = st->huge_bytes ?
 			    (double)st->huge_pmd_bytes / (double)st->huge_bytes : 0;
 	st->collapsed = rd(&ctx->collapsed);
+	st->proactive = rd(&ctx->proactive);
 	_pmv_signals_release(&sigs);
 	st->faults_missing = rd(&ctx->faults_missing);
 	st->faults_wp = rd(&ctx->faults_wp);

@@ -1396,6 +1396,79 @@ static void cleanup(void)
 	rmdir(dir);
 }
 
+/*
+ * Proactive demotion (proactive_idle_s = 1) over a memory tier with room to
+ * spare: pages nobody touches go down to lz4 without any pressure, while
+ * the few a thread keeps reading stay in memory; every byte is right
+ * after. Progress, not time: it waits until every idle page is down (the
+ * sub-test's watchdog bounds that).
+ */
+struct hot_reader { char *p; size_t psz, n; atomic_int stop; atomic_long bad; };
+
+static void *hot_read(void *arg)
+{
+	struct hot_reader *h = arg;
+
+	while (!atomic_load(&h->stop)) {
+		for (size_t i = 0; i < h->n; i++)
+			if (check(h->p + i * h->psz, h->psz, i) >= 0)
+				atomic_fetch_add(&h->bad, 1);
+		usleep(2000);
+	}
+	return NULL;
+}
+
+static int test_proactive_demotes_idle_pages(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 8 : 512, hot = c->huge ? 2 : 8, down = 0, up = 0;
+	struct pmv_tier_config tc[2] = {
+		{ .name = "mem", .node = PMV_NODE_ANY },
+		{ .name = "lz4", .node = PMV_NODE_ANY, .kind = PMV_TIER_LZ4 },
+	};
+	struct pmv_policy_config pol = { .mode = PMV_POLICY_AUTO, .interval_ms = 20,
+					 .proactive_idle_s = 1 };
+	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol };
+	struct hot_reader h = { .psz = psz, .n = hot };
+	struct pmv_ctx_stats cs;
+	struct pmv_tier_stats far;
+	pthread_t th;
+	pmv_ctx *ctx = pmv_create(&cfg);
+	int bad = 0;
+
+	if (!ctx)
+		t_skip("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
+	h.p = region(ctx, n, psz);
+	pthread_create(&th, NULL, hot_read, &h);
+	t_step("wait for the %zu idle pages to go down", n - hot);
+	while (down < n - hot) {
+		down = 0;
+		for (size_t i = hot; i < n; i++)
+			down += tier_of(ctx, h.p + i * psz) == 1;
+		usleep(20000);
+		t_beat();
+	}
+	atomic_store(&h.stop, 1);
+	pthread_join(th, NULL);
+	for (size_t i = 0; i < hot; i++)
+		up += tier_of(ctx, h.p + i * psz) == 0;
+	T_ASSERT(!pmv_ctx_stats(ctx, &cs), "pmv_ctx_stats");
+	far = tstats(ctx, 1);
+	printf("  %llu proactive demotions, %zu of %zu read pages in memory, %llu KB stored "
+	       "for %zu KB\n", (unsigned long long)cs.proactive, up, hot,
+	       (unsigned long long)far.stored_bytes >> 10, (n - hot) * psz >> 10);
+	T_CHECK(bad, cs.proactive >= n - hot, "%llu proactive demotions for %zu pages down",
+		(unsigned long long)cs.proactive, n - hot);
+	/* a read every 2 ms is never idle 1 s: the policy has no reason to move them */
+	T_CHECK(bad, up == hot, "%zu of the %zu pages read all along left memory", hot - up, hot);
+	T_CHECK(bad, far.stored_bytes < (n - hot) * psz, "nothing saved: %llu bytes stored",
+		(unsigned long long)far.stored_bytes);
+	T_CHECK(bad, atomic_load(&h.bad) == 0, "the reader saw %ld wrong pages",
+		atomic_load(&h.bad));
+	bad += (int)check_all(h.p, n, psz);
+	pmv_destroy(ctx);
+	return bad;
+}
+
 int main(void)
 {
 	struct t_suite s;
@@ -1464,6 +1537,8 @@ int main(void)
 		run(&s, "test_demoter_keeps_a_margin", test_demoter_keeps_a_margin, 0, "lz4", h, 0);
 		run(&s, "test_fault_ins_with_the_demoter", test_fault_ins_with_the_demoter, 0, "lz4",
 		    h, 0);
+		run(&s, "test_proactive_demotes_idle_pages", test_proactive_demotes_idle_pages, 0,
+		    "lz4", h, 0);
 		run(&s, "test_two_threads_fault_past_a_full_memory_tier",
 		    test_two_threads_fault_past_a_full_memory_tier, 0, "lz4", h, 0);
 		run(&s, "test_two_threads_fault_past_a_full_memory_tier",

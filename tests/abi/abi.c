@@ -58,7 +58,12 @@ _Static_assert(offsetof(struct pmv_tier_config, resv) == 40, "pmv_tier_config.re
 /* 0.5's coverage took the first words of 0.4's pmv_ctx_stats.resv (at 184) */
 _Static_assert(offsetof(struct pmv_ctx_stats, huge_bytes) == 184, "pmv_ctx_stats.huge_bytes");
 _Static_assert(offsetof(struct pmv_ctx_stats, collapsed) == 208, "pmv_ctx_stats.collapsed");
-_Static_assert(offsetof(struct pmv_ctx_stats, resv) == 216, "pmv_ctx_stats.resv");
+_Static_assert(offsetof(struct pmv_ctx_stats, proactive) == 216, "pmv_ctx_stats.proactive");
+_Static_assert(offsetof(struct pmv_ctx_stats, resv) == 224, "pmv_ctx_stats.resv");
+/* proactive demotion's knob took the first word of pmv_policy_config.resv */
+_Static_assert(offsetof(struct pmv_policy_config, proactive_idle_s) == 40,
+	       "pmv_policy_config.proactive_idle_s");
+_Static_assert(offsetof(struct pmv_policy_config, resv) == 44, "pmv_policy_config.resv");
 /* and the pool's THP counters the first three of pmv_tier_stats' (at 328) */
 _Static_assert(offsetof(struct pmv_tier_stats, thp_fail) == 328, "pmv_tier_stats.thp_fail");
 _Static_assert(offsetof(struct pmv_tier_stats, resv) == 360, "pmv_tier_stats.resv");
@@ -472,6 +477,7 @@ static int test_other_calls_of_the_release(void)
 
 #if MINOR >= 3
 #define TIER_RESV_LAST	((int)(sizeof(((struct pmv_tier_config *)0)->resv) / 8 - 1))
+#define POL_RESV_LAST	((int)(sizeof(((struct pmv_policy_config *)0)->resv) / sizeof(unsigned) - 1))
 
 /* A non-zero resv word is refused, so a later release's field is never ignored. */
 static int test_create_refuses_nonzero_resv(void)
@@ -500,11 +506,12 @@ static int test_create_refuses_nonzero_resv(void)
 	CHECK(!pmv_create(cfg) && errno == EINVAL, "tiers[1].resv[%d] = 1 accepted",
 	      TIER_RESV_LAST);
 	tiers[1].resv[TIER_RESV_LAST] = 0;
-	pol->resv[5] = 1;
+	pol->resv[POL_RESV_LAST] = 1;
 	cfg->policy = pol;
 	errno = 0;
-	CHECK(!pmv_create(cfg) && errno == EINVAL, "pmv_policy_config.resv[5] = 1 accepted");
-	pol->resv[5] = 0;
+	CHECK(!pmv_create(cfg) && errno == EINVAL, "pmv_policy_config.resv[%d] = 1 accepted",
+	      POL_RESV_LAST);
+	pol->resv[POL_RESV_LAST] = 0;
 	ctx = pmv_create(cfg);
 	CHECK(ctx, "all resv zero again, but: %s (%s)", strerror(errno), pmv_errmsg());
 	pmv_destroy(ctx);
