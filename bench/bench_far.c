@@ -46,9 +46,11 @@
 enum { P_ZIPF, P_SCAN, P_SHIFT, P_NR };
 static const char *const pattern_names[P_NR] = { "zipf", "scan", "shift" };
 
-enum { C_UNLIMITED, C_KERNEL, C_LZ4, C_ZSTD, C_FILE, C_NR };
+/* C_PROACTIVE only with --proactive: DRAM unbounded, idle pages go to lz4 */
+enum { C_UNLIMITED, C_KERNEL, C_LZ4, C_ZSTD, C_FILE, C_PROACTIVE, C_NR };
 static const char *const case_names[C_NR] = {
 	"unlimited", "kernel_zram_lz4", "pagemove_lz4", "pagemove_zstd", "pagemove_file",
+	"pagemove_proactive",
 };
 
 struct far_res {
@@ -66,7 +68,13 @@ struct far_opts {
 	int zram;			/* the kernel case's device, or -1 */
 	char cgroup[128];		/* its cgroup directory */
 	int cgroup_v2;
+	unsigned proactive;		/* --proactive S: the C_PROACTIVE case's idle time */
 };
+
+static bool case_on(int c, const struct far_opts *o)
+{
+	return c != C_PROACTIVE || o->proactive;
+}
 
 /* ---- the data -------------------------------------------------------------- */
 
@@ -459,7 +467,8 @@ static int join_cgroup(const struct far_opts *o)
 
 static void run_case(int c, int pattern, const struct far_opts *o, struct far_res *r)
 {
-	static const int kinds[C_NR] = { 0, 0, PMV_TIER_LZ4, PMV_TIER_ZSTD, PMV_TIER_FILE };
+	static const int kinds[C_NR] = { 0, 0, PMV_TIER_LZ4, PMV_TIER_ZSTD, PMV_TIER_FILE,
+					 PMV_TIER_LZ4 };
 	size_t n = o->bytes / ITEM;
 	pmv_ctx *ctx = NULL;
 	unsigned char *base;
@@ -480,11 +489,13 @@ static void run_case(int c, int pattern, const struct far_opts *o, struct far_re
 	}
 	if (c >= C_LZ4) {
 		struct pmv_tier_config tc[2] = {
-			{ .name = "dram", .node = PMV_NODE_ANY, .capacity = o->budget },
-			{ .name = case_names[c] + 9, .node = PMV_NODE_ANY, .kind = kinds[c],
-			  .path = c == C_FILE ? o->dir : NULL },
+			{ .name = "dram", .node = PMV_NODE_ANY,
+			  .capacity = c == C_PROACTIVE ? 0 : o->budget },
+			{ .name = c == C_PROACTIVE ? "lz4" : case_names[c] + 9, .node = PMV_NODE_ANY,
+			  .kind = kinds[c], .path = c == C_FILE ? o->dir : NULL },
 		};
-		struct pmv_config cfg = { .ntiers = 2, .tiers = tc };
+		struct pmv_policy_config pol = { .proactive_idle_s = o->proactive };
+		struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol };
 
 		ctx = pmv_create(&cfg);
 		if (!ctx) {
@@ -593,7 +604,8 @@ static void run_child(int c, int pattern, const struct far_opts *o, struct far_r
 /* ---- --plot ------------------------------------------------------------------ */
 
 /* Accesses per second and slow-access p99 per case, a panel each, patterns side by side. */
-static int plot(const char *png, struct far_res res[P_NR][C_NR], size_t mb, size_t budget)
+static int plot(const char *png, struct far_res res[P_NR][C_NR], size_t mb, size_t budget,
+		const struct far_opts *o)
 {
 	char dat[] = "/tmp/pagemove-far-XXXXXX", gp[] = "/tmp/pagemove-far-XXXXXX";
 	int fd1 = mkstemp(dat), fd2 = fd1 < 0 ? -1 : mkstemp(gp), ret = -1;
@@ -609,6 +621,8 @@ static int plot(const char *png, struct far_res res[P_NR][C_NR], size_t mb, size
 	g = fdopen(fd2, "w");
 	/* a row per case: name, then accesses/s and p99 of each pattern (skipped: 0) */
 	for (int c = 0; c < C_NR; c++) {
+		if (!case_on(c, o))
+			continue;
 		fprintf(d, "%s", case_names[c]);
 		for (int p = 0; p < P_NR; p++)
 			fprintf(d, " %.4f %.1f", res[p][c].skipped ? 0 : res[p][c].maccess_per_s,
@@ -654,7 +668,7 @@ static int plot(const char *png, struct far_res res[P_NR][C_NR], size_t mb, size
 static int usage(void)
 {
 	fputs("Usage: pagemove bench far [--json] [--quick] [--plot FILE.png] [--mb MB]\n"
-"                          [--seconds S] [--dir DIR]\n"
+"                          [--seconds S] [--dir DIR] [--proactive S]\n"
 "\n"
 "The same workload over the same data with pagemove's far tiers and with\n"
 "the kernel's own swap, at one DRAM budget (a quarter of the data), in one\n"
@@ -669,6 +683,8 @@ static int usage(void)
 "  -m, --mb MB       the data, 64..16384 MiB (default 1024)\n"
 "  -s, --seconds S   each case's run, 0.5..600 (default 10)\n"
 "  -d, --dir DIR     the file tier's directory (default /var/tmp)\n"
+"  -P, --proactive S also pagemove_proactive: DRAM unbounded, lz4 below, and\n"
+"                    pages idle S seconds demoted (proactive_idle_s), 1..3600\n"
 "  -h, --help        show this help\n"
 "\n"
 "Exit status:\n"
@@ -685,6 +701,7 @@ int cmd_bench_far(int argc, char **argv)
 		{ "json", no_argument, 0, 'j' }, { "quick", no_argument, 0, 'q' },
 		{ "mb", required_argument, 0, 'm' }, { "seconds", required_argument, 0, 's' },
 		{ "dir", required_argument, 0, 'd' }, { "plot", required_argument, 0, 'p' },
+		{ "proactive", required_argument, 0, 'P' },
 		{ "help", no_argument, 0, 'h' }, { 0 }
 	};
 	struct far_opts o = { .secs = 10, .dir = "/var/tmp", .zram = -1 };
@@ -696,13 +713,14 @@ int cmd_bench_far(int argc, char **argv)
 	struct opt_parse op;
 
 	opt_begin(&op, "bench far");
-	while ((opt = getopt_long(argc, argv, ":jqm:s:d:p:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":jqm:s:d:p:P:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'j': json = 1; break;
 		case 'q': quick = 1; break;
 		case 'm': mb_set = opt_ulong(&op, "--mb", optarg, 64, 16384, &mb); break;
 		case 's': secs_set = opt_double(&op, "--seconds", optarg, 0.5, 600, &o.secs); break;
 		case 'd': o.dir = optarg; break;
+		case 'P': opt_uint(&op, "--proactive", optarg, 1, 3600, &o.proactive); break;
 		case 'p': png = optarg; break;
 		case 'h': return usage();
 		default: opt_getopt_error(&op, opt, argv); break;
@@ -734,6 +752,8 @@ int cmd_bench_far(int argc, char **argv)
 		for (int c = 0; c < C_NR; c++) {
 			struct far_res *r = &res[p][c];
 
+			if (!case_on(c, &o))
+				continue;
 			if (c == C_KERNEL && kret) {
 				memset(r, 0, sizeof(*r));
 				r->skipped = 1;
@@ -743,10 +763,10 @@ int cmd_bench_far(int argc, char **argv)
 			}
 			bad += !r->skipped && r->bad;
 			if (r->skipped)
-				fprintf(stderr, "  %-6s %-16s skipped: %s\n", pattern_names[p],
+				fprintf(stderr, "  %-6s %-18s skipped: %s\n", pattern_names[p],
 					case_names[c], r->why);
 			else
-				fprintf(stderr, "  %-6s %-16s %7.2f M accesses/s, slow p50 %.0f us, "
+				fprintf(stderr, "  %-6s %-18s %7.2f M accesses/s, slow p50 %.0f us, "
 					"p99 %.0f us%s\n", pattern_names[p], case_names[c],
 					r->maccess_per_s, r->p50_us, r->p99_us,
 					r->bad ? ", WRONG DATA" : "");
@@ -763,6 +783,8 @@ int cmd_bench_far(int argc, char **argv)
 			for (int c = 0; c < C_NR; c++) {
 				const struct far_res *r = &res[p][c];
 
+				if (!case_on(c, &o))
+					continue;
 				printf("%s    {\"name\": \"%s\", \"pattern\": \"%s\", ", first ? "" : ",\n",
 				       case_names[c], pattern_names[p]);
 				first = 0;
@@ -781,18 +803,20 @@ int cmd_bench_far(int argc, char **argv)
 	} else {
 		printf("%lu MB of 4 KB items, DRAM budget %zu MB, %.1f s a case\n", mb,
 		       o.budget >> 20, o.secs);
-		printf("%-6s %-16s %9s %8s %8s %9s %9s %9s %6s %6s\n", "", "case", "Macc/s",
+		printf("%-6s %-18s %9s %8s %8s %9s %9s %9s %6s %6s\n", "", "case", "Macc/s",
 		       "p50 us", "p99 us", "max us", "DRAM MB", "store MB", "ratio", "cpu s");
 		for (int p = 0; p < P_NR; p++)
 			for (int c = 0; c < C_NR; c++) {
 				const struct far_res *r = &res[p][c];
 
+				if (!case_on(c, &o))
+					continue;
 				if (r->skipped) {
-					printf("%-6s %-16s skipped: %s\n", pattern_names[p],
+					printf("%-6s %-18s skipped: %s\n", pattern_names[p],
 					       case_names[c], r->why);
 					continue;
 				}
-				printf("%-6s %-16s %9.2f %8.0f %8.0f %9.0f %9.1f %9.1f %6.2f %6.2f%s\n",
+				printf("%-6s %-18s %9.2f %8.0f %8.0f %9.0f %9.1f %9.1f %6.2f %6.2f%s\n",
 				       pattern_names[p], case_names[c], r->maccess_per_s, r->p50_us,
 				       r->p99_us, r->max_us, r->dram_bytes / 1048576.0,
 				       r->store_bytes / 1048576.0, r->ratio, r->cpu_s,
@@ -800,7 +824,7 @@ int cmd_bench_far(int argc, char **argv)
 			}
 		printf("%s\n", bad ? "data WRONG in some case" : "data verified in every case run");
 	}
-	if (png && plot(png, res, mb, o.budget >> 20) == 0)
+	if (png && plot(png, res, mb, o.budget >> 20, &o) == 0)
 		fprintf(stderr, "pagemove bench far: plot written to %s\n", png);
 	return bad ? 1 : 0;
 }
