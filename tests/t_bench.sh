@@ -13,7 +13,8 @@ fi
 for key in memcpy_1t_gbps memcpy_all_gbps limit_warm_gbps limit_bulk_gbps copy_2m_1t_us \
 	writer_stall_p50_us writer_stall_p99_us writer_stall_max_us migrate_2m_single_1t \
 	migrate_2m_warm migrate_2m_bulk migrate_4k_random_batch migrate_4k_random_parallel \
-	exchange_2m_batch exchange_4k_batch auto_vs_best mode mode_why; do
+	exchange_2m_batch exchange_4k_batch auto_vs_best mode mode_why collapse_2m_gbps \
+	collapse_2m_ratio; do
 	grep -q "\"$key\"" "$out" || { echo "FAIL: no $key in the JSON"; cat "$out"; exit 1; }
 done
 if command -v python3 >/dev/null 2>&1; then
@@ -34,6 +35,12 @@ assert {r["size"] for r in d["results"] if r["name"] == "migrate_2m_bulk"} == {"
 assert {a["name"] for a in d["auto_vs_best"]} == names, d["auto_vs_best"]
 assert d["limit_warm_gbps"] > 0 and d["limit_bulk_gbps"] > 0, d
 assert d["mode"] in ("full", "user-mode-only"), d["mode"]
+# the coalescing rate, or null with the reason (a kernel without PT_RECLAIM)
+if d["collapse_2m_gbps"] is None:
+    assert d["collapse_2m_ratio"] is None and d["collapse_2m_skipped"], d
+else:
+    assert d["collapse_2m_gbps"] > 0 and d["collapse_2m_ratio"] > 0, d
+    assert d["collapse_2m_left"] >= 0, d
 assert d["mode_why"] in ("device", "syscall", "asked", "denied"), d["mode_why"]
 print("bench JSON ok:", ", ".join("%s %.2f" % (r["name"], r["ratio"])
       for r in d["results"] if r["engine"] == "auto"))
