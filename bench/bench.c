@@ -261,6 +261,44 @@ static double exchange_rounds(void **a, void **b, size_t npairs, size_t per_call
 	return bench_now() - t0;
 }
 
+/* ---- coalescing ---------------------------------------------------------- */
+
+/*
+ * The coalescing rate (issue 14): each warm 2 MB page is split by the
+ * MADV_DONTNEED of one 4 KB piece (a different one per page), then one
+ * pmv_collapse over the region makes them huge again, timed; `rounds`
+ * times. Bytes are those of the pages collapsed (2 MB each), as a move's
+ * are. -1 when the kernel cannot map a collapsed page as one PMD (no
+ * PT_RECLAIM): *why says so.
+ */
+static double collapse_rounds(char *base, size_t npages, int rounds, double *bytes,
+			      long *left_out, const char **why)
+{
+	double t = 0;
+	long left = 0;
+
+	*bytes = 0;
+	for (int r = 0; r < rounds; r++) {
+		double t0;
+		int ret;
+
+		for (size_t i = 0; i < npages; i++)
+			madvise(base + i * SZ_2M + ((i + r * 7) % 512) * SZ_4K, SZ_4K, MADV_DONTNEED);
+		t0 = bench_now();
+		ret = pmv_collapse(ctx, base, npages * SZ_2M, 0);
+		t += bench_now() - t0;
+		if (ret < 0) {
+			*why = ret == -EOPNOTSUPP ? "the kernel has no PT_RECLAIM" : pmv_errmsg();
+			return -1;
+		}
+		/* a page skipped as busy stays split: its bytes do not count */
+		*bytes += (double)(npages - (size_t)ret) * SZ_2M;
+		left += ret;
+	}
+	*left_out = left;
+	return t;
+}
+
 /* ---- writer stall -------------------------------------------------------- */
 
 static atomic_int stall_stop;
@@ -349,7 +387,8 @@ static int usage(void)
 "       pagemove bench run [OPTIONS]\n"
 "\n"
 "Measures migration of 2 MB and 4 KB pages (single, batched, parallel),\n"
-"exchange and the writer stall, in one run. Every case runs with the\n"
+"exchange, coalescing (pmv_collapse of split 2 MB pages) and the writer\n"
+"stall, in one run. Every case runs with the\n"
 "default engine (auto) and with each fixed one, at a warm size (it fits\n"
 "the pools) or at bulk size (2 GB, or 4x the last-level cache), and is\n"
 "reported as GB/s and as a ratio to the limit of that size: the best of\n"
@@ -556,6 +595,9 @@ int cmd_bench(int argc, char **argv)
 	size_t len[SZ_NR];
 	struct bufs b = { .rounds = 4, .rounds_bulk = 2 };
 	double auto_vs_best[NCASES];
+	double collapse_gbps = 0, collapse_ratio = 0;
+	const char *collapse_why = NULL;
+	long collapse_left = 0;
 	pid_t hog_pid = 0;
 
 	struct opt_parse op;
@@ -722,6 +764,27 @@ int cmd_bench(int argc, char **argv)
 	if (kernel)
 		kernel_runs(b.hw, b.nhw, b.sp, b.ns, n0, n1, lim[SZ_WARM]);
 
+	/* coalescing: split warm pages made huge again, against the warm limit */
+	{
+		double before = limit_bw(bufb, bufa, len[SZ_WARM], SZ_WARM), bytes, t;
+
+		t = collapse_rounds(hw, b.nhw, b.rounds, &bytes, &collapse_left, &collapse_why);
+		if (t > 0 && bytes > 0) {
+			double after = limit_bw(bufb, bufa, len[SZ_WARM], SZ_WARM);
+
+			collapse_gbps = bytes / t / 1e9;
+			collapse_ratio = collapse_gbps / ((before + after) / 2);
+		} else if (!collapse_why) {
+			collapse_why = "no page was collapsed";
+		}
+		if (verbose && collapse_why)
+			fprintf(stderr, "  collapse_2m: skipped: %s\n", collapse_why);
+		else if (verbose)
+			fprintf(stderr, "  %-28s %-4s %-8s %7.2f GB/s  %5.2f of the limit (%ld left split)\n",
+				"collapse_2m", "warm", "auto", collapse_gbps, collapse_ratio,
+				collapse_left);
+	}
+
 	/* writer stall: one writer on a 2 MB page that moves back and forth */
 	{
 		pthread_t w;
@@ -767,7 +830,14 @@ int cmd_bench(int argc, char **argv)
 		for (size_t c = 0; c < NCASES; c++)
 			printf("    {\"name\": \"%s\", \"ratio\": %.3f}%s\n", cases[c].name,
 			       auto_vs_best[c], c + 1 < NCASES ? "," : "");
-		printf("  ],\n  \"writer_stall_p50_us\": %.1f,\n  \"writer_stall_p99_us\": %.1f,\n"
+		if (collapse_why)
+			printf("  ],\n  \"collapse_2m_gbps\": null,\n  \"collapse_2m_ratio\": null,\n"
+			       "  \"collapse_2m_skipped\": \"%s\",\n", collapse_why);
+		else
+			printf("  ],\n  \"collapse_2m_gbps\": %.3f,\n  \"collapse_2m_ratio\": %.3f,\n"
+			       "  \"collapse_2m_left\": %ld,\n", collapse_gbps, collapse_ratio,
+			       collapse_left);
+		printf("  \"writer_stall_p50_us\": %.1f,\n  \"writer_stall_p99_us\": %.1f,\n"
 		       "  \"writer_stall_max_us\": %.1f,\n  \"writer_stalls\": %zu\n}\n",
 		       pct(stalls, nstalls, 0.5), pct(stalls, nstalls, 0.99),
 		       nstalls ? stalls[nstalls - 1] : 0, nstalls);
@@ -784,6 +854,12 @@ int cmd_bench(int argc, char **argv)
 		printf("auto against the best fixed engine:");
 		for (size_t c = 0; c < NCASES; c++)
 			printf(" %s %.2f%s", cases[c].name, auto_vs_best[c], c + 1 < NCASES ? "," : "\n");
+		if (collapse_why)
+			printf("collapse_2m: skipped: %s\n", collapse_why);
+		else
+			printf("collapse_2m (split 2 MB pages made huge by pmv_collapse): %.2f GB/s, "
+			       "%.2f of the warm limit, %ld left split\n", collapse_gbps,
+			       collapse_ratio, collapse_left);
 		printf("copy_2m_1t_us %.0f; writer stall p50 %.0f us, p99 %.0f us, max %.0f us\n",
 		       copy2m_us, pct(stalls, nstalls, 0.5), pct(stalls, nstalls, 0.99),
 		       nstalls ? stalls[nstalls - 1] : 0);

@@ -2,7 +2,7 @@
 /*
  * pagemove bench tiering: how much of a skewed workload's traffic the
  * tiering policy serves from the fast tier, against the best any placement
- * could do and against first touch, for three access patterns. The method
+ * could do and against first touch, for four access patterns. The method
  * is in docs/BENCH.md ("Tiering").
  */
 #include <errno.h>
@@ -29,8 +29,9 @@
 #define MAX_CONVERGE_S	10.0		/* zipf target */
 #define MAX_TRACK_CPU	0.02		/* of one core */
 
-enum { ZIPF, SHIFT, SCAN, NPAT };
-static const char *const pat_name[NPAT] = { "zipf", "shift", "scan" };
+enum { ZIPF, SHIFT, SCAN, SPARSE, NPAT };
+static const char *const pat_name[NPAT] = { "zipf", "shift", "scan", "sparse" };
+#define SPARSE_HOT	8		/* hot 4 KB pieces of each 2 MB page */
 
 struct opts {
 	size_t mb;
@@ -45,7 +46,7 @@ struct result {
 	size_t n, n_ft, per;		/* per: intervals per phase */
 	unsigned nphases;
 	double phase_hit[64], phase_conv[64];
-	double hit, oracle, first_touch, first_touch_placed, converge_s, gb;
+	double hit, oracle, oracle_4k, first_touch, first_touch_placed, converge_s, gb;
 	double track_cpu, maccess_s;
 	size_t ticks, top_fast;		/* policy on: ticks, and with the hottest page fast */
 	uint64_t promoted, demoted, exchanged, samples, sample_faults;
@@ -194,7 +195,10 @@ static int run_pattern(int pat, const struct opts *o, struct result *r)
 	if (r->psz == 4096 && pat == ZIPF)
 		fprintf(stderr, "  (THP is disabled: 4 KB pages, one item each)\n");
 	r->fast_pages = wl_query(&wl, ctx, NULL);
+	if (pat == SPARSE && (err = wl_sparse(&wl, SPARSE_HOT)))
+		goto out;
 	r->oracle = wl_oracle(&wl, size / 4 / r->psz);
+	r->oracle_4k = wl_oracle_4k(&wl, size / 4);
 	r->first_touch_placed = wl_expected_hits(&wl);
 	err = wl_start(&wl, pat == SCAN);
 	if (err)
@@ -274,16 +278,16 @@ static int plot(const char *png, const struct result *res, const struct opts *o)
 		fprintf(d, "\n\n");
 	}
 	fprintf(g, "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
-		   "  set terminal pngcairo size 1000,1100 font ',10'\n"
-		   "} else {\n  set terminal png size 1000,1100\n}\n");
+		   "  set terminal pngcairo size 1000,1450 font ',10'\n"
+		   "} else {\n  set terminal png size 1000,1450\n}\n");
 	fprintf(g, "set output ");
 	bench_gp_string(g, png);
-	fprintf(g, "\nset multiplot layout 3,1 title 'pagemove bench tiering: "
+	fprintf(g, "\nset multiplot layout %d,1 title 'pagemove bench tiering: "
 		   "fast-tier hit fraction per 0.5 s (%zu MB, fast tier 1/4, %u thread%s)'\n"
 		   "set yrange [0:1.2]\nset ytics 0,0.2,1\nset grid\nset key top center horizontal\n"
 		   "set ylabel 'hit fraction'\n"
 		   "set xlabel 'seconds since the policy was turned on (before 0: off)'\n",
-		o->mb, o->threads, o->threads > 1 ? "s" : "");
+		NPAT, o->mb, o->threads, o->threads > 1 ? "s" : "");
 	for (int p = 0; p < NPAT; p++) {
 		const struct result *r = &res[p];
 
@@ -365,6 +369,7 @@ static void print_json(const struct result *res, double cpu, int all_met)
 		char cb[32];
 
 		printf("  {\"name\": \"%s\", \"hit_fraction\": %.4f, \"oracle_hit_fraction\": %.4f, "
+		       "\"oracle_4k_hit_fraction\": %.4f, "
 		       "\"first_touch_hit_fraction\": %.4f, \"converge_s\": %s, "
 		       "\"gb_migrated\": %.3f, \"track_cpu_fraction\": %.4f, "
 		       "\"promoted\": %llu, \"demoted\": %llu, \"exchanged\": %llu, "
@@ -372,7 +377,7 @@ static void print_json(const struct result *res, double cpu, int all_met)
 		       "\"seconds\": %.1f, \"hottest_page_fast_fraction\": %.3f, "
 		       "\"targets_met\": %s, \"data_verified\": %s,\n"
 		       "   \"phase_hit_fraction\": [", pat_name[p], r->hit, r->oracle,
-		       r->first_touch, conv_json(cb, sizeof(cb), r->converge_s), r->gb, r->track_cpu,
+		       r->oracle_4k, r->first_touch, conv_json(cb, sizeof(cb), r->converge_s), r->gb, r->track_cpu,
 		       (unsigned long long)r->promoted, (unsigned long long)r->demoted,
 		       (unsigned long long)r->exchanged, (unsigned long long)r->samples,
 		       (unsigned long long)r->sample_faults, r->maccess_s,
@@ -414,6 +419,8 @@ static void print_table(const struct result *res, const struct opts *o)
 		       (unsigned long long)r->promoted, (unsigned long long)r->demoted,
 		       (unsigned long long)r->exchanged, 100 * r->track_cpu, r->maccess_s);
 	}
+	printf("sparse: %d hot 4 KB pieces a 2 MB page; a fast tier of 4 KB pieces could serve "
+	       "%.3f (oracle of 4 KB pages)\n", SPARSE_HOT, res[SPARSE].oracle_4k);
 }
 
 static int usage(void)
@@ -422,9 +429,10 @@ static int usage(void)
 "                              [--mb MB] [--threads N] [--nodes A,B]\n"
 "\n"
 "Runs a zipf workload from N threads on MB MiB of 2 MB pages whose fast\n"
-"tier holds a quarter, in three patterns (zipf; shift: the hot pages\n"
-"change every 5 s; scan: plus a thread reading the whole region), first\n"
-"with the policy off, then on for S seconds. Reports the fast-tier hit\n"
+"tier holds a quarter, in four patterns (zipf; shift: the hot pages\n"
+"change every 5 s; scan: plus a thread reading the whole region; sparse:\n"
+"only 8 4 KB pieces of each page are accessed), first with the policy\n"
+"off, then on for S seconds. Reports the fast-tier hit\n"
 "fraction against the best possible (oracle) and first touch, the time to\n"
 "converge (\"never\" if it did not), bytes migrated and tracking CPU, and\n"
 "whether each target is met.\n"
@@ -521,11 +529,11 @@ int cmd_bench_tiering(int argc, char **argv)
 			goto out;
 		}
 		fprintf(stderr, "  %-5s first touch %.3f (placement says %.3f; %ld pages fast), "
-			"policy: %.3f of oracle %.3f, converge %s%s, %.2f GB moved, "
+			"policy: %.3f of oracle %.3f (4 KB pages: %.3f), converge %s%s, %.2f GB moved, "
 			"%ld pages fast at the end, hottest page fast %.0f %% of the time, "
 			"%.1f M accesses/s\n",
 			pat_name[p], r->first_touch, r->first_touch_placed, r->fast_pages, r->hit,
-			r->oracle, conv_text(cb, sizeof(cb), r->converge_s),
+			r->oracle, r->oracle_4k, conv_text(cb, sizeof(cb), r->converge_s),
 			r->converge_s < 0 ? "" : " s", r->gb, r->fast_pages_end,
 			r->ticks ? 100.0 * r->top_fast / r->ticks : 0, r->maccess_s);
 		if (p == SCAN)

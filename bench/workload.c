@@ -30,11 +30,21 @@ static uint64_t pattern(uint64_t off)
 	return splitmix64(&s);
 }
 
+static void zipf_cdf(double *cdf, size_t n)
+{
+	double sum = 0;
+
+	for (size_t r = 0; r < n; r++)
+		cdf[r] = sum += pow(r + 1, -WL_ZIPF_S);
+	for (size_t r = 0; r < n; r++)
+		cdf[r] /= sum;
+	cdf[n - 1] = 1.0;	/* no rounding gap at the top */
+}
+
 int wl_init(struct workload *wl, void *base, size_t size, size_t psz,
 	    unsigned nthreads, unsigned nphases, uint64_t seed)
 {
 	size_t ipp = psz / WL_ITEM;
-	double sum = 0;
 
 	memset(wl, 0, sizeof(*wl));
 	if (!size || size % psz || psz % WL_ITEM || (ipp & (ipp - 1)) || !nthreads || !nphases)
@@ -44,7 +54,8 @@ int wl_init(struct workload *wl, void *base, size_t size, size_t psz,
 	wl->psz = psz;
 	wl->npages = size / psz;
 	wl->nitems = size / WL_ITEM;
-	wl->ipp_shift = __builtin_ctzl(ipp);
+	wl->ipp_shift = wl->rpp_shift = __builtin_ctzl(ipp);
+	wl->nranks = wl->nitems;
 	wl->nthreads = nthreads;
 	wl->nphases = nphases;
 	wl->seed = seed;
@@ -59,11 +70,7 @@ int wl_init(struct workload *wl, void *base, size_t size, size_t psz,
 	if (!wl->cdf || !wl->perm || !wl->fast || !wl->pages || !wl->status || !wl->th)
 		goto nomem;
 
-	for (size_t r = 0; r < wl->nitems; r++)
-		wl->cdf[r] = sum += pow(r + 1, -WL_ZIPF_S);
-	for (size_t r = 0; r < wl->nitems; r++)
-		wl->cdf[r] /= sum;
-	wl->cdf[wl->nitems - 1] = 1.0;	/* no rounding gap at the top */
+	zipf_cdf(wl->cdf, wl->nitems);
 
 	for (unsigned ph = 0; ph < nphases; ph++) {
 		uint64_t s = seed + 1000003ULL * ph;
@@ -95,6 +102,27 @@ int wl_init(struct workload *wl, void *base, size_t size, size_t psz,
 nomem:
 	wl_free(wl);
 	return -ENOMEM;
+}
+
+int wl_sparse(struct workload *wl, unsigned hot)
+{
+	if (!hot || (hot & (hot - 1)))
+		return -EINVAL;
+	if (__builtin_ctz(hot) < (int)wl->ipp_shift)
+		wl->rpp_shift = __builtin_ctz(hot);
+	wl->nranks = wl->npages << wl->rpp_shift;
+	zipf_cdf(wl->cdf, wl->nranks);	/* fewer ranks: the array is big enough */
+	return 0;
+}
+
+/* The item of rank r under permutation perm. */
+static size_t rank_item(const struct workload *wl, const uint32_t *perm, size_t r)
+{
+	size_t page = perm[r >> wl->rpp_shift], j = r & (((size_t)1 << wl->rpp_shift) - 1);
+	unsigned gap = wl->ipp_shift - wl->rpp_shift;
+
+	/* sparse: the j-th hot piece of a page is 2^gap apart, shifted by the page */
+	return (page << wl->ipp_shift) | (j << gap) | (page & (((size_t)1 << gap) - 1));
 }
 
 void wl_free(struct workload *wl)
@@ -165,7 +193,6 @@ static void *worker(void *arg)
 {
 	struct wl_thread *t = arg;
 	struct workload *wl = t->wl;
-	size_t imask = ((size_t)1 << wl->ipp_shift) - 1;
 	uint64_t acc = 0, hits = 0, sink = 0;
 
 	while (!atomic_load_explicit(&wl->stop, memory_order_relaxed)) {
@@ -174,9 +201,8 @@ static void *worker(void *arg)
 
 		for (int i = 0; i < WL_BATCH; i++) {
 			double u = (splitmix64(&t->rng) >> 11) * 0x1.0p-53;
-			size_t r = zipf_rank(wl->cdf, wl->nitems, u);
-			size_t page = perm[r >> wl->ipp_shift];
-			size_t key = (page << wl->ipp_shift) | (r & imask);
+			size_t r = zipf_rank(wl->cdf, wl->nranks, u);
+			size_t key = rank_item(wl, perm, r), page = key >> wl->ipp_shift;
 			uint64_t *it = (uint64_t *)(wl->base + key * WL_ITEM);
 
 			/* one cache line: the header and six pattern words */
@@ -289,22 +315,31 @@ int wl_query(struct workload *wl, pmv_ctx *ctx, size_t *errs)
 
 double wl_oracle(const struct workload *wl, size_t fast_pages)
 {
-	size_t n = fast_pages << wl->ipp_shift;
+	size_t n = fast_pages << wl->rpp_shift;
 
 	/* ranks are grouped by page in order: the top pages hold the top ranks */
 	if (!n)
 		return 0;
-	return n >= wl->nitems ? 1.0 : wl->cdf[n - 1];
+	return n >= wl->nranks ? 1.0 : wl->cdf[n - 1];
+}
+
+double wl_oracle_4k(const struct workload *wl, size_t fast_bytes)
+{
+	size_t n = fast_bytes / WL_ITEM;
+
+	if (!n)
+		return 0;
+	return n >= wl->nranks ? 1.0 : wl->cdf[n - 1];
 }
 
 double wl_expected_hits(const struct workload *wl)
 {
 	const uint32_t *perm = wl->perm[atomic_load(&wl->phase)];
-	size_t ipp = (size_t)1 << wl->ipp_shift;
+	size_t rpp = (size_t)1 << wl->rpp_shift;
 	double prev = 0, sum = 0;
 
 	for (size_t g = 0; g < wl->npages; g++) {
-		double c = wl->cdf[(g + 1) * ipp - 1];
+		double c = wl->cdf[(g + 1) * rpp - 1];
 
 		if (__atomic_load_n(&wl->fast[perm[g]], __ATOMIC_RELAXED))
 			sum += c - prev;

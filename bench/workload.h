@@ -45,6 +45,8 @@ struct workload {
 	unsigned char *base;
 	size_t size, psz, npages, nitems;
 	unsigned ipp_shift;		/* log2(items per page) */
+	unsigned rpp_shift;		/* log2(ranks per page): ipp_shift, less if sparse */
+	size_t nranks;			/* items ever accessed: npages << rpp_shift */
 	double *cdf;			/* zipf CDF over ranks */
 	uint32_t **perm;		/* perm[phase][rank group] = page */
 	unsigned nphases;
@@ -80,6 +82,15 @@ void wl_free(struct workload *wl);
 int wl_setup(struct workload *wl, pmv_ctx *ctx, size_t size, unsigned nthreads,
 	     unsigned nphases, uint64_t seed);
 
+/*
+ * The sparse pattern: only hot (a power of two, at most the items per
+ * page) items of each page are ever accessed, spread over the page (rank
+ * group g's j-th item is piece j * ipp / hot plus an offset that depends
+ * on the page); the zipf ranks run over those alone. Call before
+ * wl_start(). 0 or -ENOMEM / -EINVAL.
+ */
+int wl_sparse(struct workload *wl, unsigned hot);
+
 /* Write every item, in address order: the region's first touch. */
 void wl_fill(struct workload *wl);
 
@@ -105,6 +116,13 @@ int wl_query(struct workload *wl, pmv_ctx *ctx, size_t *errs);
  * probability of the fast_pages most popular pages (any phase).
  */
 double wl_oracle(const struct workload *wl, size_t fast_pages);
+
+/*
+ * The same for a fast tier of fast_bytes whose pages could be split, so
+ * that it held exactly the hottest items (4 KB pieces): what choosing the
+ * page size per page (Memtis) could reach. Equals wl_oracle() unless sparse.
+ */
+double wl_oracle_4k(const struct workload *wl, size_t fast_bytes);
 
 /*
  * The expected hit fraction of the current phase with fast[] as it is.

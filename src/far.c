@@ -34,6 +34,7 @@
 
 #define EVICT_MAX	512	/* a batch of migrate.c is at most this */
 #define RECLAIM_MAX	64	/* pages a fault looks at to make room */
+#define RECLAIM_WALK	(4 * RECLAIM_MAX)	/* list entries, past bound pages */
 
 /* ---- open, close, stats ------------------------------------------------ */
 
@@ -477,19 +478,24 @@ size_t _pmv_far_free(pmv_ctx *ctx, int tier)
 /*
  * Evict the coldest pages of memory tier `tier` (the tails of its
  * inactive, then active list) to the first far tier until `bytes` are
- * free. Only pages it can lock at once; never `self`. The caller holds
+ * free. Only pages it can lock at once; never `self`. A page bound to its
+ * tier (PG_bind, pmv_mbind's PMV_MPOL_BIND) only when the unbound ones do
+ * not free enough, and never for the demoter (`background`): it does the
+ * policy's work ahead, and the policy never moves a bound page; a fault
+ * that needs room may, as the kernel's reclaim swaps out MPOL_BIND pages,
+ * or it would get SIGBUS. The caller holds
  * regions_lock for reading. fork_lock is only tried: a fork in progress
  * loads every evicted page back, and one evicted behind it would be a
  * hole in the child: -EAGAIN then. 0 and *freed, or -ENOMEM (nothing
  * freed).
  */
 static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
-		   size_t *freed, uint64_t *pages)
+		   size_t *freed, uint64_t *pages, bool background)
 {
 	struct _pmv_tier *t = &ctx->tiers[tier];
-	struct _pmv_page *cand[RECLAIM_MAX], *pgs[RECLAIM_MAX];
+	struct _pmv_page *cand[2][RECLAIM_MAX], *pgs[RECLAIM_MAX];
 	int dst[RECLAIM_MAX], st[RECLAIM_MAX], far = -1;
-	size_t nc = 0, n = 0, got = 0;
+	size_t nc[2] = { 0 }, n = 0, got = 0, walked = 0;
 
 	*freed = 0;
 	*pages = 0;
@@ -500,33 +506,41 @@ static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
 		return -ENOMEM;
 	if (pthread_rwlock_tryrdlock(&ctx->fork_lock))
 		return -EAGAIN;	/* a fork (or one queued behind a batch): fault again */
+	/* the tails: cand[0] unbound pages, cand[1] bound ones, walking past those */
 	pthread_mutex_lock(&t->lru_lock);
 	for (int l = 0; l < 2; l++) {
 		struct _pmv_lru_list *list = l ? &t->active : &t->inactive;
 
 		for (struct _pmv_page *pg = list->head.lru_prev;
-		     pg != &list->head && nc < RECLAIM_MAX; pg = pg->lru_prev)
-			cand[nc++] = pg;
+		     pg != &list->head && nc[0] < RECLAIM_MAX && walked < RECLAIM_WALK;
+		     pg = pg->lru_prev, walked++) {
+			int b = !!(_pmv_page_flags(pg) & PG_bind);
+
+			if (nc[b] < RECLAIM_MAX)
+				cand[b][nc[b]++] = pg;
+		}
 	}
 	pthread_mutex_unlock(&t->lru_lock);
-	for (size_t i = 0; i < nc && got < bytes; i++) {
-		struct _pmv_page *pg = cand[i];
-		uint32_t f;
+	for (int b = 0; b < (background ? 1 : 2); b++) {
+		for (size_t i = 0; i < nc[b] && got < bytes && n < RECLAIM_MAX; i++) {
+			struct _pmv_page *pg = cand[b][i];
+			uint32_t f;
 
-		if (pg == self || !_pmv_page_trylock(pg))
-			continue;
-		f = _pmv_page_flags(pg);
-		/* as prepare() in migrate.c: only a mapped, unshared page of this tier */
-		if ((f & (PG_present | PG_far | PG_zap | PG_shared | PG_isolated)) != PG_present ||
-		    pg->tier != tier || _pmv_unpark(ctx, pg) ||
-		    !(_pmv_page_flags(pg) & PG_present)) {
-			_pmv_page_unlock(ctx, pg);
-			continue;
+			if (pg == self || !_pmv_page_trylock(pg))
+				continue;
+			f = _pmv_page_flags(pg);
+			/* as prepare() in migrate.c: only a mapped, unshared page of this tier */
+			if ((f & (PG_present | PG_far | PG_zap | PG_shared | PG_isolated)) !=
+			    PG_present || (background && (f & PG_bind)) || pg->tier != tier ||
+			    _pmv_unpark(ctx, pg) || !(_pmv_page_flags(pg) & PG_present)) {
+				_pmv_page_unlock(ctx, pg);
+				continue;
+			}
+			_pmv_isolate_lru_page(ctx, pg);
+			pgs[n] = pg;
+			dst[n++] = far;
+			got += _pmv_page_size(pg);
 		}
-		_pmv_isolate_lru_page(ctx, pg);
-		pgs[n] = pg;
-		dst[n++] = far;
-		got += _pmv_page_size(pg);
 	}
 	if (n)
 		_pmv_far_evict(ctx, pgs, dst, n, st, NULL, PMV_EVICT_RECLAIM);
@@ -544,7 +558,7 @@ int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *sel
 {
 	size_t freed;
 	uint64_t pages;
-	int ret = reclaim(ctx, tier, bytes, self, &freed, &pages);
+	int ret = reclaim(ctx, tier, bytes, self, &freed, &pages, false);
 
 	_pmv_stat_add(&ctx->direct_evicted, pages);
 	_pmv_far_kick(ctx, tier);	/* it is below low: the demoter gets ahead again */
@@ -559,7 +573,11 @@ int _pmv_far_reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *sel
  * (move out, compress, free the page, before the load could start); here
  * that runs on another CPU while the program goes on. Only in the AUTO
  * policy mode, as the policy's own moves; direct reclaim stays the
- * backstop when the demoter falls behind.
+ * backstop when the demoter falls behind. Not min_residency: a tail that
+ * young means the tier turns over faster, and skipping it would only move
+ * the eviction into a fault. Raw storage as direct reclaim's, which would
+ * store the page a moment later; refused, it would be compressed again at
+ * every kick.
  */
 #define KSWAPD_NAP_NS	100000000L	/* a lost kick costs at most this */
 
@@ -578,7 +596,7 @@ static void kswapd_tier(pmv_ctx *ctx, int t)
 		int ret;
 
 		_pmv_regions_rdlock(&ctx->regions_lock, false);
-		ret = reclaim(ctx, t, want, NULL, &freed, &pages);
+		ret = reclaim(ctx, t, want, NULL, &freed, &pages, true);
 		_pmv_regions_rdunlock(&ctx->regions_lock);
 		if (ret)
 			return;	/* nothing to evict now (all locked, a fork): the next kick */

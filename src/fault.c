@@ -106,6 +106,7 @@ struct _pmv_fault {
 	_Atomic uint64_t follow_ivl;	/* how often it looks now */
 	_Atomic bool follow_due;	/* it was asked */
 	_Atomic bool spare;		/* a CPU without an armed handler, for the helper */
+	_Atomic int extra;		/* _pmv_fault_extra_readers: every handler reads */
 	cpu_set_t initial;		/* the creator's CPUs */
 	int count[CPU_SETSIZE];		/* follow(): faulting threads per CPU (the helper's) */
 	/*
@@ -792,6 +793,32 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg, struct ahead 
 
 /* ---- handler threads ------------------------------------------------------ */
 
+static void poke(struct handler *h);
+
+/*
+ * Our own discard's REMOVE event is read by an armed handler, and madvise
+ * waits for that: behind a fault that handler serves meanwhile (a far
+ * fault-in's I/O, a 2 MB page's zeroing). While on, every handler polls
+ * the userfaultfd, so an idle one reads it at once; each fault meanwhile
+ * wakes them all, which is why it is only on for the discard.
+ */
+void _pmv_fault_extra_readers(pmv_ctx *ctx, bool on)
+{
+	struct _pmv_fault *f = ctx->fault;
+
+	if (!f)
+		return;
+	if (!on) {
+		atomic_fetch_sub(&f->extra, 1);
+		return;	/* each one drops back at its next wakeup */
+	}
+	if (atomic_fetch_add(&f->extra, 1))
+		return;	/* on already: they poll the fd */
+	for (unsigned i = 0; i < atomic_load(&f->nh); i++)
+		if (!atomic_load(&f->h[i].armed))
+			poke(&f->h[i]);
+}
+
 static pid_t gettid_(void)
 {
 	return (pid_t)syscall(SYS_gettid);
@@ -1051,7 +1078,8 @@ static void *handler_main(void *arg)
 			{ .fd = h->ctl, .events = POLLIN },
 			{ .fd = ctx->uffd, .events = POLLIN },
 		};
-		bool armed = atomic_load(&h->armed), jan = atomic_load(&f->janitor) == me;
+		bool armed = atomic_load(&h->armed) || atomic_load(&f->extra) > 0,
+		     jan = atomic_load(&f->janitor) == me;
 
 		/* while the janitor has housekeeping pending, look again soon */
 		if (poll(pfd, armed ? 2 : 1, jan ? 1 : -1) < 0)

@@ -722,6 +722,8 @@ PMV_HIDDEN uintptr_t _pmv_event_moved_to(pmv_ctx *ctx, uintptr_t addr);
 /* Is addr inside the new range of a queued mremap? */
 PMV_HIDDEN bool _pmv_event_in_new_range(pmv_ctx *ctx, uintptr_t addr);
 PMV_HIDDEN bool _pmv_is_fault_thread(void);
+/* While on (nested), every handler reads events: see fault.c. */
+PMV_HIDDEN void _pmv_fault_extra_readers(pmv_ctx *ctx, bool on);
 
 /* ---- far tiers: eviction and fault-in (far.c) --------------------------- */
 

@@ -543,8 +543,12 @@ static void complete(pmv_ctx *ctx, struct mig *m)
 	 * the empty range frees it (PT_RECLAIM, checked by pmv_collapse),
 	 * so the copy goes in as one PMD. Nothing is there to lose.
 	 */
-	if (m->collapse)
+	if (m->collapse) {
+		/* its REMOVE event must not wait behind a busy handler's fault */
+		_pmv_fault_extra_readers(ctx, true);
 		_pmv_discard_self(ctx, m->addr, m->size);
+		_pmv_fault_extra_readers(ctx, false);
+	}
 	ret = move_in(ctx, m);
 	if (!ret) {
 		finish(ctx, m);

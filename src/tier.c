@@ -414,16 +414,60 @@ static bool compact_node(struct _pmv_tier *t)
 	return ok;
 }
 
-/* Make a populated 2 MB slot one THP: 0, or -1 (it keeps small pages). */
-static int make_huge(struct _pmv_tier *t, void *slot)
+/* A compaction of t's node would run now (not within the backoff). */
+static bool compact_due(struct _pmv_tier *t)
 {
-	if (!inject_thp_fail() && !madvise(slot, PMV_SIZE_2M, MADV_COLLAPSE))
-		return 0;
-	_pmv_stat_add(&t->thp_fail, 1);
+	uint64_t last = atomic_load(&t->compact_ns);
+
+	return !last || _pmv_now_ns() - last >= COMPACT_BACKOFF_NS;
+}
+
+/* After a failed collapse: compact the node and try again. 0 or -1. */
+static int compact_and_retry(struct _pmv_tier *t, void *slot)
+{
 	if (!compact_node(t) || madvise(slot, PMV_SIZE_2M, MADV_COLLAPSE))
 		return -1;
 	_pmv_stat_add(&t->thp_compact_ok, 1);
 	return 0;
+}
+
+/*
+ * Make a populated 2 MB slot one THP: 0, or -1 (it keeps small pages).
+ * Without may_compact (t->lock held) a failure does not compact: a node's
+ * compaction takes tens of milliseconds or more, and every fault of the
+ * tier would wait for the lock meanwhile.
+ */
+static int make_huge(struct _pmv_tier *t, void *slot, bool may_compact)
+{
+	if (!inject_thp_fail() && !madvise(slot, PMV_SIZE_2M, MADV_COLLAPSE))
+		return 0;
+	_pmv_stat_add(&t->thp_fail, 1);
+	return may_compact ? compact_and_retry(t, slot) : -1;
+}
+
+/*
+ * make_huge() for a slot popped from p's holes under t->lock: the
+ * compaction runs with the lock dropped, the slot counted as filling
+ * meanwhile (room taken, takers wait for it), unless the caller must not
+ * wait (nowait) or a compaction ran within the backoff. The lock is held
+ * again on return; the pool may have changed.
+ */
+static int make_huge_locked(struct _pmv_tier *t, struct _pmv_pool *p, void *slot,
+			    bool may_compact)
+{
+	int ret;
+
+	if (!make_huge(t, slot, false))
+		return 0;
+	if (!may_compact || !compact_due(t))
+		return -1;
+	p->nfilling++;
+	pthread_mutex_unlock(&t->lock);
+	ret = compact_and_retry(t, slot);
+	tier_lock(t);
+	p->nfilling--;
+	pthread_cond_broadcast(&t->fill_cv);
+	return ret;
 }
 
 static bool discard(void *slot, size_t len)
@@ -758,11 +802,12 @@ static void make_room(struct _pmv_tier *t, int ps)
 
 /*
  * Populate up to `want` holes with fresh zeroed pages on the node. Called
- * with t->lock held; the pool VMAs have no MISSING registration, so these
- * faults are served by the kernel, not by our fault handlers.
+ * with t->lock held, which a node compaction (may_compact) drops for its
+ * time; the pool VMAs have no MISSING registration, so these faults are
+ * served by the kernel, not by our fault handlers.
  */
 static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
-		     size_t want)
+		     size_t want, bool may_compact)
 {
 	size_t psz = _pmv_ps_size(p->ps);
 	size_t got = 0, retired = 0;
@@ -784,7 +829,7 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 		 * map 512 small pages. MADV_COLLAPSE is a no-op on a PMD-mapped
 		 * THP and repairs a slot the fault filled with small pages.
 		 */
-		if (p->ps == PMV_PS_2M && make_huge(t, slot)) {
+		if (p->ps == PMV_PS_2M && make_huge_locked(t, p, slot, may_compact)) {
 			tier_discard(t, slot, psz);
 			/*
 			 * The slot keeps a page table now: retire it, VA is
@@ -825,7 +870,7 @@ static void *reserve_page(struct _pmv_tier *t, struct _pmv_pool *p)
 	if (!slot || !room_for(t, psz))
 		return NULL;
 	if (madvise(slot, psz, MADV_POPULATE_WRITE) ||
-	    (p->ps == PMV_PS_2M && make_huge(t, slot))) {
+	    (p->ps == PMV_PS_2M && make_huge(t, slot, false))) {
 		/* kept: it is only ever populated and collapsed, never moved into */
 		tier_discard(t, slot, psz);
 		return NULL;
@@ -846,10 +891,10 @@ void *_pmv_pool_take_page(pmv_ctx *ctx, struct _pmv_tier *t, int ps,
 
 	tier_lock(t);
 	if (!pool_pages(p)) {
-		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
+		pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K, true);
 		while (!pool_pages(p) && wait_fill(t))
 			if (!pool_pages(p))
-				pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K);
+				pool_grow(ctx, t, p, ps == PMV_PS_2M ? 1 : POOL_GROW_4K, true);
 		if (!pool_pages(p) && _pmv_is_fault_thread()) {
 			struct timespec until;
 
@@ -919,7 +964,7 @@ size_t _pmv_pool_take_pages_nb(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t
 
 		if (ps == PMV_PS_4K && want < POOL_GROW_4K)
 			want = POOL_GROW_4K;
-		pool_grow(ctx, t, p, want);
+		pool_grow(ctx, t, p, want, !nowait);
 		/* a fill in flight may bring pages: nowait does not wait for it */
 		again = pool_pages(p) < n && !nowait && wait_fill(t);
 		if (nowait && pool_pages(p) < n && p->nfilling)
@@ -1214,7 +1259,7 @@ void _pmv_pool_fill(struct _pmv_tier *t, int ps)
 			k++;
 		good = !madvise(slot[i], k * psz, MADV_POPULATE_WRITE);
 		for (size_t j = i; j < i + k; j++)
-			ok[j] = good && (ps != PMV_PS_2M || !make_huge(t, slot[j]));
+			ok[j] = good && (ps != PMV_PS_2M || !make_huge(t, slot[j], true));
 		i += k;
 	}
 	pthread_mutex_lock(&t->lock);

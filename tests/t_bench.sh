@@ -13,7 +13,8 @@ fi
 for key in memcpy_1t_gbps memcpy_all_gbps limit_warm_gbps limit_bulk_gbps copy_2m_1t_us \
 	writer_stall_p50_us writer_stall_p99_us writer_stall_max_us migrate_2m_single_1t \
 	migrate_2m_warm migrate_2m_bulk migrate_4k_random_batch migrate_4k_random_parallel \
-	exchange_2m_batch exchange_4k_batch auto_vs_best mode mode_why; do
+	exchange_2m_batch exchange_4k_batch auto_vs_best mode mode_why collapse_2m_gbps \
+	collapse_2m_ratio; do
 	grep -q "\"$key\"" "$out" || { echo "FAIL: no $key in the JSON"; cat "$out"; exit 1; }
 done
 if command -v python3 >/dev/null 2>&1; then
@@ -34,6 +35,12 @@ assert {r["size"] for r in d["results"] if r["name"] == "migrate_2m_bulk"} == {"
 assert {a["name"] for a in d["auto_vs_best"]} == names, d["auto_vs_best"]
 assert d["limit_warm_gbps"] > 0 and d["limit_bulk_gbps"] > 0, d
 assert d["mode"] in ("full", "user-mode-only"), d["mode"]
+# the coalescing rate, or null with the reason (a kernel without PT_RECLAIM)
+if d["collapse_2m_gbps"] is None:
+    assert d["collapse_2m_ratio"] is None and d["collapse_2m_skipped"], d
+else:
+    assert d["collapse_2m_gbps"] > 0 and d["collapse_2m_ratio"] > 0, d
+    assert d["collapse_2m_left"] >= 0, d
 assert d["mode_why"] in ("device", "syscall", "asked", "denied"), d["mode_why"]
 print("bench JSON ok:", ", ".join("%s %.2f" % (r["name"], r["ratio"])
       for r in d["results"] if r["engine"] == "auto"))
@@ -79,11 +86,11 @@ if ! "$pm" bench tiering --quick --seconds 2 --mb 64 >"$out" 2>/dev/null; then
 	echo "FAIL: pagemove bench tiering exited non-zero"; cat "$out"; exit 1
 fi
 if grep -q -- '-1\.0' "$out" ||
-   awk '$1 == "zipf" || $1 == "shift" || $1 == "scan" { if (NF == 11 && $2 ~ /^[0-9]+\.[0-9]+$/ && $5 !~ /^([0-9]+\.[0-9]|never)$/) bad = 1 }
+   awk '$1 == "zipf" || $1 == "shift" || $1 == "scan" || $1 == "sparse" { if (NF == 11 && $2 ~ /^[0-9]+\.[0-9]+$/ && $5 !~ /^([0-9]+\.[0-9]|never)$/) bad = 1 }
 	END { exit !bad }' "$out"; then
 	echo "FAIL: bench tiering prints -1.0 or an odd convergence time"; cat "$out"; exit 1
 fi
-grep -q '^data verified: 64 MB x 3 runs' "$out" || { echo "FAIL: bench tiering: no data verified"; cat "$out"; exit 1; }
+grep -q '^data verified: 64 MB x 4 runs' "$out" || { echo "FAIL: bench tiering: no data verified"; cat "$out"; exit 1; }
 echo "bench tiering: convergence as seconds or never"
 # bench far, as short as it goes (64 MB, the least --mb takes): every case
 # measured, or skipped with its reason; every byte right; the kernel case's

@@ -3,6 +3,8 @@
  * Defragmentation (issue 14), part 1: PMV_MOVE_NONBLOCK. A non-blocking
  * pmv_move_pages, pmv_exchange_pages or pmv_migrate never waits for
  * another thread: a page a fault in progress holds gets -EAGAIN at once.
+ * Part 2: pmv_collapse and the pool's THP failures; a collapse beside a
+ * fault held in its handler (its discard's event needs a reader).
  * Return times are measured and printed (they go in the issue's note),
  * never asserted: the machine is shared. Data is checked byte for byte.
  */
@@ -700,6 +702,92 @@ static int test_first_touch_without_thp_pieces_then_collapse(const struct t_case
 }
 
 /*
+ * pmv_collapse beside a fault in progress: a thread first-touches 4 KB
+ * pages of another region while every 4th fault's handler holds its page
+ * for HOLD_US (PAGEMOVE_INJECT_HOLD_US), and the test splits a huge page
+ * (one piece discarded) and collapses it, again and again. The collapse's
+ * return times are printed (p50, p99, max; nothing asserts a time): its
+ * discard of the emptied range is a REMOVE event that a handler must read.
+ * Every call ends with the page huge or left split (busy), and the bytes
+ * are exact.
+ */
+static int test_collapse_beside_a_held_fault(const struct t_case *c)
+{
+	size_t n = 64, nlat = 0, cap = 1 << 18, nbusy = 0;
+	double *lat = malloc(cap * sizeof(*lat)), *busy = malloc(cap * sizeof(*busy));
+	struct toucher t = { .psz = T_SZ_4K, .n = n };
+	long bad = 0;
+	pmv_ctx *ctx;
+	char *huge;
+	pthread_t th;
+
+	(void)c;
+	if (t_control())
+		return T_SUB_SKIP;
+	T_ASSERT(lat && busy, "malloc");
+	setenv("PAGEMOVE_INJECT_HOLD_US", "100000", 1);
+	ctx = ctx_off();
+	t.base = t_map(ctx, n * T_SZ_4K, 0, 0);
+	huge = t_map(ctx, T_SZ_2M, 0, PMV_HUGE);
+	for (size_t i = 0; i < 512; i++)
+		t_fill(huge + i * T_SZ_4K, T_SZ_4K, i, 21);
+	T_EQ(pthread_create(&th, NULL, touch_thread, &t), 0);
+	for (size_t k = 0; atomic_load(&t.done) < (long)n && nlat < cap && !bad; k++) {
+		size_t piece = 1 + k % 511;
+		int left = 1;
+
+		T_EQ(madvise(huge + piece * T_SZ_4K, T_SZ_4K, MADV_DONTNEED), 0);
+		/* busy (the discard's zap watch, a page lock) until it is not */
+		while (left == 1 && nlat < cap && atomic_load(&t.done) < (long)n) {
+			double t0 = now_us(), dt;
+
+			left = pmv_collapse(ctx, huge, T_SZ_2M, 0);
+			dt = now_us() - t0;
+			if (!left)
+				lat[nlat++] = dt;
+			else if (nbusy < cap)
+				busy[nbusy++] = dt;
+			T_CHECK(bad, left == 0 || left == 1, "pmv_collapse: %d (%s)", left,
+				pmv_errmsg());
+		}
+		T_CHECK(bad, memcmp(huge + piece * T_SZ_4K, (char[T_SZ_4K]){ 0 }, T_SZ_4K) == 0,
+			"piece %zu not zero after its discard", piece);
+		/* rewritten: the next split is a discard of known bytes again */
+		t_fill(huge + piece * T_SZ_4K, T_SZ_4K, piece, 21);
+	}
+	pthread_join(th, NULL);
+	print_lat("pmv_collapse that made a split page huge, beside held faults, return time",
+		  lat, nlat);
+	print_lat("pmv_collapse that left it split (busy), return time", busy, nbusy);
+	/* no fault held now: it collapses (a few calls: the discard's zap watch) */
+	for (int k = 0; k < 200; k++) {
+		int left = pmv_collapse(ctx, huge, T_SZ_2M, 0);
+
+		T_CHECK(bad, left == 0 || left == 1, "pmv_collapse: %d (%s)", left, pmv_errmsg());
+		if (left != 1)
+			break;
+		T_CHECK(bad, k < 199, "still split after the faults");
+		usleep(10000);
+	}
+	T_CHECK(bad, t_anon_huge_kb(huge) >= 2048, "not a THP: AnonHugePages %ld kB",
+		t_anon_huge_kb(huge));
+	for (size_t i = 0; i < 512 && !bad; i++) {
+		long off = t_check(huge + i * T_SZ_4K, T_SZ_4K, i, 21);
+
+		T_CHECK(bad, off < 0, "piece %zu: bad byte at %ld", i, off);
+	}
+	for (size_t i = 0; i < n && !bad; i++) {
+		long off = t_check(t.base + i * T_SZ_4K, T_SZ_4K, i, 14);
+
+		T_CHECK(bad, off < 0, "page %zu: bad byte at %ld", i, off);
+	}
+	t_destroy(ctx);
+	free(lat);
+	free(busy);
+	return (int)bad;
+}
+
+/*
  * The coalescing rate, printed (the issue's figure; not asserted): 64
  * pages of 2 MB (128 MB), each split by the discard of one piece, then
  * one pmv_collapse over all of them, timed. 0 left, data exact.
@@ -771,5 +859,6 @@ int main(void)
 	T_CASE(&s, test_pool_thp_failure_compacts_and_counts, -1, 1);
 	T_CASE(&s, test_first_touch_without_thp_pieces_then_collapse, -1, 1);
 	T_CASE(&s, test_collapse_rate_printed, -1, 1);
+	T_CASE(&s, test_collapse_beside_a_held_fault, -1, 1);
 	return t_suite_end(&s);
 }

@@ -6,6 +6,8 @@
  *   cycle            writers on every page while a mover sends them memory ->
  *                    lz4 -> file -> memory; every byte checked after
  *   four_times       a memory tier a quarter of the data: faults evict to make room
+ *   demoter_bound    pages bound to the memory tier stay there while the
+ *                    demoter makes its margin from the others
  *   far_to_far       lz4 -> file store to store, never mapped
  *   policy_demotes   a nearly full lz4 tier's oldest pages go down to file
  *   environment      PAGEMOVE_TIERS gives a config without tiers its tiers
@@ -1059,6 +1061,43 @@ static int test_demoter_keeps_a_margin(const struct t_case *c)
 }
 
 /*
+ * Pages bound to the memory tier (pmv_mbind PMV_MPOL_BIND), touched first
+ * so that they are the tails of its lists, stay there: the demoter does
+ * the policy's work, which never moves a bound page (and the faults'
+ * direct reclaim takes unbound pages first). The pages fill the tier to
+ * its capacity, so the margin is the demoter's to make, from the unbound
+ * ones; every byte exact.
+ */
+static int test_demoter_leaves_bound_pages(const struct t_case *c)
+{
+	size_t psz = psz_of(c), n = c->huge ? 4 : 256, cap = n * psz, nb = n / 4, far = 0;
+	pmv_ctx *ctx = bounded_ctx(cap, K_LZ4, PMV_POLICY_AUTO);
+	struct pmv_tier_stats s0;
+	int bad = 0;
+	char *p = pmv_mmap(ctx, n * psz, 0, c->huge ? PMV_HUGE : 0);
+
+	T_ASSERT(p, "pmv_mmap: %s", pmv_errmsg());
+	T_EQ(pmv_mbind(ctx, p, nb * psz, 0, PMV_MPOL_BIND), 0);
+	for (size_t i = 0; i < n; i++) {
+		fill(p + i * psz, psz, i);
+		t_beat();
+	}
+	s0 = tstats(ctx, 0);
+	while (mem_room(ctx) < s0.wmark_low)
+		usleep(1000);
+	for (size_t i = 0; i < nb; i++)
+		far += tier_of(ctx, p + i * psz) != 0;
+	printf("  %zu of %zu bound pages off the memory tier; demoter evicted %lu, direct %lu\n",
+	       far, nb, (unsigned long)atomic_load(&ctx->kswapd_evicted),
+	       (unsigned long)atomic_load(&ctx->direct_evicted));
+	T_CHECK(bad, far == 0, "%zu bound pages evicted", far);
+	T_CHECK(bad, atomic_load(&ctx->kswapd_evicted) > 0, "the demoter evicted nothing");
+	bad += (int)check_all(p, n, psz);
+	pmv_destroy(ctx);
+	return bad;
+}
+
+/*
  * Fault-ins at random (fixed seed) over a memory tier of a quarter of the
  * data, with the demoter making room beside them and a writer changing a
  * word of the pages it reads: every read is byte-exact, and so is all of
@@ -1535,6 +1574,8 @@ int main(void)
 		run(&s, "test_incompressible_data_past_a_full_memory_tier",
 		    test_incompressible_data_past_a_full_memory_tier, 0, "lz4", h, 0);
 		run(&s, "test_demoter_keeps_a_margin", test_demoter_keeps_a_margin, 0, "lz4", h, 0);
+		run(&s, "test_demoter_leaves_bound_pages", test_demoter_leaves_bound_pages, 0, "lz4",
+		    h, 0);
 		run(&s, "test_fault_ins_with_the_demoter", test_fault_ins_with_the_demoter, 0, "lz4",
 		    h, 0);
 		run(&s, "test_proactive_demotes_idle_pages", test_proactive_demotes_idle_pages, 0,
