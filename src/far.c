@@ -901,9 +901,10 @@ static void poison(pmv_ctx *ctx, struct _pmv_page *pg)
 		(void *)addr);
 }
 
-int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg)
+int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg, bool force)
 {
-	int ret = _pmv_far_load(ctx, pg, -1, PMV_FAR_WAKE | PMV_FAR_FAULT);
+	int ret = _pmv_far_load(ctx, pg, -1, PMV_FAR_WAKE | PMV_FAR_FAULT |
+				(force ? PMV_FAR_FORCE : 0));
 
 	if (ret == -EIO) {
 		poison(ctx, pg);

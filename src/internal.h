@@ -762,10 +762,11 @@ PMV_HIDDEN int _pmv_far_load(pmv_ctx *ctx, struct _pmv_page *pg, int tier, unsig
 /*
  * A fault handler met an access to a PG_far page it holds locked: load it
  * and map it, or on a load error poison the address (the thread gets
- * SIGBUS, a kernel access EFAULT); -ENOMEM: no room (the caller sends
- * SIGBUS, as for a first touch).
+ * SIGBUS, a kernel access EFAULT); -ENOMEM: no room (the caller
+ * reclaims, then forces). force: with no room, over capacity
+ * (PMV_FAR_FORCE).
  */
-PMV_HIDDEN int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg, bool force);
 /*
  * A fault found memory tier `tier` full: evict its coldest pages to the
  * first far tier until `bytes` are free (not `self`). 0 if it freed
