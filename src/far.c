@@ -956,6 +956,39 @@ int _pmv_far_to_parked(pmv_ctx *ctx, struct _pmv_page *pg)
 	return 0;
 }
 
+void *_pmv_far_read(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	size_t size = _pmv_ps_size(pg->region->ps);
+	struct _pmv_store_req req = { .ps = pg->region->ps, .handle = pg->handle };
+	void *buf;
+
+	if (!(_pmv_page_flags(pg) & PG_far))
+		return NULL;
+	buf = aligned_alloc(PMV_SIZE_4K, size);
+	if (!buf)
+		return NULL;
+	req.page = buf;
+	if (_pmv_store_get(ctx->tiers[pg->tier].store, &req, 1) != 1) {
+		_pmv_stat_add(&ctx->tiers[pg->tier].load_errors, 1);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+int _pmv_far_rewrite(pmv_ctx *ctx, struct _pmv_page *pg, void *buf)
+{
+	struct _pmv_store *st = ctx->tiers[pg->tier].store;
+	/* kept as it is if it does not compress: it was stored, it stays stored */
+	struct _pmv_store_req req = { .page = buf, .ps = pg->region->ps, .raw_ok = true };
+
+	if (_pmv_store_put(st, &req, 1) != 1)
+		return req.status ? req.status : -EIO;
+	_pmv_store_drop(st, &pg->handle, 1);
+	pg->handle = req.handle;
+	return 0;
+}
+
 void _pmv_far_abandon(pmv_ctx *ctx, struct _pmv_page *pg)
 {
 	int ps = pg->region->ps;
