@@ -167,7 +167,7 @@ static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_
 			if (buf) {
 				memset((char *)buf + off, 0, len);
 				_pmv_far_rewrite(ctx, pg, buf);
-				free(buf);
+				_pmv_far_buf_put(buf, _pmv_page_size(pg));
 			}
 		}
 	}
@@ -440,7 +440,7 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 			all = apply_discards(ctx, pg, buf, _pmv_page_size(pg), true);
 			if (buf && !all)
 				_pmv_far_rewrite(ctx, pg, buf);
-			free(buf);
+			_pmv_far_buf_put(buf, _pmv_page_size(pg));
 			if (all)
 				_pmv_page_forget(ctx, pg);
 			goto gone;

@@ -792,10 +792,12 @@ PMV_HIDDEN void _pmv_far_drop(pmv_ctx *ctx, struct _pmv_page *pg);
 PMV_HIDDEN int _pmv_far_to_parked(pmv_ctx *ctx, struct _pmv_page *pg);
 /*
  * Where _pmv_far_to_parked finds no room (a full memory tier): the stored
- * bytes of a locked PG_far page in a new buffer (free it), or NULL; and
+ * bytes of a locked PG_far page in a new buffer (_pmv_far_buf_put), or NULL; and
  * buf stored in their place (0, or the store's error: the old ones stay).
  */
 PMV_HIDDEN void *_pmv_far_read(pmv_ctx *ctx, struct _pmv_page *pg);
+/* Free a buffer of size bytes that far.c gave (a fault handler's comes from mmap). */
+PMV_HIDDEN void _pmv_far_buf_put(void *p, size_t size);
 PMV_HIDDEN int _pmv_far_rewrite(pmv_ctx *ctx, struct _pmv_page *pg, void *buf);
 /*
  * A piece of a region the table drops with its memory kept (region.c's
