@@ -152,9 +152,25 @@ static void discard_locked(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_
 	 * misses it. Whole, it goes now; in part (a huge page), it comes
 	 * back parked, so that its pieces can be zeroed in its slot.
 	 */
-	if ((f & PG_far) && !(off == 0 && len == _pmv_page_size(pg)) &&
-	    !_pmv_far_to_parked(ctx, pg))
-		f = _pmv_page_flags(pg);
+	if ((f & PG_far) && !(off == 0 && len == _pmv_page_size(pg))) {
+		if (!_pmv_far_to_parked(ctx, pg)) {
+			f = _pmv_page_flags(pg);
+		} else {
+			/*
+			 * No room to park it (a full memory tier): zero the
+			 * pieces in the stored copy. Left as it was, the next
+			 * load brought the discarded bytes back (t_madvise's
+			 * pieces with PMV_TEST_EVICT_CAP).
+			 */
+			void *buf = _pmv_far_read(ctx, pg);
+
+			if (buf) {
+				memset((char *)buf + off, 0, len);
+				_pmv_far_rewrite(ctx, pg, buf);
+				_pmv_far_buf_put(buf, _pmv_page_size(pg));
+			}
+		}
+	}
 	if (off == 0 && len == _pmv_page_size(pg)) {
 		if ((f & (PG_parked | PG_far)) || !(f & PG_zap))
 			_pmv_page_forget(ctx, pg);
@@ -415,6 +431,20 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 			_pmv_far_to_parked(ctx, pg);
 		f = _pmv_page_flags(pg);
 		parked = f & PG_parked;
+		if (f & PG_far) {
+			/* no room to park it: the records zero its stored copy */
+			void *buf = _pmv_far_read(ctx, pg);
+
+			atomic_fetch_and_explicit(&pg->flags, ~(uint32_t)PG_discard,
+						  memory_order_acq_rel);
+			all = apply_discards(ctx, pg, buf, _pmv_page_size(pg), true);
+			if (buf && !all)
+				_pmv_far_rewrite(ctx, pg, buf);
+			_pmv_far_buf_put(buf, _pmv_page_size(pg));
+			if (all)
+				_pmv_page_forget(ctx, pg);
+			goto gone;
+		}
 
 		/*
 		 * Clear the mark before taking the records. The reading handler
@@ -433,6 +463,7 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 		if (all && (parked || (f & PG_far) || !(_pmv_page_flags(pg) & PG_zap)))
 			_pmv_page_forget(ctx, pg);
 	}
+gone:
 	if (f & PG_gone) {
 		/* unmapped, or moved away: surgery owns what is left of it */
 		if (!_pmv_event_moved_to(ctx, _pmv_page_addr(pg)))

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 
@@ -421,6 +422,48 @@ void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t
 	free(evs);
 }
 
+/*
+ * Bounce buffers for a page's bytes. A fault handler must not take the
+ * program's malloc locks: a thread interrupted inside malloc (holding an
+ * arena's lock; under ASan, its allocator's) may run a signal handler
+ * that touches an evicted page, and its fault then waits for the handler
+ * that waits for that lock (t_signals' storm while evicting hung so, the
+ * handler in load_buf's aligned_alloc, the caller interrupted in free).
+ * Handlers take their buffers from the kernel: one 4 KB page each, kept
+ * (the 4 KB fault-in is the hot path), mmap for a huge page.
+ */
+static __thread void *handler_page;
+
+static void *buf_get(size_t size)
+{
+	void *p;
+
+	if (!_pmv_is_fault_thread())
+		return aligned_alloc(PMV_SIZE_4K, size);
+	if (size == PMV_SIZE_4K && handler_page) {
+		p = handler_page;
+		handler_page = NULL;
+		return p;
+	}
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void _pmv_far_buf_put(void *p, size_t size)
+{
+	if (!p)
+		return;
+	if (!_pmv_is_fault_thread()) {
+		free(p);
+		return;
+	}
+	if (size == PMV_SIZE_4K && !handler_page) {
+		handler_page = p;
+		return;
+	}
+	munmap(p, size);
+}
+
 /* ---- between far tiers ---------------------------------------------------- */
 
 int _pmv_far_move(pmv_ctx *ctx, struct _pmv_page *pg, int dst)
@@ -428,18 +471,18 @@ int _pmv_far_move(pmv_ctx *ctx, struct _pmv_page *pg, int dst)
 	int ps = pg->region->ps, src = pg->tier;
 	size_t size = _pmv_ps_size(ps);
 	struct _pmv_store_req get = { .ps = ps, .handle = pg->handle }, put = { .ps = ps };
-	void *buf = aligned_alloc(PMV_SIZE_4K, size);
+	void *buf = buf_get(size);
 
 	if (!buf)
 		return -ENOMEM;
 	get.page = put.page = buf;
 	if (_pmv_store_get(ctx->tiers[src].store, &get, 1) != 1) {
-		free(buf);
+		_pmv_far_buf_put(buf, size);
 		_pmv_stat_add(&ctx->tiers[src].load_errors, 1);
 		return -EIO;
 	}
 	_pmv_store_put(ctx->tiers[dst].store, &put, 1);
-	free(buf);
+	_pmv_far_buf_put(buf, size);
 	if (put.status) {
 		_pmv_count_fail(ctx, dst, put.status);
 		return put.status;
@@ -745,13 +788,13 @@ static int load_copy(pmv_ctx *ctx, struct _pmv_page *pg, int t, unsigned flags, 
 	int ps = pg->region->ps, ft = pg->tier, ret;
 	size_t size = _pmv_ps_size(ps), done = 0;
 	struct _pmv_store_req req = { .ps = ps, .handle = pg->handle };
-	void *buf = aligned_alloc(PMV_SIZE_4K, size);
+	void *buf = buf_get(size);
 
 	if (!buf)
 		return -ENOMEM;
 	req.page = buf;
 	if (_pmv_store_get(ctx->tiers[ft].store, &req, 1) != 1) {
-		free(buf);
+		_pmv_far_buf_put(buf, size);
 		_pmv_stat_add(&ctx->tiers[ft].load_errors, 1);
 		return -EIO;
 	}
@@ -768,7 +811,7 @@ static int load_copy(pmv_ctx *ctx, struct _pmv_page *pg, int t, unsigned flags, 
 			break;
 		sched_yield();
 	}
-	free(buf);
+	_pmv_far_buf_put(buf, size);
 	if (ret)
 		return ret;
 	_pmv_lru_del(ctx, pg);
@@ -799,14 +842,14 @@ static int load_buf(pmv_ctx *ctx, struct _pmv_page *pg, int t, unsigned flags, u
 
 	if (!_pmv_tier_take_room(tier, PMV_PS_4K))
 		return 1;
-	buf = aligned_alloc(PMV_SIZE_4K, PMV_SIZE_4K);
+	buf = buf_get(PMV_SIZE_4K);
 	if (!buf) {
 		_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
 		return 1;
 	}
 	req.page = buf;
 	if (_pmv_store_get(ctx->tiers[ft].store, &req, 1) != 1) {
-		free(buf);
+		_pmv_far_buf_put(buf, PMV_SIZE_4K);
 		_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
 		_pmv_stat_add(&ctx->tiers[ft].load_errors, 1);
 		return -EIO;
@@ -816,7 +859,7 @@ static int load_buf(pmv_ctx *ctx, struct _pmv_page *pg, int t, unsigned flags, u
 	__atomic_store_n(&pg->tier, (int8_t)t, __ATOMIC_RELAXED);
 	ret = _pmv_move_in_one(ctx, pg, buf,
 			       PMV_MV_BUF | ((flags & PMV_FAR_WAKE) ? PMV_MV_WAKE : 0), &done);
-	free(buf);
+	_pmv_far_buf_put(buf, PMV_SIZE_4K);
 	if (ret) {
 		/* a 4 KB copy is all or nothing: the page is still far */
 		__atomic_store_n(&pg->tier, (int8_t)ft, __ATOMIC_RELAXED);
@@ -919,9 +962,10 @@ static void poison(pmv_ctx *ctx, struct _pmv_page *pg)
 		(void *)addr);
 }
 
-int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg)
+int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg, bool force)
 {
-	int ret = _pmv_far_load(ctx, pg, -1, PMV_FAR_WAKE | PMV_FAR_FAULT);
+	int ret = _pmv_far_load(ctx, pg, -1, PMV_FAR_WAKE | PMV_FAR_FAULT |
+				(force ? PMV_FAR_FORCE : 0));
 
 	if (ret == -EIO) {
 		poison(ctx, pg);
@@ -973,6 +1017,39 @@ int _pmv_far_to_parked(pmv_ctx *ctx, struct _pmv_page *pg)
 	return 0;
 }
 
+void *_pmv_far_read(pmv_ctx *ctx, struct _pmv_page *pg)
+{
+	size_t size = _pmv_ps_size(pg->region->ps);
+	struct _pmv_store_req req = { .ps = pg->region->ps, .handle = pg->handle };
+	void *buf;
+
+	if (!(_pmv_page_flags(pg) & PG_far))
+		return NULL;
+	buf = buf_get(size);
+	if (!buf)
+		return NULL;
+	req.page = buf;
+	if (_pmv_store_get(ctx->tiers[pg->tier].store, &req, 1) != 1) {
+		_pmv_stat_add(&ctx->tiers[pg->tier].load_errors, 1);
+		_pmv_far_buf_put(buf, size);
+		return NULL;
+	}
+	return buf;
+}
+
+int _pmv_far_rewrite(pmv_ctx *ctx, struct _pmv_page *pg, void *buf)
+{
+	struct _pmv_store *st = ctx->tiers[pg->tier].store;
+	/* kept as it is if it does not compress: it was stored, it stays stored */
+	struct _pmv_store_req req = { .page = buf, .ps = pg->region->ps, .raw_ok = true };
+
+	if (_pmv_store_put(st, &req, 1) != 1)
+		return req.status ? req.status : -EIO;
+	_pmv_store_drop(st, &pg->handle, 1);
+	pg->handle = req.handle;
+	return 0;
+}
+
 void _pmv_far_abandon(pmv_ctx *ctx, struct _pmv_page *pg)
 {
 	int ps = pg->region->ps;
@@ -982,14 +1059,14 @@ void _pmv_far_abandon(pmv_ctx *ctx, struct _pmv_page *pg)
 
 	if (!(_pmv_page_flags(pg) & PG_far))
 		return;
-	buf = aligned_alloc(PMV_SIZE_4K, size);
+	buf = buf_get(size);
 	if (!buf)
 		return;
 	req.page = buf;
 	if (_pmv_store_get(ctx->tiers[pg->tier].store, &req, 1) == 1)
 		_pmv_uffd_copy(ctx, _pmv_page_addr(pg), (uintptr_t)buf, size,
 			       PMV_MV_WAKE | PMV_MV_ONCE, NULL);
-	free(buf);
+	_pmv_far_buf_put(buf, size);
 }
 
 void _pmv_far_load_all(pmv_ctx *ctx)

@@ -417,7 +417,7 @@ static int with_reclaim(pmv_ctx *ctx, struct _pmv_page *pg,
 static int serve_load(pmv_ctx *ctx, struct _pmv_page *pg, void *arg)
 {
 	(void)arg;
-	return _pmv_far_fault(ctx, pg);
+	return _pmv_far_fault(ctx, pg, false);
 }
 
 /* *fresh: whether this try is the page's first touch, as the caller's */
@@ -726,7 +726,20 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg, struct ahead 
 		_pmv_track_fault(ctx, pg);
 	} else if (_pmv_page_flags(pg) & PG_far) {
 		/* An evicted page's access: load it (far.c); the move in wakes. */
-		ret = with_reclaim(ctx, pg, serve_load, NULL, _pmv_far_fault(ctx, pg));
+		ret = with_reclaim(ctx, pg, serve_load, NULL, _pmv_far_fault(ctx, pg, false));
+		/*
+		 * Reclaim found nothing it may evict (every resident page
+		 * pinned, locked, protected or shared with a child): the page
+		 * comes in over the tier's capacity, as fork loads them, and
+		 * is not refused. A SIGBUS never reaches a kernel-mode access
+		 * (O_DIRECT's or mlock's GUP waits killable, and SIGBUS, a
+		 * core-dump signal, is not made a group kill): it faulted
+		 * again for ever, t_pins' O_DIRECT with the memory tier half
+		 * the buffer (PMV_TEST_EVICT_CAP). Its bytes exist; a user-mode
+		 * access would have died for want of room alone.
+		 */
+		if (ret == -ENOMEM)
+			ret = _pmv_far_fault(ctx, pg, true);
 		if (ret == -ENOMEM)
 			sigbus_thread(ctx, tid);
 		_pmv_page_unlock(ctx, pg);

@@ -764,10 +764,11 @@ PMV_HIDDEN int _pmv_far_load(pmv_ctx *ctx, struct _pmv_page *pg, int tier, unsig
 /*
  * A fault handler met an access to a PG_far page it holds locked: load it
  * and map it, or on a load error poison the address (the thread gets
- * SIGBUS, a kernel access EFAULT); -ENOMEM: no room (the caller sends
- * SIGBUS, as for a first touch).
+ * SIGBUS, a kernel access EFAULT); -ENOMEM: no room (the caller
+ * reclaims, then forces). force: with no room, over capacity
+ * (PMV_FAR_FORCE).
  */
-PMV_HIDDEN int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg, bool force);
 /*
  * A fault found memory tier `tier` full: evict its coldest pages to the
  * first far tier until `bytes` are free (not `self`). 0 if it freed
@@ -791,6 +792,15 @@ PMV_HIDDEN void _pmv_far_drop(pmv_ctx *ctx, struct _pmv_page *pg);
  * of a memory tier, so that the discard can zero its pieces. 0 or -errno.
  */
 PMV_HIDDEN int _pmv_far_to_parked(pmv_ctx *ctx, struct _pmv_page *pg);
+/*
+ * Where _pmv_far_to_parked finds no room (a full memory tier): the stored
+ * bytes of a locked PG_far page in a new buffer (_pmv_far_buf_put), or NULL; and
+ * buf stored in their place (0, or the store's error: the old ones stay).
+ */
+PMV_HIDDEN void *_pmv_far_read(pmv_ctx *ctx, struct _pmv_page *pg);
+/* Free a buffer of size bytes that far.c gave (a fault handler's comes from mmap). */
+PMV_HIDDEN void _pmv_far_buf_put(void *p, size_t size);
+PMV_HIDDEN int _pmv_far_rewrite(pmv_ctx *ctx, struct _pmv_page *pg, void *buf);
 /*
  * A piece of a region the table drops with its memory kept (region.c's
  * region_abandon, regions_lock written): an evicted page's bytes are

@@ -247,23 +247,35 @@ static void regions_cut(pmv_ctx *ctx, uintptr_t s, uintptr_t e, uintptr_t to)
 }
 
 /*
- * A parked huge page that a queued remap cuts (the range starts or ends
- * inside it): its pieces in the moved part must reach their new address
- * while the surgery that says where is still queued (copy_in in event.c
- * follows it), so it is unparked before. The caller holds regions_lock
- * written, so no mover holds a page lock now: a page that is locked
- * anyway is left for the next try. -EAGAIN: not now (an event unread).
+ * A parked or evicted huge page that a queued remap cuts (the range starts
+ * or ends inside it): its pieces in the moved part must reach their new
+ * address while the surgery that says where is still queued (copy_in in
+ * event.c follows it), so it is unparked, or loaded back from its far
+ * tier, before. An evicted page left far lost the moved pieces: the kernel
+ * had nothing mapped to take along, and once the cut is applied the page
+ * loads only at its old address, so the new one read zeros. The caller
+ * holds regions_lock written, so no mover holds a page lock now: a page
+ * that is locked anyway is left for the next try. -EAGAIN: not now (an
+ * event unread).
  */
 static int unpark_cut(pmv_ctx *ctx, uintptr_t a)
 {
 	struct _pmv_page *pg = _pmv_addr_to_page(ctx, a, NULL);
+	uint32_t f;
 	int ret;
 
-	if (!pg || a == _pmv_page_addr(pg) || !(_pmv_page_flags(pg) & PG_parked))
+	if (!pg || a == _pmv_page_addr(pg))
+		return 0;
+	f = _pmv_page_flags(pg);
+	if (!(f & (PG_parked | PG_far)))
 		return 0;
 	if (!_pmv_page_trylock(pg))
 		return -EAGAIN;
-	ret = _pmv_unpark(ctx, pg);
+	f = _pmv_page_flags(pg);
+	if (f & PG_far)
+		ret = _pmv_far_load(ctx, pg, -1, PMV_FAR_WAKE);
+	else
+		ret = _pmv_unpark(ctx, pg);
 	_pmv_page_unlock(ctx, pg);
 	return ret == -EAGAIN ? -EAGAIN : 0;
 }

@@ -765,16 +765,18 @@ static int run_suite(void)
 	T_CASE_ONE(&s, test_shared_pages_move_with_move_all_or_once_the_child_exits, 1);
 	for (int h = 0; h < 2; h++)
 		T_CASE(&s, test_pages_written_while_shared_move_once_the_child_exits, -1, h);
-	T_CASE_ALL(&s, test_fork_child_reads_snapshot);
+	T_CASE_ALL_FAR(&s, test_fork_child_reads_snapshot);
 	for (int v = 0; v < 2; v++)
 		for (int h = 0; h < 2; h++)
 			for (int m = 0; m < T_NMODES; m++)
-				T_CASE_V(&s, test_vm_child_reads_and_writes, v,
+				if (t_mode_on(m, !v && !h))	/* evicting: vfork, 4 KB */
+					T_CASE_V(&s, test_vm_child_reads_and_writes, v,
 					 v ? "clone_vm" : "vfork", m, h);
 	for (int v = 0; v < 3; v++)
 		for (int h = 0; h < 2; h++)
 			for (int m = 0; m < T_NMODES; m++)
-				T_CASE_V(&s, test_end_while_moving, v, end_names[v], m, h);
+				if (t_mode_on(m, v == 1))	/* evicting: exit */
+					T_CASE_V(&s, test_end_while_moving, v, end_names[v], m, h);
 	return t_suite_end(&s);
 }
 

@@ -797,24 +797,29 @@ int main(void)
 			for (int m = 0; m < T_NMODES; m++) {
 				const char *vn = v ? "pieces" : "pages";
 
+				/* evicting: whole 4 KB pages, pieces of 2 MB ones */
+				if (!t_mode_on(m, v == h))
+					continue;
 				T_CASE_V(&s, test_dontneed_reads_zeros, v, vn, m, h);
 				T_CASE_V(&s, test_free_reads_old_or_zeros, v, vn, m, h);
 			}
 	T_CASE_ALL(&s, test_remove_fails_as_on_plain);
-	T_CASE_ALL(&s, test_dontfork_child_lacks_range);
+	T_CASE_ALL_FAR(&s, test_dontfork_child_lacks_range);
 	T_CASE_ALL(&s, test_wipeonfork_child_reads_zeros);
 	for (int v = 0; v < (int)(sizeof(keep_advs) / sizeof(keep_advs[0])); v++)
 		for (int h = 0; h < 2; h++)
 			for (int m = 0; m < T_NMODES; m++)
-				T_CASE_V(&s, test_advice_keeps_data, v, keep_names[v], m, h);
+				if (t_mode_on(m, keep_advs[v] == MADV_PAGEOUT && !h))
+					T_CASE_V(&s, test_advice_keeps_data, v, keep_names[v], m, h);
 	for (int v = 0; v < 2; v++)
 		for (int h = 0; h < 2; h++)
 			for (int m = 0; m < T_NMODES; m++)
-				T_CASE_V(&s, test_populate_first_touch, v,
+				if (t_mode_on(m, 0))
+					T_CASE_V(&s, test_populate_first_touch, v,
 					 v ? "populate_write" : "populate_read", m, h);
 	T_CASE_ALL(&s, test_collapse_keeps_data);
-	T_CASE_ALL(&s, test_discard_keeps_room);
-	T_CASE_ALL(&s, test_discard_uncharges);
+	T_CASE_ALL_FAR(&s, test_discard_keeps_room);
+	T_CASE_ALL_FAR(&s, test_discard_uncharges);
 	T_CASE_ALL(&s, test_free_then_write_stays_managed);
 	return t_suite_end(&s);
 }

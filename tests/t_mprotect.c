@@ -591,9 +591,10 @@ int main(void)
 	struct t_suite s;
 
 	t_suite_init(&s);
-	T_CASE_ALL(&s, test_mprotect_toggles_keep_data);
+	/* evicting (t_mode_on): the toggles, mlockall and the SIGSEGV checks */
+	T_CASE_ALL_FAR(&s, test_mprotect_toggles_keep_data);
 	T_CASE_ALL(&s, test_mlock_toggles_keep_data);
-	T_CASE_ALL(&s, test_mlockall_keeps_data);
+	T_CASE_ALL_FAR(&s, test_mlockall_keeps_data);
 	T_CASE_ALL(&s, test_mlockall_bounds_pools);
 	for (int h = 0; h < 2; h++)
 		for (int m = 0; m < T_NMODES; m++) {

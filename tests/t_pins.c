@@ -455,6 +455,7 @@ struct pv_req {
 	size_t psz, npages;
 	unsigned read_seed, write_seed;
 	int quit;
+	int compressible;	/* t_pat_compressible: set after the helper forked */
 };
 
 /*
@@ -472,6 +473,7 @@ static void pv_helper(pid_t parent, int in, int out)
 		int bad = 0;
 		ssize_t r;
 
+		t_pat_compressible = q.compressible;
 		if (!buf && (buf = t_sys_mmap(NULL, len, PROT_READ | PROT_WRITE,
 					      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) == MAP_FAILED)
 			_exit(2);
@@ -531,7 +533,7 @@ static int test_process_vm_both_ways(const struct t_case *c)
 			int hbad = -1;
 
 			q = (struct pv_req){ (uintptr_t)base, psz, npages, SEED + 41 + 2 * round,
-					     SEED + 42 + 2 * round, 0 };
+					     SEED + 42 + 2 * round, 0, t_pat_compressible };
 			/* this process writes, the other one reads */
 			fill_all(q.read_seed);
 			t_wait_parked(c->mode, base, psz, npages, 1);
@@ -729,9 +731,9 @@ int main(void)
 		T_CASE(&s, test_vmsplice_then_migrate, -1, h);
 		T_CASE(&s, test_vmsplice_then_exchange, -1, h);
 	}
-	T_CASE_ALL(&s, test_vmsplice_pipes_hold_their_bytes);
-	T_CASE_ALL(&s, test_odirect_both_ways);
-	T_CASE_ALL(&s, test_process_vm_both_ways);
-	T_CASE_ALL(&s, test_io_uring_fixed_buffers);
+	T_CASE_ALL_FAR(&s, test_vmsplice_pipes_hold_their_bytes);
+	T_CASE_ALL_FAR(&s, test_odirect_both_ways);
+	T_CASE_ALL_FAR(&s, test_process_vm_both_ways);
+	T_CASE_ALL_FAR(&s, test_io_uring_fixed_buffers);
 	return t_suite_end(&s);
 }
