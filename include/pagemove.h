@@ -96,7 +96,9 @@ typedef struct pmv_ctx pmv_ctx;
  * A migration to a far tier evicts the page (its address is left empty,
  * its status is the far tier); its next access, from user or kernel mode,
  * faults it back into the region's policy tier, or the first memory tier
- * with room. A page that cannot be loaded (read error, checksum mismatch)
+ * with room; where every tier is full and nothing can be evicted (pinned,
+ * locked or shared pages), into the first one over its capacity, since its
+ * bytes exist. A page that cannot be loaded (read error, checksum mismatch)
  * gets SIGBUS at the access, never wrong bytes. fork() loads every evicted
  * page back first. Far tiers need the full mode: in user-mode-only mode
  * pmv_create() refuses them with EOPNOTSUPP.
