@@ -778,22 +778,48 @@ void _pmv_move_out_runs(pmv_ctx *ctx, struct _pmv_page *const *pgs,
 
 /* ---- our own discards of region memory --------------------------------- */
 
+static void remove_range(pmv_ctx *ctx, uintptr_t start, uintptr_t end);
+
+/*
+ * Which logged events are our madvise's: in log order, ranges that tile
+ * [start, end) (one per VMA the range spans, in address order, each read
+ * before the kernel goes on to the next). Depth-first, as the program's
+ * may start where one of ours does. Marks them in `ours`; false if none
+ * tile it.
+ */
+static bool self_tiling(const struct _pmv_self *sl, unsigned from, uintptr_t at, uintptr_t end,
+			bool *ours)
+{
+	for (unsigned j = from; j < sl->nlog; j++) {
+		if (sl->log[j].s != at || sl->log[j].e > end)
+			continue;
+		ours[j] = true;
+		if (sl->log[j].e == end || self_tiling(sl, j + 1, sl->log[j].e, end, ours))
+			return true;
+		ours[j] = false;
+	}
+	return false;
+}
+
 int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len)
 {
+	struct _pmv_self sl;
+	bool ours[PMV_SELF_LOG] = { false };
 	int ret, slot = -1;
 
 	/*
 	 * The library drops region memory it has copied (un-sharing, a page
-	 * split between its address and its hole). Its REMOVE event must not
-	 * read as the program's, or the copy would be thrown away as
-	 * discarded: say which range is ours before the madvise, which waits
-	 * until a handler has read the event.
+	 * split between its address and its hole, a collapse). Its REMOVE
+	 * event must not read as the program's, or the copy would be thrown
+	 * away as discarded: say which range is ours before the madvise,
+	 * which waits until a handler has read the event.
 	 */
 	pthread_mutex_lock(&ctx->discard_mu);
 	for (int i = 0; i < PMV_MAX_SELF; i++)
 		if (!ctx->self[i].len) {
 			ctx->self[i].start = addr;
 			ctx->self[i].len = len;
+			ctx->self[i].nlog = 0;
 			slot = i;
 			break;
 		}
@@ -808,19 +834,49 @@ int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len)
 	pthread_rwlock_rdlock(&ctx->event_lock);
 	pthread_rwlock_unlock(&ctx->event_lock);
 	pthread_mutex_lock(&ctx->discard_mu);
+	sl = ctx->self[slot];
 	ctx->self[slot].len = 0;
 	pthread_mutex_unlock(&ctx->discard_mu);
+	/*
+	 * The events read inside the range meanwhile are ours and maybe the
+	 * program's: its MADV_DONTNEED of pieces of a page we hold (a collapse
+	 * beside the policy's coalescing: t_madvise's pieces while policy_on,
+	 * 4 runs in 200, read old data). Ours tile the range; the rest are its
+	 * own, applied now as a handler would have, before we put the page
+	 * back (the gate zeroes those pieces). If nothing tiles it (the
+	 * madvise failed part way), none is known to be ours: all are its.
+	 */
+	if (sl.nlog > 1 || (sl.nlog == 1 && (sl.log[0].s != addr || sl.log[0].e != addr + len))) {
+		bool tiled = !ret && self_tiling(&sl, 0, addr, addr + len, ours);
+
+		pthread_rwlock_wrlock(&ctx->event_lock);
+		for (unsigned j = 0; j < sl.nlog; j++)
+			if (!tiled || !ours[j])
+				remove_range(ctx, sl.log[j].s, sl.log[j].e);
+		pthread_rwlock_unlock(&ctx->event_lock);
+	}
 	return ret;
 }
 
-static bool is_self(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
+/*
+ * A REMOVE event inside one of our discards in flight: logged there for
+ * _pmv_discard_self to sort out, true. A log that fills (more than
+ * PMV_SELF_LOG events in one madvise) keeps the first ones.
+ */
+static bool self_log(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
 {
 	bool self = false;
 
 	pthread_mutex_lock(&ctx->discard_mu);
-	for (int i = 0; i < PMV_MAX_SELF && !self; i++)
-		self = ctx->self[i].len && start >= ctx->self[i].start &&
-		       end <= ctx->self[i].start + ctx->self[i].len;
+	for (int i = 0; i < PMV_MAX_SELF && !self; i++) {
+		struct _pmv_self *sl = &ctx->self[i];
+
+		self = sl->len && start >= sl->start && end <= sl->start + sl->len;
+		if (self && sl->nlog < PMV_SELF_LOG) {
+			sl->log[sl->nlog].s = start;
+			sl->log[sl->nlog++].e = end;
+		}
+	}
 	pthread_mutex_unlock(&ctx->discard_mu);
 	return self;
 }
@@ -949,13 +1005,18 @@ static void gone_fn(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t len)
 		_pmv_page_forget(ctx, pg);
 }
 
-static void on_remove(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
+/* The program discarded [start, end). Under event_lock written. */
+static void remove_range(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
 {
-	if (is_self(ctx, start, end))
-		return;
 	_pmv_stat_add(&ctx->events_remove, 1);
 	zap_watch(ctx, start, end);
 	for_each_page(ctx, start, end, PG_discard, remove_fn);
+}
+
+static void on_remove(pmv_ctx *ctx, uintptr_t start, uintptr_t end)
+{
+	if (!self_log(ctx, start, end))
+		remove_range(ctx, start, end);
 }
 
 /*

@@ -712,7 +712,12 @@ PMV_HIDDEN void _pmv_move_out_runs(pmv_ctx *ctx, struct _pmv_page *const *pgs,
  */
 PMV_HIDDEN int _pmv_move_in_head(pmv_ctx *ctx, struct _pmv_page *pg, void *slot, size_t len,
 				 unsigned flags);
-/* madvise(MADV_DONTNEED) of region memory by the library itself. */
+/*
+ * madvise(MADV_DONTNEED) of region memory by the library itself, which
+ * holds the pages' locks (and regions_lock for reading). A discard of the
+ * program's inside the range meanwhile is applied to those pages as if
+ * read by a handler (marked, for the gate), not taken for ours.
+ */
 PMV_HIDDEN int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len);
 /* Queue a region-table change: 0, or -ENOMEM. */
 PMV_HIDDEN int _pmv_surgery_add(pmv_ctx *ctx, int kind, uintptr_t from, uintptr_t to,
@@ -1021,7 +1026,14 @@ struct pmv_ctx {
 	struct _pmv_discard *discards;
 	size_t ndiscards, cap_discards;
 #define PMV_MAX_SELF	64
-	struct { uintptr_t start; size_t len; } self[PMV_MAX_SELF];
+#define PMV_SELF_LOG	32
+	/* our own discards in flight, and the REMOVE events read inside each */
+	struct _pmv_self {
+		uintptr_t start;
+		size_t len;
+		unsigned nlog;
+		struct { uintptr_t s, e; } log[PMV_SELF_LOG];
+	} self[PMV_MAX_SELF];
 	pthread_mutex_t surgery_mu;	/* surgery */
 	struct _pmv_surgery *surgery;
 	size_t nsurgery, cap_surgery;

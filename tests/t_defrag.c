@@ -8,6 +8,8 @@
  * Return times are measured and printed (they go in the issue's note),
  * never asserted: the machine is shared. Data is checked byte for byte.
  */
+#include <stdbool.h>
+
 #include "harness.h"
 
 
@@ -844,6 +846,89 @@ static int test_collapse_rate_printed(const struct t_case *c)
 	return (int)bad;
 }
 
+/*
+ * The program's MADV_DONTNEED of pieces while pmv_collapse works on their
+ * page: the collapse's own discard of the page is in flight, and the
+ * program's REMOVE event inside it must not be taken for ours (it was:
+ * the pieces read their old data; 4 runs in 200 of t_madvise's pieces
+ * while policy_on). Rounds of: fill a huge page, split it (one piece
+ * discarded), then pmv_collapse in this thread while another discards a
+ * run of 4 pieces. The run and the split piece read zeros, every other
+ * piece its bytes.
+ */
+struct piece_discarder {
+	char *p;
+	size_t off;
+	unsigned delay_us;	/* into the collapse, so that rounds cover all of it */
+	atomic_int go, done;
+};
+
+static void *piece_discard(void *arg)
+{
+	struct piece_discarder *d = arg;
+	double t0;
+
+	while (!atomic_load(&d->go))
+		;
+	for (t0 = now_us(); now_us() - t0 < d->delay_us;)
+		;
+	if (madvise(d->p + d->off, 4 * T_SZ_4K, MADV_DONTNEED))
+		atomic_store(&d->done, -errno);
+	else
+		atomic_store(&d->done, 1);
+	return NULL;
+}
+
+static int test_discards_during_collapse_read_zeros(const struct t_case *c)
+{
+	int rounds = t_rounds(400), bad_rounds = 0, collapsed = 0;
+	pmv_ctx *ctx = ctx_off();
+	char *base = t_map(ctx, T_SZ_2M, 0, PMV_HUGE);
+	long bad = 0;
+
+	(void)c;
+	for (int r = 0; r < rounds; r++) {
+		struct piece_discarder d = { .p = base };
+		size_t run = 8 + (size_t)(r * 37) % 500;
+		int pbad = 0, ret;
+		pthread_t th;
+
+		for (size_t k = 0; k < 512; k++)
+			t_fill(base + k * T_SZ_4K, T_SZ_4K, (size_t)r * 512 + k, 5);
+		T_EQ(madvise(base + 3 * T_SZ_4K, T_SZ_4K, MADV_DONTNEED), 0);
+		d.off = run * T_SZ_4K;
+		d.delay_us = (unsigned)(r % 64) * 30;
+		T_EQ(pthread_create(&th, NULL, piece_discard, &d), 0);
+		atomic_store(&d.go, 1);
+		ret = pmv_collapse(ctx, base, T_SZ_2M, 0);
+		pthread_join(th, NULL);
+		if (ret == -EOPNOTSUPP) {
+			pmv_destroy(ctx);
+			t_skip("pmv_collapse: %s (no PT_RECLAIM)", pmv_strerror(ret));
+		}
+		collapsed += ret >= 0;
+		T_CHECK(bad, atomic_load(&d.done) == 1, "round %d: madvise: %s", r,
+			strerror(-atomic_load(&d.done)));
+		for (size_t k = 0; k < 512; k++) {
+			char *q = base + k * T_SZ_4K;
+			bool zero = k == 3 || (k >= run && k < run + 4);
+			bool wrong = zero ? !t_is_zero((const uint8_t *)q, T_SZ_4K) :
+					    t_check(q, T_SZ_4K, (size_t)r * 512 + k, 5) >= 0;
+
+			if (wrong && pbad++ < 2)
+				printf("  round %d: piece %zu (%s) wrong\n", r, k,
+				       zero ? "discarded: old data" : "kept");
+		}
+		bad_rounds += pbad > 0;
+		t_beat();
+	}
+	printf("  %d rounds, %d collapse calls returned >= 0, %d rounds wrong\n", rounds, collapsed,
+	       bad_rounds);
+	T_CHECK(bad, bad_rounds == 0, "%d of %d rounds read wrong bytes", bad_rounds, rounds);
+	pmv_destroy(ctx);
+	return (int)bad;
+}
+
 int main(void)
 {
 	struct t_suite s;
@@ -860,5 +945,6 @@ int main(void)
 	T_CASE(&s, test_first_touch_without_thp_pieces_then_collapse, -1, 1);
 	T_CASE(&s, test_collapse_rate_printed, -1, 1);
 	T_CASE(&s, test_collapse_beside_a_held_fault, -1, 1);
+	T_CASE(&s, test_discards_during_collapse_read_zeros, -1, 1);
 	return t_suite_end(&s);
 }
