@@ -844,14 +844,15 @@ int _pmv_discard_self(pmv_ctx *ctx, uintptr_t addr, size_t len)
 	 * 4 runs in 200, read old data). Ours tile the range; the rest are its
 	 * own, applied now as a handler would have, before we put the page
 	 * back (the gate zeroes those pieces). If nothing tiles it (the
-	 * madvise failed part way), none is known to be ours: all are its.
+	 * madvise stopped at a locked VMA, or skipped a hole; the log
+	 * overflowed), which are ours is not known: none is applied, as
+	 * before, since applying ours would zero the copy itself.
 	 */
-	if (sl.nlog > 1 || (sl.nlog == 1 && (sl.log[0].s != addr || sl.log[0].e != addr + len))) {
-		bool tiled = !ret && self_tiling(&sl, 0, addr, addr + len, ours);
-
+	if ((sl.nlog > 1 || (sl.nlog == 1 && (sl.log[0].s != addr || sl.log[0].e != addr + len))) &&
+	    self_tiling(&sl, 0, addr, addr + len, ours)) {
 		pthread_rwlock_wrlock(&ctx->event_lock);
 		for (unsigned j = 0; j < sl.nlog; j++)
-			if (!tiled || !ours[j])
+			if (!ours[j])
 				remove_range(ctx, sl.log[j].s, sl.log[j].e);
 		pthread_rwlock_unlock(&ctx->event_lock);
 	}
