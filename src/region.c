@@ -272,8 +272,9 @@ static int unpark_cut(pmv_ctx *ctx, uintptr_t a)
 	if (!_pmv_page_trylock(pg))
 		return -EAGAIN;
 	f = _pmv_page_flags(pg);
+	/* over capacity if need be, as fork's loads: else the moved pieces are lost */
 	if (f & PG_far)
-		ret = _pmv_far_load(ctx, pg, -1, PMV_FAR_WAKE);
+		ret = _pmv_far_load(ctx, pg, -1, PMV_FAR_WAKE | PMV_FAR_FORCE);
 	else
 		ret = _pmv_unpark(ctx, pg);
 	_pmv_page_unlock(ctx, pg);
