@@ -910,6 +910,8 @@ PMV_HIDDEN uint64_t _pmv_now_ns(void);
 PMV_HIDDEN uint64_t _pmv_thread_cpu_ns(void);
 
 static inline uint16_t _pmv_now_ds(pmv_ctx *ctx);
+/* The clock of pg->parked_us: microseconds since the epoch (wraps; diffs only). */
+static inline uint32_t _pmv_now_us32(pmv_ctx *ctx);
 
 /* ---- policy (policy.c) ----------------------------------------------- */
 
@@ -1099,6 +1101,11 @@ static inline void _pmv_inject_hold(pmv_ctx *ctx)
 static inline uint16_t _pmv_now_ds(pmv_ctx *ctx)
 {
 	return (uint16_t)((_pmv_now_ns() - ctx->epoch_ns) / 100000000);
+}
+
+static inline uint32_t _pmv_now_us32(pmv_ctx *ctx)
+{
+	return (uint32_t)((_pmv_now_ns() - ctx->epoch_ns) / 1000);
 }
 
 

@@ -438,8 +438,7 @@ static void collect(pmv_ctx *ctx, struct _pmv_policy_scratch *s)
 	uint16_t now = _pmv_now_ds(ctx);
 	uint16_t res = (uint16_t)(ctx->pol.min_residency_ms / 100);
 	int last = (int)ctx->ntiers - 1;
-	/* track.c's clock for parked_us: microseconds since the epoch, wrapping */
-	uint32_t now_us = (uint32_t)((_pmv_now_ns() - ctx->epoch_ns) / 1000);
+	uint32_t now_us = _pmv_now_us32(ctx);
 
 	for (unsigned t = 0; t < ctx->ntiers; t++)
 		for (int ps = 0; ps < PMV_PS_NR; ps++)

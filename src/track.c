@@ -61,11 +61,6 @@ uint64_t _pmv_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static uint32_t now_us32(pmv_ctx *ctx)
-{
-	return (uint32_t)((_pmv_now_ns() - ctx->epoch_ns) / 1000);
-}
-
 /*
  * Put a parked page back at its address: normally one move (through the
  * gate, so a page discarded or unmapped while parked stays out:
@@ -200,7 +195,7 @@ int _pmv_park(pmv_ctx *ctx, struct _pmv_page *pg)
 void _pmv_park_keep(pmv_ctx *ctx, struct _pmv_page *pg, void *slot)
 {
 	pg->park = slot;
-	pg->parked_us = now_us32(ctx);
+	pg->parked_us = _pmv_now_us32(ctx);
 	_pmv_page_set(pg, PG_parked);
 	parked_account(ctx, pg, 1);
 }
@@ -251,7 +246,7 @@ int _pmv_unpark(pmv_ctx *ctx, struct _pmv_page *pg)
  */
 void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg)
 {
-	uint32_t dt = now_us32(ctx) - pg->parked_us, rate, heat;
+	uint32_t dt = _pmv_now_us32(ctx) - pg->parked_us, rate, heat;
 	uint64_t t0;
 
 	_pmv_inject_hold(ctx);
@@ -301,7 +296,7 @@ void _pmv_track_fault(pmv_ctx *ctx, struct _pmv_page *pg)
 void _pmv_track_age(pmv_ctx *ctx, struct _pmv_page *pg)
 {
 	uint32_t heat = __atomic_load_n(&pg->heat, __ATOMIC_RELAXED);
-	uint64_t idle = now_us32(ctx) - pg->parked_us;
+	uint64_t idle = _pmv_now_us32(ctx) - pg->parked_us;
 
 	/* no access for `idle`: the next interval is at least that long */
 	if (heat)
