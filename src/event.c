@@ -424,27 +424,17 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 	uint32_t f = _pmv_page_flags(pg);
 
 	if (f & PG_discard) {
+		size_t size = _pmv_page_size(pg);
 		bool parked, all;
+		void *buf;
 
 		/* an evicted huge page comes back parked first: see discard_locked */
 		if ((f & PG_far) && (f & PG_huge))
 			_pmv_far_to_parked(ctx, pg);
 		f = _pmv_page_flags(pg);
 		parked = f & PG_parked;
-		if (f & PG_far) {
-			/* no room to park it: the records zero its stored copy */
-			void *buf = _pmv_far_read(ctx, pg);
-
-			atomic_fetch_and_explicit(&pg->flags, ~(uint32_t)PG_discard,
-						  memory_order_acq_rel);
-			all = apply_discards(ctx, pg, buf, _pmv_page_size(pg), true);
-			if (buf && !all)
-				_pmv_far_rewrite(ctx, pg, buf);
-			_pmv_far_buf_put(buf, _pmv_page_size(pg));
-			if (all)
-				_pmv_page_forget(ctx, pg);
-			goto gone;
-		}
+		/* still far (no room to park it): the records zero its stored copy */
+		buf = (f & PG_far) ? _pmv_far_read(ctx, pg) : NULL;
 
 		/*
 		 * Clear the mark before taking the records. The reading handler
@@ -454,7 +444,12 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 		 * would orphan it, and a later settle would zero newer data.
 		 */
 		atomic_fetch_and_explicit(&pg->flags, ~(uint32_t)PG_discard, memory_order_acq_rel);
-		all = apply_discards(ctx, pg, parked ? pg->park : NULL, _pmv_page_size(pg), true);
+		all = apply_discards(ctx, pg, parked ? pg->park : buf, size, true);
+		if (buf) {
+			if (!all)
+				_pmv_far_rewrite(ctx, pg, buf);
+			_pmv_far_buf_put(buf, size);
+		}
 		/*
 		 * Discarded whole at its address (we left it there, or put it
 		 * back, before the event was read): the watch forgets it once
@@ -463,7 +458,6 @@ void _pmv_page_settle(pmv_ctx *ctx, struct _pmv_page *pg)
 		if (all && (parked || (f & PG_far) || !(_pmv_page_flags(pg) & PG_zap)))
 			_pmv_page_forget(ctx, pg);
 	}
-gone:
 	if (f & PG_gone) {
 		/* unmapped, or moved away: surgery owns what is left of it */
 		if (!_pmv_event_moved_to(ctx, _pmv_page_addr(pg)))
