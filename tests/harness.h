@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,13 +114,19 @@ static inline double t_now(void)
  * long for stress, and shorter in the emulated NUMA guest (PMV_TEST_NODES),
  * which runs some 20 times slower and must finish within its budget.
  */
-static inline double t_duration(double quick)
+/* Under make stress (PMV_STRESS set, not 0)? */
+static inline bool t_stress(void)
 {
 	const char *s = getenv("PMV_STRESS");
 
+	return s && *s && strcmp(s, "0");
+}
+
+static inline double t_duration(double quick)
+{
 	/* PMV_STRESS=N lengthens by N (make stress: 5); other non-zero: 20 */
-	if (s && *s && strcmp(s, "0")) {
-		int n = atoi(s);
+	if (t_stress()) {
+		int n = atoi(getenv("PMV_STRESS"));
 
 		return quick * (n >= 2 ? n : 20);
 	}
@@ -140,14 +147,24 @@ static inline int t_test_nodes(void)
  * Create a context of n tiers on any node (PMV_TEST_NODES: tier i on node
  * i mod N) with the policy pol, or skip if the kernel can't.
  */
+/* pmv_create, or skip where the kernel cannot (EOPNOTSUPP, EPERM, ENOSYS), or fail. */
+static inline pmv_ctx *t_create(const struct pmv_config *cfg)
+{
+	pmv_ctx *ctx = pmv_create(cfg);
+
+	if (!ctx && (errno == EOPNOTSUPP || errno == EPERM || errno == ENOSYS))
+		t_skip("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
+	if (!ctx)
+		T_FAIL("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
+	return ctx;
+}
+
 static inline pmv_ctx *t_ctx_pol(unsigned n, const size_t *caps, unsigned flags,
 				 const struct pmv_policy_config *pol)
 {
 	struct pmv_tier_config tc[PMV_MAX_TIERS];
 	struct pmv_config cfg = { .ntiers = n, .tiers = tc, .policy = pol };
 	static const char *names[] = { "fast", "slow", "slower", "slowest" };
-	pmv_ctx *ctx;
-
 	int nnodes = t_test_nodes();
 
 	for (unsigned i = 0; i < n; i++) {
@@ -161,12 +178,7 @@ static inline pmv_ctx *t_ctx_pol(unsigned n, const size_t *caps, unsigned flags,
 	if (nnodes > 0)
 		flags |= PMV_CTX_VERIFY;
 	cfg.flags = flags;
-	ctx = pmv_create(&cfg);
-	if (!ctx && (errno == EOPNOTSUPP || errno == EPERM || errno == ENOSYS))
-		t_skip("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
-	if (!ctx)
-		T_FAIL("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
-	return ctx;
+	return t_create(&cfg);
 }
 
 /* Create a context of n tiers on any node, or skip if the kernel can't. */
@@ -676,13 +688,8 @@ static inline pmv_ctx *t_ctx_far(const size_t *c)
 	struct pmv_policy_config pol = { .mode = PMV_POLICY_OFF };
 	struct pmv_config cfg = { .ntiers = 2, .tiers = tc, .policy = &pol,
 				  .flags = nnodes > 0 ? PMV_CTX_VERIFY : 0 };
-	pmv_ctx *ctx = pmv_create(&cfg);
 
-	if (!ctx && (errno == EOPNOTSUPP || errno == EPERM || errno == ENOSYS))
-		t_skip("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
-	if (!ctx)
-		T_FAIL("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
-	return ctx;
+	return t_create(&cfg);
 }
 
 /*
@@ -1396,11 +1403,11 @@ static inline int t_suite_one(struct t_suite *s, const char *fn_name, t_case_fn 
  */
 static inline int t_mode_on(int m, int pick)
 {
-	const char *st = getenv("PMV_STRESS"), *ev = getenv("PMV_TEST_EVICTING");
+	const char *ev = getenv("PMV_TEST_EVICTING");
 
 	if (m != T_EVICTING || pick)
 		return 1;
-	return (st && *st && strcmp(st, "0")) || (ev && !strcmp(ev, "all"));
+	return t_stress() || (ev && !strcmp(ev, "all"));
 }
 
 /* Every mode (evicting only where t_mode_on says) and both page sizes. */

@@ -1471,11 +1471,9 @@ static int test_proactive_demotes_idle_pages(const struct t_case *c)
 	struct pmv_ctx_stats cs;
 	struct pmv_tier_stats far;
 	pthread_t th;
-	pmv_ctx *ctx = pmv_create(&cfg);
+	pmv_ctx *ctx = t_create(&cfg);
 	int bad = 0;
 
-	if (!ctx)
-		t_skip("pmv_create: %s (%s)", strerror(errno), pmv_errmsg());
 	h.p = region(ctx, n, psz);
 	pthread_create(&th, NULL, hot_read, &h);
 	t_step("wait for the %zu idle pages to go down", n - hot);
