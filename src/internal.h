@@ -803,9 +803,9 @@ PMV_HIDDEN int _pmv_far_to_parked(pmv_ctx *ctx, struct _pmv_page *pg);
  * buf stored in their place (0, or the store's error: the old ones stay).
  */
 PMV_HIDDEN void *_pmv_far_read(pmv_ctx *ctx, struct _pmv_page *pg);
+PMV_HIDDEN int _pmv_far_rewrite(pmv_ctx *ctx, struct _pmv_page *pg, void *buf);
 /* Free a buffer of size bytes that far.c gave (a fault handler's comes from mmap). */
 PMV_HIDDEN void _pmv_far_buf_put(void *p, size_t size);
-PMV_HIDDEN int _pmv_far_rewrite(pmv_ctx *ctx, struct _pmv_page *pg, void *buf);
 /*
  * A piece of a region the table drops with its memory kept (region.c's
  * region_abandon, regions_lock written): an evicted page's bytes are
