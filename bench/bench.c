@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -520,7 +521,7 @@ static const struct { int e; const char *name; } engines[] = {
 static pid_t hog_start(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	pid_t pid;
+	pid_t pid, parent = getpid();
 
 	if (n < 2) {
 		fprintf(stderr, "pagemove bench: --hog: one CPU, no other to hog; running without\n");
@@ -531,6 +532,10 @@ static pid_t hog_start(void)
 		cpu_set_t set;
 		volatile unsigned long x = 0;
 
+		/* the bench's error paths return without killing it */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
 		CPU_ZERO(&set);
 		CPU_SET(n - 1, &set);
 		sched_setaffinity(0, sizeof(set), &set);
@@ -661,6 +666,12 @@ int cmd_bench(int argc, char **argv)
 	b.nthreads = sysconf(_SC_NPROCESSORS_ONLN);
 	if (b.nthreads > 16)
 		b.nthreads = 16;
+	/*
+	 * Before anything is mapped: a child forked later would share every
+	 * page with this process, and shared pages do not move (-EACCES).
+	 */
+	if (hog)
+		hog_pid = hog_start();
 	ctx = pmv_create(&cfg);
 	if (!ctx) {
 		fprintf(stderr, "pagemove bench: %s\n", pmv_errmsg());
@@ -701,9 +712,6 @@ int cmd_bench(int argc, char **argv)
 			b.sp[j] = x;
 		}
 	}
-	if (hog)
-		hog_pid = hog_start();
-
 	fprintf(stderr, "pagemove bench: %lu MB warm and %lu MB bulk of 2 MB pages, %zu MB of "
 		"4 KB pages, %d threads%s\n", mb, bulk_mb, b.ns * SZ_4K >> 20, b.nthreads,
 		hog_pid ? ", a CPU hog on the last CPU" : "");
