@@ -170,6 +170,8 @@ static double limit_bw(char *dst, char *src, size_t len, int size)
 /* ---- migrations ---------------------------------------------------------- */
 
 static pmv_ctx *ctx;
+/* pages a move or exchange failed: their figures would be no measurement */
+static atomic_ulong failed_pages;
 
 /* Move npages pages (addresses in pg) to `to`, `per_call` at a time. */
 static double move_all(void **pg, size_t npages, int to, size_t per_call)
@@ -184,7 +186,7 @@ static double move_all(void **pg, size_t npages, int to, size_t per_call)
 
 		if (pmv_move_pages(ctx, n, pg + i, tiers, st, 0)) {
 			for (size_t k = 0; k < n; k++)
-				if (st[k] != to)
+				if (st[k] != to && atomic_fetch_add(&failed_pages, 1) < 10)
 					fprintf(stderr, "bench: page %p: %s\n", pg[i + k],
 						pmv_strerror(st[k]));
 		}
@@ -254,7 +256,7 @@ static double exchange_rounds(void **a, void **b, size_t npairs, size_t per_call
 
 			if (pmv_exchange_pages(ctx, n, a + i, b + i, st, 0))
 				for (size_t k = 0; k < n; k++)
-					if (st[k])
+					if (st[k] && atomic_fetch_add(&failed_pages, 1) < 10)
 						fprintf(stderr, "bench: exchange %p: %s\n", a[i + k],
 							pmv_strerror(st[k]));
 		}
@@ -413,7 +415,7 @@ static int usage(void)
 "\n"
 "Exit status:\n"
 "  0  every figure measured\n"
-"  1  no context or memory (pmv_create or pmv_mmap failed)\n"
+"  1  no context or memory (pmv_create or pmv_mmap failed), or a page move failed\n"
 "  2  usage error (unknown option, bad value, a node that does not exist)\n",
 	      stdout);
 	return 0;
@@ -879,5 +881,10 @@ int cmd_bench(int argc, char **argv)
 	munmap(bufa, len[SZ_BULK] > len[SZ_WARM] ? len[SZ_BULK] : len[SZ_WARM]);
 	munmap(bufb, len[SZ_BULK] > len[SZ_WARM] ? len[SZ_BULK] : len[SZ_WARM]);
 	pmv_destroy(ctx);
+	if (failed_pages) {
+		fprintf(stderr, "pagemove bench: %lu page moves failed (the first 10 are above): "
+			"the figures are not valid\n", (unsigned long)failed_pages);
+		return 1;
+	}
 	return 0;
 }
