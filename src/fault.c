@@ -1386,7 +1386,7 @@ static void *helper_main(void *arg)
 		for (uint32_t m = atomic_exchange(&f->fill, 0); m; m &= m - 1) {
 			int bit = __builtin_ctz(m);
 
-			_pmv_pool_fill(&f->ctx->tiers[bit / 2], bit % 2);
+			_pmv_pool_fill(f->ctx, &f->ctx->tiers[bit / 2], bit % 2);
 		}
 		if (atomic_exchange(&f->follow_due, false)) {
 			uint64_t ivl = atomic_load(&f->follow_ivl);

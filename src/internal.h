@@ -400,7 +400,7 @@ PMV_HIDDEN void _pmv_pool_trim(pmv_ctx *ctx, struct _pmv_tier *t, bool nowait);
  * the pool want more, and make them (the fault helper, off any fault).
  */
 PMV_HIDDEN bool _pmv_pool_wants_fill(struct _pmv_tier *t, int ps);
-PMV_HIDDEN void _pmv_pool_fill(struct _pmv_tier *t, int ps);
+PMV_HIDDEN void _pmv_pool_fill(pmv_ctx *ctx, struct _pmv_tier *t, int ps);
 PMV_HIDDEN bool _pmv_tier_has_room(struct _pmv_tier *t, int ps);
 /* Charge one resident page of size ps with no pool page if the tier has room. */
 PMV_HIDDEN bool _pmv_tier_charge_room(struct _pmv_tier *t, int ps);

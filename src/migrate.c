@@ -50,6 +50,7 @@ struct mig {
 	void *dst_slot, *hole;
 	bool zapped, retry_reuse, deferred;
 	bool collapse;		/* _PMV_MIG_COLLAPSE: to its own tier, as one PMD */
+	bool src_discarded;	/* the hole's source page is freed already (discard_sources) */
 	bool hole_suspect;	/* a move into the hole failed: clean it first */
 	int state;
 	int status;
@@ -86,7 +87,8 @@ static void put_hole(pmv_ctx *ctx, struct mig *m)
  */
 static void free_source(pmv_ctx *ctx, struct mig *m)
 {
-	_pmv_pool_discard(ctx, m->hole, m->size);
+	if (!m->src_discarded)
+		_pmv_pool_discard(ctx, m->hole, m->size);
 	if (!m->hole_suspect || m->ps != PMV_PS_2M)
 		_pmv_pool_put_hole(&ctx->tiers[m->src], m->ps, m->hole);
 	else
@@ -745,6 +747,40 @@ static void retry_refused(pmv_ctx *ctx, struct mig **u, const uintptr_t *a, cons
 	}
 }
 
+static int cmp_uptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Free the source pages of the small pages whose copies went in (res[i]
+ * 0), their holes in runs of neighbours: one MADV_DONTNEED, so one TLB
+ * flush, per run instead of per page. The holes were taken sorted, so a
+ * batch's holes are mostly one run. Each flush interrupts every other CPU
+ * where the process runs: with one caller per CPU (bench's
+ * migrate_4k_random_parallel) those IPIs were a third of the time.
+ */
+static void discard_sources(pmv_ctx *ctx, struct mig **out, const int *res, size_t n)
+{
+	uintptr_t h[BATCH_PAGES];
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (res[i] || out[i]->zapped)
+			continue;
+		h[k++] = (uintptr_t)out[i]->hole;
+		out[i]->src_discarded = true;
+	}
+	qsort(h, k, sizeof(*h), cmp_uptr);
+	for (size_t i = 0, j; i < k; i = j) {
+		for (j = i + 1; j < k && h[j] == h[j - 1] + PMV_SIZE_4K; j++)
+			;
+		_pmv_pool_discard(ctx, (void *)h[i], (j - i) * PMV_SIZE_4K);
+	}
+}
+
 /*
  * Unmap path for small pages (as the kernel does): a write-protect costs
  * about as much as copying 4 KB, so instead move every source out at once
@@ -825,11 +861,13 @@ static void migrate_unmapped(pmv_ctx *ctx, struct mig **u, size_t n)
 	for (size_t i = 0; i < n; i++)
 		pgs[i] = out[i]->pg;
 	_pmv_move_in(ctx, pgs, b, n, PMV_MV_WAKE, res, part);
+	for (size_t i = 0; i < n; i++)
+		if (res[i] && res[i] != -ECANCELED && !part[i])
+			res[i] = move_in(ctx, out[i]);	/* transient EBUSY: retry alone */
+	discard_sources(ctx, out, res, n);
 	for (size_t i = 0; i < n; i++) {
 		struct mig *m = out[i];
 
-		if (res[i] && res[i] != -ECANCELED && !part[i])
-			res[i] = move_in(ctx, m);	/* transient EBUSY: retry alone */
 		if (!res[i]) {
 			finish(ctx, m);
 			continue;
