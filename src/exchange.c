@@ -498,7 +498,7 @@ static void step_move_in(pmv_ctx *ctx, struct xbatch *b)
 		}
 	}
 	/* by destination, so runs coalesce */
-	qsort(b->in, np, sizeof(b->in[0]), cmp_in);
+	_pmv_sort(b->in, np, sizeof(b->in[0]), cmp_in);
 	for (size_t i = 0; i < np; i++) {
 		b->ipg[i] = b->in[i].pg;
 		b->src[i] = b->in[i].slot;
@@ -578,7 +578,7 @@ static void exchange_batch(pmv_ctx *ctx, struct xbatch *b, struct xpair *xs, siz
 				b->pgs[b->np++] = &xs[i].p[k];
 	if (!b->np)
 		return;
-	qsort(b->pgs, b->np, sizeof(b->pgs[0]), cmp_addr);
+	_pmv_sort(b->pgs, b->np, sizeof(b->pgs[0]), cmp_addr);
 	take_holes(ctx, b->pgs, b->np, ps, flags & PMV_MOVE_NONBLOCK);
 	step_move_out(ctx, b);
 	step_sort_out(ctx, b, xs, n);

@@ -100,6 +100,8 @@ struct _pmv_fault {
 	bool more;			/* under mu: work came while the janitor ran */
 	struct uffd_msg deferred[PMV_MAX_DEFERRED];	/* under mu */
 	size_t ndeferred;
+	/* the janitor's copy of them, to answer outside mu: not malloc's (kmem.c) */
+	struct uffd_msg again[PMV_MAX_DEFERRED];
 	/* faulting threads, by tid: which CPUs need an armed handler */
 	struct { _Atomic pid_t tid; _Atomic uint64_t ns; } seen[PMV_SEEN];
 	_Atomic uint64_t follow_ns;	/* when the helper was last asked to look */
@@ -957,11 +959,8 @@ static void surgery(struct _pmv_fault *f)
 
 	pthread_mutex_lock(&f->mu);
 	n = f->ndeferred;
-	again = n ? malloc(n * sizeof(*again)) : NULL;
-	if (again)
-		memcpy(again, f->deferred, n * sizeof(*again));
-	else
-		n = 0;	/* no memory: they stay queued for the next round */
+	again = f->again;
+	memcpy(again, f->deferred, n * sizeof(*again));
 	__atomic_store_n(&f->ndeferred, f->ndeferred - n, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&f->mu);
 	if (!n)
@@ -971,7 +970,6 @@ static void surgery(struct _pmv_fault *f)
 		if (!handle_fault(ctx, &again[i], NULL))
 			defer(f, &again[i]);
 	_pmv_regions_rdunlock(&ctx->regions_lock);
-	free(again);
 }
 
 /* Remember who faulted and when; ask the helper to look, at most every follow_ivl. */

@@ -985,7 +985,7 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 			act[nact++] = &ms[i];
 	}
 	/* 2: reserve in address order, so runs coalesce. */
-	qsort(act, nact, sizeof(*act), cmp_mig);
+	_pmv_sort(act, nact, sizeof(*act), cmp_mig);
 	/* evictions (far targets) need no destination page: far.c does them */
 	evict(ctx, act, nact);
 	reserve(ctx, act, nact, flags);
@@ -1039,7 +1039,8 @@ static bool seen_add(const struct _pmv_page **seen, const struct _pmv_page *pg)
 int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 		   const int *tiers, int *status, int flags)
 {
-	struct mig *ms = malloc(BATCH_PAGES * sizeof(*ms));
+	/* kmem: under regions_lock, which a fault may wait for (internal.h) */
+	struct mig *ms = _pmv_kcalloc(BATCH_PAGES, sizeof(*ms));
 	const struct _pmv_page *seen[SEEN_SLOTS];
 	int left = 0;
 
@@ -1094,8 +1095,8 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			}
 		}
 		if (retry) {
-			struct mig *again = calloc(cnt, sizeof(*again));
-			size_t na = 0, *idx = malloc(cnt * sizeof(*idx));
+			struct mig *again = _pmv_kcalloc(cnt, sizeof(*again));
+			size_t na = 0, *idx = _pmv_kcalloc(cnt, sizeof(*idx));
 
 			for (size_t i = 0; again && idx && i < cnt; i++) {
 				if (!ms[i].retry_reuse)
@@ -1108,8 +1109,8 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 				run_batch(ctx, again, na, flags);
 			for (size_t k = 0; k < na; k++)
 				ms[idx[k]].status = again[k].status;
-			free(again);
-			free(idx);
+			_pmv_kfree(again);
+			_pmv_kfree(idx);
 		}
 		for (size_t i = 0; i < cnt; i++) {
 			status[base + i] = ms[i].status;
@@ -1118,7 +1119,7 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 		}
 		base += cnt;
 	}
-	free(ms);
+	_pmv_kfree(ms);
 	for (unsigned t = 0; t < ctx->ntiers; t++)
 		_pmv_pool_trim(ctx, &ctx->tiers[t], flags & PMV_MOVE_NONBLOCK);
 	return left;
