@@ -541,8 +541,8 @@ size_t _pmv_far_free(pmv_ctx *ctx, int tier)
  * or it would get SIGBUS. The caller holds
  * regions_lock for reading. fork_lock is only tried: a fork in progress
  * loads every evicted page back, and one evicted behind it would be a
- * hole in the child: -EAGAIN then. 0 and *freed, or -ENOMEM (nothing
- * freed).
+ * hole in the child: -EAGAIN then. 0 and *freed, or nothing freed:
+ * -EBUSY (room on its way, below) or -ENOMEM.
  */
 static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
 		   size_t *freed, uint64_t *pages, bool background)
@@ -550,7 +550,7 @@ static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
 	struct _pmv_tier *t = &ctx->tiers[tier];
 	struct _pmv_page *cand[2][RECLAIM_MAX], *pgs[RECLAIM_MAX];
 	int dst[RECLAIM_MAX], st[RECLAIM_MAX], far = -1;
-	size_t nc[2] = { 0 }, n = 0, got = 0, walked = 0;
+	size_t nc[2] = { 0 }, n = 0, got = 0, walked = 0, busy = 0, listed, charged = 0;
 
 	*freed = 0;
 	*pages = 0;
@@ -575,15 +575,21 @@ static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
 				cand[b][nc[b]++] = pg;
 		}
 	}
+	listed = t->inactive.nr + t->active.nr;
 	pthread_mutex_unlock(&t->lru_lock);
 	for (int b = 0; b < (background ? 1 : 2); b++) {
 		for (size_t i = 0; i < nc[b] && got < bytes && n < RECLAIM_MAX; i++) {
 			struct _pmv_page *pg = cand[b][i];
 			uint32_t f;
 
-			if (pg == self || !_pmv_page_trylock(pg))
+			if (pg == self)
 				continue;
+			if (!_pmv_page_trylock(pg)) {
+				busy++;
+				continue;
+			}
 			f = _pmv_page_flags(pg);
+			busy += !!(f & (PG_zap | PG_isolated));
 			/* as prepare() in migrate.c: only a mapped, unshared page of this tier */
 			if ((f & (PG_present | PG_far | PG_zap | PG_shared | PG_isolated)) !=
 			    PG_present || (background && (f & PG_bind)) || pg->tier != tier ||
@@ -605,7 +611,19 @@ static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
 			*freed += _pmv_page_size(pgs[i]);
 			++*pages;
 		}
-	return *freed ? 0 : -ENOMEM;
+	if (*freed)
+		return 0;
+	/*
+	 * Nothing freed. Room on its way, where the kernel's reclaim would
+	 * wait for writeback: pages held by others (an eviction or a load in
+	 * flight: locked, or charged and off the lists) or a discard's zap
+	 * watch (PG_zap, at most 1 s): -EBUSY. Otherwise -ENOMEM.
+	 */
+	pthread_mutex_lock(&t->lock);
+	for (int ps = 0; ps < PMV_PS_NR; ps++)
+		charged += t->resident[ps];
+	pthread_mutex_unlock(&t->lock);
+	return busy || charged > listed ? -EBUSY : -ENOMEM;
 }
 
 /* A fault found memory tier `tier` full: direct reclaim, as the kernel's. */

@@ -393,21 +393,45 @@ static bool have_far(pmv_ctx *ctx)
  * other handlers), and room one round made may go to another handler's
  * access first: a single try sent SIGBUS to a program with a far tier of
  * unlimited room (bench far's scan, two threads faulting). A round that
- * freed nothing backs off, 50 us doubling to 3.2 ms (about 30 ms in all).
+ * freed nothing backs off, 50 us doubling to 3.2 ms (about 30 ms in all);
+ * one that freed nothing only because room is on its way is no try (up to
+ * RECLAIM_WAIT_NS).
  * Returns serve's last result; -EAGAIN from a fork under way (fault
  * again). Without a far tier there is nothing to reclaim: a bound full
  * tier's SIGBUS is immediate, as documented.
  */
+#define RECLAIM_WAIT_NS	1500000000ULL	/* room on its way: a zap watch's 1 s, and some */
+
 static int with_reclaim(pmv_ctx *ctx, struct _pmv_page *pg,
 			int (*serve)(pmv_ctx *, struct _pmv_page *, void *), void *arg, int ret)
 {
-	for (int i = 0; ret == -ENOMEM && i < RECLAIM_TRIES && have_far(ctx); i++) {
+	uint64_t until = 0;
+
+	for (int i = 0, k = 0; ret == -ENOMEM && i < RECLAIM_TRIES && have_far(ctx); i++, k++) {
 		int r = reclaim(ctx, pg);
 
 		if (r == -EAGAIN)
 			return r;
+		if (r == -EBUSY) {
+			/*
+			 * The room is held by evictions or loads in flight or by
+			 * a discard's zap watch (PMV_TEST_EVICT_CAP's SIGBUS
+			 * after MADV_FREE): wait for it, as the kernel's reclaim
+			 * waits for writeback, a bounded time, not a try; end
+			 * the watches that may end (as _pmv_event_reap).
+			 */
+			uint64_t now = _pmv_now_ns();
+
+			if (!until)
+				until = now + RECLAIM_WAIT_NS;
+			if (now < until)
+				i--;
+			pthread_rwlock_wrlock(&ctx->event_lock);
+			_pmv_event_poll(ctx);
+			pthread_rwlock_unlock(&ctx->event_lock);
+		}
 		if (r) {
-			struct timespec ts = { 0, 50000L << (i < 6 ? i : 6) };
+			struct timespec ts = { 0, 50000L << (k < 6 ? k : 6) };
 
 			nanosleep(&ts, NULL);
 		}
