@@ -60,9 +60,15 @@ static void atfork_release(void)
 	pthread_mutex_unlock(&ctx_list_lock);
 }
 
+static void atfork_child(void)
+{
+	_pmv_kmem_fork_child();
+	atfork_release();
+}
+
 static void atfork_register(void)
 {
-	pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+	pthread_atfork(atfork_prepare, atfork_release, atfork_child);
 }
 
 static void ctx_list_del(pmv_ctx *ctx)
@@ -163,6 +169,7 @@ static pmv_ctx *create(const struct pmv_config *cfg, bool probe)
 		errno = ENOMEM;
 		return NULL;
 	}
+	_pmv_kmem_init();
 	ctx->pid = getpid();
 	ctx->epoch_ns = _pmv_now_ns();
 	ctx->uffd = ctx->pool_uffd = ctx->pagemap_fd = -1;
@@ -348,16 +355,16 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 		atomic_store(&ctx->kswapd_running, false);
 		_pmv_policy_stop(ctx);
 		_pmv_copy_pool_forget(ctx);
-		free(ctx->discards);
-		free(ctx->zap_wait);
-		free(ctx->surgery);
+		_pmv_kfree(ctx->discards);
+		_pmv_kfree(ctx->zap_wait);
+		_pmv_kfree(ctx->surgery);
 		for (unsigned i = 0; i < ctx->ntiers; i++)
 			for (int ps = 0; ps < PMV_PS_NR; ps++) {
-				free(ctx->tiers[i].pool[ps].chunks);
-				free(ctx->tiers[i].pool[ps].clean);
-				free(ctx->tiers[i].pool[ps].dirty);
-				free(ctx->tiers[i].pool[ps].holes);
-				free(ctx->tiers[i].pool[ps].retired);
+				_pmv_kfree(ctx->tiers[i].pool[ps].chunks);
+				_pmv_kfree(ctx->tiers[i].pool[ps].clean);
+				_pmv_kfree(ctx->tiers[i].pool[ps].dirty);
+				_pmv_kfree(ctx->tiers[i].pool[ps].holes);
+				_pmv_kfree(ctx->tiers[i].pool[ps].retired);
 			}
 		free(ctx);
 		return;
@@ -382,9 +389,9 @@ PMV_API void pmv_destroy(pmv_ctx *ctx)
 	pthread_rwlock_destroy(&ctx->event_lock);
 	pthread_mutex_destroy(&ctx->discard_mu);
 	pthread_mutex_destroy(&ctx->surgery_mu);
-	free(ctx->discards);
-	free(ctx->zap_wait);
-	free(ctx->surgery);
+	_pmv_kfree(ctx->discards);
+	_pmv_kfree(ctx->zap_wait);
+	_pmv_kfree(ctx->surgery);
 	if (ctx->policy_inited) {
 		pthread_mutex_destroy(&ctx->policy_mu);
 		pthread_mutex_destroy(&ctx->policy_wait_mu);

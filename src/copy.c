@@ -104,6 +104,11 @@ struct _pmv_copy_pool {
 	pthread_cond_t work_cv, done_cv;
 	pthread_mutex_t busy;		/* one job at a time */
 	struct _pmv_copy_job *job;
+	/*
+	 * The one job, under busy: its caller holds page locks, so no malloc
+	 * (internal.h's allocator rule).
+	 */
+	struct _pmv_copy_job job_mem;
 	uint64_t gen;
 	bool stop;
 };
@@ -352,13 +357,11 @@ static int pool_submit(pmv_ctx *ctx, struct _pmv_copy_req *reqs, size_t n,
 
 	if (!p)
 		return -ENODEV;
-	job = malloc(sizeof(*job));
-	if (!job)
-		return -ENOMEM;
+	pthread_mutex_lock(&p->busy);
+	job = &p->job_mem;
 	job->nt = have_avx2();
 	job->users = 0;
 	build_items(job, reqs, n);
-	pthread_mutex_lock(&p->busy);
 	pool_start(p, job);
 	*ticket = job;
 	return 0;
@@ -370,7 +373,6 @@ static int pool_wait_ticket(pmv_ctx *ctx, struct _pmv_copy_job *job)
 
 	pool_wait(p, job);
 	pthread_mutex_unlock(&p->busy);
-	free(job);
 	return 0;
 }
 

@@ -57,7 +57,7 @@ static int record_discard(pmv_ctx *ctx, struct _pmv_page *pg, size_t off, size_t
 	pthread_mutex_lock(&ctx->discard_mu);
 	if (ctx->ndiscards == ctx->cap_discards) {
 		size_t ncap = ctx->cap_discards ? 2 * ctx->cap_discards : 64;
-		void *nv = realloc(ctx->discards, ncap * sizeof(*ctx->discards));
+		void *nv = _pmv_krealloc(ctx->discards, ncap * sizeof(*ctx->discards));
 
 		if (!nv) {
 			pthread_mutex_unlock(&ctx->discard_mu);
@@ -239,7 +239,7 @@ static int watch_add(pmv_ctx *ctx, uintptr_t s, uintptr_t e, uint64_t until)
 {
 	if (ctx->nzap_wait == ctx->cap_zap_wait) {
 		size_t ncap = ctx->cap_zap_wait ? 2 * ctx->cap_zap_wait : 16;
-		void *nv = realloc(ctx->zap_wait, ncap * sizeof(*ctx->zap_wait));
+		void *nv = _pmv_krealloc(ctx->zap_wait, ncap * sizeof(*ctx->zap_wait));
 
 		if (!nv)
 			return -ENOMEM;
@@ -883,7 +883,7 @@ int _pmv_surgery_add(pmv_ctx *ctx, int kind, uintptr_t from, uintptr_t to, size_
 	pthread_mutex_lock(&ctx->surgery_mu);
 	if (ctx->nsurgery == ctx->cap_surgery) {
 		size_t ncap = ctx->cap_surgery ? 2 * ctx->cap_surgery : 16;
-		void *nv = realloc(ctx->surgery, ncap * sizeof(*ctx->surgery));
+		void *nv = _pmv_krealloc(ctx->surgery, ncap * sizeof(*ctx->surgery));
 
 		if (!nv) {
 			pthread_mutex_unlock(&ctx->surgery_mu);

@@ -498,7 +498,7 @@ static void step_move_in(pmv_ctx *ctx, struct xbatch *b)
 		}
 	}
 	/* by destination, so runs coalesce */
-	qsort(b->in, np, sizeof(b->in[0]), cmp_in);
+	_pmv_sort(b->in, np, sizeof(b->in[0]), cmp_in);
 	for (size_t i = 0; i < np; i++) {
 		b->ipg[i] = b->in[i].pg;
 		b->src[i] = b->in[i].slot;
@@ -578,7 +578,7 @@ static void exchange_batch(pmv_ctx *ctx, struct xbatch *b, struct xpair *xs, siz
 				b->pgs[b->np++] = &xs[i].p[k];
 	if (!b->np)
 		return;
-	qsort(b->pgs, b->np, sizeof(b->pgs[0]), cmp_addr);
+	_pmv_sort(b->pgs, b->np, sizeof(b->pgs[0]), cmp_addr);
 	take_holes(ctx, b->pgs, b->np, ps, flags & PMV_MOVE_NONBLOCK);
 	step_move_out(ctx, b);
 	step_sort_out(ctx, b, xs, n);
@@ -592,6 +592,8 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 {
 	struct xpair *xs;
 	struct xbatch *xb;
+	size_t blen = (count < XCHG_BATCH ? count : XCHG_BATCH) * PMV_SIZE_2M;
+	bool heap = false;
 	int left = 0;
 
 	PMV_CHECK_CTX(ctx);
@@ -603,12 +605,31 @@ PMV_API int pmv_exchange_pages(pmv_ctx *ctx, size_t count, void *const a[],
 		return _pmv_set_errmsg(-E2BIG, "pmv_exchange_pages: count too large");
 	xs = malloc(XCHG_BATCH * sizeof(*xs));
 	xb = malloc(sizeof(*xb));
-	/* a batch's first pages wait here (trade), aligned for the copy engines */
-	if (xb)
-		xb->bounce = count ? aligned_alloc(PMV_SIZE_4K, XCHG_BYTES / 2 + PMV_SIZE_2M) : NULL;
+	/*
+	 * A batch's first pages wait here (trade), aligned for the copy
+	 * engines: as much as a batch of count pairs may need, and mapped as
+	 * regions are (_pmv_map_anon), not malloc's. From malloc, 18 MB
+	 * under mlockall(MCL_FUTURE) were populated at each call, and once
+	 * glibc's dynamic mmap threshold rose past them (the first free) they
+	 * came from the caller's arena, which kept them resident: t_mprotect's
+	 * mlockall bound saw 18 MB more in its second round. Under
+	 * RLIMIT_AS there may be no new address space for it, where the
+	 * heap still has room: malloc's then, as before.
+	 */
+	if (blen > XCHG_BYTES / 2 + PMV_SIZE_2M)
+		blen = XCHG_BYTES / 2 + PMV_SIZE_2M;
+	if (xb) {
+		xb->bounce = count ? _pmv_map_anon(blen, PMV_SIZE_4K) : NULL;
+		if (count && !xb->bounce) {
+			xb->bounce = aligned_alloc(PMV_SIZE_4K, blen);
+			heap = true;
+		}
+	}
 	if (!xs || !xb || (count && !xb->bounce)) {
-		if (xb)
+		if (xb && heap)
 			free(xb->bounce);
+		else if (xb && xb->bounce)
+			munmap(xb->bounce, blen);
 		free(xs);
 		free(xb);
 		return -ENOMEM;
@@ -663,7 +684,10 @@ all_again:
 		left += (int)n;
 	}
 	free(xs);
-	free(xb->bounce);
+	if (heap)
+		free(xb->bounce);
+	else if (xb->bounce)
+		munmap(xb->bounce, blen);
 	free(xb);
 	return left;
 }

@@ -345,7 +345,7 @@ static void discard_stored(pmv_ctx *ctx, struct ev **out, size_t n, size_t psz)
 	for (size_t i = 0; i < n; i++)
 		if (!out[i]->status)
 			h[k++] = out[i]->hole;
-	qsort(h, k, sizeof(*h), cmp_ptr);
+	_pmv_sort(h, k, sizeof(*h), cmp_ptr);
 	for (size_t i = 0, j; i < k; i = j) {
 		for (j = i + 1; j < k && (char *)h[j] == (char *)h[j - 1] + psz; j++)
 			;
@@ -389,7 +389,8 @@ static void evict_group(pmv_ctx *ctx, struct ev **g, size_t n, size_t psz)
 void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t n,
 		    int *status, bool *reuse, unsigned flags)
 {
-	struct ev *evs = calloc(n ? n : 1, sizeof(*evs));
+	/* kmem: a fault handler's reclaim evicts, and every caller holds page locks */
+	struct ev *evs = _pmv_kcalloc(n ? n : 1, sizeof(*evs));
 	struct ev *g[PMV_PS_NR][EVICT_MAX];
 	size_t ng[PMV_PS_NR] = { 0 };
 
@@ -419,31 +420,40 @@ void _pmv_far_evict(pmv_ctx *ctx, struct _pmv_page **pgs, const int *dst, size_t
 		if (reuse)
 			reuse[i] = evs[i].reuse;
 	}
-	free(evs);
+	_pmv_kfree(evs);
 }
 
 /*
- * Bounce buffers for a page's bytes. A fault handler must not take the
- * program's malloc locks: a thread interrupted inside malloc (holding an
- * arena's lock; under ASan, its allocator's) may run a signal handler
- * that touches an evicted page, and its fault then waits for the handler
- * that waits for that lock (t_signals' storm while evicting hung so, the
- * handler in load_buf's aligned_alloc, the caller interrupted in free).
- * Handlers take their buffers from the kernel: one 4 KB page each, kept
- * (the 4 KB fault-in is the hot path), mmap for a huge page.
+ * Bounce buffers for a page's bytes. No thread that holds the page's lock
+ * takes the program's malloc locks (internal.h's allocator rule): a thread
+ * interrupted inside malloc (holding an arena's lock; under ASan, its
+ * allocator's) may run a signal handler that touches this very page, and
+ * its fault then waits for the lock holder that waits for that allocator
+ * lock (t_signals' storm while evicting hung so, a fault handler in
+ * load_buf's aligned_alloc, the caller interrupted in free). So buffers
+ * come from the kernel: 4 KB pages are kept for reuse (the 4 KB fault-in
+ * is the hot path, and a munmap flushes every CPU's TLB), a few per
+ * process, under a leaf lock that no thread holds while a signal can
+ * reach it (handlers block them all, callers hold them across page locks);
+ * mmap for a huge page.
  */
-static __thread void *handler_page;
+#define BUF_KEEP	16
+
+static pthread_mutex_t buf_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *buf_kept[BUF_KEEP];
+static unsigned buf_nkept;
 
 static void *buf_get(size_t size)
 {
-	void *p;
+	void *p = NULL;
 
-	if (!_pmv_is_fault_thread())
-		return aligned_alloc(PMV_SIZE_4K, size);
-	if (size == PMV_SIZE_4K && handler_page) {
-		p = handler_page;
-		handler_page = NULL;
-		return p;
+	if (size == PMV_SIZE_4K) {
+		pthread_mutex_lock(&buf_mu);
+		if (buf_nkept)
+			p = buf_kept[--buf_nkept];
+		pthread_mutex_unlock(&buf_mu);
+		if (p)
+			return p;
 	}
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
@@ -453,13 +463,15 @@ void _pmv_far_buf_put(void *p, size_t size)
 {
 	if (!p)
 		return;
-	if (!_pmv_is_fault_thread()) {
-		free(p);
-		return;
-	}
-	if (size == PMV_SIZE_4K && !handler_page) {
-		handler_page = p;
-		return;
+	if (size == PMV_SIZE_4K) {
+		pthread_mutex_lock(&buf_mu);
+		if (buf_nkept < BUF_KEEP) {
+			buf_kept[buf_nkept++] = p;
+			p = NULL;
+		}
+		pthread_mutex_unlock(&buf_mu);
+		if (!p)
+			return;
 	}
 	munmap(p, size);
 }
@@ -529,8 +541,8 @@ size_t _pmv_far_free(pmv_ctx *ctx, int tier)
  * or it would get SIGBUS. The caller holds
  * regions_lock for reading. fork_lock is only tried: a fork in progress
  * loads every evicted page back, and one evicted behind it would be a
- * hole in the child: -EAGAIN then. 0 and *freed, or -ENOMEM (nothing
- * freed).
+ * hole in the child: -EAGAIN then. 0 and *freed, or nothing freed:
+ * -EBUSY (room on its way, below) or -ENOMEM.
  */
 static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
 		   size_t *freed, uint64_t *pages, bool background)
@@ -538,7 +550,7 @@ static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
 	struct _pmv_tier *t = &ctx->tiers[tier];
 	struct _pmv_page *cand[2][RECLAIM_MAX], *pgs[RECLAIM_MAX];
 	int dst[RECLAIM_MAX], st[RECLAIM_MAX], far = -1;
-	size_t nc[2] = { 0 }, n = 0, got = 0, walked = 0;
+	size_t nc[2] = { 0 }, n = 0, got = 0, walked = 0, busy = 0, listed, charged = 0;
 
 	*freed = 0;
 	*pages = 0;
@@ -563,15 +575,21 @@ static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
 				cand[b][nc[b]++] = pg;
 		}
 	}
+	listed = t->inactive.nr + t->active.nr;
 	pthread_mutex_unlock(&t->lru_lock);
 	for (int b = 0; b < (background ? 1 : 2); b++) {
 		for (size_t i = 0; i < nc[b] && got < bytes && n < RECLAIM_MAX; i++) {
 			struct _pmv_page *pg = cand[b][i];
 			uint32_t f;
 
-			if (pg == self || !_pmv_page_trylock(pg))
+			if (pg == self)
 				continue;
+			if (!_pmv_page_trylock(pg)) {
+				busy++;
+				continue;
+			}
 			f = _pmv_page_flags(pg);
+			busy += !!(f & (PG_zap | PG_isolated));
 			/* as prepare() in migrate.c: only a mapped, unshared page of this tier */
 			if ((f & (PG_present | PG_far | PG_zap | PG_shared | PG_isolated)) !=
 			    PG_present || (background && (f & PG_bind)) || pg->tier != tier ||
@@ -593,7 +611,19 @@ static int reclaim(pmv_ctx *ctx, int tier, size_t bytes, struct _pmv_page *self,
 			*freed += _pmv_page_size(pgs[i]);
 			++*pages;
 		}
-	return *freed ? 0 : -ENOMEM;
+	if (*freed)
+		return 0;
+	/*
+	 * Nothing freed. Room on its way, where the kernel's reclaim would
+	 * wait for writeback: pages held by others (an eviction or a load in
+	 * flight: locked, or charged and off the lists) or a discard's zap
+	 * watch (PG_zap, at most 1 s): -EBUSY. Otherwise -ENOMEM.
+	 */
+	pthread_mutex_lock(&t->lock);
+	for (int ps = 0; ps < PMV_PS_NR; ps++)
+		charged += t->resident[ps];
+	pthread_mutex_unlock(&t->lock);
+	return busy || charged > listed ? -EBUSY : -ENOMEM;
 }
 
 /* A fault found memory tier `tier` full: direct reclaim, as the kernel's. */
@@ -948,7 +978,8 @@ static void poison(pmv_ctx *ctx, struct _pmv_page *pg)
 {
 	uintptr_t addr = _pmv_page_addr(pg);
 	size_t size = _pmv_page_size(pg);
-	int ret = -ECANCELED;
+	int ret = -ECANCELED, len;
+	char msg[256];
 
 	pthread_rwlock_rdlock(&ctx->event_lock);
 	if (!(_pmv_page_flags(pg) & (PG_discard | PG_gone)))
@@ -957,9 +988,13 @@ static void poison(pmv_ctx *ctx, struct _pmv_page *pg)
 	if (ret)
 		_pmv_uffd_wake(ctx, addr, size);
 	_pmv_stat_add(&ctx->faults_sigbus, 1);
-	fprintf(stderr, "pagemove: tier %s: the page at %p could not be loaded back "
-		"(read error or checksum mismatch): SIGBUS\n", ctx->tiers[pg->tier].name,
-		(void *)addr);
+	/* not stdio: its lock may be held by the very thread that faulted */
+	len = snprintf(msg, sizeof(msg), "pagemove: tier %s: the page at %p could not be "
+		       "loaded back (read error or checksum mismatch): SIGBUS\n",
+		       ctx->tiers[pg->tier].name, (void *)addr);
+	if (len > 0 && write(STDERR_FILENO, msg, (size_t)len < sizeof(msg) ? (size_t)len :
+			     sizeof(msg) - 1) < 0)
+		return;
 }
 
 int _pmv_far_fault(pmv_ctx *ctx, struct _pmv_page *pg, bool force)

@@ -100,6 +100,8 @@ struct _pmv_fault {
 	bool more;			/* under mu: work came while the janitor ran */
 	struct uffd_msg deferred[PMV_MAX_DEFERRED];	/* under mu */
 	size_t ndeferred;
+	/* the janitor's copy of them, to answer outside mu: not malloc's (kmem.c) */
+	struct uffd_msg again[PMV_MAX_DEFERRED];
 	/* faulting threads, by tid: which CPUs need an armed handler */
 	struct { _Atomic pid_t tid; _Atomic uint64_t ns; } seen[PMV_SEEN];
 	_Atomic uint64_t follow_ns;	/* when the helper was last asked to look */
@@ -391,21 +393,45 @@ static bool have_far(pmv_ctx *ctx)
  * other handlers), and room one round made may go to another handler's
  * access first: a single try sent SIGBUS to a program with a far tier of
  * unlimited room (bench far's scan, two threads faulting). A round that
- * freed nothing backs off, 50 us doubling to 3.2 ms (about 30 ms in all).
+ * freed nothing backs off, 50 us doubling to 3.2 ms (about 30 ms in all);
+ * one that freed nothing only because room is on its way is no try (up to
+ * RECLAIM_WAIT_NS).
  * Returns serve's last result; -EAGAIN from a fork under way (fault
  * again). Without a far tier there is nothing to reclaim: a bound full
  * tier's SIGBUS is immediate, as documented.
  */
+#define RECLAIM_WAIT_NS	1500000000ULL	/* room on its way: a zap watch's 1 s, and some */
+
 static int with_reclaim(pmv_ctx *ctx, struct _pmv_page *pg,
 			int (*serve)(pmv_ctx *, struct _pmv_page *, void *), void *arg, int ret)
 {
-	for (int i = 0; ret == -ENOMEM && i < RECLAIM_TRIES && have_far(ctx); i++) {
+	uint64_t until = 0;
+
+	for (int i = 0, k = 0; ret == -ENOMEM && i < RECLAIM_TRIES && have_far(ctx); i++, k++) {
 		int r = reclaim(ctx, pg);
 
 		if (r == -EAGAIN)
 			return r;
+		if (r == -EBUSY) {
+			/*
+			 * The room is held by evictions or loads in flight or by
+			 * a discard's zap watch (PMV_TEST_EVICT_CAP's SIGBUS
+			 * after MADV_FREE): wait for it, as the kernel's reclaim
+			 * waits for writeback, a bounded time, not a try; end
+			 * the watches that may end (as _pmv_event_reap).
+			 */
+			uint64_t now = _pmv_now_ns();
+
+			if (!until)
+				until = now + RECLAIM_WAIT_NS;
+			if (now < until)
+				i--;
+			pthread_rwlock_wrlock(&ctx->event_lock);
+			_pmv_event_poll(ctx);
+			pthread_rwlock_unlock(&ctx->event_lock);
+		}
 		if (r) {
-			struct timespec ts = { 0, 50000L << (i < 6 ? i : 6) };
+			struct timespec ts = { 0, 50000L << (k < 6 ? k : 6) };
 
 			nanosleep(&ts, NULL);
 		}
@@ -957,11 +983,8 @@ static void surgery(struct _pmv_fault *f)
 
 	pthread_mutex_lock(&f->mu);
 	n = f->ndeferred;
-	again = n ? malloc(n * sizeof(*again)) : NULL;
-	if (again)
-		memcpy(again, f->deferred, n * sizeof(*again));
-	else
-		n = 0;	/* no memory: they stay queued for the next round */
+	again = f->again;
+	memcpy(again, f->deferred, n * sizeof(*again));
 	__atomic_store_n(&f->ndeferred, f->ndeferred - n, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&f->mu);
 	if (!n)
@@ -971,7 +994,6 @@ static void surgery(struct _pmv_fault *f)
 		if (!handle_fault(ctx, &again[i], NULL))
 			defer(f, &again[i]);
 	_pmv_regions_rdunlock(&ctx->regions_lock);
-	free(again);
 }
 
 /* Remember who faulted and when; ask the helper to look, at most every follow_ivl. */

@@ -140,6 +140,28 @@ PMV_HIDDEN bool _pmv_page_trylock(struct _pmv_page *pg);
  */
 PMV_HIDDEN void _pmv_signals_hold(sigset_t *old);
 PMV_HIDDEN void _pmv_signals_release(const sigset_t *old);
+/*
+ * The allocator rule (kmem.c says why): a thread that a signal interrupts
+ * inside malloc or free holds the allocator's lock while its handler
+ * faults on managed memory. So none of these calls malloc, calloc,
+ * realloc, aligned_alloc, posix_memalign, free, strdup, stdio or anything
+ * that may (pthread_key_create, a library's lazy context): a fault handler
+ * (the janitor too); the fault helper; a thread holding a page lock,
+ * event_lock, regions_lock written, a tier, LRU, discard, surgery or store
+ * lock, or the handlers' mutex; a store call. They take memory from
+ * _pmv_kalloc/_pmv_kcalloc/_pmv_krealloc (pages from mmap, freed only with
+ * _pmv_kfree), from fixed arrays, or before the first lock. Zeroed;
+ * NULL/errno on failure, as malloc's; _pmv_krealloc never shrinks.
+ */
+PMV_HIDDEN void *_pmv_kalloc(size_t size);
+PMV_HIDDEN void *_pmv_kcalloc(size_t n, size_t size);
+PMV_HIDDEN void *_pmv_krealloc(void *p, size_t size);
+PMV_HIDDEN void _pmv_kfree(void *p);
+PMV_HIDDEN void _pmv_kmem_init(void);
+PMV_HIDDEN void _pmv_kmem_fork_child(void);
+/* qsort(3) without its malloc (sort.c): the library sorts under the rule above. */
+PMV_HIDDEN void _pmv_sort(void *base, size_t n, size_t size,
+			  int (*cmp)(const void *, const void *));
 PMV_HIDDEN int _pmv_page_lock_timeout(struct _pmv_page *pg, unsigned usec);
 PMV_HIDDEN bool _pmv_page_wait_or_retry(struct _pmv_page *pg);
 /* Unlock; settles PG_discard / PG_gone first (_pmv_page_settle). */

@@ -1023,7 +1023,7 @@ static void run_batch(pmv_ctx *ctx, struct mig *ms, size_t n, int flags)
 			act[nact++] = &ms[i];
 	}
 	/* 2: reserve in address order, so runs coalesce. */
-	qsort(act, nact, sizeof(*act), cmp_mig);
+	_pmv_sort(act, nact, sizeof(*act), cmp_mig);
 	/* evictions (far targets) need no destination page: far.c does them */
 	evict(ctx, act, nact);
 	reserve(ctx, act, nact, flags);
@@ -1077,7 +1077,8 @@ static bool seen_add(const struct _pmv_page **seen, const struct _pmv_page *pg)
 int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 		   const int *tiers, int *status, int flags)
 {
-	struct mig *ms = malloc(BATCH_PAGES * sizeof(*ms));
+	/* kmem: under regions_lock, which a fault may wait for (internal.h) */
+	struct mig *ms = _pmv_kcalloc(BATCH_PAGES, sizeof(*ms));
 	const struct _pmv_page *seen[SEEN_SLOTS];
 	int left = 0;
 
@@ -1132,8 +1133,8 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 			}
 		}
 		if (retry) {
-			struct mig *again = calloc(cnt, sizeof(*again));
-			size_t na = 0, *idx = malloc(cnt * sizeof(*idx));
+			struct mig *again = _pmv_kcalloc(cnt, sizeof(*again));
+			size_t na = 0, *idx = _pmv_kcalloc(cnt, sizeof(*idx));
 
 			for (size_t i = 0; again && idx && i < cnt; i++) {
 				if (!ms[i].retry_reuse)
@@ -1146,8 +1147,8 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 				run_batch(ctx, again, na, flags);
 			for (size_t k = 0; k < na; k++)
 				ms[idx[k]].status = again[k].status;
-			free(again);
-			free(idx);
+			_pmv_kfree(again);
+			_pmv_kfree(idx);
 		}
 		for (size_t i = 0; i < cnt; i++) {
 			status[base + i] = ms[i].status;
@@ -1156,13 +1157,79 @@ int _pmv_move_list(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs,
 		}
 		base += cnt;
 	}
-	free(ms);
+	_pmv_kfree(ms);
 	for (unsigned t = 0; t < ctx->ntiers; t++)
 		_pmv_pool_trim(ctx, &ctx->tiers[t], flags & PMV_MOVE_NONBLOCK);
 	return left;
 }
 
 #define MOVE_CHUNK	1024
+
+/*
+ * Entries that found their target, a bounded memory tier, full (-ENOMEM):
+ * make room there by evicting its coldest pages to a far tier, and try
+ * them again, as move_pages(2)'s allocation on the target node reclaims
+ * there before it fails. Up to 4 rounds (each evicts what the failed
+ * entries need). Not with PMV_MOVE_NONBLOCK (the policy's promotions):
+ * reclaim waits for I/O and evicts. Caller holds regions_lock and
+ * fork_lock for reading.
+ */
+static void reclaim_retry(pmv_ctx *ctx, size_t n, struct _pmv_page **pgs, const int *tgt,
+			  int *st, int flags)
+{
+	struct _pmv_page **rp = NULL;
+	int *rt = NULL, *rs = NULL;
+	size_t *idx = NULL;
+
+	if (flags & PMV_MOVE_NONBLOCK)
+		return;
+	for (int round = 0; round < 4; round++) {
+		size_t bytes[PMV_MAX_TIERS] = { 0 }, k = 0;
+		bool made = false;
+
+		for (size_t i = 0; i < n; i++) {
+			struct _pmv_tier *t = &ctx->tiers[tgt[i]];
+
+			if (st[i] != -ENOMEM || !t->capacity || _pmv_tier_far(ctx, tgt[i]))
+				continue;
+			bytes[tgt[i]] += _pmv_page_size(pgs[i]);
+			k++;
+		}
+		if (!k)
+			break;
+		for (unsigned t = 0; t < ctx->ntiers; t++)
+			if (bytes[t] && !_pmv_far_reclaim(ctx, (int)t, bytes[t], NULL))
+				made = true;
+		if (!made)
+			break;	/* nothing evictable (or a fork): the -ENOMEM stands */
+		/* kmem, not the stack: a program thread's may be small (internal.h) */
+		if (!rp) {
+			rp = _pmv_kcalloc(n, sizeof(*rp));
+			rt = _pmv_kcalloc(n, sizeof(*rt));
+			rs = _pmv_kcalloc(n, sizeof(*rs));
+			idx = _pmv_kcalloc(n, sizeof(*idx));
+			if (!rp || !rt || !rs || !idx)
+				break;
+		}
+		k = 0;
+		for (size_t i = 0; i < n; i++) {
+			if (st[i] != -ENOMEM || !ctx->tiers[tgt[i]].capacity ||
+			    _pmv_tier_far(ctx, tgt[i]))
+				continue;
+			rp[k] = pgs[i];
+			rt[k] = tgt[i];
+			idx[k++] = i;
+		}
+		if (_pmv_move_list(ctx, k, rp, rt, rs, flags) < 0)
+			break;
+		for (size_t i = 0; i < k; i++)
+			st[idx[i]] = rs[i];
+	}
+	_pmv_kfree(rp);
+	_pmv_kfree(rt);
+	_pmv_kfree(rs);
+	_pmv_kfree(idx);
+}
 
 /*
  * fork_lock (if fork) and regions_lock for reading; with PMV_MOVE_NONBLOCK
@@ -1244,6 +1311,8 @@ PMV_API int pmv_move_pages(pmv_ctx *ctx, size_t count, void *const pages[],
 
 			for (size_t k = 0; ret < 0 && k < n; k++)
 				st[k] = ret;	/* nothing was touched */
+			if (ret > 0)
+				reclaim_retry(ctx, n, pgs, tgt, st, flags);
 			for (size_t k = 0; k < n; k++) {
 				status[map[k]] = st[k];
 				if (st[k] != tgt[k])

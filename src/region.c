@@ -68,7 +68,7 @@ static int region_insert(pmv_ctx *ctx, struct _pmv_region *r)
 
 	if (ctx->nregions == ctx->cap_regions) {
 		size_t ncap = ctx->cap_regions ? ctx->cap_regions * 2 : 16;
-		void *nv = realloc(ctx->regions, ncap * sizeof(*ctx->regions));
+		void *nv = _pmv_krealloc(ctx->regions, ncap * sizeof(*ctx->regions));
 
 		if (!nv)
 			return -ENOMEM;
@@ -111,10 +111,10 @@ static struct _pmv_region *region_clone(pmv_ctx *ctx, struct _pmv_region *r,
 					size_t first, size_t n, uintptr_t start)
 {
 	struct _pmv_page *old = r->pages + first;
-	struct _pmv_region *nr = calloc(1, sizeof(*nr));
+	struct _pmv_region *nr = _pmv_kcalloc(1, sizeof(*nr));
 
-	if (!nr || !(nr->pages = malloc(n * sizeof(*nr->pages)))) {
-		free(nr);
+	if (!nr || !(nr->pages = _pmv_kcalloc(n, sizeof(*nr->pages)))) {
+		_pmv_kfree(nr);
 		return NULL;
 	}
 	nr->start = start;
@@ -150,8 +150,8 @@ static struct _pmv_region *region_clone(pmv_ctx *ctx, struct _pmv_region *r,
 
 static void region_free(struct _pmv_region *r)
 {
-	free(r->pages);
-	free(r);
+	_pmv_kfree(r->pages);
+	_pmv_kfree(r);
 }
 
 /* A page whose address is no longer ours: uncharge it. */
@@ -290,7 +290,7 @@ int _pmv_regions_apply(pmv_ctx *ctx)
 		return 0;
 	pthread_mutex_lock(&ctx->surgery_mu);
 	n = ctx->nsurgery;
-	ops = n ? malloc(n * sizeof(*ops)) : NULL;
+	ops = n ? _pmv_kcalloc(n, sizeof(*ops)) : NULL;
 	if (ops)
 		memcpy(ops, ctx->surgery, n * sizeof(*ops));
 	pthread_mutex_unlock(&ctx->surgery_mu);
@@ -298,11 +298,11 @@ int _pmv_regions_apply(pmv_ctx *ctx)
 		if (ops[i].kind != PMV_SURGERY_REMAP)
 			continue;
 		if (unpark_cut(ctx, ops[i].from) || unpark_cut(ctx, ops[i].from + ops[i].len)) {
-			free(ops);
+			_pmv_kfree(ops);
 			return -EAGAIN;
 		}
 	}
-	free(ops);
+	_pmv_kfree(ops);
 	pthread_mutex_lock(&ctx->surgery_mu);
 	ops = ctx->surgery;
 	n = ctx->nsurgery;
@@ -313,7 +313,7 @@ int _pmv_regions_apply(pmv_ctx *ctx)
 	for (size_t i = 0; i < n; i++)
 		regions_cut(ctx, ops[i].from, ops[i].from + ops[i].len,
 			    ops[i].kind == PMV_SURGERY_REMAP ? ops[i].to : 0);
-	free(ops);
+	_pmv_kfree(ops);
 	return 0;
 }
 
@@ -439,7 +439,7 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	}
 	len = (len + psz - 1) & ~(psz - 1);
 
-	r = calloc(1, sizeof(*r));
+	r = _pmv_kcalloc(1, sizeof(*r));
 	if (!r)
 		goto nomem;
 	r->shift = flags & PMV_HUGE ? PMV_SHIFT_2M : PMV_SHIFT_4K;
@@ -447,7 +447,7 @@ PMV_API void *pmv_mmap(pmv_ctx *ctx, size_t len, int tier, int flags)
 	r->len = len;
 	r->npages = len >> r->shift;
 	r->flags = flags;
-	r->pages = calloc(r->npages, sizeof(*r->pages));
+	r->pages = _pmv_kcalloc(r->npages, sizeof(*r->pages));
 	if (!r->pages)
 		goto nomem;
 
@@ -548,8 +548,8 @@ out:
 	if (p != MAP_FAILED)
 		munmap(p, len);
 	if (r)
-		free(r->pages);
-	free(r);
+		_pmv_kfree(r->pages);
+	_pmv_kfree(r);
 	errno = ret;
 	return NULL;
 }
@@ -651,7 +651,7 @@ void _pmv_regions_destroy(pmv_ctx *ctx)
 
 		pmv_munmap(ctx, (void *)r->start, r->len);
 	}
-	free(ctx->regions);
+	_pmv_kfree(ctx->regions);
 	ctx->regions = NULL;
 }
 
@@ -664,10 +664,10 @@ bool _pmv_thp_available(void)
 void _pmv_regions_forget(pmv_ctx *ctx)
 {
 	for (size_t i = 0; i < ctx->nregions; i++) {
-		free(ctx->regions[i]->pages);
-		free(ctx->regions[i]);
+		_pmv_kfree(ctx->regions[i]->pages);
+		_pmv_kfree(ctx->regions[i]);
 	}
-	free(ctx->regions);
+	_pmv_kfree(ctx->regions);
 	ctx->regions = NULL;
 	ctx->nregions = 0;
 }
@@ -734,9 +734,10 @@ PMV_API int pmv_mbind(pmv_ctx *ctx, void *addr, size_t len, int tier, int flags)
 	if (!(flags & (PMV_MOVE | PMV_MOVE_ALL)))
 		goto out;
 
-	pgs = malloc(npages * sizeof(*pgs));
-	tiers = malloc(npages * sizeof(*tiers));
-	status = malloc(npages * sizeof(*status));
+	/* kmem: under regions_lock, which a fault may wait for (internal.h) */
+	pgs = _pmv_kcalloc(npages, sizeof(*pgs));
+	tiers = _pmv_kcalloc(npages, sizeof(*tiers));
+	status = _pmv_kcalloc(npages, sizeof(*status));
 	if (!pgs || !tiers || !status) {
 		ret = -ENOMEM;
 		goto out;
@@ -762,8 +763,8 @@ out:
 	_pmv_regions_rdunlock(&ctx->regions_lock);
 	pthread_rwlock_unlock(&ctx->fork_lock);
 	_pmv_signals_release(&sigs);
-	free(pgs);
-	free(tiers);
-	free(status);
+	_pmv_kfree(pgs);
+	_pmv_kfree(tiers);
+	_pmv_kfree(status);
 	return ret;
 }

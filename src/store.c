@@ -112,7 +112,7 @@ static bool entries_take(struct _pmv_store *s, struct _pmv_store_req *r, size_t 
 		}
 		if (s->nchunks == ENTRY_DIR)
 			break;
-		struct _pmv_store_entry *c = calloc(CHUNK_ENTRIES, sizeof(*c));
+		struct _pmv_store_entry *c = _pmv_kcalloc(CHUNK_ENTRIES, sizeof(*c));
 
 		if (!c)
 			break;
@@ -212,7 +212,7 @@ void _pmv_store_close(struct _pmv_store *s)
 	if (s->ops)
 		s->ops->close(s);
 	for (uint32_t c = 0; c < s->nchunks; c++)
-		free(atomic_load_explicit(&s->dir[c], memory_order_relaxed));
+		_pmv_kfree(atomic_load_explicit(&s->dir[c], memory_order_relaxed));
 	free(s->dir);
 	pthread_mutex_destroy(&s->entry_mu);
 	free(s);

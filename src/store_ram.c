@@ -70,6 +70,9 @@ struct ram {
 	pthread_mutex_t spans_mu;	/* all spans, to free at close */
 	struct span **spans;
 	size_t nspans, cap_spans;
+	/* span descriptors (under arena_mu): carved from kmem pages, kept */
+	struct span *free_desc;
+	void *desc_pages;		/* chained through their first word */
 };
 
 static void list_del(struct span *sp)
@@ -98,7 +101,7 @@ static bool grow(void **arr, size_t *cap, size_t need, size_t elem)
 	ncap = *cap ? *cap * 2 : 64;
 	while (ncap < need)
 		ncap *= 2;
-	p = realloc(*arr, ncap * elem);
+	p = _pmv_krealloc(*arr, ncap * elem);
 	if (!p)
 		return false;
 	*arr = p;
@@ -147,6 +150,50 @@ static void span_va_put(struct ram *m, char *va)
 	pthread_mutex_unlock(&m->arena_mu);
 }
 
+/*
+ * A span's descriptor. Stores run where a fault may wait (internal.h's
+ * allocator rule), so not from malloc; a kmem page apiece would add 6 %
+ * to each 64 KB span, so a page is cut into many.
+ */
+static struct span *desc_get(struct ram *m)
+{
+	struct span *sp;
+
+	pthread_mutex_lock(&m->arena_mu);
+	if (!m->free_desc) {
+		size_t sz = PMV_SIZE_4K - 16, first = sizeof(struct span);
+		char *pg = _pmv_kalloc(sz);
+
+		if (pg) {
+			/* descriptor 0's room holds the chain of pages */
+			*(void **)pg = m->desc_pages;
+			m->desc_pages = pg;
+			for (size_t o = first; o + sizeof(*sp) <= sz; o += sizeof(*sp)) {
+				sp = (struct span *)(pg + o);
+				sp->next = m->free_desc;
+				m->free_desc = sp;
+			}
+		}
+	}
+	sp = m->free_desc;
+	if (sp) {
+		m->free_desc = sp->next;
+		memset(sp, 0, sizeof(*sp));
+	}
+	pthread_mutex_unlock(&m->arena_mu);
+	return sp;
+}
+
+static void desc_put(struct ram *m, struct span *sp)
+{
+	if (!sp)
+		return;
+	pthread_mutex_lock(&m->arena_mu);
+	sp->next = m->free_desc;
+	m->free_desc = sp;
+	pthread_mutex_unlock(&m->arena_mu);
+}
+
 /* A new span of class ci, charged: NULL with *err -ENOSPC or -ENOMEM. */
 static struct span *span_new(struct _pmv_store *s, struct ram *m, unsigned ci, int *err)
 {
@@ -156,11 +203,11 @@ static struct span *span_new(struct _pmv_store *s, struct ram *m, unsigned ci, i
 		*err = -ENOSPC;
 		return NULL;
 	}
-	sp = calloc(1, sizeof(*sp));
+	sp = desc_get(m);
 	if (sp)
 		sp->base = span_va(m);
 	if (!sp || !sp->base) {
-		free(sp);
+		desc_put(m, sp);
 		_pmv_store_uncharge(s, SPAN);
 		*err = -ENOMEM;
 		return NULL;
@@ -171,7 +218,7 @@ static struct span *span_new(struct _pmv_store *s, struct ram *m, unsigned ci, i
 	if (!grow((void **)&m->spans, &m->cap_spans, m->nspans + 1, sizeof(*m->spans))) {
 		pthread_mutex_unlock(&m->spans_mu);
 		span_va_put(m, sp->base);
-		free(sp);
+		desc_put(m, sp);
 		_pmv_store_uncharge(s, SPAN);
 		*err = -ENOMEM;
 		return NULL;
@@ -191,7 +238,7 @@ static void span_release(struct _pmv_store *s, struct ram *m, struct span *sp)
 		}
 	pthread_mutex_unlock(&m->spans_mu);
 	span_va_put(m, sp->base);
-	free(sp);
+	desc_put(m, sp);
 	_pmv_store_uncharge(s, SPAN);
 }
 
@@ -271,9 +318,10 @@ static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_make_key(void)
 {
-	pthread_key_create(&scratch_key, free);
+	pthread_key_create(&scratch_key, _pmv_kfree);
 }
 
+/* kmem, not malloc: a fault handler's direct reclaim compresses too */
 static void *scratch_2m(void)
 {
 	void *p;
@@ -281,9 +329,9 @@ static void *scratch_2m(void)
 	pthread_once(&scratch_once, scratch_make_key);
 	p = pthread_getspecific(scratch_key);
 	if (!p) {
-		p = malloc(PMV_SIZE_2M * 3 / 4);
+		p = _pmv_kalloc(PMV_SIZE_2M * 3 / 4);
 		if (p && pthread_setspecific(scratch_key, p)) {
-			free(p);
+			_pmv_kfree(p);
 			p = NULL;
 		}
 	}
@@ -334,17 +382,21 @@ static void ram_close(struct _pmv_store *s)
 			if (ch[k].state == ENTRY_STORED && ch[k].len > SMALL_MAX)
 				munmap((void *)(uintptr_t)ch[k].ref, large_size(ch[k].len));
 	}
-	for (size_t i = 0; i < m->nspans; i++)
-		free(m->spans[i]);
+	while (m->desc_pages) {
+		void *pg = m->desc_pages;
+
+		m->desc_pages = *(void **)pg;
+		_pmv_kfree(pg);
+	}
 	for (size_t i = 0; i < m->narenas; i++)
 		munmap(m->arenas[i], ARENA);
 	for (unsigned i = 0; i < NCLASSES; i++)
 		pthread_mutex_destroy(&m->cls[i].mu);
 	pthread_mutex_destroy(&m->arena_mu);
 	pthread_mutex_destroy(&m->spans_mu);
-	free(m->spans);
-	free(m->arenas);
-	free(m->free_va);
+	_pmv_kfree(m->spans);
+	_pmv_kfree(m->arenas);
+	_pmv_kfree(m->free_va);
 	free(m);
 	s->priv = NULL;
 }

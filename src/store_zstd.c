@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#define ZSTD_STATIC_LINKING_ONLY	/* ZSTD_customMem */
 #include <zstd.h>
 
 #include "store.h"
@@ -26,8 +27,27 @@ static void zctx_free(void *p)
 
 	ZSTD_freeCCtx(z->c);
 	ZSTD_freeDCtx(z->d);
-	free(z);
+	_pmv_kfree(z);
 }
+
+/*
+ * zstd allocates a context's workspace at its first use and again when a
+ * level or size needs more: inside a store call, where a fault may wait
+ * (internal.h's allocator rule). So its memory is kmem's.
+ */
+static void *zalloc(void *opaque, size_t size)
+{
+	(void)opaque;
+	return _pmv_kalloc(size);
+}
+
+static void zfree(void *opaque, void *p)
+{
+	(void)opaque;
+	_pmv_kfree(p);
+}
+
+static const ZSTD_customMem zmem = { zalloc, zfree, NULL };
 
 static void make_key(void)
 {
@@ -42,11 +62,11 @@ static struct zctx *zctx(void)
 	z = pthread_getspecific(key);
 	if (z)
 		return z;
-	z = calloc(1, sizeof(*z));
+	z = _pmv_kcalloc(1, sizeof(*z));
 	if (!z)
 		return NULL;
-	z->c = ZSTD_createCCtx();
-	z->d = ZSTD_createDCtx();
+	z->c = ZSTD_createCCtx_advanced(zmem);
+	z->d = ZSTD_createDCtx_advanced(zmem);
 	if (!z->c || !z->d || pthread_setspecific(key, z)) {
 		zctx_free(z);
 		return NULL;

@@ -56,7 +56,7 @@ static bool stack_push(void ***v, size_t *n, size_t *cap, void *x)
 {
 	if (*n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 256;
-		void **nv = realloc(*v, ncap * sizeof(**v));
+		void **nv = _pmv_krealloc(*v, ncap * sizeof(**v));
 
 		if (!nv)
 			return false;
@@ -521,23 +521,23 @@ static void sweep(struct _pmv_pool *p)
 {
 	size_t psz = _pmv_ps_size(p->ps), n = 0, k = 0;
 	size_t total = p->nholes + p->nretired + 1;
-	void **cand = malloc(total * sizeof(*cand));
-	bool *bad = calloc(total, sizeof(*bad));
+	void **cand = _pmv_kcalloc(total, sizeof(*cand));
+	bool *bad = _pmv_kcalloc(total, sizeof(*bad));
 
 	if (!cand || !bad) {
-		free(cand);
-		free(bad);
+		_pmv_kfree(cand);
+		_pmv_kfree(bad);
 		return;
 	}
 	for (size_t c = 0; c < p->nchunks; c++) {
 		uintptr_t b = (uintptr_t)p->chunks[c].base;
 		size_t armed = p->chunks[c].armed;
-		unsigned char *vec = malloc(armed / PMV_SIZE_4K);
+		unsigned char *vec = _pmv_kalloc(armed / PMV_SIZE_4K);
 
 		if (!vec)
 			continue;
 		if (armed && mincore((void *)b, armed, vec)) {
-			free(vec);
+			_pmv_kfree(vec);
 			continue;
 		}
 		for (size_t i = 0; i < total; i++) {
@@ -558,7 +558,7 @@ static void sweep(struct _pmv_pool *p)
 				bad[i] = true;
 			cand[n++] = (void *)s;
 		}
-		free(vec);
+		_pmv_kfree(vec);
 	}
 	/* a hole that keeps small pages' table: retired (lost VA without memory) */
 	for (size_t i = 0; i < p->nholes; i++) {
@@ -568,14 +568,14 @@ static void sweep(struct _pmv_pool *p)
 			stack_push(&p->retired, &p->nretired, &p->cap_retired, p->holes[i]);
 	}
 	p->nholes = k;
-	qsort(cand, n, sizeof(*cand), cmp_ptr);
+	_pmv_sort(cand, n, sizeof(*cand), cmp_ptr);
 	for (size_t i = 0, j; i < n; i = j) {
 		for (j = i + 1; j < n && (char *)cand[j] == (char *)cand[i] + (j - i) * psz; j++)
 			;
 		discard(cand[i], (j - i) * psz);
 	}
-	free(cand);
-	free(bad);
+	_pmv_kfree(cand);
+	_pmv_kfree(bad);
 }
 
 /*
@@ -719,7 +719,7 @@ static int pool_add_chunk(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 	void *base, *nc;
 	int ret;
 
-	nc = realloc(p->chunks, (p->nchunks + 1) * sizeof(*p->chunks));
+	nc = _pmv_krealloc(p->chunks, (p->nchunks + 1) * sizeof(*p->chunks));
 	if (!nc)
 		return -ENOMEM;
 	p->chunks = nc;
@@ -982,7 +982,7 @@ size_t _pmv_pool_take_pages_nb(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t
 		out[got++] = p->clean[--p->nclean];
 	t->resident[ps] += got;
 	pthread_mutex_unlock(&t->lock);
-	qsort(out, got, sizeof(*out), cmp_ptr);
+	_pmv_sort(out, got, sizeof(*out), cmp_ptr);
 	return got;
 }
 
@@ -1014,7 +1014,7 @@ size_t _pmv_pool_take_holes_nb(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t
 		out[got++] = h;
 	}
 	pthread_mutex_unlock(&t->lock);
-	qsort(out, got, sizeof(*out), cmp_ptr);
+	_pmv_sort(out, got, sizeof(*out), cmp_ptr);
 	return got;
 }
 
@@ -1441,11 +1441,11 @@ void _pmv_tiers_destroy(pmv_ctx *ctx)
 
 			for (size_t c = 0; c < p->nchunks; c++)
 				munmap(p->chunks[c].base, p->chunks[c].len);
-			free(p->chunks);
-			free(p->clean);
-			free(p->dirty);
-			free(p->holes);
-			free(p->retired);
+			_pmv_kfree(p->chunks);
+			_pmv_kfree(p->clean);
+			_pmv_kfree(p->dirty);
+			_pmv_kfree(p->holes);
+			_pmv_kfree(p->retired);
 		}
 		pthread_mutex_destroy(&t->lock);
 		pthread_cond_destroy(&t->reserve_cv);

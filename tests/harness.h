@@ -712,10 +712,8 @@ static inline pmv_ctx *t_ctx_mode(int m, size_t fast_cap, const size_t *caps)
 		/*
 		 * PMV_TEST_EVICT_CAP=1 (not in any suite yet): tier 0 gets the
 		 * policy mode's small capacity, so that fault-ins past it
-		 * reclaim (evict) directly. 5 of 100 sub-tests fail with it
-		 * today: first touches get SIGBUS where reclaim finds nothing
-		 * to evict in time, and moves into the full tier get -ENOMEM,
-		 * which the tests take only from policy_on.
+		 * reclaim (evict) directly, and moves into it reclaim first
+		 * (DESIGN.md, "A full memory tier").
 		 */
 		if (getenv("PMV_TEST_EVICT_CAP") && fast_cap)
 			c[0] = fast_cap;

@@ -20,7 +20,17 @@
  *   (pmv_exchange_pages, pmv_mbind, pmv_migrate, pmv_tier_balance,
  *   pmv_tier_policy, pmv_tier_stats, pmv_ctx_stats, pmv_move_pages) a fixed
  *   number of times; both get signals.
+ * test_handlers_fault_while_threads_malloc: in each mode, threads that
+ *   only malloc and free (one glibc arena: M_ARENA_MAX=1) get the storm,
+ *   so that handlers run while their thread holds the allocator's lock,
+ *   and touch pages the agitator moves, parks or evicts; meanwhile a
+ *   churner maps regions, discards and unmaps parts of them (the events
+ *   the fault handlers read, the janitor's table surgery). No fault
+ *   handler, and nothing a fault waits for, may wait for that lock
+ *   (internal.h's allocator rule): a hang is the failure, under the
+ *   watchdog. A fixed amount of work.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -407,6 +417,142 @@ static int test_storm_during_library_calls_keeps_data(const struct t_case *c)
 	return bad;
 }
 
+/* ---- handlers that fault while their thread holds malloc's lock ---- */
+
+#define NALLOC		3
+#define ALLOC_SIGNALS	2000	/* handled, on the allocators, before they stop */
+#define CHURN_ROUNDS	100
+#define CHURN_PAGES	32
+
+static pthread_t alloc_th[NALLOC];
+static atomic_int alloc_stop;
+static atomic_long churn_bad, churn_rounds;
+
+static void *allocator(void *arg)
+{
+	unsigned seed = SEED + (unsigned)(uintptr_t)arg;
+	void *keep[16] = { 0 };
+
+	for (int r = 0; !atomic_load(&alloc_stop); r++) {
+		unsigned k = rand_r(&seed) % 16;
+
+		free(keep[k]);
+		/* small and large: arena bins and the top chunk, mmap'd ones too */
+		keep[k] = malloc(16 + rand_r(&seed) % (r % 64 ? 4096 : 200000));
+		if (keep[k])
+			memset(keep[k], (int)k, 16);
+	}
+	for (int k = 0; k < 16; k++)
+		free(keep[k]);
+	return NULL;
+}
+
+/*
+ * Regions made, discarded in part (REMOVE events), cut by a raw munmap in
+ * the middle (UNMAP: the janitor splits the region) and unmapped.
+ */
+static void *churner(void *arg)
+{
+	size_t cp = T_SZ_4K, len = CHURN_PAGES * cp;
+
+	(void)arg;
+	for (int r = 0; r < CHURN_ROUNDS; r++) {
+		char *b = t_map(ctx, len, 0, 0);
+
+		for (size_t i = 0; i < CHURN_PAGES; i++)
+			b[i * cp] = (char)(i + 1);
+		if (t_sys_madvise(b + 4 * cp, 4 * cp, MADV_DONTNEED))
+			atomic_fetch_add(&churn_bad, 1);
+		if (t_sys_munmap(b + 12 * cp, 4 * cp))
+			atomic_fetch_add(&churn_bad, 1);
+		for (size_t i = 0; i < CHURN_PAGES; i++) {
+			char want = i >= 4 && i < 8 ? 0 : (char)(i + 1);
+
+			if (i >= 12 && i < 16)
+				continue;
+			if (b[i * cp] != want)
+				atomic_fetch_add(&churn_bad, 1);
+		}
+		if (t_unmap(ctx, b, len))
+			atomic_fetch_add(&churn_bad, 1);
+		atomic_fetch_add(&churn_rounds, 1);
+		t_beat();
+	}
+	return NULL;
+}
+
+static void *alloc_signaller(void *arg)
+{
+	unsigned k = 0;
+
+	(void)arg;
+	while (!atomic_load(&sig_stop)) {
+		int ret = pthread_kill(alloc_th[k % NALLOC], k & 1 ? SIGUSR2 : SIGUSR1);
+
+		if (ret && ret != ESRCH)
+			T_FAIL("pthread_kill: %s", strerror(ret));
+		k++;
+	}
+	return NULL;
+}
+
+static int test_handlers_fault_while_threads_malloc(const struct t_case *c)
+{
+	pthread_t sg, ch;
+	long wrong;
+	int bad = 0;
+
+	/* every thread on one arena: a handler meets its lock as often as it can */
+	mallopt(M_ARENA_MAX, 1);
+	ctx = t_ctx_mode(c->mode, c->huge ? 4 * T_SZ_2M : 64 * T_SZ_4K, NULL);
+	setup(c, c->huge ? 8 * T_SZ_2M : 128 * T_SZ_4K);
+	set_handlers();
+	if (ctx) {
+		t_region_spread(&(struct t_region){ .ctx = ctx, .base = base, .psz = psz,
+						    .npages = npages }, c->mode);
+		t_agit_init(&AG, ctx, c->mode, base, psz, npages, SEED + 7 * c->mode + c->huge);
+		t_agit_run(&AG);
+	}
+	for (long i = 0; i < NALLOC; i++)
+		T_EQ(pthread_create(&alloc_th[i], NULL, allocator, (void *)i), 0);
+	T_EQ(pthread_create(&ch, NULL, churner, NULL), 0);
+	T_EQ(pthread_create(&sg, NULL, alloc_signaller, NULL), 0);
+	t_step("%d threads malloc and free until %d signals and %d churn rounds", NALLOC,
+	       ALLOC_SIGNALS, CHURN_ROUNDS);
+	T_EQ(pthread_join(ch, NULL), 0);
+	while (atomic_load(&delivered[0]) + atomic_load(&delivered[1]) < ALLOC_SIGNALS) {
+		usleep(1000);
+		t_beat();
+	}
+	if (ctx)
+		t_agit_sync(&AG, 2);
+	atomic_store(&alloc_stop, 1);
+	/* the signaller stops only once the allocators are joined: ids stay valid */
+	for (int i = 0; i < NALLOC; i++)
+		T_EQ(pthread_join(alloc_th[i], NULL), 0);
+	atomic_store(&sig_stop, 1);
+	T_EQ(pthread_join(sg, NULL), 0);
+	if (ctx) {
+		stop_agitator();
+		bad += t_agit_check(&AG, "agitator", 1);
+	}
+	t_step("check every byte");
+	wrong = t_check_counters(npages, page_of, SEED, NWRITERS, expect);
+	printf("  %ld SIGUSR1 + %ld SIGUSR2 handled, %ld churn rounds, %ld bad bytes\n",
+	       atomic_load(&delivered[0]), atomic_load(&delivered[1]),
+	       atomic_load(&churn_rounds), wrong);
+	T_CHECK(bad, wrong == 0, "%ld bytes wrong", wrong);
+	T_CHECK(bad, atomic_load(&handler_bad) == 0, "%ld handler reads wrong",
+		atomic_load(&handler_bad));
+	T_CHECK(bad, atomic_load(&churn_bad) == 0, "%ld churn steps wrong",
+		atomic_load(&churn_bad));
+	T_CHECK(bad, atomic_load(&delivered[0]) + atomic_load(&delivered[1]) > 0,
+		"no signal handled");
+	T_EQ(t_unmap(ctx, base, npages * psz), 0);
+	t_destroy(ctx);
+	return bad;
+}
+
 int main(void)
 {
 	struct t_suite s;
@@ -415,5 +561,6 @@ int main(void)
 	for (int h = 0; h < 2; h++)
 		T_CASE(&s, test_storm_during_moves_keeps_counters, -1, h);
 	T_CASE_ALL_FAR(&s, test_storm_during_library_calls_keeps_data);
+	T_CASE_ALL_FAR(&s, test_handlers_fault_while_threads_malloc);
 	return t_suite_end(&s);
 }
