@@ -27,7 +27,10 @@ run() {
 	124|137) fail=$((fail + 1)); failed="$failed $name"
 		echo "FAIL $name: timed out after ${tlimit}s"; tail -n 20 "$log" | sed 's/^/     /' ;;
 	*)	fail=$((fail + 1)); failed="$failed $name"
-		echo "FAIL $name (exit $rc)"; tail -n 30 "$log" | sed 's/^/     /' ;;
+		echo "FAIL $name (exit $rc)"
+		# the failing sub-tests first: a long log's tail may not hold them
+		grep -E '^(FAIL|  FAIL)' "$log" | head -n 20 | sed 's/^/     /'
+		tail -n 30 "$log" | sed 's/^/     /' ;;
 	esac
 }
 
