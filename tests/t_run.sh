@@ -113,9 +113,12 @@ time.sleep(3)
 	pid=$(cat "$tmp/pid")
 	f=/dev/shm/pagemove-run.$(id -u).$pid
 	# the first snapshot is written as the context is made, before its
-	# first region: wait for one that has the regions (every 0.2 s)
+	# first region, and one may fall between a region's mmap and its first
+	# touch: wait for one (every 0.2 s) that has resident pages, as every
+	# snapshot written after the pid was printed has
 	i=0
-	while { [ ! -f "$f" ] || grep -q '^regions 0$' "$f"; } && [ $i -lt 100 ]; do
+	while ! awk '$1 == "tier" && $5 > 0 { r = 1 } END { exit !r }' "$f" 2>/dev/null &&
+		[ $i -lt 100 ]; do
 		sleep 0.1; i=$((i + 1))
 	done
 	if [ -f "$f" ]; then
@@ -126,12 +129,13 @@ time.sleep(3)
 			ok "pagemove stat --pid shows the tiers" ||
 			{ bad "pagemove stat --pid shows no tiers"; show "$tmp/stat"; }
 		"$PM" stat --pid "$pid" --json >"$tmp/json" 2>&1
+		# on failure, print the assertion and the snapshot, not every map
 		python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); r=d["run"];
 assert r["tiers"][0]["capacity"]==8<<20, r
 assert r["tiers"][0]["resident_bytes"] + r["tiers"][1]["resident_bytes"] > 0, r
-assert r["mode"] in ("full","user-mode-only")' "$tmp/json" &&
+assert r["mode"] in ("full","user-mode-only")' "$tmp/json" 2>"$tmp/py" &&
 			ok "pagemove stat --pid --json has the run's tiers" ||
-			{ bad "stat --json"; show "$tmp/json"; }
+			{ bad "stat --json"; tail -n 3 "$tmp/py" | show; show "$f"; }
 	else
 		bad "no stats file $f"; show "$tmp/err"
 	fi
