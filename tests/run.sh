@@ -9,6 +9,12 @@ log=$(mktemp)
 tlimit=${PMV_TEST_TIMEOUT:-300}
 [ -n "$PMV_STRESS" ] && tlimit=3600
 
+# the failing sub-tests first: a long log's tail may not hold them
+show_fail() {
+	grep -E '^(FAIL|  FAIL)' "$log" | head -n 20 | sed 's/^/     /'
+	tail -n "$1" "$log" | sed 's/^/     /'
+}
+
 run() {
 	name=$1; shift
 	start=$(date +%s)
@@ -25,12 +31,9 @@ run() {
 			skip=$((skip + 1)); echo "SKIP $name: $why"
 		fi ;;
 	124|137) fail=$((fail + 1)); failed="$failed $name"
-		echo "FAIL $name: timed out after ${tlimit}s"; tail -n 20 "$log" | sed 's/^/     /' ;;
+		echo "FAIL $name: timed out after ${tlimit}s"; show_fail 20 ;;
 	*)	fail=$((fail + 1)); failed="$failed $name"
-		echo "FAIL $name (exit $rc)"
-		# the failing sub-tests first: a long log's tail may not hold them
-		grep -E '^(FAIL|  FAIL)' "$log" | head -n 20 | sed 's/^/     /'
-		tail -n 30 "$log" | sed 's/^/     /' ;;
+		echo "FAIL $name (exit $rc)"; show_fail 30 ;;
 	esac
 }
 
