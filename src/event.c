@@ -505,7 +505,9 @@ static int copy_in(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t len,
 	 * of part of a huge page splits its VMA: go on a piece at a time. A
 	 * piece with no VMA (ENOENT) is one the program unmapped while we
 	 * held the page: it has no address to go to, as the kernel's unmap
-	 * would have freed it.
+	 * would have freed it. Unless the event is unread: an mremap's
+	 * new address is not known yet, so the piece stays in the slot and
+	 * the caller sees -EAGAIN with the pieces before it in.
 	 */
 	while (ret && ret != -EAGAIN && *done < len) {
 		uintptr_t to = _pmv_event_moved_to(ctx, addr + *done);
@@ -519,6 +521,10 @@ static int copy_in(pmv_ctx *ctx, uintptr_t addr, uintptr_t slot, size_t len,
 		ret = _pmv_uffd_copy(ctx, to ? to : addr + *done, slot + *done, PMV_SIZE_4K,
 				     flags, &one);
 		if (ret == -ENOENT && !one) {
+			if (!to && _pmv_uffd_changing(ctx, addr + *done)) {
+				ret = -EAGAIN;
+				break;
+			}
 			one = PMV_SIZE_4K;
 			ret = 0;
 		}
@@ -553,13 +559,10 @@ static void event_rdunlock(pmv_ctx *ctx)
  * end (n == 1 only), just [off, end) of the page goes in, the rest of it
  * being at its address already.
  */
-#define ENOENT_WAITS	4096	/* yields for an unread event (move_in_from) */
-
 static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintptr_t *slot,
 			 size_t n, unsigned flags, int *res, size_t *part, size_t off, size_t end)
 {
 	bool ft = _pmv_is_fault_thread();
-	unsigned enoent_waits = 0;
 	size_t i = 0;
 
 	flags |= PMV_MV_ONCE;	/* never wait for an event while holding event_lock */
@@ -598,18 +601,18 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 			k = 1;
 			if (!(_pmv_page_flags(pgs[i]) & (PG_discard | PG_gone | PG_zap))) {
 				/*
-				 * Unmarked: ENOENT is an unread event, as for a
-				 * move below. copy_in's piece loop would take it
-				 * for pieces unmapped and report the page in, and
-				 * the caller would drop its only copy.
+				 * Unmarked: ENOENT with an event unread is that
+				 * event, as for a move below; without, the
+				 * caller keeps its copy. copy_in's piece loop
+				 * would take it for pieces unmapped and report
+				 * the page in, and the caller would drop its
+				 * only copy.
 				 */
 				ret = _pmv_uffd_copy(ctx, dst + off, slot[i] + off, lim - off, fl,
 						     &done);
 				if (ret == -ENOENT && !done) {
-					if (!ft && enoent_waits < ENOENT_WAITS) {
-						enoent_waits++;
+					if (_pmv_uffd_changing(ctx, dst + off))
 						ret = -EAGAIN;
-					}
 				} else if (ret && ret != -EAGAIN) {
 					size_t more = 0;
 
@@ -646,22 +649,22 @@ static void move_in_from(pmv_ctx *ctx, struct _pmv_page *const *pgs, const uintp
 			total += cdone;
 			if (!ret)
 				k = f + 1;	/* the run ends with the page copied */
-		} else if (ret == -ENOENT && !done && !end && !ft && enoent_waits < ENOENT_WAITS &&
-			   !(_pmv_page_flags(pgs[i]) & (PG_discard | PG_gone | PG_zap))) {
+		} else if (ret == -ENOENT && !done && !end &&
+			   !(_pmv_page_flags(pgs[i]) & (PG_discard | PG_gone | PG_zap)) &&
+			   _pmv_uffd_changing(ctx, dst + off)) {
 			/*
 			 * No VMA there and no mark: the program's mremap or
 			 * munmap is done but its event is not read yet (marks
 			 * are made under event_lock written, so none can be
-			 * missing while we hold it read). UFFDIO_MOVE looks the
-			 * VMA up before it checks mmap_changing, so it says
+			 * missing while we hold it read). UFFDIO_MOVE may look
+			 * the VMA up before it checks mmap_changing, so it says
 			 * ENOENT here, not EAGAIN: taken for a failure, the page
-			 * was lost (t_unmap's mremap while exchanging). Wait for
-			 * the event as for EAGAIN, then the gate knows. Not a
-			 * handler (it may be the one to read it, or the janitor
-			 * applying it), and boundedly: an ENOENT no event
-			 * explains stays one.
+			 * was lost (t_unmap's mremap while exchanging). The
+			 * probe asks mmap_changing itself. Wait for the event as
+			 * for EAGAIN (a handler gets EAGAIN: it may be the one
+			 * to read it), then the gate knows. An ENOENT no unread
+			 * event explains stays one.
 			 */
-			enoent_waits++;
 			ret = -EAGAIN;
 		}
 moved:

@@ -593,6 +593,14 @@ PMV_HIDDEN int _pmv_uffd_unregister(pmv_ctx *ctx, void *addr, size_t len);
  */
 PMV_HIDDEN int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, unsigned flags);
 /*
+ * True if an event on ctx->uffd is unread (the kernel's mmap_changing):
+ * after a move or copy to addr said ENOENT, tells an unmap or remap the
+ * library has seen from one whose event is still queued. Precondition:
+ * addr holds no page of ours (the probe clears WP on one), and the caller
+ * holds event_lock for reading, so the answer holds until it lets go.
+ */
+PMV_HIDDEN bool _pmv_uffd_changing(pmv_ctx *ctx, uintptr_t addr);
+/*
  * UFFDIO_MOVE [src, src+len) to [dst, dst+len), which must be empty.
  * *moved: the leading bytes that did move, also on failure (a THP split
  * part way, a piece shared or pinned), counting those the kernel moved

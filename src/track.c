@@ -107,8 +107,12 @@ static int restore(pmv_ctx *ctx, struct _pmv_page *pg, uintptr_t slot, size_t si
 		/*
 		 * ENOENT: no VMA there (the source piece is mapped, checked
 		 * above). The program unmapped that part of the huge page
-		 * while it was parked: it has nowhere to go.
+		 * while it was parked: it has nowhere to go. Unless its event
+		 * is unread: an mremap's new address is not known yet, so the
+		 * piece stays parked (-EAGAIN) until the event is read.
 		 */
+		if (r == -ENOENT && !to && _pmv_uffd_changing(ctx, addr + off))
+			r = -EAGAIN;
 		if (r == -ENOENT && !to) {
 			_pmv_pool_discard(ctx, (void *)(slot + off), PMV_SIZE_4K);
 			r = 0;

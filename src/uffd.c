@@ -246,6 +246,17 @@ int _pmv_uffd_wp(pmv_ctx *ctx, uintptr_t addr, size_t len, unsigned flags)
 }
 
 /*
+ * UFFDIO_WRITEPROTECT checks mmap_changing before it looks up a VMA (since
+ * 6.8, under map_changing_lock), unlike UFFDIO_MOVE and COPY on some
+ * kernels: EAGAIN while an event is queued, ENOENT where no VMA is. Only
+ * a handler reads events, and none does while event_lock is held read.
+ */
+bool _pmv_uffd_changing(pmv_ctx *ctx, uintptr_t addr)
+{
+	return _pmv_uffd_wp(ctx, addr, PMV_SIZE_4K, PMV_MV_ONCE) == -EAGAIN;
+}
+
+/*
  * Bytes at the start of [dst, dst+len) <- [src, src+len) that the kernel
  * moved without counting them: 4 KB pieces whose source is now empty and
  * whose destination is now mapped.

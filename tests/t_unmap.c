@@ -17,6 +17,11 @@
  *                  middle third to an address reserved for it
  *   fixed_over     mmap(MAP_FIXED|MAP_ANONYMOUS) over the middle third
  *
+ *   probe_sees_an_unread_event   the kernel fact the move in relies on to
+ *                  tell an unmap or mremap it has read from one still
+ *                  queued (_pmv_uffd_changing): UFFDIO_WRITEPROTECT says
+ *                  EAGAIN while an event is unread, ENOENT where no VMA is
+ *
  * A mover's status may be a tier, -EBUSY, -EFAULT for a page of the
  * changed range, and -ENOENT for a page never touched; nothing else.
  *
@@ -33,6 +38,10 @@
  * go to 0.
  */
 #include "harness.h"
+#include "../src/internal.h"
+
+#include <poll.h>
+#include <sys/ioctl.h>
 
 #define N_4K		96
 #define N_2M		6
@@ -597,6 +606,100 @@ static int test_mmap_reuses_a_range_another_thread_unmapped(const struct t_case 
 	return bad;
 }
 
+/*
+ * A userfaultfd of our own, as the library registers its regions (MISSING
+ * and WP, the non-cooperative events), where no handler reads the events:
+ * the program's munmap or mremap then waits in the kernel until we do.
+ */
+struct probe_arg {
+	char *p;
+	bool remap;
+	atomic_bool done;	/* its munmap or mremap returned */
+};
+
+static void *probe_unmapper(void *arg)
+{
+	struct probe_arg *a = arg;
+
+	if (a->remap)
+		syscall(SYS_mremap, a->p + 4 * T_SZ_4K, 4 * T_SZ_4K, 4 * T_SZ_4K,
+			MREMAP_MAYMOVE | MREMAP_FIXED, a->p + 64 * T_SZ_4K);
+	else
+		syscall(SYS_munmap, a->p + 4 * T_SZ_4K, 4 * T_SZ_4K);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+static int probe_round(int fd, bool remap)
+{
+	static pmv_ctx fake;	/* the probe reads only the descriptors */
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING |
+					       UFFDIO_REGISTER_MODE_WP };
+	struct probe_arg a = { .remap = remap };
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	struct uffd_msg msg;
+	pthread_t th;
+	int bad = 0, events = 0;
+	char *p;
+
+	fake.uffd = fake.pool_uffd = fd;
+	p = mmap(NULL, 128 * T_SZ_4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	T_ASSERT(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	syscall(SYS_munmap, p + 64 * T_SZ_4K, 64 * T_SZ_4K);	/* mremap's target, and a hole */
+	memset(p, 0x5a, 64 * T_SZ_4K);	/* first: nobody would answer a MISSING fault */
+	reg.range.start = (uintptr_t)p;
+	reg.range.len = 64 * T_SZ_4K;
+	T_ASSERT(!ioctl(fd, UFFDIO_REGISTER, &reg), "UFFDIO_REGISTER: %s", strerror(errno));
+	T_CHECK(bad, !_pmv_uffd_changing(&fake, (uintptr_t)p + 100 * T_SZ_4K),
+		"idle: the probe of a hole says an event is unread");
+	a.p = p;
+	pthread_create(&th, NULL, probe_unmapper, &a);
+	T_CHECK(bad, poll(&pf, 1, 10000) == 1, "no event within 10 s");
+	T_CHECK(bad, _pmv_uffd_changing(&fake, (uintptr_t)p + 5 * T_SZ_4K),
+		"%s queued: the probe of its range sees no unread event",
+		remap ? "mremap" : "munmap");
+	T_CHECK(bad, _pmv_uffd_changing(&fake, (uintptr_t)p + 100 * T_SZ_4K),
+		"%s queued: the probe of a hole sees no unread event", remap ? "mremap" : "munmap");
+	/* mremap sends REMAP, then UNMAP of the old range: read until it returns */
+	while (!atomic_load(&a.done))
+		if (poll(&pf, 1, 100) == 1 && read(fd, &msg, sizeof(msg)) == sizeof(msg))
+			events++;
+	pthread_join(th, NULL);
+	T_CHECK(bad, events == (remap ? 2 : 1), "%d events read", events);
+	T_CHECK(bad, !_pmv_uffd_changing(&fake, (uintptr_t)p + 5 * T_SZ_4K),
+		"all read: the probe of the range still says an event is unread");
+	T_CHECK(bad, _pmv_uffd_wp(&fake, (uintptr_t)p + 5 * T_SZ_4K, T_SZ_4K, PMV_MV_ONCE) == -ENOENT,
+		"no VMA: UFFDIO_WRITEPROTECT does not say ENOENT");
+	for (size_t i = 0; i < 64; i++) {
+		const char *q = remap && i >= 4 && i < 8 ? p + (60 + i) * T_SZ_4K : p + i * T_SZ_4K;
+
+		if (!remap && i >= 4 && i < 8)
+			continue;
+		T_CHECK(bad, q[0] == 0x5a && q[T_SZ_4K - 1] == 0x5a, "page %zu changed", i);
+	}
+	/* unregistered first: this thread's munmap would wait for its own event */
+	reg.range.len = 128 * T_SZ_4K;
+	T_CHECK(bad, !ioctl(fd, UFFDIO_UNREGISTER, &reg.range), "UFFDIO_UNREGISTER: %s",
+		strerror(errno));
+	syscall(SYS_munmap, p, 128 * T_SZ_4K);
+	return bad;
+}
+
+static int test_probe_sees_an_unread_event(const struct t_case *c)
+{
+	struct uffdio_api api = { .api = UFFD_API,
+				  .features = UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP };
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK), bad = 0;
+
+	(void)c;
+	T_ASSERT(fd >= 0, "userfaultfd: %s", strerror(errno));
+	T_ASSERT(!ioctl(fd, UFFDIO_API, &api), "UFFDIO_API: %s", strerror(errno));
+	bad |= probe_round(fd, false);
+	bad |= probe_round(fd, true);
+	close(fd);
+	return bad;
+}
+
 int main(void)
 {
 	struct t_suite s;
@@ -615,5 +718,6 @@ int main(void)
 		T_CASE_V(&s, test_cut_huge_pages_keep_the_rest, 1, "mremap", m, 1);
 	}
 	T_CASE_ONE(&s, test_mmap_reuses_a_range_another_thread_unmapped, 0);
+	T_CASE_ONE(&s, test_probe_sees_an_unread_event, 0);
 	return t_suite_end(&s);
 }
