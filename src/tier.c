@@ -807,6 +807,53 @@ static void make_room(struct _pmv_tier *t, int ps)
 }
 
 /*
+ * Populate up to POOL_GROW_4K holes at once, each run of neighbours in one
+ * madvise: one call per page made a first touch's growth 64 system calls
+ * (python3 -c pass under pagemove run). A run that fails goes a page at a
+ * time, up to the first page that fails; that one and the rest go back to
+ * the holes, emptied. Returns the pages added; t->lock held.
+ */
+static size_t grow_4k(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p, size_t want)
+{
+	void *slot[POOL_GROW_4K];
+	size_t n = 0, got = 0, i = 0;
+	bool failed = false;
+
+	while (n < want && n < POOL_GROW_4K && room_for(t, (n + 1) * PMV_SIZE_4K) &&
+	       (slot[n] = pop_hole(ctx, t, p)))
+		n++;
+	_pmv_sort(slot, n, sizeof(*slot), cmp_ptr);
+	while (i < n && !failed) {
+		size_t k = 1;
+
+		while (i + k < n && (char *)slot[i + k] == (char *)slot[i] + k * PMV_SIZE_4K)
+			k++;
+		if (madvise(slot[i], k * PMV_SIZE_4K, MADV_POPULATE_WRITE)) {
+			/* it may have filled part of the run: find the page that fails */
+			for (k = 0; i + k < n && !madvise(slot[i + k], PMV_SIZE_4K,
+							  MADV_POPULATE_WRITE); k++)
+				;
+			failed = true;
+		}
+		for (size_t j = i; j < i + k; j++) {
+			if (!stack_push(&p->clean, &p->nclean, &p->cap_clean, slot[j]))
+				break;
+			got++;
+		}
+		i += k;
+		if (got < i)
+			failed = true;
+		i = got;
+	}
+	/* a hole must be empty */
+	for (; i < n; i++) {
+		tier_discard(t, slot[i], PMV_SIZE_4K);
+		stack_push(&p->holes, &p->nholes, &p->cap_holes, slot[i]);	/* else lost VA */
+	}
+	return got;
+}
+
+/*
  * Populate up to `want` holes with fresh zeroed pages on the node. Called
  * with t->lock held, which a node compaction (may_compact) drops for its
  * time; the pool VMAs have no MISSING registration, so these faults are
@@ -819,6 +866,11 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 	size_t got = 0, retired = 0;
 
 	make_room(t, p->ps);
+	if (p->ps == PMV_PS_4K) {
+		for (size_t more = 1; got < want && more; got += more)
+			more = grow_4k(ctx, t, p, want - got);
+		return got ? 0 : -ENOMEM;
+	}
 	while (got < want && room_for(t, psz)) {
 		void *slot = pop_hole(ctx, t, p);
 
