@@ -143,7 +143,38 @@ assert r["mode"] in ("full","user-mode-only")' "$tmp/json" 2>"$tmp/py" &&
 	[ -f "$f" ] && bad "stats file left after exit" || ok "stats file removed at exit"
 }
 
-for t in test_child_subtests test_exit_status test_unfit_programs test_user_mode test_stats_file; do
+# AnonHugePages (kB) of PROG's 64 MB buffer under pagemove run ARGS
+huge_kb() {
+	"$PM" run "$@" -- python3 -c '
+import os, time
+b = b"\x01" * (64 << 20)
+kb = 0
+for l in open("/proc/self/smaps"):
+    if l.startswith("AnonHugePages:"):
+        kb += int(l.split()[1])
+print(kb, flush=True)
+' 2>"$tmp/err"
+}
+
+# --huge auto gives 2 MB pages, but not with a far tier (it evicts whole
+# pages: runcfg.c); always gives them there too
+test_huge_auto_far_tier() {
+	if ! grep -q '\[always\]\|\[madvise\]' /sys/kernel/mm/transparent_hugepage/enabled; then
+		[ "$CI" = true ] && bad "huge_auto_far_tier: transparent huge pages are disabled" ||
+			echo "SKIP huge_auto_far_tier: transparent huge pages are disabled"
+		return
+	fi
+	mem=$(huge_kb --tiers mem) lz4=$(huge_kb --tiers mem,lz4) always=$(huge_kb --tiers mem,lz4 --huge always)
+	[ "${mem:-0}" -gt 0 ] && ok "--huge auto, memory tiers: ${mem} kB of 2 MB pages" ||
+		{ bad "--huge auto, memory tiers: '${mem}' kB of 2 MB pages"; show "$tmp/err"; }
+	[ "$lz4" = 0 ] && ok "--huge auto with an lz4 tier: no 2 MB pages" ||
+		{ bad "--huge auto with an lz4 tier: '${lz4}' kB of 2 MB pages"; show "$tmp/err"; }
+	[ "${always:-0}" -gt 0 ] && ok "--huge always with an lz4 tier: ${always} kB of 2 MB pages" ||
+		{ bad "--huge always with an lz4 tier: '${always}' kB of 2 MB pages"; show "$tmp/err"; }
+}
+
+for t in test_child_subtests test_exit_status test_unfit_programs test_user_mode test_stats_file \
+	test_huge_auto_far_tier; do
 	$t
 done
 if [ "$fails" -gt 0 ]; then
