@@ -577,6 +577,7 @@ static void *reuse_main(void *arg)
 		if (t_check(p, len, (size_t)a->id * 100000 + (size_t)r, SEED) >= 0)
 			a->changed++;
 		t_sys_munmap(p, len);
+		t_beat();	/* progress: under make stress the rounds outlast the stall limit */
 	}
 	return NULL;
 }
