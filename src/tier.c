@@ -806,6 +806,16 @@ static void make_room(struct _pmv_tier *t, int ps)
 	}
 }
 
+/* How many slots from slot[i] on are neighbours, psz apart (sorted slots). */
+static size_t run_len(void *const *slot, size_t i, size_t n, size_t psz)
+{
+	size_t k = 1;
+
+	while (i + k < n && (char *)slot[i + k] == (char *)slot[i] + k * psz)
+		k++;
+	return k;
+}
+
 /*
  * Populate up to POOL_GROW_4K holes at once, each run of neighbours in one
  * madvise: one call per page made a first touch's growth 64 system calls
@@ -816,37 +826,28 @@ static void make_room(struct _pmv_tier *t, int ps)
 static size_t grow_4k(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p, size_t want)
 {
 	void *slot[POOL_GROW_4K];
-	size_t n = 0, got = 0, i = 0;
-	bool failed = false;
+	size_t n = 0, filled = 0, got = 0;
 
 	while (n < want && n < POOL_GROW_4K && room_for(t, (n + 1) * PMV_SIZE_4K) &&
 	       (slot[n] = pop_hole(ctx, t, p)))
 		n++;
 	_pmv_sort(slot, n, sizeof(*slot), cmp_ptr);
-	while (i < n && !failed) {
-		size_t k = 1;
+	/* slot[0, filled) hold pages */
+	while (filled < n) {
+		size_t k = run_len(slot, filled, n, PMV_SIZE_4K);
 
-		while (i + k < n && (char *)slot[i + k] == (char *)slot[i] + k * PMV_SIZE_4K)
-			k++;
-		if (madvise(slot[i], k * PMV_SIZE_4K, MADV_POPULATE_WRITE)) {
+		if (madvise(slot[filled], k * PMV_SIZE_4K, MADV_POPULATE_WRITE)) {
 			/* it may have filled part of the run: find the page that fails */
-			for (k = 0; i + k < n && !madvise(slot[i + k], PMV_SIZE_4K,
-							  MADV_POPULATE_WRITE); k++)
-				;
-			failed = true;
+			while (filled < n && !madvise(slot[filled], PMV_SIZE_4K, MADV_POPULATE_WRITE))
+				filled++;
+			break;
 		}
-		for (size_t j = i; j < i + k; j++) {
-			if (!stack_push(&p->clean, &p->nclean, &p->cap_clean, slot[j]))
-				break;
-			got++;
-		}
-		i += k;
-		if (got < i)
-			failed = true;
-		i = got;
+		filled += k;
 	}
+	while (got < filled && stack_push(&p->clean, &p->nclean, &p->cap_clean, slot[got]))
+		got++;
 	/* a hole must be empty */
-	for (; i < n; i++) {
+	for (size_t i = got; i < n; i++) {
 		tier_discard(t, slot[i], PMV_SIZE_4K);
 		stack_push(&p->holes, &p->nholes, &p->cap_holes, slot[i]);	/* else lost VA */
 	}
@@ -1310,12 +1311,9 @@ void _pmv_pool_fill(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 		return;
 	/* popped in ascending order, mostly neighbours */
 	for (size_t i = 0; i < n;) {
-		size_t k = 1;
-		bool good;
+		size_t k = run_len(slot, i, n, psz);
+		bool good = !madvise(slot[i], k * psz, MADV_POPULATE_WRITE);
 
-		while (i + k < n && (char *)slot[i + k] == (char *)slot[i] + k * psz)
-			k++;
-		good = !madvise(slot[i], k * psz, MADV_POPULATE_WRITE);
 		for (size_t j = i; j < i + k; j++)
 			ok[j] = good && (ps != PMV_PS_2M || !make_huge(ctx, t, slot[j], true));
 		i += k;
