@@ -146,7 +146,6 @@ assert r["mode"] in ("full","user-mode-only")' "$tmp/json" 2>"$tmp/py" &&
 # AnonHugePages (kB) of PROG's 64 MB buffer under pagemove run ARGS
 huge_kb() {
 	"$PM" run "$@" -- python3 -c '
-import os, time
 b = b"\x01" * (64 << 20)
 kb = 0
 for l in open("/proc/self/smaps"):
