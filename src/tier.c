@@ -639,6 +639,37 @@ static bool resident(void *a, size_t len)
 	return false;
 }
 
+/*
+ * Before a hole is populated: one that holds memory already was filled by
+ * an mlock, with no refusal to tell (a populate over it succeeds, and the
+ * page it finds is as good as a fresh one). The same mlock filled the
+ * other holes and the retired slots of every tier, which nothing but a
+ * repair empties: without this, an mlock that ended between two repairs
+ * (an mlock and munlock with no move between, a populate that ran after
+ * the repair's munlock) left them filled for good. `held` (t->lock held,
+ * or NULL) and every tier free now repair at once; a busy one is marked,
+ * and repairs at its next use (a trylock: tier locks never nest, but
+ * one that does not wait cannot deadlock). One mincore per run, next to
+ * the populate's zeroing of it.
+ */
+static void check_hole(pmv_ctx *ctx, struct _pmv_tier *held, void *slot, size_t len)
+{
+	if (!resident(slot, len))
+		return;
+	for (unsigned i = 0; i < ctx->ntiers; i++) {
+		struct _pmv_tier *u = &ctx->tiers[i];
+
+		atomic_store_explicit(&u->pools_locked, true, memory_order_relaxed);
+		if (u == held) {
+			repair(u);
+		} else if (!pthread_mutex_trylock(&u->lock)) {
+			if (atomic_load_explicit(&u->pools_locked, memory_order_relaxed))
+				repair(u);
+			pthread_mutex_unlock(&u->lock);
+		}
+	}
+}
+
 bool _pmv_pool_refused(pmv_ctx *ctx, void *hole, size_t len, int err)
 {
 	size_t psz = _pmv_pool_slot_size(ctx, (uintptr_t)hole);
@@ -836,6 +867,7 @@ static size_t grow_4k(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p, si
 	while (filled < n) {
 		size_t k = run_len(slot, filled, n, PMV_SIZE_4K);
 
+		check_hole(ctx, t, slot[filled], k * PMV_SIZE_4K);
 		if (madvise(slot[filled], k * PMV_SIZE_4K, MADV_POPULATE_WRITE)) {
 			/* it may have filled part of the run: find the page that fails */
 			while (filled < n && !madvise(slot[filled], PMV_SIZE_4K, MADV_POPULATE_WRITE))
@@ -877,6 +909,7 @@ static int pool_grow(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p,
 
 		if (!slot)
 			break;
+		check_hole(ctx, t, slot, psz);
 		if (madvise(slot, psz, MADV_POPULATE_WRITE)) {
 			/* it may have filled part of the slot: a hole must be empty */
 			tier_discard(t, slot, psz);
@@ -928,6 +961,7 @@ static void *reserve_page(pmv_ctx *ctx, struct _pmv_tier *t, struct _pmv_pool *p
 
 	if (!slot || !room_for(t, psz))
 		return NULL;
+	check_hole(ctx, t, slot, psz);
 	if (madvise(slot, psz, MADV_POPULATE_WRITE) ||
 	    (p->ps == PMV_PS_2M && make_huge(ctx, t, slot, false))) {
 		/* kept: it is only ever populated and collapsed, never moved into */
@@ -1312,7 +1346,10 @@ void _pmv_pool_fill(pmv_ctx *ctx, struct _pmv_tier *t, int ps)
 	/* popped in ascending order, mostly neighbours */
 	for (size_t i = 0; i < n;) {
 		size_t k = run_len(slot, i, n, psz);
-		bool good = !madvise(slot[i], k * psz, MADV_POPULATE_WRITE);
+		bool good;
+
+		check_hole(ctx, NULL, slot[i], k * psz);
+		good = !madvise(slot[i], k * psz, MADV_POPULATE_WRITE);
 
 		for (size_t j = i; j < i + k; j++)
 			ok[j] = good && (ps != PMV_PS_2M || !make_huge(ctx, t, slot[j], true));
