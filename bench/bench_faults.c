@@ -347,6 +347,7 @@ int cmd_bench_faults(int argc, char **argv)
 	int json = 0, quick = 0, opt, rounds4k = 2, rounds2m = 2, ret = 0, threads;
 	double secs = 5;
 	struct pmv_ctx_stats cs;
+	uint64_t ahead0, ahead[NCASES] = { 0 };
 	pmv_ctx *ctx;
 
 	static const struct option opts[] = {
@@ -397,10 +398,18 @@ int cmd_bench_faults(int argc, char **argv)
 		"%d fault-handler thread%s\n", mb,
 		quick ? "quick (not a measurement)" : "full", threads, threads == 1 ? "" : "s");
 
+	/* how many of each case's touches found their page mapped ahead */
+	pmv_ctx_stats(ctx, &cs);
+	ahead0 = cs.faults_ahead;
 	if (first_touch(ctx, &res[FT_4K], mb << 20, rounds4k, 0))
 		ret = 1;
+	pmv_ctx_stats(ctx, &cs);
+	ahead[FT_4K] = cs.faults_ahead - ahead0;
+	ahead0 = cs.faults_ahead;
 	if (!ret && first_touch(ctx, &res[FT_2M], (quick ? 16 : 4 * mb) << 20, rounds2m, 1))
 		ret = 1;
+	pmv_ctx_stats(ctx, &cs);
+	ahead[FT_2M] = cs.faults_ahead - ahead0;
 	if (!ret && sample(ctx, &res[SAMPLE], nsample, secs))
 		ret = 1;
 	if (!ret && migration_wait(ctx, &res[MIGWAIT], nsample, secs))
@@ -424,9 +433,10 @@ int cmd_bench_faults(int argc, char **argv)
 				res[c].m.n ? res[c].m.v[res[c].m.n - 1] : 0);
 	}
 	fprintf(stderr, "  tracking CPU %.2f %% of a core; %d fault-handler thread%s at the end; "
-		"%llu of %llu first touches mapped ahead\n", 100 * cs.track_cpu_fraction, threads,
-		threads == 1 ? "" : "s", (unsigned long long)cs.faults_ahead,
-		(unsigned long long)cs.faults_first_touch);
+		"first touches mapped ahead (no fault): %llu of %zu 4 KB, %llu of %zu 2 MB\n",
+		100 * cs.track_cpu_fraction, threads, threads == 1 ? "" : "s",
+		(unsigned long long)ahead[FT_4K], res[FT_4K].m.n,
+		(unsigned long long)ahead[FT_2M], res[FT_2M].m.n);
 	if (json) {
 		int first = 1;
 
