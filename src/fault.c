@@ -52,16 +52,25 @@
 #define EVENT_SPIN_NS		20000	/* another handler reads: its hold is short */
 #define THREAD_STACK		(512UL << 10)	/* ours need little; mlockall locks it all */
 /*
- * Map-ahead (map_ahead()): a thread that first-touches 4 KB pages one
- * after another gets the next pages of its stream mapped after its fault
- * is answered, so that it takes one fault per window instead of one per
- * page. The window starts at AHEAD_FIRST, doubles while the stream goes
- * on, up to PAGEMOVE_FAULT_AHEAD pages (0: never), and starts again after
- * a break.
+ * Map-ahead (map_ahead()): a thread that first-touches pages one after
+ * another gets the next pages of its stream mapped after its fault is
+ * answered, so that it takes one fault per window instead of one per
+ * page. The window starts at AHEAD_FIRST (4 KB pages) or 1 (2 MB), doubles
+ * while the stream goes on, up to PAGEMOVE_FAULT_AHEAD pages (0: never)
+ * or AHEAD_MAX_2M, and starts again after a break.
  */
 #define AHEAD_DEFAULT		32
 #define AHEAD_MAX		256
 #define AHEAD_FIRST		4
+/*
+ * A stream of 2 MB first touches gets a window of one page, then two: a
+ * write fault on a THP-able range zeroes a THP in the kernel before it
+ * finds the range registered, drops it and raises the userfault, so a
+ * 2 MB first touch cannot come near the kernel's; one not taken can. At
+ * most 4 MB mapped that the program may not touch, against the 2 MB that
+ * a THP maps on its first 4 KB touch.
+ */
+#define AHEAD_MAX_2M		2
 
 enum { ARM_FOLLOW, ARM_ALL };
 
@@ -468,38 +477,40 @@ struct ahead {
 	struct _pmv_page *pg;
 	pid_t tid;
 	unsigned win;
+	bool around;
 };
 
 /*
- * A 4 KB first touch at addr by tid was answered: does it go on the
- * thread's stream (the page right after the last one it faulted on, or
- * after the last window)? Then the window grows, else the stream starts
- * again here, with none.
+ * A first touch of a page of size ps at addr by tid was answered: does
+ * it go on the thread's stream (the page right after the last one it
+ * faulted on, or after its last window)? Then the window grows, else the
+ * stream starts again here, with none.
  */
-static unsigned stream_touch(struct _pmv_fault *f, pid_t tid, uintptr_t addr)
+static unsigned stream_touch(struct _pmv_fault *f, pid_t tid, uintptr_t addr, int ps)
 {
 	unsigned slot = (unsigned)tid % PMV_SEEN, win = 0;
+	unsigned max = ps == PMV_PS_2M ? AHEAD_MAX_2M : f->ahead_max;
 
 	if (atomic_load_explicit(&f->stream[slot].tid, memory_order_relaxed) == tid &&
 	    atomic_load_explicit(&f->stream[slot].next, memory_order_relaxed) == addr) {
 		win = atomic_load_explicit(&f->stream[slot].win, memory_order_relaxed);
-		win = win ? 2 * win : AHEAD_FIRST;
-		if (win > f->ahead_max)
-			win = f->ahead_max;
+		win = win ? 2 * win : ps == PMV_PS_2M ? 1 : AHEAD_FIRST;
+		if (win > max)
+			win = max;
 	}
 	atomic_store_explicit(&f->stream[slot].tid, tid, memory_order_relaxed);
-	atomic_store_explicit(&f->stream[slot].next, addr + PMV_SIZE_4K, memory_order_relaxed);
+	atomic_store_explicit(&f->stream[slot].next, addr + _pmv_ps_size(ps), memory_order_relaxed);
 	atomic_store_explicit(&f->stream[slot].win, win, memory_order_relaxed);
 	return win;
 }
 
 /* Where the stream's next fault will be, after n pages mapped ahead. */
-static void stream_ahead(struct _pmv_fault *f, pid_t tid, uintptr_t addr, size_t n)
+static void stream_ahead(struct _pmv_fault *f, pid_t tid, uintptr_t addr, size_t n, int ps)
 {
 	unsigned slot = (unsigned)tid % PMV_SEEN;
 
 	if (atomic_load_explicit(&f->stream[slot].tid, memory_order_relaxed) == tid)
-		atomic_store_explicit(&f->stream[slot].next, addr + (n + 1) * PMV_SIZE_4K,
+		atomic_store_explicit(&f->stream[slot].next, addr + (n + 1) * _pmv_ps_size(ps),
 				      memory_order_relaxed);
 }
 
@@ -533,14 +544,16 @@ static bool ahead_ok(const struct _pmv_page *pg, int tier, uint32_t not_held)
  * neighbours, present, charged and on the LRU as first touches. Unlocks
  * them all; res[i] is 0 for each that went in. Returns how many did.
  */
-static size_t map_untouched(pmv_ctx *ctx, int t, struct _pmv_page **pgs, size_t n, int *res)
+static size_t map_untouched(pmv_ctx *ctx, int t, int ps, struct _pmv_page **pgs, size_t n,
+			    int *res)
 {
 	struct _pmv_tier *tier = &ctx->tiers[t];
+	size_t psz = _pmv_ps_size(ps);
 	void *slot[AHEAD_MAX], *holes[AHEAD_MAX];
 	uintptr_t s[AHEAD_MAX];
 	size_t part[AHEAD_MAX], got, placed = 0;
 
-	got = n ? _pmv_pool_take_clean(tier, PMV_PS_4K, n, slot) : 0;
+	got = n ? _pmv_pool_take_clean(tier, ps, n, slot) : 0;
 	for (size_t i = got; i < n; i++) {
 		res[i] = -ENOMEM;
 		_pmv_page_unlock(ctx, pgs[i]);
@@ -557,7 +570,7 @@ static size_t map_untouched(pmv_ctx *ctx, int t, struct _pmv_page **pgs, size_t 
 	for (size_t i = 0; i < n; i++) {
 		s[i] = (uintptr_t)slot[i];
 		__atomic_store_n(&pgs[i]->tier, (int8_t)t, __ATOMIC_RELAXED);
-		_pmv_page_set(pgs[i], PG_present);
+		_pmv_page_set(pgs[i], PG_present | (ps == PMV_PS_2M ? PG_huge : 0));
 	}
 	_pmv_inject_hold(ctx);
 	_pmv_move_in(ctx, pgs, s, n, 0, res, part);
@@ -570,22 +583,22 @@ static size_t map_untouched(pmv_ctx *ctx, int t, struct _pmv_page **pgs, size_t 
 			_pmv_lru_add(ctx, q);
 			continue;
 		}
-		_pmv_page_clear(q, PG_present);
+		_pmv_page_clear(q, PG_present | PG_huge);
 		if (part[i]) {
-			/* cannot be for a 4 KB page; as _pmv_first_touch all the same */
-			_pmv_pool_discard(ctx, slot[i], PMV_SIZE_4K);
-			_pmv_pool_put_hole(tier, PMV_PS_4K, slot[i]);
-			_pmv_tier_uncharge(tier, PMV_PS_4K, 1);
+			/* part of a 2 MB slot went in: as _pmv_first_touch */
+			_pmv_pool_discard(ctx, slot[i], psz);
+			_pmv_pool_put_hole(tier, ps, slot[i]);
+			_pmv_tier_uncharge(tier, ps, 1);
 		} else {
 			/* untouched by a refused move: still zero */
-			_pmv_pool_put_page(tier, PMV_PS_4K, slot[i], true);
+			_pmv_pool_put_page(tier, ps, slot[i], true);
 		}
 	}
 	if (placed)
-		_pmv_pool_put_holes(tier, PMV_PS_4K, holes, placed);
+		_pmv_pool_put_holes(tier, ps, holes, placed);
 	for (size_t i = 0; i < n; i++)
 		_pmv_page_unlock(ctx, pgs[i]);
-	_pmv_fault_want_fill(ctx, t, PMV_PS_4K);
+	_pmv_fault_want_fill(ctx, t, ps);
 	_pmv_stat_add(&tier->first_touch, placed);
 	_pmv_stat_add(&ctx->faults_first_touch, placed);
 	_pmv_stat_add(&ctx->faults_ahead, placed);
@@ -637,12 +650,12 @@ static void map_ahead(pmv_ctx *ctx, const struct ahead *a)
 		return;
 	while (n < a->win && idx + 1 + n < r->npages && take_untouched(ctx, &r->pages[idx + 1 + n], t))
 		pgs[n] = &r->pages[idx + 1 + n], n++;
-	if (!map_untouched(ctx, t, pgs, n, res))
+	if (!map_untouched(ctx, t, r->ps, pgs, n, res))
 		return;
 	/* the stream's next fault is past what went in, up to the first failure */
 	for (got = 0; got < n && !res[got]; got++)
 		;
-	stream_ahead(ctx->fault, a->tid, _pmv_page_addr(a->pg), got);
+	stream_ahead(ctx->fault, a->tid, _pmv_page_addr(a->pg), got, r->ps);
 }
 
 /*
@@ -672,7 +685,7 @@ static void map_around(pmv_ctx *ctx, const struct ahead *a)
 	for (size_t i = lo; i < hi; i++)
 		if (i != idx && take_untouched(ctx, &r->pages[i], t))
 			pgs[n++] = &r->pages[i];
-	if (!map_untouched(ctx, t, pgs, n, res))
+	if (!map_untouched(ctx, t, PMV_PS_4K, pgs, n, res))
 		return;
 	/* a stream whose next page this mapped goes on after the block */
 	if (atomic_load_explicit(&f->stream[slot].tid, memory_order_relaxed) == a->tid) {
@@ -794,11 +807,12 @@ static bool handle_fault(pmv_ctx *ctx, const struct uffd_msg *msg, struct ahead 
 			/* the move woke it (PMV_MV_WAKE) */
 			_pmv_page_unlock(ctx, pg);
 			_pmv_far_kick(ctx, t);	/* room ahead of the next ones */
-			if (ah && r->ps == PMV_PS_4K && tid > 0 &&
-			    (ctx->fault->ahead_max || ctx->fault->around)) {
+			if (ah && tid > 0 && (ctx->fault->ahead_max || ctx->fault->around)) {
 				ah->win = ctx->fault->ahead_max ?
-					  stream_touch(ctx->fault, tid, addr) : 0;
-				ah->pg = ah->win || ctx->fault->around ? pg : NULL;
+					  stream_touch(ctx->fault, tid, addr, r->ps) : 0;
+				/* fault-around is a block of 4 KB pages */
+				ah->around = r->ps == PMV_PS_4K && ctx->fault->around;
+				ah->pg = ah->win || ah->around ? pg : NULL;
 				ah->tid = tid;
 			}
 			return true;
@@ -1062,7 +1076,7 @@ static void serve(struct handler *h)
 	for (size_t i = 0; i < nmsg; i++) {
 		if (ah[i].pg && ah[i].win)
 			map_ahead(ctx, &ah[i]);
-		if (ah[i].pg && f->around)
+		if (ah[i].pg && ah[i].around)
 			map_around(ctx, &ah[i]);
 	}
 	_pmv_regions_rdunlock(&ctx->regions_lock);

@@ -363,8 +363,8 @@ PMV_HIDDEN size_t _pmv_pool_take_holes_nb(pmv_ctx *ctx, struct _pmv_tier *t, int
 					  size_t n, void **out, bool nowait, bool *busy);
 /*
  * Up to n clean (zeroed) pages, counted resident, for a map-ahead: never
- * grows the pool, waits or takes the reserve, and leaves a few for the
- * next first touches. Ascending when they are neighbours.
+ * grows the pool, waits or takes the reserve; of 4 KB pages it leaves a
+ * few for the next first touches. Ascending when they are neighbours.
  */
 PMV_HIDDEN size_t _pmv_pool_take_clean(struct _pmv_tier *t, int ps, size_t n, void **out);
 /* Give n emptied slots back as holes (each as _pmv_pool_put_hole). */

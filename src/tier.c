@@ -46,11 +46,12 @@
 /*
  * Clean pages kept ready for first touches, zeroed by the fault helper
  * (_pmv_pool_fill) so that no fault waits for the kernel to zero one:
- * 2 MB of 4 KB pages, 4 MB of 2 MB pages, refilled below half of that,
+ * 2 MB of 4 KB pages, 8 MB of 2 MB pages (a 2 MB stream maps up to two
+ * ahead, fault.c), refilled below half of that,
  * and never more than half the room the tier has left.
  */
 #define FILL_4K		512
-#define FILL_2M		2
+#define FILL_2M		4
 
 static bool stack_push(void ***v, size_t *n, size_t *cap, void *x)
 {
@@ -1108,12 +1109,15 @@ size_t _pmv_pool_take_holes_nb(pmv_ctx *ctx, struct _pmv_tier *t, int ps, size_t
 /*
  * Map-ahead (fault.c): up to n clean pages, only those zeroed already. No
  * growth, no wait for a fill, no reserve: the fault was answered, and
- * what follows it must stay cheap. At least AHEAD_KEEP stay for the first
- * touches that come next, whose inline growth is the slow path. Taken
- * from the top of the clean stack, which the fill pushed in address
- * order, so out[] usually is one ascending run (one move).
+ * what follows it must stay cheap. Of 4 KB pages at least AHEAD_KEEP stay
+ * for the first touches that come next, whose inline growth is the slow
+ * path; of 2 MB pages none (the fill keeps a few: keeping half left the
+ * stream nothing to take, and its next fault costs the kernel's wasted
+ * THP zeroing whatever the pool holds). Taken from the top of the clean
+ * stack, which the fill pushed in address order, so out[] usually is one
+ * ascending run (one move).
  */
-#define AHEAD_KEEP	(FILL_4K / 2)
+#define AHEAD_KEEP(ps)	((ps) == PMV_PS_2M ? 0 : FILL_4K / 2)
 
 size_t _pmv_pool_take_clean(struct _pmv_tier *t, int ps, size_t n, void **out)
 {
@@ -1121,7 +1125,7 @@ size_t _pmv_pool_take_clean(struct _pmv_tier *t, int ps, size_t n, void **out)
 	size_t k;
 
 	tier_lock(t);
-	k = p->nclean > AHEAD_KEEP ? p->nclean - AHEAD_KEEP : 0;
+	k = p->nclean > AHEAD_KEEP(ps) ? p->nclean - AHEAD_KEEP(ps) : 0;
 	if (k > n)
 		k = n;
 	p->nclean -= k;

@@ -580,7 +580,8 @@ static int mlockall_body(const void *arg)
 	CHECK(lck1 - lck0 < 4096, "pmv_mmap locked %ld kB", lck1 - lck0);
 	CHECK(fill_and_check(p, len, psz, SEED) == 0, "data wrong after first touch");
 	rss2 = status_kb("VmRSS");
-	CHECK(rss2 - rss0 < (long)(len >> 10) + 8192, "touching %zu kB made %ld kB resident",
+	/* beyond the region: the fault helper's clean pages (8 MB of 2 MB ones), a little of ours */
+	CHECK(rss2 - rss0 < (long)(len >> 10) + 12288, "touching %zu kB made %ld kB resident",
 	      len >> 10, rss2 - rss0);
 	up = move_all(ctx, p, len, psz, 1);
 	down = move_all(ctx, p, len, psz, 0);
