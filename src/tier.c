@@ -497,13 +497,17 @@ static void tier_discard(struct _pmv_tier *t, void *slot, size_t len)
 		atomic_store_explicit(&t->pools_locked, true, memory_order_relaxed);
 }
 
-void _pmv_pool_discard(pmv_ctx *ctx, void *slot, size_t len)
+/* An mlockall locks every tier's pools: each one repairs at its next use. */
+static void mark_pools_locked(pmv_ctx *ctx)
 {
-	if (!discard(slot, len))
-		return;
-	/* an mlockall locks every tier's pools: each one repairs at its next use */
 	for (unsigned i = 0; i < ctx->ntiers; i++)
 		atomic_store_explicit(&ctx->tiers[i].pools_locked, true, memory_order_relaxed);
+}
+
+void _pmv_pool_discard(pmv_ctx *ctx, void *slot, size_t len)
+{
+	if (discard(slot, len))
+		mark_pools_locked(ctx);
 }
 
 static int cmp_ptr(const void *a, const void *b);
@@ -657,10 +661,10 @@ static void check_hole(pmv_ctx *ctx, struct _pmv_tier *held, void *slot, size_t 
 {
 	if (!resident(slot, len))
 		return;
+	mark_pools_locked(ctx);
 	for (unsigned i = 0; i < ctx->ntiers; i++) {
 		struct _pmv_tier *u = &ctx->tiers[i];
 
-		atomic_store_explicit(&u->pools_locked, true, memory_order_relaxed);
 		if (u == held) {
 			repair(u);
 		} else if (!pthread_mutex_trylock(&u->lock)) {
