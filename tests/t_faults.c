@@ -1235,7 +1235,7 @@ static long ahead_2m_round(int round, size_t *ahead_pages)
 static int ahead_2m(const struct t_case *c)
 {
 	struct pmv_policy_config off = { .mode = PMV_POLICY_OFF };
-	int bad = 0, nrounds = t_rounds(4);
+	int bad = 0, nrounds = t_rounds(4), round;
 	size_t ahead_pages = 0;
 	long nbad = 0;
 
@@ -1248,8 +1248,8 @@ static int ahead_2m(const struct t_case *c)
 		ctx = t_ctx_pol(1, (const size_t[]){ NAHEAD_2M * T_SZ_2M }, 0, &off);
 	else
 		ctx = t_ctx_pol(2, NULL, 0, &off);
-	for (int round = 0; round < nrounds || (ctx && !c->variant && !ahead_pages &&
-						round < 1000); round++) {
+	for (round = 0; round < nrounds || (ctx && !c->variant && !ahead_pages && round < 1000);
+	     round++) {
 		t_step("round %d", round);
 		nbad += ahead_2m_round(round, &ahead_pages);
 		t_beat();
@@ -1258,7 +1258,7 @@ static int ahead_2m(const struct t_case *c)
 	if (ctx && c->variant)
 		T_CHECK(bad, !ahead_pages, "%zu pages mapped ahead on a bounded tier", ahead_pages);
 	else if (ctx)
-		T_CHECK(bad, ahead_pages, "no 2 MB page mapped ahead in %d rounds", nrounds);
+		T_CHECK(bad, ahead_pages, "no 2 MB page mapped ahead in %d rounds", round);
 	printf("  %zu 2 MB pages mapped ahead\n", ahead_pages);
 	t_destroy(ctx);
 	ctx = NULL;
